@@ -1,0 +1,48 @@
+# mcutie — build, run, test. `make help` lists the targets.
+GO        ?= go
+BIN       ?= bin/mcutie
+STATICCHECK_VERSION ?= v0.8.2
+FUZZTIME  ?= 10s
+PKGS      := ./...
+
+.PHONY: help build run test test-short bench fuzz lint fmt vet staticcheck clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/mcutie
+	$(GO) build -o $(BIN) ./cmd/mcutie
+
+run: build ## start a broker: MQTT on 127.0.0.1:1883, metrics on 127.0.0.1:9100, data in ./data
+	./$(BIN)
+
+test: ## all tests with the race detector (what CI runs)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short: ## quick tests without the race detector
+	$(GO) test -short -count=1 $(PKGS)
+
+bench: ## micro benchmarks with allocation counts
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+	  done; done
+
+fmt: ## gofmt -s -w
+	gofmt -s -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+lint: vet staticcheck ## gofmt check, go vet, staticcheck (pinned)
+	@out=$$(gofmt -s -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

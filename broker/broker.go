@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+)
+
+// Broker is the protocol core: sessions, QoS state machines, routing,
+// retained messages and wills, spread over a fixed set of Loops. It does no
+// I/O of its own: a transport (package reactor) binds each Loop to an event
+// loop and feeds it bytes.
+//
+// Concurrency: New, Loop and Close are safe for concurrent use; Publish is
+// safe for concurrent use. Everything else belongs to a Loop and is
+// documented there.
+type Broker struct {
+	opts     Options
+	loops    []*Loop
+	shared   *router.Shared[*Session]
+	retained *router.Retained[*Message]
+	seed     maphash.Seed
+	rr       atomic.Uint32 // round robin for server-side publishes
+	stats    Stats
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+}
+
+// New returns a broker with opts (defaults filled in). Its loops must be
+// bound to executors (Loop.Bind) before clients are fed to them.
+func New(opts Options) *Broker {
+	opts.Defaults()
+	b := &Broker{
+		opts:     opts,
+		shared:   router.NewShared[*Session](),
+		retained: router.NewRetained[*Message](),
+		seed:     maphash.MakeSeed(),
+	}
+	b.loops = make([]*Loop, opts.Loops)
+	for i := range b.loops {
+		b.loops[i] = newLoop(b, i)
+	}
+	return b
+}
+
+// Options returns the effective options.
+func (b *Broker) Options() Options { return b.opts }
+
+// NumLoops is the number of loops.
+func (b *Broker) NumLoops() int { return len(b.loops) }
+
+// Loop returns loop i.
+func (b *Broker) Loop(i int) *Loop { return b.loops[i] }
+
+// homeLoop is the loop that owns every piece of state of a client id: its
+// session, subscriptions, queues and will. A connection is moved to its
+// client id's home loop right after CONNECT, so takeover, resume and expiry
+// never cross loops.
+func (b *Broker) homeLoop(clientID []byte) int {
+	if len(b.loops) == 1 {
+		return 0
+	}
+	return int(maphash.Bytes(b.seed, clientID) % uint64(len(b.loops)))
+}
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// Publish routes an application message from the server side (no client
+// session): subscribers receive it as if a client had published it, and a
+// retained message is stored. Safe for concurrent use; it copies what it
+// needs before returning.
+func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if err := codec.ValidateTopicName([]byte(topic)); err != nil {
+		return err
+	}
+	if qos > 2 {
+		return errors.New("broker: QoS must be 0, 1 or 2")
+	}
+	p := codec.Publish{Topic: []byte(topic), Payload: payload, QoS: qos, Retain: retain}
+	l := b.loops[int(b.rr.Add(1))%len(b.loops)]
+	m := newMessage(&p, nil, b.opts.Now().UnixNano())
+	if !l.post(inboxItem{kind: itemPublish, msg: m}, true) {
+		m.release()
+		return ErrInboxFull
+	}
+	return nil
+}
+
+// ErrInboxFull is returned when a loop's inbox stays full.
+var ErrInboxFull = errors.New("broker: loop inbox full")
+
+// Shutdown disconnects every client: v5 clients get DISCONNECT 0x8B (server
+// shutting down) first. It returns once every loop has run the request.
+// The transport closes its listeners before calling it.
+func (b *Broker) Shutdown() {
+	if !b.closed.CompareAndSwap(false, true) {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, l := range b.loops {
+		wg.Add(1)
+		l := l
+		if !l.bound() {
+			wg.Done()
+			continue
+		}
+		if err := l.exec(func() {
+			defer wg.Done()
+			l.shutdown()
+		}); err != nil {
+			wg.Done()
+		}
+	}
+	wg.Wait()
+}

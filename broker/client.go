@@ -1,0 +1,336 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// Conn is the transport of one client connection, implemented by the
+// reactor. Every method is Loop-only (called on the connection's own event
+// loop), except Close, which is safe from anywhere.
+type Conn interface {
+	// Writev writes the vectors in order; bytes the socket does not take
+	// at once are buffered by the transport. The caller may reuse the
+	// vectors as soon as it returns.
+	Writev(bufs [][]byte) (int, error)
+	// OutboundBuffered is the number of bytes written but not yet sent.
+	OutboundBuffered() int
+	// Close closes the connection after sending what is buffered; the
+	// transport then calls Client.Closed on the loop.
+	Close() error
+	// RemoteAddr names the peer, for logs.
+	RemoteAddr() string
+}
+
+// FeedResult tells the transport what to do after Feed.
+type FeedResult uint8
+
+const (
+	FeedContinue FeedResult = iota // keep the connection
+	FeedClose                      // close it (the broker has written what it had to say)
+	FeedMigrate                    // move it to loop MigrateTo, carrying the unconsumed bytes
+)
+
+type clientState uint8
+
+const (
+	stateAwaitConnect clientState = iota
+	stateConnected
+	stateClosing
+	stateMigrating
+)
+
+// Client is one network connection speaking MQTT. All its methods are
+// Loop-only.
+type Client struct {
+	l     *Loop
+	conn  Conn
+	s     *Session
+	state clientState
+	idx   int
+
+	version   codec.Version
+	keepAlive uint16 // effective, seconds; 0 = none
+	lastSeen  int64
+	openedAt  int64
+
+	// Set from the v5 CONNECT.
+	sendQuota     int    // client's Receive Maximum: our QoS 1/2 send window
+	maxOut        int    // client's Maximum Packet Size; 0 = protocol limit
+	problemInfo   bool   // Request Problem Information
+	aliases       [][]byte // inbound topic aliases, index = alias-1, lazily sized
+	inboundQoS2   int    // QoS 2 PUBLISHes received and awaiting PUBREL, for our Receive Maximum
+	willOnClose   bool   // publish the will when the connection closes
+	cleanDisconnect bool
+
+	MigrateTo int // target loop when Feed returns FeedMigrate
+
+	wbuf    []byte   // encoded headers and control packets of the current flush
+	iov     [][]byte // vectors of the current flush
+	rel     []*Message
+	pending int // bytes in iov
+	dirty   bool
+}
+
+// NewClient registers a new connection on l. Loop-only.
+func (l *Loop) NewClient(conn Conn) *Client {
+	l.tick()
+	c := &Client{l: l, conn: conn, openedAt: l.now, lastSeen: l.now, problemInfo: true}
+	l.addClient(c)
+	l.counters.connectionsOpened++
+	return c
+}
+
+// Feed handles every complete packet in buf and reports how many bytes it
+// consumed; a partial packet is left for the next call. Slices of buf are
+// not kept after Feed returns. Loop-only.
+func (c *Client) Feed(buf []byte) (int, FeedResult) {
+	l := c.l
+	l.tick()
+	c.lastSeen = l.now
+	off := 0
+	res := FeedContinue
+	for off < len(buf) && c.state <= stateConnected {
+		h, err := codec.Frame(buf[off:], l.b.opts.MaxPacketSize)
+		if err == codec.ErrIncomplete {
+			break
+		}
+		if err != nil {
+			c.protocolViolation(err)
+			res = FeedClose
+			break
+		}
+		body := buf[off+h.HeaderLen : off+h.Len()]
+		if c.state == stateAwaitConnect {
+			if h.Type != codec.CONNECT {
+				// [MQTT-3.1.0-1] The first packet must be CONNECT.
+				c.logViolation("first packet is not CONNECT", "MQTT-3.1.0-1")
+				res = FeedClose
+				break
+			}
+			r := c.handleConnect(h, body)
+			if r == FeedMigrate {
+				return off, FeedMigrate
+			}
+			if r == FeedClose {
+				res = FeedClose
+				break
+			}
+			off += h.Len()
+			continue
+		}
+		l.counters.packetsIn[h.Type&15]++
+		if err := c.dispatch(h, body); err != nil {
+			c.protocolViolation(err)
+			res = FeedClose
+			break
+		}
+		off += h.Len()
+	}
+	if c.state == stateClosing {
+		res = FeedClose
+	}
+	l.flush()
+	if res == FeedClose {
+		return len(buf), FeedClose
+	}
+	return off, res
+}
+
+func (c *Client) dispatch(h codec.FixedHeader, body []byte) error {
+	l := c.l
+	switch h.Type {
+	case codec.PUBLISH:
+		p := &l.pkt.publish
+		if err := p.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		return c.handlePublish(p)
+	case codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP:
+		a := &l.pkt.ack
+		if err := a.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		return c.handleAck(a)
+	case codec.SUBSCRIBE:
+		s := &l.pkt.sub
+		if err := s.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		return c.handleSubscribe(s)
+	case codec.UNSUBSCRIBE:
+		u := &l.pkt.unsub
+		if err := u.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		return c.handleUnsubscribe(u)
+	case codec.PINGREQ:
+		if err := codec.DecodeEmpty(h); err != nil {
+			return err
+		}
+		c.queueControl(codec.AppendPingresp(c.controlBuf()))
+		return nil
+	case codec.DISCONNECT:
+		d := &l.pkt.disc
+		if err := d.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		return c.handleDisconnect(d)
+	case codec.AUTH:
+		a := &l.pkt.auth
+		if err := a.Decode(h, body, c.version); err != nil {
+			return err
+		}
+		// Enhanced authentication hook point: no method is supported yet
+		// (issue "Security"), and CONNECT with an Authentication Method is
+		// refused with 0x8C, so an AUTH here is a protocol error.
+		return errProtocol("AUTH without an authentication method in CONNECT", "MQTT-4.12.0-1")
+	case codec.CONNECT:
+		// [MQTT-3.1.0-2] A second CONNECT is a protocol error.
+		return errProtocol("second CONNECT", "MQTT-3.1.0-2")
+	default:
+		return errProtocol("packet type "+typeName(h.Type)+" is not sent to a server", "")
+	}
+}
+
+func typeName(t codec.Type) string {
+	names := [...]string{"RESERVED", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH"}
+	return names[t&15]
+}
+
+func errProtocol(reason, spec string) error {
+	return &codec.ReasonError{Code: codec.ProtocolError, Reason: reason, SpecID: spec}
+}
+
+var errNotBound = errors.New("broker: loop not bound to an event loop")
+
+// protocolViolation reports err to a v5 client with DISCONNECT (after a
+// successful CONNACK only: MQTT-3.14.0-1) and closes the connection
+// [MQTT-4.13.1-1].
+func (c *Client) protocolViolation(err error) {
+	re := codec.AsReasonError(err)
+	code := codec.UnspecifiedError
+	reason := err.Error()
+	spec := ""
+	if re != nil {
+		code, reason, spec = re.Code, re.Reason, re.SpecID
+	}
+	c.logViolation(reason, spec)
+	c.l.counters.protocolErrors++
+	if c.state == stateConnected {
+		c.disconnect(code, reason)
+	} else {
+		c.close()
+	}
+}
+
+func (c *Client) logViolation(reason, spec string) {
+	id := ""
+	if c.s != nil {
+		id = c.s.id
+	}
+	c.l.b.opts.Logger.Info("closing connection: protocol violation",
+		slog.String("client", id), slog.String("remote", c.conn.RemoteAddr()),
+		slog.String("rule", spec), slog.String("reason", reason))
+}
+
+// disconnect sends a v5 DISCONNECT with code (3.x: nothing) and closes.
+func (c *Client) disconnect(code codec.ReasonCode, reason string) {
+	if c.state == stateConnected && c.version == codec.V5 {
+		d := codec.Disconnect{Code: code}
+		if reason != "" && c.problemInfo {
+			d.Props.Set(codec.PropReasonString)
+			d.Props.ReasonString = []byte(reason)
+		}
+		b := d.Append(c.controlBuf(), codec.V5)
+		if c.maxOut == 0 || len(b)-len(c.wbuf) <= c.maxOut {
+			c.queueControl(b)
+		}
+	}
+	if code != codec.NormalDisconnection && code != codec.DisconnectWithWill {
+		// A server-initiated close is abnormal for the client: the will
+		// is published (MQTT-3.1.2-8) unless the client said DISCONNECT.
+		c.willOnClose = !c.cleanDisconnect
+	}
+	c.close()
+}
+
+// close flushes and closes the connection; Closed follows from the transport.
+func (c *Client) close() {
+	if c.state == stateClosing || c.state == stateMigrating {
+		return
+	}
+	c.state = stateClosing
+	c.flush()
+	_ = c.conn.Close()
+}
+
+// Closed is called by the transport once the connection is gone, on its
+// loop. Loop-only.
+func (c *Client) Closed() {
+	l := c.l
+	l.tick()
+	l.removeClient(c)
+	l.counters.connectionsClosed++
+	if c.state == stateMigrating {
+		return
+	}
+	c.state = stateClosing
+	for _, m := range c.rel {
+		m.release()
+	}
+	c.rel = c.rel[:0]
+	c.iov = c.iov[:0]
+	if s := c.s; s != nil && s.c == c {
+		s.detach(c, !c.cleanDisconnect || c.willOnClose)
+	}
+	c.s = nil
+}
+
+// controlBuf returns c.wbuf for a control packet to be appended to.
+func (c *Client) controlBuf() []byte { return c.wbuf }
+
+// queueControl takes b = append(c.wbuf, packet...) and queues the packet.
+func (c *Client) queueControl(b []byte) {
+	start := len(c.wbuf)
+	c.wbuf = b
+	c.iov = append(c.iov, b[start:len(b):len(b)])
+	c.pending += len(b) - start
+	c.markDirty()
+}
+
+func (c *Client) markDirty() {
+	if !c.dirty {
+		c.dirty = true
+		c.l.dirty = append(c.l.dirty, c)
+	}
+}
+
+// flush writes the queued vectors with one writev.
+func (c *Client) flush() {
+	c.dirty = false
+	if len(c.iov) > 0 && c.state != stateMigrating {
+		n := c.pending
+		if _, err := c.conn.Writev(c.iov); err == nil {
+			c.l.counters.bytesOut += uint64(n)
+		}
+	}
+	for i := range c.iov {
+		c.iov[i] = nil
+	}
+	c.iov = c.iov[:0]
+	c.pending = 0
+	c.wbuf = c.wbuf[:0]
+	for i, m := range c.rel {
+		m.release()
+		c.rel[i] = nil
+	}
+	c.rel = c.rel[:0]
+}
+
+// outboundFull reports whether c is a slow consumer right now.
+func (c *Client) outboundFull() bool {
+	return c.conn.OutboundBuffered()+c.pending > c.l.b.opts.MaxOutboundBytes
+}

@@ -1,0 +1,206 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// handleConnect processes the first packet of a connection.
+func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
+	l := c.l
+	b := l.b
+	p := &l.pkt.connect
+	if err := p.Decode(h, body); err != nil {
+		c.refuseConnect(p.Version, err)
+		return FeedClose
+	}
+	c.version = p.Version
+	if b.closed.Load() {
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ServerUnavailable, Reason: "server shutting down"})
+		return FeedClose
+	}
+
+	// Client identifier rules.
+	assigned := false
+	cid := p.ClientID
+	if len(cid) == 0 {
+		switch {
+		case p.Version == codec.V31:
+			// MQTT 3.1 requires 1..23 characters.
+			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "empty client identifier", SpecID: "MQTT-3.1.3-8"})
+			return FeedClose
+		case p.Version == codec.V311 && !p.CleanStart:
+			// [MQTT-3.1.3-8] An empty client id with Clean Session 0 is refused with 0x02.
+			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "empty client identifier requires clean session", SpecID: "MQTT-3.1.3-8"})
+			return FeedClose
+		}
+		// [MQTT-3.1.3-6] Assign a unique id; pick one whose home is this
+		// loop so the connection does not have to move.
+		cid = c.assignClientID()
+		assigned = true
+	} else if home := b.homeLoop(cid); home != l.idx {
+		c.MigrateTo = home
+		c.state = stateMigrating
+		return FeedMigrate
+	}
+
+	if p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod) {
+		// Hook point for enhanced authentication: no method is
+		// supported by the default broker.
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.BadAuthenticationMethod, Reason: "authentication method not supported"})
+		return FeedClose
+	}
+
+	// Connection-scoped v5 settings.
+	c.sendQuota = int(b.opts.MaxInflight)
+	if p.Version == codec.V5 {
+		if p.Props.Has(codec.PropReceiveMaximum) {
+			c.sendQuota = int(min(p.Props.ReceiveMaximum, b.opts.MaxInflight))
+		}
+		if p.Props.Has(codec.PropMaximumPacketSize) {
+			c.maxOut = int(p.Props.MaximumPacketSize)
+		}
+		if p.Props.Has(codec.PropRequestProblemInfo) {
+			c.problemInfo = p.Props.RequestProblemInfo == 1
+		}
+	}
+	c.keepAlive = p.KeepAlive
+	serverKeepAlive := false
+	if mk := b.opts.MaxKeepAlive; mk > 0 && p.Version == codec.V5 && (p.KeepAlive == 0 || p.KeepAlive > mk) {
+		// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
+		c.keepAlive = mk
+		serverKeepAlive = true
+	}
+
+	expiry := uint32(0)
+	if p.Version == codec.V5 {
+		if p.Props.Has(codec.PropSessionExpiry) {
+			expiry = min(p.Props.SessionExpiry, b.opts.MaxSessionExpiry)
+		}
+	} else if !p.CleanStart {
+		expiry = min(uint32(0xFFFFFFFF), b.opts.MaxSessionExpiry)
+	}
+
+	id := string(cid)
+	s := l.sessions[id]
+	if s != nil && s.c != nil {
+		// [MQTT-3.1.4-3] Session takeover: tell the old connection (v5
+		// 0x8E) and close it.
+		old := s.c
+		s.c = nil
+		old.s = nil
+		l.counters.takeovers++
+		old.willOnClose = false
+		if old.version == codec.V5 {
+			old.disconnect(codec.SessionTakenOver, "session taken over")
+		} else {
+			old.close()
+		}
+		// The old connection closed abnormally: its will goes out unless
+		// a delay gives the new connection the chance to cancel it.
+		if s.will != nil && (s.willDelay == 0 || p.CleanStart) {
+			s.publishWill()
+		}
+	}
+	present := false
+	if s != nil && p.CleanStart {
+		s.end(false)
+		s = nil
+	}
+	if s != nil {
+		present = true
+		s.cancelWill() // [MQTT-3.1.3-9] reconnected within the will delay
+		l.unwait(s)
+	} else {
+		s = newSession(l, id)
+		l.sessions[id] = s
+	}
+	s.version = p.Version
+	s.expiry = expiry
+
+	// The will belongs to this connection (MQTT-3.1.2-8 and -10).
+	if p.WillFlag {
+		wp := codec.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
+		if p.Version == codec.V5 {
+			wp.Props = p.WillProps
+		}
+		s.setWill(newMessage(&wp, s, l.now), p.WillProps.WillDelay)
+	}
+
+	// CONNACK.
+	ack := codec.Connack{SessionPresent: present, Code: 0}
+	if p.Version == codec.V5 {
+		pr := &ack.Props
+		pr.Set(codec.PropReceiveMaximum)
+		pr.ReceiveMaximum = b.opts.MaxInflight
+		pr.Set(codec.PropMaximumPacketSize)
+		pr.MaximumPacketSize = uint32(b.opts.MaxPacketSize)
+		pr.Set(codec.PropTopicAliasMaximum)
+		pr.TopicAliasMaximum = b.opts.TopicAliasMaximum
+		if p.Props.Has(codec.PropSessionExpiry) && expiry != p.Props.SessionExpiry {
+			pr.Set(codec.PropSessionExpiry)
+			pr.SessionExpiry = expiry
+		}
+		if assigned {
+			// [MQTT-3.2.2-16] Return the Assigned Client Identifier.
+			pr.Set(codec.PropAssignedClientID)
+			pr.AssignedClientID = cid
+		}
+		if serverKeepAlive {
+			pr.Set(codec.PropServerKeepAlive)
+			pr.ServerKeepAlive = c.keepAlive
+		}
+	}
+	c.queueControl(ack.Append(c.controlBuf(), p.Version))
+	c.state = stateConnected
+	l.counters.connects++
+	s.attach(c)
+	return FeedContinue
+}
+
+// refuseConnect answers a refused CONNECT with a CONNACK where the protocol
+// has a code for the failure, and closes (MQTT-3.2.2-6/-7, MQTT-3.1.4-1).
+func (c *Client) refuseConnect(v codec.Version, err error) {
+	re := codec.AsReasonError(err)
+	c.l.counters.connectsRefused++
+	if re == nil {
+		c.close()
+		return
+	}
+	c.logViolation("CONNECT refused: "+re.Reason, re.SpecID)
+	switch v {
+	case codec.V5:
+		ack := codec.Connack{Code: byte(re.Code)}
+		if c.problemInfo && re.Reason != "" {
+			ack.Props.Set(codec.PropReasonString)
+			ack.Props.ReasonString = []byte(re.Reason)
+		}
+		c.queueControl(ack.Append(c.controlBuf(), codec.V5))
+	case codec.V31, codec.V311:
+		if code, ok := re.ConnackV3(); ok {
+			ack := codec.Connack{Code: code}
+			c.queueControl(ack.Append(c.controlBuf(), v))
+		}
+	default:
+		if re.Code == codec.UnsupportedProtocolVersion {
+			// [MQTT-3.1.2-2] An unknown level gets 0x01 in the 3.1.1 form.
+			ack := codec.Connack{Code: codec.ConnRefusedProtocolVersion}
+			c.queueControl(ack.Append(c.controlBuf(), codec.V311))
+		}
+	}
+	c.close()
+}
+
+// assignClientID returns a fresh random id homed on c's loop.
+func (c *Client) assignClientID() []byte {
+	var raw [12]byte
+	for {
+		_, _ = rand.Read(raw[:])
+		id := []byte("auto-" + hex.EncodeToString(raw[:]))
+		if c.l.b.homeLoop(id) == c.l.idx {
+			return id
+		}
+	}
+}

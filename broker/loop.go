@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+)
+
+// Loop is the broker's half of one event loop: its router shard, the
+// sessions homed on it, its connections and its inbox. Every method whose
+// doc says "Loop-only" must be called on the event loop it is bound to; the
+// reactor guarantees this by calling them from gnet callbacks and from
+// functions run through the executor given to Bind.
+type Loop struct {
+	b   *Broker
+	idx int
+
+	execFn atomic.Pointer[func(func()) error]
+
+	shard    *router.Shard[*Session]
+	subCount atomic.Int64 // non-shared subscriptions in shard: other loops post to us only when > 0
+	inbox    *inbox[inboxItem]
+
+	sessions map[string]*Session
+	clients  []*Client // live connections, for keep-alive and connect-timeout sweeps
+	waiting  []*Session // offline sessions with an expiry or a pending will
+
+	now int64 // unix ns, refreshed at each callback
+
+	// Scratch, reused for every packet so decoding allocates nothing.
+	pkt struct {
+		connect codec.Connect
+		publish codec.Publish
+		ack     codec.Ack
+		sub     codec.Subscribe
+		unsub   codec.Unsubscribe
+		disc    codec.Disconnect
+		auth    codec.Auth
+		suback  codec.Suback
+		unsuback codec.Unsuback
+	}
+	matches  []router.Entry[*Session]
+	targets  []*Session
+	matchSeq uint64
+	dirty    []*Client // connections with bytes waiting for flush
+	retBuf   []*Message
+
+	counters loopCounters
+}
+
+type itemKind uint8
+
+const (
+	itemPublish itemKind = iota // route from this loop as if published here (server-side publish, will)
+	itemRemote                  // a message published on another loop: match this shard only
+	itemDirect                  // deliver to one session (shared subscription member)
+	itemFunc                    // run fn
+)
+
+type inboxItem struct {
+	kind   itemKind
+	msg    *Message
+	target *Session
+	opts   router.SubOptions
+	fn     func()
+}
+
+func newLoop(b *Broker, idx int) *Loop {
+	return &Loop{
+		b:        b,
+		idx:      idx,
+		shard:    router.NewShard[*Session](),
+		inbox:    newInbox[inboxItem](b.opts.InboxSize),
+		sessions: make(map[string]*Session),
+	}
+}
+
+// Index is the loop's position in the broker.
+func (l *Loop) Index() int { return l.idx }
+
+// Bind sets the function that runs work on this loop's event loop. Safe
+// for concurrent use; called once by the transport at start-up.
+func (l *Loop) Bind(exec func(func()) error) { l.execFn.Store(&exec) }
+
+func (l *Loop) bound() bool { return l.execFn.Load() != nil }
+
+func (l *Loop) exec(fn func()) error {
+	p := l.execFn.Load()
+	if p == nil {
+		return errNotBound
+	}
+	return (*p)(fn)
+}
+
+// post hands an item to this loop from any goroutine. With wait set it
+// applies bounded back-pressure when the inbox is full (used for QoS ≥ 1,
+// which must not be dropped lightly); otherwise a full inbox rejects.
+func (l *Loop) post(it inboxItem, wait bool) bool {
+	var ok bool
+	if wait {
+		ok = l.inbox.pushWait(it, 10000)
+	} else {
+		ok = l.inbox.push(it)
+	}
+	if !ok {
+		return false
+	}
+	if l.inbox.scheduled.CompareAndSwap(false, true) {
+		if err := l.exec(l.drain); err != nil {
+			l.inbox.scheduled.Store(false)
+		}
+	}
+	return true
+}
+
+// drain runs the inbox. Loop-only.
+func (l *Loop) drain() {
+	l.inbox.scheduled.Store(false)
+	l.tick()
+	for {
+		it, ok := l.inbox.pop()
+		if !ok {
+			break
+		}
+		switch it.kind {
+		case itemPublish:
+			l.publish(it.msg, it.msg.origin)
+			it.msg.release()
+		case itemRemote:
+			l.routeLocal(it.msg, it.msg.origin)
+			it.msg.release()
+		case itemDirect:
+			if it.target.l == l {
+				l.deliverOne(it.target, it.msg, it.opts.QoS, it.opts.RetainAsPublished && it.msg.Retain, it.opts.ID)
+			}
+			it.msg.release()
+		case itemFunc:
+			it.fn()
+		}
+	}
+	l.flush()
+}
+
+// tick refreshes the loop's clock. Loop-only.
+func (l *Loop) tick() { l.now = l.b.opts.Now().UnixNano() }
+
+// flush writes every connection's pending bytes with one writev each.
+// Loop-only.
+func (l *Loop) flush() {
+	for i, c := range l.dirty {
+		c.flush()
+		l.dirty[i] = nil
+	}
+	l.dirty = l.dirty[:0]
+}
+
+func (l *Loop) addClient(c *Client) {
+	c.idx = len(l.clients)
+	l.clients = append(l.clients, c)
+}
+
+func (l *Loop) removeClient(c *Client) {
+	i := c.idx
+	if i < 0 || i >= len(l.clients) || l.clients[i] != c {
+		return
+	}
+	last := len(l.clients) - 1
+	l.clients[i] = l.clients[last]
+	l.clients[i].idx = i
+	l.clients[last] = nil
+	l.clients = l.clients[:last]
+	c.idx = -1
+}
+
+// shutdown disconnects every client of this loop. Loop-only.
+func (l *Loop) shutdown() {
+	l.tick()
+	for _, c := range append([]*Client(nil), l.clients...) {
+		c.disconnect(codec.ServerShuttingDown, "server shutting down")
+	}
+	l.flush()
+}

@@ -1,0 +1,137 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// Message is one application message, shared by every delivery of one
+// PUBLISH (local subscribers, other loops, offline queues, the retained
+// index). Its bytes are a single copy of what the publisher sent, made once
+// when the message must outlive OnTraffic. It is immutable once routed and
+// reference counted: every holder calls release exactly once.
+type Message struct {
+	refs    atomic.Int32
+	buf     []byte // owns Topic, Payload and the byte-valued properties
+	Topic   []byte
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Props holds the properties that are forwarded (MQTT-3.3.2-4/-15/-16/
+	// -17/-18/-20): payload format, content type, response topic,
+	// correlation data and user properties in order. Message expiry is
+	// kept as ExpireAt and recomputed per send (MQTT-3.3.2-6).
+	Props    codec.Properties
+	ExpireAt int64 // unix nanoseconds, 0 = never
+	Created  int64 // unix nanoseconds
+
+	origin *Session // publisher, for No Local (MQTT-3.8.3-3); nil for server-side publishes
+
+	// pinned messages never return to the pool: a retained message may be
+	// read by any loop from the retained index without holding a
+	// reference, so its memory must stay valid until the GC proves
+	// nobody points at it.
+	pinned bool
+}
+
+const maxPooledMessageBuf = 64 << 10
+
+var messagePool = sync.Pool{New: func() any { return new(Message) }}
+
+// newMessage copies p into a pooled Message with one reference.
+func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
+	m := messagePool.Get().(*Message)
+	m.refs.Store(1)
+	n := len(p.Topic) + len(p.Payload) + len(p.Props.ContentType) + len(p.Props.ResponseTopic) + len(p.Props.CorrelationData)
+	for _, u := range p.Props.User {
+		n += len(u.Key) + len(u.Value)
+	}
+	if cap(m.buf) < n {
+		m.buf = make([]byte, 0, n)
+	}
+	b := m.buf[:0]
+	b, m.Topic = appendSub(b, p.Topic)
+	b, m.Payload = appendSub(b, p.Payload)
+	user := m.Props.User[:0]
+	m.Props = codec.Properties{}
+	if p.Props.Present != 0 || len(p.Props.User) > 0 {
+		pp := &p.Props
+		if pp.Has(codec.PropPayloadFormat) {
+			m.Props.Set(codec.PropPayloadFormat)
+			m.Props.PayloadFormat = pp.PayloadFormat
+		}
+		if pp.Has(codec.PropContentType) {
+			m.Props.Set(codec.PropContentType)
+			b, m.Props.ContentType = appendSub(b, pp.ContentType)
+		}
+		if pp.Has(codec.PropResponseTopic) {
+			m.Props.Set(codec.PropResponseTopic)
+			b, m.Props.ResponseTopic = appendSub(b, pp.ResponseTopic)
+		}
+		if pp.Has(codec.PropCorrelationData) {
+			m.Props.Set(codec.PropCorrelationData)
+			b, m.Props.CorrelationData = appendSub(b, pp.CorrelationData)
+		}
+		for _, u := range pp.User {
+			var k, v []byte
+			b, k = appendSub(b, u.Key)
+			b, v = appendSub(b, u.Value)
+			user = append(user, codec.UserProperty{Key: k, Value: v})
+		}
+		if pp.Has(codec.PropMessageExpiry) {
+			m.ExpireAt = now + int64(pp.MessageExpiry)*int64(time.Second)
+		} else {
+			m.ExpireAt = 0
+		}
+	} else {
+		m.ExpireAt = 0
+	}
+	m.Props.User = user
+	m.buf = b
+	m.QoS = p.QoS
+	m.Retain = p.Retain
+	m.pinned = p.Retain
+	m.Created = now
+	m.origin = origin
+	return m
+}
+
+func appendSub(b, src []byte) ([]byte, []byte) {
+	start := len(b)
+	b = append(b, src...)
+	return b, b[start:len(b):len(b)]
+}
+
+func (m *Message) retain() { m.refs.Add(1) }
+
+// release drops one reference; the last one returns the message to the pool.
+func (m *Message) release() {
+	n := m.refs.Add(-1)
+	if n > 0 {
+		return
+	}
+	if n < 0 && !m.pinned {
+		panic("BUG: broker: Message released more often than retained")
+	}
+	m.origin = nil
+	if m.pinned || cap(m.buf) > maxPooledMessageBuf {
+		return // let big buffers go to the GC rather than pin them in the pool
+	}
+	messagePool.Put(m)
+}
+
+// expired reports whether the message's expiry interval has passed (MQTT-3.3.2-5).
+func (m *Message) expired(now int64) bool { return m.ExpireAt != 0 && now >= m.ExpireAt }
+
+// remainingExpiry is the Message Expiry Interval to forward: the received
+// value minus the time the message waited (MQTT-3.3.2-6), at least 1 s.
+func (m *Message) remainingExpiry(now int64) uint32 {
+	d := (m.ExpireAt - now + int64(time.Second) - 1) / int64(time.Second)
+	if d < 1 {
+		d = 1
+	}
+	return uint32(d)
+}

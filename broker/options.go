@@ -1,0 +1,71 @@
+package broker
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Options configures a Broker. The zero value of a field means its default
+// (see Defaults); cmd/mcutie maps flags and the config file onto it.
+type Options struct {
+	Loops int // event loops (and router shards); default: number of CPUs
+
+	MaxPacketSize     int    // largest packet accepted and advertised (v5 Maximum Packet Size); default 1 MiB
+	MaxTopicLength    int    // bytes; default 65535
+	MaxTopicLevels    int    // default 128
+	MaxKeepAlive      uint16 // seconds; a client asking for more (or 0) is told the Server Keep Alive (v5) — 3.x clients keep theirs; default 0 = no limit
+	MaxInflight       uint16 // QoS 1/2 messages sent and not yet acknowledged, per session (and our v5 Receive Maximum); default 1024
+	MaxQueued         int    // QoS 1/2 messages queued per session beyond the inflight window or while offline; default 10000
+	MaxOutboundBytes  int    // bytes buffered for one connection before it counts as a slow consumer (QoS 0 dropped); default 4 MiB
+	TopicAliasMaximum uint16 // inbound topic aliases accepted from v5 clients; default 64
+	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
+	ConnectTimeout    time.Duration
+	InboxSize         int // cross-loop inbox capacity per loop; default 16384
+
+	Logger *slog.Logger
+	Now    func() time.Time // for tests; default time.Now
+}
+
+// Defaults fills unset fields.
+func (o *Options) Defaults() {
+	if o.Loops <= 0 {
+		o.Loops = runtime.NumCPU()
+	}
+	if o.MaxPacketSize <= 0 {
+		o.MaxPacketSize = 1 << 20
+	}
+	if o.MaxTopicLength <= 0 || o.MaxTopicLength > 65535 {
+		o.MaxTopicLength = 65535
+	}
+	if o.MaxTopicLevels <= 0 {
+		o.MaxTopicLevels = 128
+	}
+	if o.MaxInflight == 0 {
+		o.MaxInflight = 1024
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = 10000
+	}
+	if o.MaxOutboundBytes <= 0 {
+		o.MaxOutboundBytes = 4 << 20
+	}
+	if o.TopicAliasMaximum == 0 {
+		o.TopicAliasMaximum = 64
+	}
+	if o.MaxSessionExpiry == 0 {
+		o.MaxSessionExpiry = 0xFFFFFFFF
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.InboxSize <= 0 {
+		o.InboxSize = 16384
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}

@@ -1,0 +1,395 @@
+package broker
+
+import (
+	"bytes"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+)
+
+// handlePublish processes an inbound PUBLISH.
+func (c *Client) handlePublish(p *codec.Publish) error {
+	l := c.l
+	s := c.s
+	if c.version == codec.V5 {
+		if len(p.Props.SubscriptionIDs) > 0 {
+			// [MQTT-3.3.4-6] A client must not send a Subscription Identifier.
+			return errProtocol("PUBLISH from a client carries a Subscription Identifier", "MQTT-3.3.4-6")
+		}
+		if p.Props.Has(codec.PropTopicAlias) {
+			if err := c.resolveAlias(p); err != nil {
+				return err
+			}
+		}
+	}
+	if len(p.Topic) > l.b.opts.MaxTopicLength || bytes.Count(p.Topic, []byte{'/'})+1 > l.b.opts.MaxTopicLevels {
+		if p.QoS > 0 && c.version == codec.V5 {
+			c.queueAck(ackFor(p.QoS), p.PacketID, codec.TopicNameInvalid)
+			return nil
+		}
+		return &codec.ReasonError{Code: codec.TopicNameInvalid, Reason: "topic longer or deeper than the server allows"}
+	}
+	l.counters.publishIn[p.QoS]++
+	l.counters.bytesIn += uint64(len(p.Payload))
+
+	if p.QoS == 2 {
+		for _, id := range s.inboundQoS2 {
+			if id == p.PacketID {
+				// [MQTT-4.3.3-10] A resent PUBLISH before PUBREL is acknowledged
+				// again but not delivered again.
+				c.queueAck(codec.PUBREC, p.PacketID, codec.Success)
+				return nil
+			}
+		}
+		if len(s.inboundQoS2) >= int(l.b.opts.MaxInflight) {
+			// Our Receive Maximum was exceeded (MQTT-3.3.4-7 binds the client).
+			return &codec.ReasonError{Code: codec.ReceiveMaximumExceeded, Reason: "more unacknowledged QoS 2 PUBLISHes than Receive Maximum", SpecID: "MQTT-3.3.4-7"}
+		}
+		s.inboundQoS2 = append(s.inboundQoS2, p.PacketID)
+	}
+
+	m := newMessage(p, s, l.now)
+	n := l.publish(m, s)
+	m.release()
+
+	code := codec.Success
+	if n == 0 && c.version == codec.V5 {
+		code = codec.NoMatchingSubscribers
+	}
+	switch p.QoS {
+	case 1:
+		c.queueAck(codec.PUBACK, p.PacketID, code)
+	case 2:
+		c.queueAck(codec.PUBREC, p.PacketID, code)
+	}
+	return nil
+}
+
+func ackFor(qos byte) codec.Type {
+	if qos == 2 {
+		return codec.PUBREC
+	}
+	return codec.PUBACK
+}
+
+// resolveAlias applies an inbound Topic Alias [MQTT-3.3.2-12].
+func (c *Client) resolveAlias(p *codec.Publish) error {
+	a := p.Props.TopicAlias
+	max := c.l.b.opts.TopicAliasMaximum
+	if a == 0 || a > max {
+		return &codec.ReasonError{Code: codec.TopicAliasInvalid, Reason: "topic alias out of range", SpecID: "MQTT-3.3.2-12"}
+	}
+	if c.aliases == nil {
+		c.aliases = make([][]byte, max)
+	}
+	slot := &c.aliases[a-1]
+	if len(p.Topic) > 0 {
+		*slot = append((*slot)[:0], p.Topic...)
+		return nil
+	}
+	if len(*slot) == 0 {
+		// §3.3.2.1: an empty topic with an unknown alias is a protocol error.
+		return errProtocol("topic alias not set", "MQTT-3.3.2-7")
+	}
+	p.Topic = *slot
+	return nil
+}
+
+func (l *Loop) setRetained(m *Message) {
+	if len(m.Payload) == 0 {
+		// [MQTT-3.3.1-6/-7] An empty payload removes the retained message and is not stored.
+		if old, ok := l.b.retained.Delete(m.Topic); ok {
+			old.release()
+		}
+		return
+	}
+	// [MQTT-3.3.1-5] Replace the stored message.
+	m.retain()
+	if old, ok := l.b.retained.Set(m.Topic, m); ok {
+		old.release()
+	}
+}
+
+// publish routes m and, when it carries RETAIN, updates the retained index
+// [MQTT-3.3.1-5..-8]. Loop-only.
+func (l *Loop) publish(m *Message, origin *Session) int {
+	n := l.route(m, origin)
+	if m.Retain {
+		l.setRetained(m)
+	}
+	return n
+}
+
+// route delivers m to every subscriber: this loop's shard, the shared
+// groups, and every other loop that holds subscriptions. It returns the
+// number of deliveries made or posted. Loop-only.
+func (l *Loop) route(m *Message, origin *Session) int {
+	n := l.routeLocal(m, origin)
+	b := l.b
+	if !b.shared.Empty() {
+		l.matches = b.shared.Match(m.Topic, l.matches[:0], sessionAvailable)
+		for i := range l.matches {
+			e := &l.matches[i]
+			n++
+			if e.Key.l == l {
+				l.deliverOne(e.Key, m, e.Opts.QoS, false, e.Opts.ID)
+				continue
+			}
+			m.retain()
+			if !e.Key.l.post(inboxItem{kind: itemDirect, msg: m, target: e.Key, opts: e.Opts}, m.QoS > 0 && e.Opts.QoS > 0) {
+				m.release()
+				l.counters.droppedInboxFull++
+			}
+		}
+		clearEntries(l.matches)
+	}
+	for _, o := range b.loops {
+		if o == l || o.subCount.Load() == 0 {
+			continue
+		}
+		n++
+		m.retain()
+		if !o.post(inboxItem{kind: itemRemote, msg: m}, m.QoS > 0) {
+			m.release()
+			l.counters.droppedInboxFull++
+		}
+	}
+	if n == 0 {
+		l.counters.droppedNoSubscribers++
+	}
+	return n
+}
+
+func sessionAvailable(s *Session) bool { return s.available.Load() }
+
+func clearEntries(e []router.Entry[*Session]) {
+	for i := range e {
+		e[i].Key = nil
+	}
+}
+
+// routeLocal delivers m to this loop's shard. Overlapping subscriptions of
+// one session give one delivery with the highest granted QoS and every
+// subscription identifier [MQTT-3.3.4-2/-3]. Loop-only.
+func (l *Loop) routeLocal(m *Message, origin *Session) int {
+	if l.subCount.Load() == 0 {
+		return 0
+	}
+	l.matches = l.shard.Match(m.Topic, l.matches[:0])
+	if len(l.matches) == 0 {
+		return 0
+	}
+	l.matchSeq++
+	seq := l.matchSeq
+	targets := l.targets[:0]
+	for i := range l.matches {
+		e := &l.matches[i]
+		s := e.Key
+		if e.Opts.NoLocal && s == origin {
+			continue // [MQTT-3.8.3-3]
+		}
+		if s.stamp != seq {
+			s.stamp = seq
+			s.aggQoS = e.Opts.QoS
+			s.aggRAP = e.Opts.RetainAsPublished
+			s.aggN = 0
+			targets = append(targets, s)
+		} else {
+			s.aggQoS = max(s.aggQoS, e.Opts.QoS)
+			s.aggRAP = s.aggRAP || e.Opts.RetainAsPublished
+		}
+		if e.Opts.ID != 0 && int(s.aggN) < len(s.aggIDs) {
+			s.aggIDs[s.aggN] = e.Opts.ID
+			s.aggN++
+		}
+	}
+	clearEntries(l.matches)
+	for i, s := range targets {
+		l.deliverAgg(s, m)
+		targets[i] = nil
+	}
+	l.targets = targets[:0]
+	return len(targets)
+}
+
+func (l *Loop) deliverAgg(s *Session, m *Message) {
+	om := outMsg{m: m, qos: min(m.QoS, s.aggQoS), retain: s.aggRAP && m.Retain, nids: s.aggN, ids: s.aggIDs}
+	l.deliver(s, &om)
+}
+
+// deliverOne delivers m to s for one subscription.
+func (l *Loop) deliverOne(s *Session, m *Message, granted byte, retain bool, id uint32) {
+	om := outMsg{m: m, qos: min(m.QoS, granted), retain: retain}
+	if id != 0 {
+		om.ids[0], om.nids = id, 1
+	}
+	l.deliver(s, &om)
+}
+
+// deliver sends or queues one message for s; the delivered QoS is
+// min(published, granted) [MQTT-3.8.4-8]. Loop-only.
+func (l *Loop) deliver(s *Session, tmpl *outMsg) {
+	m := tmpl.m
+	if m.expired(l.now) {
+		l.counters.droppedExpired++ // [MQTT-3.3.2-5]
+		return
+	}
+	c := s.c
+	if tmpl.qos == 0 {
+		if c == nil {
+			return // QoS 0 is not queued for offline sessions
+		}
+		if c.outboundFull() {
+			l.counters.droppedSlowConsumer++
+			return
+		}
+		c.writePublish(tmpl, false, l.now)
+		return
+	}
+	if s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued {
+		l.counters.droppedQueueFull++
+		return
+	}
+	om := new(outMsg)
+	*om = *tmpl
+	m.retain()
+	if c != nil && s.queue.len() == 0 && s.inflight.len() < c.sendQuota && !c.outboundFull() {
+		om.pid = s.allocPID()
+		om.state = outSent
+		s.inflight.pushBack(om)
+		c.writePublish(om, false, l.now)
+		return
+	}
+	om.state = outQueued
+	s.queue.pushBack(om)
+	l.counters.queued++
+}
+
+// writePublish encodes the header of om for this connection and queues it
+// with the shared payload as a second vector.
+func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
+	m := om.m
+	p := codec.Publish{Topic: m.Topic, QoS: om.qos, Retain: om.retain, Dup: dup, PacketID: om.pid, Payload: m.Payload}
+	if c.version == codec.V5 {
+		p.Props = m.Props
+		if m.ExpireAt != 0 {
+			p.Props.Set(codec.PropMessageExpiry)
+			p.Props.MessageExpiry = m.remainingExpiry(now) // [MQTT-3.3.2-6]
+		}
+		if om.nids > 0 {
+			var ids [4]uint32
+			copy(ids[:], om.ids[:om.nids])
+			p.Props.SubscriptionIDs = ids[:om.nids]
+		}
+	}
+	if c.maxOut > 0 && p.Len(c.version) > c.maxOut {
+		// [MQTT-3.1.2-24/-25] Never exceed the client's Maximum Packet
+		// Size: drop the message and behave as if it had been sent.
+		c.l.counters.droppedTooLarge++
+		if om.qos > 0 && c.s != nil {
+			c.s.completeOutbound(om.pid)
+		}
+		return
+	}
+	start := len(c.wbuf)
+	c.wbuf = codec.AppendPublishHeader(c.wbuf, &p, c.version)
+	c.iov = append(c.iov, c.wbuf[start:len(c.wbuf):len(c.wbuf)])
+	if len(m.Payload) > 0 {
+		c.iov = append(c.iov, m.Payload)
+	}
+	m.retain()
+	c.rel = append(c.rel, m)
+	c.pending += len(c.wbuf) - start + len(m.Payload)
+	c.l.counters.publishOut[om.qos]++
+	c.markDirty()
+}
+
+// queueAck queues PUBACK/PUBREC/PUBREL/PUBCOMP.
+func (c *Client) queueAck(t codec.Type, pid uint16, code codec.ReasonCode) {
+	a := codec.Ack{Type: t, PacketID: pid, Code: code}
+	c.queueControl(a.Append(c.controlBuf(), c.version))
+}
+
+// handleAck processes PUBACK, PUBREC, PUBREL and PUBCOMP.
+func (c *Client) handleAck(a *codec.Ack) error {
+	s := c.s
+	switch a.Type {
+	case codec.PUBREL:
+		for i, id := range s.inboundQoS2 {
+			if id == a.PacketID {
+				last := len(s.inboundQoS2) - 1
+				s.inboundQoS2[i] = s.inboundQoS2[last]
+				s.inboundQoS2 = s.inboundQoS2[:last]
+				// [MQTT-4.3.3-11] PUBREL → PUBCOMP.
+				c.queueAck(codec.PUBCOMP, a.PacketID, codec.Success)
+				return nil
+			}
+		}
+		c.queueAck(codec.PUBCOMP, a.PacketID, codec.PacketIdentifierNotFound)
+		return nil
+	case codec.PUBACK:
+		s.ackOutbound(a.PacketID, 1, false)
+	case codec.PUBREC:
+		i := s.findInflight(a.PacketID, 2)
+		if i < 0 {
+			if c.version == codec.V5 {
+				c.queueAck(codec.PUBREL, a.PacketID, codec.PacketIdentifierNotFound)
+			} else {
+				c.queueAck(codec.PUBREL, a.PacketID, codec.Success)
+			}
+			return nil
+		}
+		if a.Code.IsError() {
+			// [MQTT-4.3.3-9] / [MQTT-4.8.2-6]: a failed PUBREC ends the flow.
+			s.ackOutbound(a.PacketID, 2, true)
+			return nil
+		}
+		om := s.inflight.at(i)
+		if om.state != outPubrec {
+			om.state = outPubrec
+			om.m.release() // the message itself is no longer needed
+			om.m = nil
+		}
+		c.queueAck(codec.PUBREL, a.PacketID, codec.Success)
+	case codec.PUBCOMP:
+		s.ackOutbound(a.PacketID, 2, true)
+	}
+	return nil
+}
+
+func (s *Session) findInflight(pid uint16, qos byte) int {
+	for i := 0; i < s.inflight.len(); i++ {
+		if om := s.inflight.at(i); om.pid == pid && om.qos == qos {
+			return i
+		}
+	}
+	return -1
+}
+
+// ackOutbound completes an outbound flow and refills the window.
+func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
+	i := s.findInflight(pid, qos)
+	if i < 0 {
+		return
+	}
+	om := s.inflight.remove(i)
+	if om.m != nil {
+		om.m.release()
+	}
+	s.freePID(pid)
+	s.pump()
+}
+
+// completeOutbound forgets an inflight message that was dropped as too large.
+func (s *Session) completeOutbound(pid uint16) {
+	for i := 0; i < s.inflight.len(); i++ {
+		if om := s.inflight.at(i); om.pid == pid {
+			s.inflight.remove(i)
+			if om.m != nil {
+				om.m.release()
+			}
+			s.freePID(pid)
+			return
+		}
+	}
+}

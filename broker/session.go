@@ -1,0 +1,312 @@
+package broker
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+)
+
+// Session is the state of one client id: subscriptions, outbound QoS 1/2
+// messages in flight and queued, inbound QoS 2 ids awaiting PUBREL, and the
+// will. It lives on the client id's home loop and is touched only there
+// (Loop-only), except available, which other loops read to pick a shared
+// subscription member.
+type Session struct {
+	id      string
+	l       *Loop
+	c       *Client // nil while offline
+	version codec.Version
+	expiry  uint32 // seconds after disconnect; 0xFFFFFFFF never
+
+	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
+
+	inflight ring[*outMsg] // sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order
+	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
+	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
+	nextPID  uint16
+
+	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
+
+	will      *Message
+	willDelay uint32
+	willAt    int64 // unix ns when a pending will is due; 0 = none
+	discAt    int64 // unix ns of the last disconnect; 0 while connected
+	waiting   bool  // in l.waiting
+
+	available atomic.Bool // online and not congested: may take shared-subscription messages
+
+	// Per-route aggregation of overlapping subscriptions (MQTT-3.3.4-2/-3).
+	stamp  uint64
+	aggQoS byte
+	aggRAP bool
+	aggIDs [4]uint32
+	aggN   uint8
+}
+
+type outMsg struct {
+	m      *Message
+	pid    uint16
+	qos    byte
+	state  byte // outQueued, outSent, outPubrec
+	retain bool
+	ids    [4]uint32
+	nids   uint8
+}
+
+const (
+	outQueued byte = iota
+	outSent
+	outPubrec
+)
+
+func newSession(l *Loop, id string) *Session {
+	return &Session{id: id, l: l}
+}
+
+// attach binds a connection to the session and resends what is
+// unacknowledged: PUBLISH with DUP=1 and PUBREL, in the original order and
+// with the original packet ids [MQTT-4.4.0-1], then queued messages.
+func (s *Session) attach(c *Client) {
+	s.c = c
+	c.s = s
+	s.discAt = 0
+	s.available.Store(true)
+	now := s.l.now
+	for i := 0; i < s.inflight.len(); i++ {
+		om := s.inflight.at(i)
+		if om.state == outPubrec {
+			c.queueAck(codec.PUBREL, om.pid, codec.Success)
+			continue
+		}
+		if om.qos == 1 || om.qos == 2 {
+			// [MQTT-4.3.3-7] Expiry no longer applies once a QoS 2 flow started;
+			// for simplicity an inflight message is always resent.
+			c.writePublish(om, true, now)
+		}
+	}
+	s.pump()
+}
+
+// detach is called when the session's connection is gone. abnormal means
+// the will is due (no DISCONNECT, or DISCONNECT 0x04).
+func (s *Session) detach(c *Client, abnormal bool) {
+	s.c = nil
+	s.available.Store(false)
+	l := s.l
+	s.discAt = l.now
+	if abnormal && s.will != nil {
+		if s.willDelay == 0 || s.expiry == 0 {
+			s.publishWill()
+		} else {
+			s.willAt = l.now + int64(s.willDelay)*int64(time.Second)
+		}
+	} else {
+		s.dropWill()
+	}
+	if s.expiry == 0 {
+		// [MQTT-3.1.2-23] absent/0 expiry: the session ends with the connection.
+		s.end(true)
+		return
+	}
+	if s.expiry != 0xFFFFFFFF || s.willAt != 0 {
+		l.wait(s)
+	}
+}
+
+// end discards the session: subscriptions, queues, and the will (published
+// first if publishWill and one is pending) [MQTT-4.1.0-2].
+func (s *Session) end(publishWill bool) {
+	l := s.l
+	if s.will != nil {
+		if publishWill || s.willAt != 0 {
+			s.publishWill()
+		} else {
+			s.dropWill()
+		}
+	}
+	for f, o := range s.subs {
+		s.removeSub(f, o)
+	}
+	s.subs = nil
+	for s.inflight.len() > 0 {
+		om := s.inflight.popFront()
+		if om.m != nil {
+			om.m.release()
+		}
+	}
+	for s.queue.len() > 0 {
+		om := s.queue.popFront()
+		om.m.release()
+	}
+	s.inboundQoS2 = nil
+	l.unwait(s)
+	if l.sessions[s.id] == s {
+		delete(l.sessions, s.id)
+	}
+}
+
+func (s *Session) setWill(m *Message, delay uint32) {
+	s.dropWill()
+	s.will = m
+	s.willDelay = delay
+}
+
+func (s *Session) dropWill() {
+	if s.will != nil {
+		s.will.release()
+		s.will = nil
+	}
+	s.willAt = 0
+}
+
+func (s *Session) cancelWill() { s.dropWill() }
+
+// publishWill routes the will message from the session's loop.
+func (s *Session) publishWill() {
+	m := s.will
+	s.will = nil
+	s.willAt = 0
+	if m == nil {
+		return
+	}
+	s.l.counters.willsPublished++
+	m.origin = nil // No Local does not apply to a will: the session is gone
+	s.l.publish(m, nil)
+	m.release()
+}
+
+// removeSub drops one subscription from the router.
+func (s *Session) removeSub(filter string, o router.SubOptions) {
+	l := s.l
+	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
+		l.b.shared.Unsubscribe(group, f, s)
+		return
+	}
+	if l.shard.Unsubscribe([]byte(filter), s) {
+		l.subCount.Add(-1)
+	}
+}
+
+// allocPID returns a packet id not in flight [MQTT-2.2.1-4].
+func (s *Session) allocPID() uint16 {
+	if s.pidUsed == nil {
+		s.pidUsed = new([1024]uint64)
+	}
+	for {
+		s.nextPID++
+		if s.nextPID == 0 {
+			s.nextPID = 1
+		}
+		p := s.nextPID
+		if s.pidUsed[p>>6]&(1<<(p&63)) == 0 {
+			s.pidUsed[p>>6] |= 1 << (p & 63)
+			return p
+		}
+	}
+}
+
+func (s *Session) freePID(p uint16) {
+	if s.pidUsed != nil {
+		s.pidUsed[p>>6] &^= 1 << (p & 63)
+	}
+}
+
+// pump moves queued messages into the inflight window while the client's
+// Receive Maximum allows [MQTT-3.3.4-9] and the connection keeps up.
+func (s *Session) pump() {
+	c := s.c
+	if c == nil {
+		return
+	}
+	now := s.l.now
+	for s.queue.len() > 0 && s.inflight.len() < c.sendQuota {
+		if c.outboundFull() {
+			s.l.counters.slowConsumerStalls++
+			return
+		}
+		om := s.queue.popFront()
+		if om.m.expired(now) {
+			s.l.counters.droppedExpired++
+			om.m.release()
+			continue
+		}
+		om.pid = s.allocPID()
+		om.state = outSent
+		s.inflight.pushBack(om)
+		c.writePublish(om, false, now)
+	}
+}
+
+// wait puts s on the loop's list of offline sessions to check on ticks.
+func (l *Loop) wait(s *Session) {
+	if !s.waiting {
+		s.waiting = true
+		l.waiting = append(l.waiting, s)
+	}
+}
+
+func (l *Loop) unwait(s *Session) {
+	if !s.waiting {
+		return
+	}
+	s.waiting = false
+	for i, w := range l.waiting {
+		if w == s {
+			last := len(l.waiting) - 1
+			l.waiting[i] = l.waiting[last]
+			l.waiting[last] = nil
+			l.waiting = l.waiting[:last]
+			return
+		}
+	}
+}
+
+// ring is a growable FIFO with O(1) push/pop at both ends.
+type ring[T any] struct {
+	buf  []T
+	head int
+	n    int
+}
+
+func (r *ring[T]) len() int { return r.n }
+
+func (r *ring[T]) at(i int) T { return r.buf[(r.head+i)%len(r.buf)] }
+
+func (r *ring[T]) pushBack(v T) {
+	if r.n == len(r.buf) {
+		nb := make([]T, max(4, 2*len(r.buf)))
+		for i := 0; i < r.n; i++ {
+			nb[i] = r.at(i)
+		}
+		r.buf, r.head = nb, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = v
+	r.n++
+}
+
+func (r *ring[T]) popFront() T {
+	var zero T
+	v := r.buf[r.head]
+	r.buf[r.head] = zero
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+		if len(r.buf) > 64 {
+			r.buf = nil // give back a burst's memory once drained
+		}
+	}
+	return v
+}
+
+// remove deletes element i, keeping order.
+func (r *ring[T]) remove(i int) T {
+	v := r.at(i)
+	for j := i; j > 0; j-- {
+		r.buf[(r.head+j)%len(r.buf)] = r.buf[(r.head+j-1)%len(r.buf)]
+	}
+	r.popFront()
+	return v
+}

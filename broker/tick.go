@@ -1,0 +1,57 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// Tick runs the loop's timers: keep-alive [MQTT-3.1.2-22], the connect
+// timeout, will delays [MQTT-3.1.3-9] and session expiry [MQTT-4.1.0-2].
+// The transport calls it about once a second on every loop, so timers cost
+// no goroutine per connection; a sweep touches each connection once.
+// Loop-only.
+func (l *Loop) Tick() {
+	l.tick()
+	now := l.now
+	connectTimeout := int64(l.b.opts.ConnectTimeout)
+	for i := 0; i < len(l.clients); i++ {
+		c := l.clients[i]
+		switch c.state {
+		case stateAwaitConnect:
+			if now-c.openedAt > connectTimeout {
+				l.counters.connectTimeouts++
+				c.close()
+			}
+		case stateConnected:
+			if c.keepAlive > 0 && now-c.lastSeen > int64(c.keepAlive)*int64(time.Second)*3/2 {
+				// [MQTT-3.1.2-22] 1.5 × Keep Alive without a packet.
+				l.counters.keepAliveTimeouts++
+				c.willOnClose = true
+				c.disconnect(codec.KeepAliveTimeout, "keep alive timeout")
+			} else if c.s != nil && c.s.queue.len() > 0 {
+				c.s.pump() // a slow consumer may have drained
+			}
+		}
+	}
+	for i := 0; i < len(l.waiting); i++ {
+		s := l.waiting[i]
+		if s.c != nil {
+			continue
+		}
+		if s.willAt != 0 && now >= s.willAt {
+			s.publishWill()
+		}
+		if s.expiry != 0xFFFFFFFF && now-s.discAt >= int64(s.expiry)*int64(time.Second) {
+			l.counters.sessionsExpired++
+			s.end(true) // removes s from l.waiting
+			i--
+			continue
+		}
+		if s.willAt == 0 && s.expiry == 0xFFFFFFFF {
+			l.unwait(s)
+			i--
+		}
+	}
+	l.flush()
+}

@@ -1,0 +1,226 @@
+// Command mcutie is the MQTT broker binary: flags and config file, signals,
+// wiring. The broker itself is package broker; this file stays thin.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/reactor"
+	"gopkg.in/yaml.v3"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
+type config struct {
+	listen        listFlag
+	loops         int
+	dataDir       string
+	storeKind     string
+	metricsListen string
+	logLevel      string
+	configFile    string
+
+	maxPacketSize    int
+	maxTopicLength   int
+	maxTopicLevels   int
+	maxKeepAlive     uint
+	maxInflight      uint
+	maxQueued        int
+	maxOutboundBytes int
+	topicAliasMax    uint
+	maxSessionExpiry uint
+	connectTimeout   time.Duration
+	inboxSize        int
+
+	readBufferCap    int
+	writeBufferCap   int
+	socketRecvBuffer int
+	socketSendBuffer int
+	lockOSThread     bool
+}
+
+func newFlagSet(cfg *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("mcutie", flag.ContinueOnError)
+	fs.Var(&cfg.listen, "listen", "listener address, repeatable (tcp://host:port) (default tcp://127.0.0.1:1883)")
+	fs.IntVar(&cfg.loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
+	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
+	fs.StringVar(&cfg.storeKind, "store", "memory", "state store: memory (Badger arrives with the durable-state work)")
+	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
+
+	fs.IntVar(&cfg.maxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
+	fs.IntVar(&cfg.maxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
+	fs.IntVar(&cfg.maxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
+	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive (0: no limit)")
+	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
+	fs.IntVar(&cfg.maxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
+	fs.IntVar(&cfg.maxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
+	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection")
+	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", 0xFFFFFFFF, "cap on a session's expiry interval, seconds (4294967295: never expires)")
+	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
+	fs.IntVar(&cfg.inboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
+
+	fs.IntVar(&cfg.readBufferCap, "read-buffer-cap", 0, "gnet read buffer per loop and inbound cap per connection, bytes (0: 64 KiB)")
+	fs.IntVar(&cfg.writeBufferCap, "write-buffer-cap", 0, "gnet outbound ring per connection, bytes (0: 64 KiB)")
+	fs.IntVar(&cfg.socketRecvBuffer, "socket-recv-buffer", 0, "SO_RCVBUF per connection, bytes (0: kernel default)")
+	fs.IntVar(&cfg.socketSendBuffer, "socket-send-buffer", 0, "SO_SNDBUF per connection, bytes (0: kernel default)")
+	fs.BoolVar(&cfg.lockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
+	return fs
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var cfg config
+	fs := newFlagSet(&cfg)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n\n", version)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if cfg.configFile != "" {
+		if err := applyConfigFile(fs, cfg.configFile); err != nil {
+			fmt.Fprintln(os.Stderr, "mcutie:", err)
+			return 2
+		}
+	}
+	if len(cfg.listen) == 0 {
+		cfg.listen = listFlag{"tcp://127.0.0.1:1883"}
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie: bad --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	if cfg.storeKind != "memory" {
+		log.Error("unsupported --store", "store", cfg.storeKind)
+		return 2
+	}
+
+	b := broker.New(broker.Options{
+		Loops:             cfg.loops,
+		MaxPacketSize:     cfg.maxPacketSize,
+		MaxTopicLength:    cfg.maxTopicLength,
+		MaxTopicLevels:    cfg.maxTopicLevels,
+		MaxKeepAlive:      uint16(min(cfg.maxKeepAlive, 65535)),
+		MaxInflight:       uint16(min(max(cfg.maxInflight, 1), 65535)),
+		MaxQueued:         cfg.maxQueued,
+		MaxOutboundBytes:  cfg.maxOutboundBytes,
+		TopicAliasMaximum: uint16(min(cfg.topicAliasMax, 65535)),
+		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
+		ConnectTimeout:    cfg.connectTimeout,
+		InboxSize:         cfg.inboxSize,
+		Logger:            log,
+	})
+	srv := reactor.New(b, reactor.Options{
+		Listen:           cfg.listen,
+		ReadBufferCap:    cfg.readBufferCap,
+		WriteBufferCap:   cfg.writeBufferCap,
+		SocketRecvBuffer: cfg.socketRecvBuffer,
+		SocketSendBuffer: cfg.socketSendBuffer,
+		LockOSThread:     cfg.lockOSThread,
+		Logger:           log,
+	})
+	if err := srv.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	log.Info("mcutie started", "version", version, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
+
+	var httpSrv *http.Server
+	if cfg.metricsListen != "" {
+		ln, err := net.Listen("tcp", cfg.metricsListen)
+		if err != nil {
+			log.Error("cannot listen for metrics", "addr", cfg.metricsListen, "err", err)
+			_ = srv.Stop(context.Background())
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = httpSrv.Serve(ln) }()
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(ctx)
+	}
+	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("stop", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// applyConfigFile sets every key of the YAML file whose flag was not given
+// on the command line. Keys are flag names; lists give repeatable flags.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read config file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("cannot parse config file %s: %w", path, err)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for k, v := range m {
+		f := fs.Lookup(k)
+		if f == nil {
+			return fmt.Errorf("config file %s: unknown key %q (keys are flag names, see mcutie --help)", path, k)
+		}
+		if given[k] || k == "config" {
+			continue
+		}
+		vals := []any{v}
+		if list, ok := v.([]any); ok {
+			vals = list
+		}
+		for _, x := range vals {
+			if err := fs.Set(k, fmt.Sprint(x)); err != nil {
+				return fmt.Errorf("config file %s: key %q: %w", path, k, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// Options configures the transport.
+type Options struct {
+	Listen           []string // "tcp://host:port", repeatable
+	ReadBufferCap    int      // gnet per-loop read buffer / per-connection inbound cap, bytes (0: gnet default 64 KiB)
+	WriteBufferCap   int      // gnet per-connection outbound ring cap, bytes (0: gnet default 64 KiB)
+	SocketRecvBuffer int      // SO_RCVBUF, bytes (0: kernel default)
+	SocketSendBuffer int      // SO_SNDBUF, bytes (0: kernel default)
+	LockOSThread     bool     // pin each event loop to an OS thread
+	TickInterval     time.Duration
+	Logger           *slog.Logger
+}
+
+// Server runs a broker on gnet event loops.
+//
+// Start and Stop are safe for concurrent use; the gnet callbacks run on the
+// event loops.
+type Server struct {
+	gnet.BuiltinEventEngine
+	b    *broker.Broker
+	opts Options
+	log  *slog.Logger
+
+	eng      gnet.Engine
+	engReady chan struct{}
+	ready    chan struct{}
+	runErr   chan error
+	started  atomic.Bool
+
+	bindMu  sync.Mutex
+	loops   atomic.Pointer[[]boundLoop]
+	anchors []net.Conn
+
+	ticking atomic.Bool
+	stopped atomic.Bool
+}
+
+type boundLoop struct {
+	el   gnet.EventLoop
+	loop *broker.Loop
+}
+
+// anchorCtx marks the internal connections used to discover the loops.
+type anchorCtx struct{}
+
+// migration carries a connection's unconsumed bytes to its home loop.
+type migration struct{ carry []byte }
+
+// connState is the per-connection context.
+type connState struct {
+	client *broker.Client
+	remote string
+	carry  []byte // bytes carried over by a migration, not yet consumed
+	gc     gnet.Conn
+}
+
+// New returns a server for b.
+func New(b *broker.Broker, o Options) *Server {
+	if len(o.Listen) == 0 {
+		o.Listen = []string{"tcp://127.0.0.1:1883"}
+	}
+	if o.TickInterval <= 0 {
+		o.TickInterval = 500 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{b: b, opts: o, log: o.Logger, engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1)}
+	empty := []boundLoop{}
+	s.loops.Store(&empty)
+	return s
+}
+
+// Start listens and returns once every event loop is bound and the
+// listeners accept, or with the error that prevented it.
+func (s *Server) Start() error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("reactor: already started")
+	}
+	for _, a := range s.opts.Listen {
+		if !strings.HasPrefix(a, "tcp://") && !strings.HasPrefix(a, "tcp4://") && !strings.HasPrefix(a, "tcp6://") {
+			return fmt.Errorf("reactor: unsupported listener %q (want tcp://host:port)", a)
+		}
+	}
+	opts := []gnet.Option{
+		gnet.WithNumEventLoop(s.b.NumLoops()),
+		gnet.WithLoadBalancing(gnet.RoundRobin),
+		gnet.WithReusePort(true),
+		gnet.WithReuseAddr(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTicker(true),
+		gnet.WithLockOSThread(s.opts.LockOSThread),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	if s.opts.ReadBufferCap > 0 {
+		opts = append(opts, gnet.WithReadBufferCap(s.opts.ReadBufferCap))
+	}
+	if s.opts.WriteBufferCap > 0 {
+		opts = append(opts, gnet.WithWriteBufferCap(s.opts.WriteBufferCap))
+	}
+	if s.opts.SocketRecvBuffer > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(s.opts.SocketRecvBuffer))
+	}
+	if s.opts.SocketSendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(s.opts.SocketSendBuffer))
+	}
+	go func() {
+		err := gnet.Rotate(s, s.opts.Listen, opts...)
+		s.runErr <- err
+	}()
+	select {
+	case <-s.ready:
+		return nil
+	case err := <-s.runErr:
+		if err == nil {
+			err = errors.New("reactor: engine stopped during start-up")
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("reactor: event loops did not start within 30s")
+	}
+}
+
+// Stop disconnects every client (v5: DISCONNECT 0x8B) and stops the
+// engine.
+func (s *Server) Stop(ctx context.Context) error {
+	if !s.stopped.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.b.Shutdown()
+	for _, a := range s.anchors {
+		_ = a.Close()
+	}
+	select {
+	case <-s.engReady:
+	default:
+		return nil
+	}
+	err := s.eng.Stop(ctx)
+	return err
+}
+
+// OnBoot records the engine.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	close(s.engReady)
+	return gnet.None
+}
+
+// OnTick binds the loops on its first call, then drives every loop's
+// timers. It runs on gnet's ticker goroutine, never on a loop, so it only
+// posts work.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	if !s.ticking.Swap(true) {
+		if err := s.bindAll(); err != nil {
+			s.runErr <- err
+			return 0, gnet.Shutdown
+		}
+		close(s.ready)
+		return s.opts.TickInterval, gnet.None
+	}
+	for _, bl := range *s.loops.Load() {
+		l := bl.loop
+		_ = s.exec(bl.el, l.Tick)
+	}
+	return s.opts.TickInterval, gnet.None
+}
+
+func (s *Server) exec(el gnet.EventLoop, fn func()) error {
+	return el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		fn()
+		return nil
+	}))
+}
+
+// bindAll registers anchor connections until every loop is bound.
+func (s *Server) bindAll() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("reactor: cannot bind loops: %w", err)
+	}
+	defer ln.Close()
+	n := s.b.NumLoops()
+	for attempt := 0; len(*s.loops.Load()) < n; attempt++ {
+		if attempt > 64*n {
+			return errors.New("reactor: could not reach every event loop")
+		}
+		dialed, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		accepted, err := ln.Accept()
+		if err != nil {
+			dialed.Close()
+			return err
+		}
+		ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), anchorCtx{}), accepted)
+		ch, err := s.eng.Register(ctx)
+		if err != nil {
+			dialed.Close()
+			accepted.Close()
+			return err
+		}
+		res := <-ch
+		accepted.Close() // gnet holds its own dup
+		if res.Err != nil {
+			dialed.Close()
+			return res.Err
+		}
+		s.anchors = append(s.anchors, dialed)
+		s.loopFor(res.Conn.EventLoop())
+	}
+	return nil
+}
+
+// loopFor returns the broker loop bound to el, binding the next free one
+// if el is new.
+func (s *Server) loopFor(el gnet.EventLoop) *broker.Loop {
+	for _, bl := range *s.loops.Load() {
+		if bl.el == el {
+			return bl.loop
+		}
+	}
+	s.bindMu.Lock()
+	defer s.bindMu.Unlock()
+	cur := *s.loops.Load()
+	for _, bl := range cur {
+		if bl.el == el {
+			return bl.loop
+		}
+	}
+	if len(cur) >= s.b.NumLoops() {
+		panic("BUG: reactor: more gnet event loops than broker loops")
+	}
+	l := s.b.Loop(len(cur))
+	l.Bind(func(fn func()) error { return s.exec(el, fn) })
+	next := append(append([]boundLoop(nil), cur...), boundLoop{el: el, loop: l})
+	s.loops.Store(&next)
+	return l
+}
+
+func (s *Server) elFor(idx int) gnet.EventLoop {
+	for _, bl := range *s.loops.Load() {
+		if bl.loop.Index() == idx {
+			return bl.el
+		}
+	}
+	return nil
+}
+
+// OnOpen creates the broker client of a new connection.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	var carry []byte
+	switch v := c.Context().(type) {
+	case anchorCtx:
+		c.SetContext(v)
+		return nil, gnet.None
+	case *migration:
+		carry = v.carry
+	}
+	l := s.loopFor(c.EventLoop())
+	st := &connState{remote: addrString(c.RemoteAddr()), gc: c}
+	st.client = l.NewClient(gnetConn{st})
+	c.SetContext(st)
+	if len(carry) > 0 {
+		st.carry = carry
+		return nil, s.feed(c, st, nil)
+	}
+	return nil, gnet.None
+}
+
+// OnTraffic hands every complete packet to the broker.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	st, ok := c.Context().(*connState)
+	if !ok {
+		_, _ = c.Discard(-1) // anchor: nothing is ever sent on it
+		return gnet.None
+	}
+	buf, _ := c.Peek(-1)
+	return s.feed(c, st, buf)
+}
+
+func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
+	fromCarry := false
+	if len(st.carry) > 0 {
+		// Bytes carried over a migration come first; this path copies,
+		// and only runs for the first packets of a moved connection.
+		st.carry = append(st.carry, buf...)
+		if len(buf) > 0 {
+			_, _ = c.Discard(len(buf))
+		}
+		buf = st.carry
+		fromCarry = true
+	}
+	n, res := st.client.Feed(buf)
+	switch res {
+	case broker.FeedClose:
+		return gnet.Close
+	case broker.FeedMigrate:
+		s.migrate(c, st, buf[n:])
+		return gnet.Close
+	}
+	if fromCarry {
+		rest := copy(st.carry, st.carry[n:])
+		st.carry = st.carry[:rest]
+		if rest == 0 {
+			st.carry = nil
+		}
+	} else if n > 0 {
+		_, _ = c.Discard(n)
+	}
+	return gnet.None
+}
+
+// migrate moves c to its client id's home loop.
+func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) {
+	target := s.elFor(st.client.MigrateTo)
+	if target == nil {
+		s.log.Error("cannot move connection: home loop not bound", "loop", st.client.MigrateTo)
+		return
+	}
+	fd, err := c.Dup()
+	if err != nil {
+		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		return
+	}
+	f := os.NewFile(uintptr(fd), "mqtt")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		return
+	}
+	m := &migration{carry: append([]byte(nil), rest...)}
+	if _, err := target.Enroll(gnet.NewContext(context.Background(), m), nc); err != nil {
+		nc.Close()
+		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+	}
+}
+
+// OnClose tells the broker the connection is gone.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	if st, ok := c.Context().(*connState); ok {
+		st.client.Closed()
+	}
+	return gnet.None
+}
+
+// gnetConn adapts gnet.Conn to broker.Conn.
+type gnetConn struct{ st *connState }
+
+func (g gnetConn) Writev(bufs [][]byte) (int, error) { return g.st.gc.Writev(bufs) }
+func (g gnetConn) OutboundBuffered() int             { return g.st.gc.OutboundBuffered() }
+func (g gnetConn) Close() error                      { return g.st.gc.Close() }
+func (g gnetConn) RemoteAddr() string                { return g.st.remote }
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) { g.l.Debug(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Infof(format string, args ...any)  { g.l.Debug(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.l.Warn(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.l.Error(fmt.Sprintf(format, args...)) }
