@@ -25,7 +25,6 @@ type Broker struct {
 	retained *router.Retained[*Message]
 	seed     maphash.Seed
 	rr       atomic.Uint32 // round robin for server-side publishes
-	stats    Stats
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 }

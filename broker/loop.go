@@ -47,6 +47,7 @@ type Loop struct {
 	retBuf   []*Message
 
 	counters loopCounters
+	snap     counterSnapshot
 }
 
 type itemKind uint8

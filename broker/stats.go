@@ -1,8 +1,17 @@
 package broker
 
-// loopCounters are plain per-loop counters: written only by their loop
-// (no atomics on the hot path) and read racily for metrics, where a stale
-// value is harmless. They are exported through Stats.
+import (
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// loopCounters are plain per-loop counters, written only by their loop (no
+// atomics on the hot path). The loop copies them into a snapshot on every
+// Tick, so readers never race with the writer; metrics are at most one tick
+// old.
 type loopCounters struct {
 	connectionsOpened, connectionsClosed uint64
 	connects, connectsRefused            uint64
@@ -21,9 +30,124 @@ type loopCounters struct {
 	droppedTooLarge                      uint64
 	droppedInboxFull                     uint64
 	slowConsumerStalls                   uint64
+
+	// Gauges, refreshed at snapshot time.
+	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64
 }
 
-// Stats is a snapshot of broker counters.
+type counterSnapshot struct {
+	mu sync.Mutex
+	c  loopCounters
+}
+
+// snapshot publishes the loop's counters for readers. Loop-only.
+func (l *Loop) snapshot() {
+	c := &l.counters
+	c.clients = uint64(len(l.clients))
+	c.sessions = uint64(len(l.sessions))
+	c.subscriptions = uint64(l.subCount.Load())
+	var inflight, queued uint64
+	for _, s := range l.sessions {
+		inflight += uint64(s.inflight.len())
+		queued += uint64(s.queue.len())
+	}
+	c.inflight, c.queuedNow = inflight, queued
+	c.inboxLen = uint64(l.inbox.len())
+	l.snap.mu.Lock()
+	l.snap.c = *c
+	l.snap.mu.Unlock()
+}
+
+// Stats is a snapshot of the broker's counters, summed over loops.
 type Stats struct {
-	loopCounters
+	ConnectionsOpened, ConnectionsClosed uint64
+	Connects, ConnectsRefused, Takeovers uint64
+	ConnectTimeouts, KeepAliveTimeouts   uint64
+	ProtocolErrors                       uint64
+	PublishIn, PublishOut                [3]uint64
+	BytesIn, BytesOut                    uint64
+	Clients, Sessions, Subscriptions     uint64
+	SharedSubscriptions, Retained        uint64
+	Inflight, Queued                     uint64
+	WillsPublished, SessionsExpired      uint64
+	Dropped                              map[string]uint64
+}
+
+// Stats sums the loops' latest snapshots. Safe for concurrent use.
+func (b *Broker) Stats() Stats {
+	var st Stats
+	st.Dropped = map[string]uint64{}
+	for _, l := range b.loops {
+		l.snap.mu.Lock()
+		c := l.snap.c
+		l.snap.mu.Unlock()
+		st.ConnectionsOpened += c.connectionsOpened
+		st.ConnectionsClosed += c.connectionsClosed
+		st.Connects += c.connects
+		st.ConnectsRefused += c.connectsRefused
+		st.Takeovers += c.takeovers
+		st.ConnectTimeouts += c.connectTimeouts
+		st.KeepAliveTimeouts += c.keepAliveTimeouts
+		st.ProtocolErrors += c.protocolErrors
+		for q := 0; q < 3; q++ {
+			st.PublishIn[q] += c.publishIn[q]
+			st.PublishOut[q] += c.publishOut[q]
+		}
+		st.BytesIn += c.bytesIn
+		st.BytesOut += c.bytesOut
+		st.Clients += c.clients
+		st.Sessions += c.sessions
+		st.Subscriptions += c.subscriptions
+		st.Inflight += c.inflight
+		st.Queued += c.queuedNow
+		st.WillsPublished += c.willsPublished
+		st.SessionsExpired += c.sessionsExpired
+		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
+		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
+		st.Dropped["queue_full"] += c.droppedQueueFull
+		st.Dropped["expired"] += c.droppedExpired
+		st.Dropped["too_large"] += c.droppedTooLarge
+		st.Dropped["inbox_full"] += c.droppedInboxFull
+	}
+	st.SharedSubscriptions = uint64(b.shared.Len())
+	st.Retained = uint64(b.retained.Len())
+	return st
+}
+
+// WriteMetrics writes the broker's metrics in Prometheus text format; pass
+// it to metrics.RegisterMetricsWriter. Safe for concurrent use.
+func (b *Broker) WriteMetrics(w io.Writer) {
+	st := b.Stats()
+	metrics.WriteGaugeUint64(w, "mcutie_connections", st.Clients)
+	metrics.WriteCounterUint64(w, "mcutie_connections_opened_total", st.ConnectionsOpened)
+	metrics.WriteCounterUint64(w, "mcutie_connections_closed_total", st.ConnectionsClosed)
+	metrics.WriteCounterUint64(w, "mcutie_connects_total", st.Connects)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="connect_refused"}`, st.ConnectsRefused)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="connect_timeout"}`, st.ConnectTimeouts)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="keepalive_timeout"}`, st.KeepAliveTimeouts)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="protocol_error"}`, st.ProtocolErrors)
+	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
+	for q := 0; q < 3; q++ {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_received_total{qos="%d"}`, q), st.PublishIn[q])
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_sent_total{qos="%d"}`, q), st.PublishOut[q])
+	}
+	metrics.WriteCounterUint64(w, "mcutie_payload_bytes_received_total", st.BytesIn)
+	metrics.WriteCounterUint64(w, "mcutie_bytes_sent_total", st.BytesOut)
+	metrics.WriteGaugeUint64(w, "mcutie_sessions", st.Sessions)
+	metrics.WriteGaugeUint64(w, "mcutie_subscriptions", st.Subscriptions)
+	metrics.WriteGaugeUint64(w, "mcutie_shared_subscriptions", st.SharedSubscriptions)
+	metrics.WriteGaugeUint64(w, "mcutie_retained_messages", st.Retained)
+	metrics.WriteGaugeUint64(w, "mcutie_inflight_messages", st.Inflight)
+	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
+	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
+	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
+	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
+	}
+	for _, l := range b.loops {
+		l.snap.mu.Lock()
+		n := l.snap.c.inboxLen
+		l.snap.mu.Unlock()
+		metrics.WriteGaugeUint64(w, fmt.Sprintf(`mcutie_loop_inbox_len{loop="%d"}`, l.idx), n)
+	}
 }

@@ -54,4 +54,5 @@ func (l *Loop) Tick() {
 		}
 	}
 	l.flush()
+	l.snapshot()
 }

@@ -43,7 +43,7 @@ func (p *Ack) Decode(h FixedHeader, body []byte, v Version) error {
 	case PUBACK, PUBREC, PUBCOMP:
 		err = checkHeader(h, body, h.Type, 0)
 	case PUBREL:
-		err = checkHeader(qos1Flags(h, v), body, PUBREL, 2) // [MQTT-3.6.1-1]
+		err = checkHeaderFlags(qos1Flags(h, v), body, PUBREL, 2, errFlagsPubrel) // [MQTT-3.6.1-1]
 	default:
 		err = errWrongType
 	}

@@ -10,6 +10,9 @@ var (
 	errWrongType     = malformed("packet type does not match the decoder", "")
 	errTypeZero      = malformed("packet type 0 is reserved", "MQTT-2.1.3-1")
 	errFlags         = malformed("reserved fixed header flags set", "MQTT-2.1.3-1")
+	errFlagsPubrel   = malformed("PUBREL flags are not 0010", "MQTT-3.6.1-1")
+	errFlagsSub      = malformed("SUBSCRIBE flags are not 0010", "MQTT-3.8.1-1")
+	errFlagsUnsub    = malformed("UNSUBSCRIBE flags are not 0010", "MQTT-3.10.1-1")
 	errVarintLong    = malformed("variable byte integer longer than 4 bytes", "")
 	errVarintNonMin  = malformed("variable byte integer not minimally encoded", "MQTT-1.5.5-1")
 	errPacketTooBig  = &ReasonError{Code: PacketTooLarge, Reason: "packet exceeds the maximum packet size"}

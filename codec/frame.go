@@ -61,14 +61,19 @@ func Frame(buf []byte, maxPacketSize int) (FixedHeader, error) {
 func (h FixedHeader) Body(buf []byte) []byte { return buf[h.HeaderLen:h.Len():h.Len()] }
 
 // checkHeader checks the parts of the fixed header every decoder checks: the
-// type, the reserved flags (0 unless flags says otherwise) and the body
-// length.
+// type, the reserved flags (0 [MQTT-2.1.3-1]) and the body length.
 func checkHeader(h FixedHeader, body []byte, t Type, flags byte) error {
+	return checkHeaderFlags(h, body, t, flags, errFlags)
+}
+
+// checkHeaderFlags is checkHeader for a packet whose flags must be flags,
+// returning flagsErr when they are not.
+func checkHeaderFlags(h FixedHeader, body []byte, t Type, flags byte, flagsErr error) error {
 	if h.Type != t {
 		return errWrongType
 	}
 	if h.Flags != flags {
-		return errFlags // [MQTT-2.1.3-1]
+		return flagsErr
 	}
 	if len(body) != h.Remaining {
 		return errBodyLen

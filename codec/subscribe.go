@@ -45,7 +45,7 @@ func (p *Subscribe) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
 	clear(p.Subs)
 	*p = Subscribe{Props: p.Props, Subs: p.Subs[:0]}
-	if err := checkHeader(qos1Flags(h, v), body, SUBSCRIBE, 2); err != nil { // [MQTT-3.8.1-1]
+	if err := checkHeaderFlags(qos1Flags(h, v), body, SUBSCRIBE, 2, errFlagsSub); err != nil { // [MQTT-3.8.1-1]
 		return err
 	}
 	v5 := v == V5

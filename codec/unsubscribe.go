@@ -14,7 +14,7 @@ func (p *Unsubscribe) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
 	clear(p.Filters)
 	*p = Unsubscribe{Props: p.Props, Filters: p.Filters[:0]}
-	if err := checkHeader(qos1Flags(h, v), body, UNSUBSCRIBE, 2); err != nil { // [MQTT-3.10.1-1]
+	if err := checkHeaderFlags(qos1Flags(h, v), body, UNSUBSCRIBE, 2, errFlagsUnsub); err != nil { // [MQTT-3.10.1-1]
 		return err
 	}
 	id, b, err := readUint16(body)

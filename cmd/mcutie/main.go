@@ -157,6 +157,7 @@ func run(args []string) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	metrics.RegisterMetricsWriter(b.WriteMetrics)
 	log.Info("mcutie started", "version", version, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
 
 	var httpSrv *http.Server

@@ -1,0 +1,37 @@
+// Package broker is the MQTT protocol core of mcutie: sessions, the QoS 1/2
+// state machines, routing, retained messages, wills, expiry and flow
+// control, for MQTT 3.1, 3.1.1 and 5.0. It does no I/O: a transport
+// (package reactor) binds each Loop to an event loop and feeds each
+// Client the bytes of its connection.
+//
+// # Ownership (the whole concurrency contract)
+//
+//   - A Broker has a fixed set of Loops, one per event loop. A Loop owns a
+//     router shard, the sessions homed on it, its connections (Clients)
+//     and a bounded lock-free inbox. Everything a Loop owns is touched
+//     only on that loop ("Loop-only" in the docs).
+//   - A client id's home loop is a hash of the id. The transport moves a
+//     connection to its home loop right after CONNECT, so session
+//     takeover, resume, expiry and wills never cross loops.
+//   - A PUBLISH is matched against the publishing loop's shard and
+//     delivered there at once; every other loop that holds subscriptions
+//     gets a reference to the message through its inbox and matches its
+//     own shard. Per-publisher order holds because each inbox is FIFO.
+//     No mutex is taken on this path.
+//   - Shared subscriptions ($share/group/filter) are broker-wide
+//     (router.Shared, lock-free reads): the publishing loop picks one
+//     member and posts the message to the member's loop when needed.
+//   - Retained messages are broker-wide (router.Retained, RWMutex): taken
+//     only by PUBLISHes with RETAIN set and by SUBSCRIBE.
+//   - A Message is copied once out of the read buffer, reference counted,
+//     and shared by every delivery; per subscriber only the PUBLISH header
+//     is encoded and the payload is written as a second vector.
+//
+// # Bounds
+//
+// Every queue is bounded: the inbox (Options.InboxSize: QoS 0 dropped and
+// counted when full, QoS 1/2 wait with bounded back-pressure), the outbound
+// bytes of a connection (Options.MaxOutboundBytes: QoS 0 dropped, QoS 1/2
+// held in the session queue), and a session's QoS 1/2 messages
+// (Options.MaxQueued: newer messages dropped and counted).
+package broker

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/reactor"
+)
+
+// testBroker is a broker on a loopback port.
+type testBroker struct {
+	B    *broker.Broker
+	Addr string // host:port
+	srv  *reactor.Server
+}
+
+// start runs a broker with opts (Loops defaults to 2 so cross-loop paths
+// are always exercised) and stops it when the test ends.
+func start(t testing.TB, opts broker.Options) *testBroker {
+	t.Helper()
+	if opts.Loops == 0 {
+		opts.Loops = 2
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	b := broker.New(opts)
+	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://" + addr}, Logger: opts.Logger, TickInterval: 100 * time.Millisecond})
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	})
+	return &testBroker{B: b, Addr: addr, srv: srv}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// rawConn is a client speaking raw packets, for tests that need exact bytes.
+type rawConn struct {
+	t   testing.TB
+	c   net.Conn
+	v   codec.Version
+	buf []byte
+}
+
+func dialRaw(t testing.TB, addr string, v codec.Version) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, v: v}
+}
+
+func (r *rawConn) send(b []byte) {
+	r.t.Helper()
+	if _, err := r.c.Write(b); err != nil {
+		r.t.Fatalf("write: %v", err)
+	}
+}
+
+// connect sends CONNECT and returns the CONNACK.
+func (r *rawConn) connect(p *codec.Connect) *codec.Connack {
+	r.t.Helper()
+	p.Version = r.v
+	if len(p.ProtocolName) == 0 {
+		p.ProtocolName = []byte("MQTT")
+		if r.v == codec.V31 {
+			p.ProtocolName = []byte("MQIsdp")
+		}
+	}
+	r.send(p.Append(nil))
+	h, body := r.read(5 * time.Second)
+	if h.Type != codec.CONNACK {
+		r.t.Fatalf("want CONNACK, got type %d", h.Type)
+	}
+	var ack codec.Connack
+	if err := ack.Decode(h, body, r.v); err != nil {
+		r.t.Fatalf("decode CONNACK: %v", err)
+	}
+	return &ack
+}
+
+// read returns the next packet; it fails the test on timeout or EOF.
+func (r *rawConn) read(d time.Duration) (codec.FixedHeader, []byte) {
+	r.t.Helper()
+	h, body, err := r.tryRead(d)
+	if err != nil {
+		r.t.Fatalf("read: %v", err)
+	}
+	return h, body
+}
+
+// tryRead returns the next packet or the error that ended the wait.
+func (r *rawConn) tryRead(d time.Duration) (codec.FixedHeader, []byte, error) {
+	deadline := time.Now().Add(d)
+	for {
+		if h, err := codec.Frame(r.buf, 0); err == nil {
+			body := append([]byte(nil), r.buf[h.HeaderLen:h.Len()]...)
+			r.buf = r.buf[h.Len():]
+			return h, body, nil
+		} else if err != codec.ErrIncomplete {
+			return h, nil, err
+		}
+		_ = r.c.SetReadDeadline(deadline)
+		var tmp [4096]byte
+		n, err := r.c.Read(tmp[:])
+		r.buf = append(r.buf, tmp[:n]...)
+		if err != nil && n == 0 {
+			return codec.FixedHeader{}, nil, err
+		}
+	}
+}
+
+// expectClosed waits for the server to close the connection, returning any
+// packets received before the close.
+func (r *rawConn) expectClosed(d time.Duration) []codec.FixedHeader {
+	r.t.Helper()
+	var got []codec.FixedHeader
+	for {
+		h, _, err := r.tryRead(d)
+		if err == io.EOF {
+			return got
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			r.t.Fatalf("connection not closed within %v (got %d packets)", d, len(got))
+		}
+		if err != nil {
+			return got // reset by peer counts as closed
+		}
+		got = append(got, h)
+	}
+}
