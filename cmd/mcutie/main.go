@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/reactor"
+	"github.com/mcutie/mcutie/tuning"
 	"gopkg.in/yaml.v3"
 )
 
@@ -59,6 +60,11 @@ type config struct {
 	socketRecvBuffer int
 	socketSendBuffer int
 	lockOSThread     bool
+
+	gomaxprocs  int
+	gogc        int
+	memoryLimit string
+	profile     string
 }
 
 func newFlagSet(cfg *config) *flag.FlagSet {
@@ -88,6 +94,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.socketRecvBuffer, "socket-recv-buffer", 0, "SO_RCVBUF per connection, bytes (0: kernel default)")
 	fs.IntVar(&cfg.socketSendBuffer, "socket-send-buffer", 0, "SO_SNDBUF per connection, bytes (0: kernel default)")
 	fs.BoolVar(&cfg.lockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
+	fs.IntVar(&cfg.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0: Go's default, the CPU count or the GOMAXPROCS variable)")
+	fs.IntVar(&cfg.gogc, "gogc", 0, "GOGC percent; -1 turns the collector off (use with --memory-limit) (0: Go's default 100 or the GOGC variable)")
+	fs.StringVar(&cfg.memoryLimit, "memory-limit", "", "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (empty: none)")
+	fs.StringVar(&cfg.profile, "profile", "", "preset for the tuning flags not given: throughput, latency or low-memory (see README)")
 	return fs
 }
 
@@ -114,6 +124,20 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	if err := applyProfile(fs, cfg.profile); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
+		return 2
+	}
+	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc}
+	if cfg.memoryLimit != "" {
+		n, err := tuning.ParseBytes(cfg.memoryLimit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mcutie: --memory-limit:", err)
+			return 2
+		}
+		rt.MemoryLimit = n
+	}
+	rt = rt.Apply()
 	if len(cfg.listen) == 0 {
 		cfg.listen = listFlag{"tcp://127.0.0.1:1883"}
 	}
@@ -158,7 +182,7 @@ func run(args []string) int {
 		return 1
 	}
 	metrics.RegisterMetricsWriter(b.WriteMetrics)
-	log.Info("mcutie started", "version", version, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
+	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
 
 	var httpSrv *http.Server
 	if cfg.metricsListen != "" {
@@ -190,6 +214,29 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// applyProfile sets the profile's values for tuning flags that were not
+// given on the command line or in the config file.
+func applyProfile(fs *flag.FlagSet, name string) error {
+	p, ok, err := tuning.LookupProfile(name)
+	if err != nil || !ok {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := func(k, v string) {
+		if !given[k] {
+			_ = fs.Set(k, v)
+		}
+	}
+	set("gogc", fmt.Sprint(p.GOGC))
+	set("read-buffer-cap", fmt.Sprint(p.ReadBufferCap))
+	set("write-buffer-cap", fmt.Sprint(p.WriteBufferCap))
+	set("max-outbound-bytes", fmt.Sprint(p.MaxOutbound))
+	set("inbox-size", fmt.Sprint(p.InboxSize))
+	set("lock-os-thread", fmt.Sprint(p.LockOSThread))
+	return nil
 }
 
 // applyConfigFile sets every key of the YAML file whose flag was not given
