@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
@@ -26,24 +27,49 @@ type Broker struct {
 	seed     maphash.Seed
 	rr       atomic.Uint32 // round robin for server-side publishes
 	closed   atomic.Bool
-	closeMu  sync.Mutex
+
+	// clock is a coarse wall clock (unix ns) refreshed every clockStep by
+	// one goroutine: reading the system clock costs ~100 ns on some
+	// virtual machines, too much to do per packet, and nothing the broker
+	// times (keep-alive, expiry, will delay) needs better than
+	// milliseconds.
+	clock     atomic.Int64
+	clockStop chan struct{}
 }
+
+const clockStep = 2 * time.Millisecond
 
 // New returns a broker with opts (defaults filled in). Its loops must be
 // bound to executors (Loop.Bind) before clients are fed to them.
 func New(opts Options) *Broker {
 	opts.Defaults()
 	b := &Broker{
-		opts:     opts,
-		shared:   router.NewShared[*Session](),
-		retained: router.NewRetained[*Message](),
-		seed:     maphash.MakeSeed(),
+		opts:      opts,
+		shared:    router.NewShared[*Session](),
+		retained:  router.NewRetained[*Message](),
+		seed:      maphash.MakeSeed(),
+		clockStop: make(chan struct{}),
 	}
+	b.clock.Store(opts.Now().UnixNano())
+	go b.runClock()
 	b.loops = make([]*Loop, opts.Loops)
 	for i := range b.loops {
 		b.loops[i] = newLoop(b, i)
 	}
 	return b
+}
+
+func (b *Broker) runClock() {
+	t := time.NewTicker(clockStep)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			b.clock.Store(b.opts.Now().UnixNano())
+		case <-b.clockStop:
+			return
+		}
+	}
 }
 
 // Options returns the effective options.
@@ -85,7 +111,7 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 	}
 	p := codec.Publish{Topic: []byte(topic), Payload: payload, QoS: qos, Retain: retain}
 	l := b.loops[int(b.rr.Add(1))%len(b.loops)]
-	m := newMessage(&p, nil, b.opts.Now().UnixNano())
+	m := newMessage(&p, nil, b.clock.Load())
 	if !l.post(inboxItem{kind: itemPublish, msg: m}, true) {
 		m.release()
 		return ErrInboxFull
@@ -103,6 +129,7 @@ func (b *Broker) Shutdown() {
 	if !b.closed.CompareAndSwap(false, true) {
 		return
 	}
+	defer close(b.clockStop)
 	var wg sync.WaitGroup
 	for _, l := range b.loops {
 		wg.Add(1)

@@ -144,7 +144,7 @@ func (l *Loop) drain() {
 }
 
 // tick refreshes the loop's clock. Loop-only.
-func (l *Loop) tick() { l.now = l.b.opts.Now().UnixNano() }
+func (l *Loop) tick() { l.now = l.b.clock.Load() }
 
 // flush writes every connection's pending bytes with one writev each.
 // Loop-only.
