@@ -46,7 +46,8 @@
 // sit in a slice sorted by level while there are at most 16 of them, and in
 // a map above that; the level strings live in the parent's slice or map, not
 // in the child, and are substrings of one copy of the filter or topic that
-// created them. Subscription nodes have separate '+' and '#' edges, so
+// created them. A retained-tree node points to its child set, so a leaf is
+// three words. Subscription nodes have separate '+' and '#' edges, so
 // matching a topic costs one lookup per level per matching branch. A Match
 // walks only what can match: "a/b/+" visits a/b's children, "#" visits
 // everything. Unsubscribe and Delete free the nodes they empty.

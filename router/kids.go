@@ -3,6 +3,7 @@ package router
 import (
 	"maps"
 	"slices"
+	"strings"
 )
 
 // A node keeps its children in a slice sorted by level while it has at most
@@ -19,7 +20,9 @@ const (
 // kid is one child with its level. The level lives here, in the parent, not
 // in the child: lookups touch only the parent's array, and a node carries no
 // label field. Labels are substrings of the filter or topic that created the
-// node, so the bytes of a level are not copied once per node.
+// node, so the bytes of a level are not copied once per node. The price: a
+// label keeps that whole copy alive (one filter or topic suffix per live
+// node at most, the same order of memory as the entries themselves).
 type kid[T any] struct {
 	label string
 	n     *T
@@ -33,6 +36,9 @@ type kids[T any] struct {
 }
 
 func (k *kids[T]) len() int {
+	if k == nil {
+		return 0
+	}
 	if k.m != nil {
 		return len(k.m)
 	}
@@ -54,8 +60,12 @@ func (k *kids[T]) search(lvl []byte) (int, bool) {
 	return lo, lo < len(k.list) && k.list[lo].label == string(lvl)
 }
 
-// get returns the child at level lvl, or nil. It does not allocate.
+// get returns the child at level lvl, or nil. It does not allocate. A nil
+// *kids is empty.
 func (k *kids[T]) get(lvl []byte) *T {
+	if k == nil {
+		return nil
+	}
 	if k.m != nil {
 		return k.m[string(lvl)]
 	}
@@ -80,7 +90,7 @@ func (k *kids[T]) add(label string, n *T) {
 		k.m, k.list = m, nil
 		return
 	}
-	i, _ := k.search([]byte(label))
+	i, _ := slices.BinarySearchFunc(k.list, label, func(c kid[T], l string) int { return strings.Compare(c.label, l) })
 	k.list = slices.Insert(k.list, i, kid[T]{label: label, n: n})
 }
 
@@ -104,15 +114,7 @@ func (k *kids[T]) del(lvl []byte) {
 			for l, n := range k.m {
 				list = append(list, kid[T]{label: l, n: n})
 			}
-			slices.SortFunc(list, func(a, b kid[T]) int {
-				switch {
-				case a.label < b.label:
-					return -1
-				case a.label > b.label:
-					return 1
-				}
-				return 0
-			})
+			slices.SortFunc(list, func(a, b kid[T]) int { return strings.Compare(a.label, b.label) })
 			k.list, k.m = list, nil
 		}
 		return

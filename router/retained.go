@@ -19,7 +19,7 @@ type Retained[V any] struct {
 // rnode is a node of the topic tree. A node has a value when a retained
 // message is stored for the topic that ends at it.
 type rnode[V any] struct {
-	kids kids[rnode[V]]
+	kids *kids[rnode[V]] // nil for a leaf: leaves, most nodes of a big tree, carry no child set
 	val  V
 	set  bool
 }
@@ -57,6 +57,9 @@ func (r *Retained[V]) Set(topic []byte, v V) (old V, replaced bool) {
 				owned, ownedOff = string(topic[off:]), off
 			}
 			c = new(rnode[V])
+			if n.kids == nil {
+				n.kids = new(kids[rnode[V]])
+			}
 			n.kids.add(owned[off-ownedOff:off-ownedOff+len(lvl)], c)
 		}
 		n = c
@@ -120,8 +123,11 @@ func (n *rnode[V]) delete(topic []byte) (old V, ok bool) {
 	} else if old, ok = c.delete(rest); !ok {
 		return old, false
 	}
-	if !c.set && c.kids.len() == 0 {
+	if !c.set && c.kids == nil {
 		n.kids.del(lvl)
+		if n.kids.len() == 0 {
+			n.kids = nil
+		}
 	}
 	return old, ok
 }
@@ -141,12 +147,17 @@ func (r *Retained[V]) Match(filter []byte, dst []V) []V {
 // match matches filter against the children of n; top is true at the root.
 func (n *rnode[V]) match(filter []byte, top bool, dst []V) []V {
 	lvl, rest, last := nextLevel(filter)
-	switch {
-	case isHash(lvl):
+	if isHash(lvl) {
 		// "a/#" matches "a" too (§4.7.1.2); the root has no value.
 		if n.set {
 			dst = append(dst, n.val)
 		}
+	}
+	if n.kids == nil {
+		return dst
+	}
+	switch {
+	case isHash(lvl):
 		if n.kids.m != nil {
 			for l, c := range n.kids.m {
 				if top && len(l) > 0 && l[0] == '$' { // [MQTT-4.7.2-1]
@@ -205,6 +216,9 @@ func (n *rnode[V]) all(dst []V) []V {
 	if n.set {
 		dst = append(dst, n.val)
 	}
+	if n.kids == nil {
+		return dst
+	}
 	for _, c := range n.kids.m {
 		dst = c.all(dst)
 	}
@@ -232,10 +246,13 @@ func (n *rnode[V]) walk(prefix []byte, fn func([]byte, V) bool) bool {
 		if c.set && !fn(t, c.val) {
 			return false
 		}
-		if c.kids.len() == 0 {
+		if c.kids == nil {
 			return true
 		}
 		return c.walk(append(t, '/'), fn)
+	}
+	if n.kids == nil {
+		return true
 	}
 	for l, c := range n.kids.m {
 		if !visit(l, c) {

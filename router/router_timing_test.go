@@ -16,10 +16,12 @@ type benchSession struct{ id int }
 // '#', for 100k sessions over 1000 sites.
 func BenchmarkShardMatch100kSubs(b *testing.B) {
 	const n = 100_000
+	sessions := make([]benchSession, n)
+	before := heapAlloc()
 	s := NewShard[*benchSession]()
 	var buf []byte
 	for i := range n {
-		k := &benchSession{id: i}
+		k := &sessions[i]
 		site := strconv.Itoa(i % 1000)
 		buf = append(buf[:0], "site/"...)
 		buf = append(buf, site...)
@@ -35,6 +37,7 @@ func BenchmarkShardMatch100kSubs(b *testing.B) {
 		}
 		s.Subscribe(buf, k, SubOptions{QoS: 1})
 	}
+	heap := heapAlloc() - before
 	topics := [][]byte{
 		[]byte("site/42/dev/42042/temp"), // exact + '+' + '#' hits
 		[]byte("site/43/dev/43/temp"),    // exact + '#'
@@ -47,6 +50,17 @@ func BenchmarkShardMatch100kSubs(b *testing.B) {
 		dst = s.Match(topics[i%len(topics)], dst[:0])
 		GlobalSink += len(dst)
 	}
+	b.StopTimer()
+	runtime.KeepAlive(s)
+	b.ReportMetric(float64(heap)/n, "heap-B/sub")
+}
+
+// heapAlloc returns the live heap after a full collection.
+func heapAlloc() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }
 
 // BenchmarkShardSubscribe subscribes distinct filters "dev/<i%1000>/<i>/temp".
@@ -123,10 +137,7 @@ func BenchmarkRetainedMatch1M(b *testing.B) {
 		b.Skip("1M topics: skipped with -short")
 	}
 	const n = 1_000_000
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	before := ms.HeapAlloc
+	before := heapAlloc()
 	start := time.Now()
 	r := NewRetained[*benchSession]()
 	v := &benchSession{}
@@ -140,9 +151,7 @@ func BenchmarkRetainedMatch1M(b *testing.B) {
 		r.Set(buf, v)
 	}
 	build := time.Since(start)
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	heap := ms.HeapAlloc - before
+	heap := heapAlloc() - before
 
 	filter := []byte("dev/42/+/temp")
 	dst := make([]*benchSession, 0, 1024)
