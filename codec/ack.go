@@ -37,7 +37,7 @@ func validAckCode(t Type, c ReasonCode) bool {
 // here (it matches nothing in flight).
 func (p *Ack) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Ack{Props: p.Props}
+	p.Type, p.PacketID, p.Code = 0, 0, Success
 	var err error
 	switch h.Type {
 	case PUBACK, PUBREC, PUBCOMP:

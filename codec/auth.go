@@ -12,7 +12,7 @@ func validAuthCode(c ReasonCode) bool {
 // the Authentication Method matches the CONNECT's is for the broker to check.
 func (p *Auth) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Auth{Props: p.Props}
+	p.Code = 0
 	if v != V5 {
 		return errAuthV3
 	}

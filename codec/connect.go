@@ -53,9 +53,12 @@ const (
 // Last, with v5 Will Payload Format Indicator 1, a will payload that is not
 // UTF-8 returns PayloadFormatInvalid with p fully decoded.
 func (p *Connect) Decode(h FixedHeader, body []byte) error {
+	// Field by field: copying the whole struct costs more than the decode.
 	p.Props.Reset()
 	p.WillProps.Reset()
-	*p = Connect{Props: p.Props, WillProps: p.WillProps}
+	p.ProtocolName, p.Version, p.CleanStart, p.KeepAlive, p.ClientID = nil, 0, false, 0, nil
+	p.WillFlag, p.WillQoS, p.WillRetain, p.WillTopic, p.WillPayload = false, 0, false, nil, nil
+	p.UsernameFlag, p.Username, p.PasswordFlag, p.Password = false, nil, false, nil
 	if err := checkHeader(h, body, CONNECT, 0); err != nil {
 		return err
 	}
@@ -267,7 +270,7 @@ func validConnackV5(c byte) bool {
 // without a property length is accepted as having no properties.
 func (p *Connack) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Connack{Props: p.Props}
+	p.SessionPresent, p.Code = false, 0
 	if err := checkHeader(h, body, CONNACK, 0); err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func validDisconnectCode(c ReasonCode) bool {
 // CONNECT, so the broker checks it.
 func (p *Disconnect) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Disconnect{Props: p.Props}
+	p.Code = 0
 	if err := checkHeader(h, body, DISCONNECT, 0); err != nil {
 		return err
 	}

@@ -51,10 +51,10 @@ type UserProperty struct {
 
 // Properties holds every MQTT 5 property. Which ones were present on the wire
 // is recorded in Present (bit 1<<id for property identifier id); Append
-// writes exactly the properties whose bit is set, except User and
-// SubscriptionIDs, which are written when non-empty whatever their bit.
-// Decoding sets the bit of every property it saw, those two included, so Has
-// works for all. All []byte fields alias the decoded input.
+// writes exactly the properties whose bit is set. The two list-valued ones,
+// User and SubscriptionIDs, have no bit (decoding leaves it clear and Append
+// ignores it): they are present when non-empty. Has answers for all
+// properties. All []byte fields alias the decoded input.
 type Properties struct {
 	Present uint64
 
@@ -118,11 +118,26 @@ const (
 	PropSharedSubAvailable   = 0x2A
 )
 
-// Has reports whether property id was present.
-func (p *Properties) Has(id byte) bool { return p.Present&(1<<id) != 0 }
+// Has reports whether property id is present: its Present bit, or for
+// PropUser and PropSubscriptionID a non-empty slice.
+func (p *Properties) Has(id byte) bool {
+	switch id {
+	case PropUser:
+		return len(p.User) > 0
+	case PropSubscriptionID:
+		return len(p.SubscriptionIDs) > 0
+	}
+	return id < 64 && p.Present&(1<<id) != 0
+}
 
-// Set marks property id present (the caller sets the field).
-func (p *Properties) Set(id byte) { p.Present |= 1 << id }
+// Set marks property id present (the caller sets the field). It has no
+// effect for PropUser and PropSubscriptionID, which are present when their
+// slice is non-empty.
+func (p *Properties) Set(id byte) {
+	if id < 64 && id != PropUser && id != PropSubscriptionID {
+		p.Present |= 1 << id
+	}
+}
 
 // Connect is a CONNECT packet. Slices alias the decoded input.
 type Connect struct {

@@ -325,10 +325,12 @@ func (p *Properties) decode(b []byte, allowed, repeat uint64) ([]byte, error) {
 		if id >= 64 || allowed&bit(id) == 0 {
 			return rest, errPropNotAllow
 		}
-		if p.Present&bit(id) != 0 && repeat&bit(id) == 0 {
+		if p.Has(id) && repeat&bit(id) == 0 {
 			return rest, errPropDup
 		}
-		p.Present |= bit(id)
+		if id != PropUser && id != PropSubscriptionID {
+			p.Present |= bit(id)
+		}
 		var v uint32
 		var s []byte
 		switch propKind[id] {

@@ -44,7 +44,7 @@ const (
 func (p *Subscribe) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
 	clear(p.Subs)
-	*p = Subscribe{Props: p.Props, Subs: p.Subs[:0]}
+	p.PacketID, p.Subs = 0, p.Subs[:0]
 	if err := checkHeaderFlags(qos1Flags(h, v), body, SUBSCRIBE, 2, errFlagsSub); err != nil { // [MQTT-3.8.1-1]
 		return err
 	}
@@ -158,7 +158,7 @@ func validSubackCode(c ReasonCode, v Version) bool {
 // at least one code, each valid for the version.
 func (p *Suback) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Suback{Props: p.Props, Codes: p.Codes[:0]}
+	p.PacketID, p.Codes = 0, p.Codes[:0]
 	if err := checkHeader(h, body, SUBACK, 0); err != nil {
 		return err
 	}

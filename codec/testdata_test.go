@@ -201,7 +201,7 @@ var v5Connect = wireCase{Name: "v5 props and will", V: V5, Golden: true,
 		0x07, 0x01, 0x01, 0x18, 0, 0, 0, 5, // will properties
 		0, 2, "lw", 0, 3, "off", 0, 4, "user", 0, 4, "pass"),
 	Packet: &Connect{ProtocolName: b("MQTT"), Version: V5, CleanStart: true, KeepAlive: 10,
-		Props: Properties{Present: present(PropSessionExpiry, PropReceiveMaximum, PropUser),
+		Props: Properties{Present: present(PropSessionExpiry, PropReceiveMaximum),
 			SessionExpiry: 120, ReceiveMaximum: 20, User: users("k", "v")},
 		ClientID: b("cid"), WillFlag: true, WillQoS: 1,
 		WillProps: Properties{Present: present(PropPayloadFormat, PropWillDelay), PayloadFormat: 1, WillDelay: 5},
@@ -268,12 +268,12 @@ var publishCorpus = []wireCase{
 			0x01, 1, 0x02, 0, 0, 0x0e, 0x10, 0x03, 0, 4, "json", 0x23, 0, 3, 0x26, 0, 1, "a", 0, 1, "b",
 			"{}"),
 		Packet: &Publish{QoS: 1, Topic: b("t"), PacketID: 1, Payload: b("{}"),
-			Props: Properties{Present: present(PropPayloadFormat, PropMessageExpiry, PropContentType, PropTopicAlias, PropUser),
+			Props: Properties{Present: present(PropPayloadFormat, PropMessageExpiry, PropContentType, PropTopicAlias),
 				PayloadFormat: 1, MessageExpiry: 3600, ContentType: b("json"), TopicAlias: 3, User: users("a", "b")}}},
 	{Name: "v5 empty topic with alias", V: V5, Golden: true, Raw: raw(0x30, 7, 0, 0, 3, 0x23, 0, 5, "x"),
 		Packet: &Publish{Topic: b(""), Payload: b("x"), Props: Properties{Present: present(PropTopicAlias), TopicAlias: 5}}},
 	{Name: "v5 two subscription identifiers", V: V5, Golden: true, Raw: raw(0x30, 9, 0, 1, "t", 5, 0x0b, 1, 0x0b, 0x81, 1),
-		Packet: &Publish{Topic: b("t"), Props: Properties{Present: present(PropSubscriptionID), SubscriptionIDs: []uint32{1, 129}}}},
+		Packet: &Publish{Topic: b("t"), Props: Properties{SubscriptionIDs: []uint32{1, 129}}}},
 }
 
 var ackCorpus = []wireCase{
@@ -301,7 +301,7 @@ var subscribeCorpus = []wireCase{
 		Packet: &Subscribe{PacketID: 10, Subs: []Subscription{{Filter: b("a")}}}},
 	{Name: "v5 SUBSCRIBE options and shared", V: V5, Golden: true,
 		Raw: raw(0x82, 0x18, 0, 1, 2, 0x0b, 5, 0, 3, "a/+", 0x2d, 0, 10, "$share/g/x", 2),
-		Packet: &Subscribe{PacketID: 1, Props: Properties{Present: present(PropSubscriptionID), SubscriptionIDs: []uint32{5}},
+		Packet: &Subscribe{PacketID: 1, Props: Properties{SubscriptionIDs: []uint32{5}},
 			Subs: []Subscription{{Filter: b("a/+"), QoS: 1, NoLocal: true, RetainAsPublished: true, RetainHandling: 2},
 				{Filter: b("$share/g/x"), QoS: 2}}}},
 	{Name: "v3.1.1 SUBACK", V: V311, Golden: true, Raw: raw(0x90, 4, 0, 10, 1, 0x80),
@@ -310,7 +310,7 @@ var subscribeCorpus = []wireCase{
 		Packet: &Suback{PacketID: 1, Codes: []ReasonCode{GrantedQoS0, GrantedQoS1, TopicFilterInvalid}}},
 	{Name: "v5 SUBACK props", V: V5, Golden: true,
 		Raw: raw(0x90, 0x10, 0, 1, 0x0b, 0x1f, 0, 1, "x", 0x26, 0, 1, "k", 0, 1, "v", 1, 0xa2),
-		Packet: &Suback{PacketID: 1, Props: Properties{Present: present(PropReasonString, PropUser), ReasonString: b("x"), User: users("k", "v")},
+		Packet: &Suback{PacketID: 1, Props: Properties{Present: present(PropReasonString), ReasonString: b("x"), User: users("k", "v")},
 			Codes: []ReasonCode{GrantedQoS1, WildcardSubscriptionsNotSupported}}},
 }
 
@@ -318,8 +318,8 @@ var unsubscribeCorpus = []wireCase{
 	{Name: "v3.1.1 UNSUBSCRIBE", V: V311, Golden: true, Raw: raw(0xa2, 0x0a, 0, 11, 0, 3, "a/b", 0, 1, "#"),
 		Packet: &Unsubscribe{PacketID: 11, Filters: [][]byte{b("a/b"), b("#")}}},
 	{Name: "v5 UNSUBSCRIBE user property", V: V5, Golden: true,
-		Raw: raw(0xa2, 0x0d, 0, 11, 7, 0x26, 0, 1, "k", 0, 1, "v", 0, 1, "a"),
-		Packet: &Unsubscribe{PacketID: 11, Props: Properties{Present: present(PropUser), User: users("k", "v")}, Filters: [][]byte{b("a")}}},
+		Raw:    raw(0xa2, 0x0d, 0, 11, 7, 0x26, 0, 1, "k", 0, 1, "v", 0, 1, "a"),
+		Packet: &Unsubscribe{PacketID: 11, Props: Properties{User: users("k", "v")}, Filters: [][]byte{b("a")}}},
 	{Name: "v3.1.1 UNSUBACK", V: V311, Golden: true, Raw: raw(0xb0, 2, 0, 11), Packet: &Unsuback{PacketID: 11}},
 	{Name: "v5 UNSUBACK", V: V5, Golden: true, Raw: raw(0xb0, 5, 0, 11, 0, 0, 0x11),
 		Packet: &Unsuback{PacketID: 11, Codes: []ReasonCode{Success, NoSubscriptionExisted}}},

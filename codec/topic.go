@@ -2,8 +2,20 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
+
+// Word-at-a-time helpers for the ASCII fast paths.
+const (
+	loBits    = 0x0101010101010101
+	hiBits    = 0x8080808080808080
+	plusBytes = '+' * loBits
+	hashBytes = '#' * loBits
+)
+
+// hasZero reports whether any byte of w is 0.
+func hasZero(w uint64) bool { return (w-loBits)&^w&hiBits != 0 }
 
 // ValidUTF8 reports whether b is a valid MQTT UTF-8 Encoded String body:
 // well-formed UTF-8 with no surrogate code points [MQTT-1.5.4-1] and no
@@ -14,7 +26,15 @@ func ValidUTF8(b []byte) bool { return validUTF8(b) == nil }
 
 // validUTF8 is ValidUTF8 returning the error that names the broken rule.
 func validUTF8(b []byte) error {
-	for i := 0; i < len(b); {
+	i := 0
+	// Fast path: 8 ASCII bytes with no NUL at a time.
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if w&hiBits != 0 || hasZero(w) {
+			break
+		}
+	}
+	for i < len(b) {
 		c := b[i]
 		if c < utf8.RuneSelf {
 			if c == 0 {
@@ -50,7 +70,15 @@ func ValidateTopicName(b []byte) error {
 
 // validateTopicChars checks UTF-8 and wildcards in one pass.
 func validateTopicChars(b []byte) error {
-	for i := 0; i < len(b); {
+	i := 0
+	// Fast path: 8 ASCII bytes with no NUL, '+' or '#' at a time.
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		if w&hiBits != 0 || hasZero(w) || hasZero(w^plusBytes) || hasZero(w^hashBytes) {
+			break
+		}
+	}
+	for i < len(b) {
 		c := b[i]
 		if c < utf8.RuneSelf {
 			switch c {

@@ -13,7 +13,7 @@ var (
 func (p *Unsubscribe) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
 	clear(p.Filters)
-	*p = Unsubscribe{Props: p.Props, Filters: p.Filters[:0]}
+	p.PacketID, p.Filters = 0, p.Filters[:0]
 	if err := checkHeaderFlags(qos1Flags(h, v), body, UNSUBSCRIBE, 2, errFlagsUnsub); err != nil { // [MQTT-3.10.1-1]
 		return err
 	}
@@ -79,7 +79,7 @@ func validUnsubackCode(c ReasonCode) bool {
 // properties and at least one valid reason code.
 func (p *Unsuback) Decode(h FixedHeader, body []byte, v Version) error {
 	p.Props.Reset()
-	*p = Unsuback{Props: p.Props, Codes: p.Codes[:0]}
+	p.PacketID, p.Codes = 0, p.Codes[:0]
 	if err := checkHeader(h, body, UNSUBACK, 0); err != nil {
 		return err
 	}
