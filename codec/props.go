@@ -384,3 +384,12 @@ func (p *Properties) decode(b []byte, allowed, repeat uint64) ([]byte, error) {
 	}
 	return rest, nil
 }
+
+// DecodePublishProps reads a property block as a PUBLISH carries it (the
+// form Properties.Append writes) into p, which it resets first. It is how a
+// stored message's properties come back; slices alias b.
+func (p *Properties) DecodePublishProps(b []byte) error {
+	p.Reset()
+	_, err := p.decode(b, propsPublish, repeatPublish)
+	return err
+}
