@@ -32,7 +32,7 @@ func msgExpired(m *Message, now int64) bool {
 // visit handles one pair. key and val must be owned by the loader (the
 // visited records alias them).
 func (l *loader) visit(key, val []byte) error {
-	if len(key) > 0 && key[0] != prefixSession && key[0] != prefixRetained && key[0] != prefixWill && len(l.expired) > 0 {
+	if len(key) > 0 && key[0] != prefixSession && key[0] != prefixRetained && len(l.expired) > 0 {
 		// A record under an expired session goes with it, decoded or not.
 		if cid, ok := keyClient(key); ok {
 			if _, gone := l.expired[string(cid)]; gone {
@@ -82,9 +82,6 @@ func (l *loader) visit(key, val []byte) error {
 			l.v.Retained(rec.retained)
 		}
 	case prefixWill:
-		// The will of a session that expired while the broker was down is
-		// still delivered: it was due when the session ended
-		// [MQTT-3.1.2-8]. The broker publishes it and deletes it.
 		if msgExpired(&rec.will.Msg, l.now) {
 			l.dels = append(l.dels, key)
 			return nil

@@ -63,9 +63,7 @@ func (m *Memory) Apply(ops []Op, done func(error)) error {
 	m.batches.Add(1)
 	m.ops.Add(uint64(len(ops)))
 	m.last.Store(int64(len(ops)))
-	if int64(len(ops)) > m.most.Load() {
-		m.most.Store(int64(len(ops)))
-	}
+	storeMax(&m.most, int64(len(ops)))
 	if done != nil {
 		done(nil)
 	}
@@ -114,7 +112,13 @@ func (m *Memory) Load(v Visitor) error {
 	}
 	var ranges [len(loadOrder)][]pair
 	for k, val := range m.d.kv {
+		if len(k) == 0 {
+			continue
+		}
 		i := slices.Index(loadOrder[:], k[0])
+		if i < 0 {
+			continue // not a record type Load knows
+		}
 		ranges[i] = append(ranges[i], pair{[]byte(k), bytes.Clone(val)})
 	}
 	m.mu.Unlock()

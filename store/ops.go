@@ -41,7 +41,7 @@ func invalid(i int, format string, args ...any) error {
 
 func checkCID(i int, cid string) error {
 	if strings.IndexByte(cid, 0) >= 0 {
-		return invalid(i, "client id %q contains U+0000", cid)
+		return invalid(i, "client id %s contains U+0000", quoteShort([]byte(cid)))
 	}
 	return nil
 }
@@ -51,6 +51,14 @@ func checkMsg(i int, m *Message) error {
 		return invalid(i, "message QoS %d", m.QoS)
 	}
 	return nil
+}
+
+// quoteShort quotes b for an error message, cut to 64 bytes.
+func quoteShort(b []byte) string {
+	if len(b) > 64 {
+		return fmt.Sprintf("%q… (%d bytes)", b[:64], len(b))
+	}
+	return fmt.Sprintf("%q", b)
 }
 
 // opSize validates op i and returns upper bounds of its key and value sizes.
@@ -70,7 +78,7 @@ func opSize(i int, op *Op) (k, v int, err error) {
 			return
 		}
 		if s.Filter == "" || strings.IndexByte(s.Filter, 0) >= 0 {
-			return 0, 0, invalid(i, "subscription filter %q empty or containing U+0000", s.Filter)
+			return 0, 0, invalid(i, "subscription filter %s empty or containing U+0000", quoteShort([]byte(s.Filter)))
 		}
 		if !op.Delete && (s.QoS > 2 || s.RetainHandling > 2) {
 			return 0, 0, invalid(i, "subscription QoS %d, retain handling %d", s.QoS, s.RetainHandling)
@@ -104,7 +112,7 @@ func opSize(i int, op *Op) (k, v int, err error) {
 		n++
 		m := op.Retained
 		if len(m.Topic) == 0 || bytes.IndexByte(m.Topic, 0) >= 0 {
-			return 0, 0, invalid(i, "retained topic %q empty or containing U+0000", m.Topic)
+			return 0, 0, invalid(i, "retained topic %s empty or containing U+0000", quoteShort(m.Topic))
 		}
 		if !op.Delete {
 			if err = checkMsg(i, m); err != nil {

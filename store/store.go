@@ -71,7 +71,7 @@ type Session struct {
 	// ExpiryInterval is in seconds; 0xFFFFFFFF means never.
 	ExpiryInterval uint32
 	// DisconnectedAt is in unix nanoseconds, 0 while connected. Load drops a
-	// session, and everything stored under its client id except its will,
+	// session, and everything stored under its client id (its will too),
 	// once DisconnectedAt+ExpiryInterval has passed: time spent while the
 	// broker was down counts.
 	DisconnectedAt int64

@@ -315,7 +315,7 @@ func decodeRecord(key, val []byte) (rec record, err error) {
 	rec.kind = key[0]
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w: cannot decode %s record at key %q: %w", ErrCorrupt, kindName(rec.kind), key, err)
+			err = fmt.Errorf("%w: cannot decode %s record at key %s: %w", ErrCorrupt, kindName(rec.kind), quoteShort(key), err)
 		}
 	}()
 	if rec.kind == prefixRetained {
