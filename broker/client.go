@@ -57,12 +57,11 @@ type Client struct {
 	openedAt  int64
 
 	// Set from the v5 CONNECT.
-	sendQuota     int    // client's Receive Maximum: our QoS 1/2 send window
-	maxOut        int    // client's Maximum Packet Size; 0 = protocol limit
-	problemInfo   bool   // Request Problem Information
-	aliases       [][]byte // inbound topic aliases, index = alias-1, lazily sized
-	inboundQoS2   int    // QoS 2 PUBLISHes received and awaiting PUBREL, for our Receive Maximum
-	willOnClose   bool   // publish the will when the connection closes
+	sendQuota       int      // client's Receive Maximum: our QoS 1/2 send window
+	maxOut          int      // client's Maximum Packet Size; 0 = protocol limit
+	problemInfo     bool     // Request Problem Information
+	aliases         [][]byte // inbound topic aliases, index = alias-1, lazily sized
+	willOnClose     bool     // publish the will when the connection closes
 	cleanDisconnect bool
 
 	MigrateTo int // target loop when Feed returns FeedMigrate
@@ -157,7 +156,12 @@ func (c *Client) dispatch(h codec.FixedHeader, body []byte) error {
 	case codec.SUBSCRIBE:
 		s := &l.pkt.sub
 		if err := s.Decode(h, body, c.version); err != nil {
-			return err
+			// A filter that breaks only the filter syntax is answered per
+			// filter in the SUBACK (handleSubscribe); Decode has still
+			// filled s completely. Anything else closes.
+			if re := codec.AsReasonError(err); re == nil || re.Code != codec.TopicFilterInvalid {
+				return err
+			}
 		}
 		return c.handleSubscribe(s)
 	case codec.UNSUBSCRIBE:

@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"time"
 
 	"github.com/mcutie/mcutie/codec"
 )
@@ -85,6 +86,13 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 
 	id := string(cid)
 	s := l.sessions[id]
+	if s != nil && s.c == nil && s.expiry != 0xFFFFFFFF && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
+		// [MQTT-4.1.0-2] The session expired and the next Tick has not
+		// discarded it yet: it must not be resumed.
+		l.counters.sessionsExpired++
+		s.end(true)
+		s = nil
+	}
 	if s != nil && s.c != nil {
 		// [MQTT-3.1.4-3] Session takeover: tell the old connection (v5
 		// 0x8E) and close it.

@@ -23,21 +23,21 @@ type Loop struct {
 	inbox    *inbox[inboxItem]
 
 	sessions map[string]*Session
-	clients  []*Client // live connections, for keep-alive and connect-timeout sweeps
+	clients  []*Client  // live connections, for keep-alive and connect-timeout sweeps
 	waiting  []*Session // offline sessions with an expiry or a pending will
 
 	now int64 // unix ns, refreshed at each callback
 
 	// Scratch, reused for every packet so decoding allocates nothing.
 	pkt struct {
-		connect codec.Connect
-		publish codec.Publish
-		ack     codec.Ack
-		sub     codec.Subscribe
-		unsub   codec.Unsubscribe
-		disc    codec.Disconnect
-		auth    codec.Auth
-		suback  codec.Suback
+		connect  codec.Connect
+		publish  codec.Publish
+		ack      codec.Ack
+		sub      codec.Subscribe
+		unsub    codec.Unsubscribe
+		disc     codec.Disconnect
+		auth     codec.Auth
+		suback   codec.Suback
 		unsuback codec.Unsuback
 	}
 	matches  []router.Entry[*Session]

@@ -132,7 +132,8 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			e := &l.matches[i]
 			n++
 			if e.Key.l == l {
-				l.deliverOne(e.Key, m, e.Opts.QoS, false, e.Opts.ID)
+				// [MQTT-3.3.1-12/-13] as for a member on another loop (drain).
+				l.deliverOne(e.Key, m, e.Opts.QoS, e.Opts.RetainAsPublished && m.Retain, e.Opts.ID)
 				continue
 			}
 			m.retain()
@@ -346,6 +347,9 @@ func (c *Client) handleAck(a *codec.Ack) error {
 		}
 		om := s.inflight.at(i)
 		if om.state != outPubrec {
+			if om.state == outHeld {
+				s.held--
+			}
 			om.state = outPubrec
 			om.m.release() // the message itself is no longer needed
 			om.m = nil
@@ -373,6 +377,9 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 		return
 	}
 	om := s.inflight.remove(i)
+	if om.state == outHeld {
+		s.held--
+	}
 	if om.m != nil {
 		om.m.release()
 	}

@@ -23,6 +23,7 @@ type Session struct {
 	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
 
 	inflight ring[*outMsg] // sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order
+	held     int           // inflight PUBLISHes in state outHeld
 	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
 	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
 	nextPID  uint16
@@ -49,7 +50,7 @@ type outMsg struct {
 	m      *Message
 	pid    uint16
 	qos    byte
-	state  byte // outQueued, outSent, outPubrec
+	state  byte // outQueued, outSent, outPubrec, outHeld
 	retain bool
 	ids    [4]uint32
 	nids   uint8
@@ -59,6 +60,7 @@ const (
 	outQueued byte = iota
 	outSent
 	outPubrec
+	outHeld // sent on an earlier connection, to be resent when the send quota allows
 )
 
 func newSession(l *Loop, id string) *Session {
@@ -73,18 +75,19 @@ func (s *Session) attach(c *Client) {
 	c.s = s
 	s.discAt = 0
 	s.available.Store(true)
-	now := s.l.now
+	s.held = 0
 	for i := 0; i < s.inflight.len(); i++ {
 		om := s.inflight.at(i)
 		if om.state == outPubrec {
 			c.queueAck(codec.PUBREL, om.pid, codec.Success)
 			continue
 		}
-		if om.qos == 1 || om.qos == 2 {
-			// [MQTT-4.3.3-7] Expiry no longer applies once a QoS 2 flow started;
-			// for simplicity an inflight message is always resent.
-			c.writePublish(om, true, now)
-		}
+		// pump resends it within the new connection's Receive Maximum
+		// [MQTT-3.3.4-9], which may be smaller than what is in flight.
+		// [MQTT-4.3.3-7] Expiry no longer applies once a QoS 2 flow started;
+		// for simplicity an inflight message is always resent.
+		om.state = outHeld
+		s.held++
 	}
 	s.pump()
 }
@@ -140,6 +143,7 @@ func (s *Session) end(publishWill bool) {
 		om := s.queue.popFront()
 		om.m.release()
 	}
+	s.held = 0
 	s.inboundQoS2 = nil
 	l.unwait(s)
 	if l.sessions[s.id] == s {
@@ -173,6 +177,12 @@ func (s *Session) publishWill() {
 	}
 	s.l.counters.willsPublished++
 	m.origin = nil // No Local does not apply to a will: the session is gone
+	if m.ExpireAt != 0 {
+		// §3.1.3.2.4: the will's Message Expiry Interval starts when it
+		// is published, not at CONNECT (the message is not shared yet).
+		m.ExpireAt += s.l.now - m.Created
+		m.Created = s.l.now
+	}
 	s.l.publish(m, nil)
 	m.release()
 }
@@ -221,7 +231,21 @@ func (s *Session) pump() {
 		return
 	}
 	now := s.l.now
-	for s.queue.len() > 0 && s.inflight.len() < c.sendQuota {
+	// Inflight PUBLISHes held back by attach go first, in order, DUP=1
+	// with their original ids [MQTT-4.4.0-1].
+	for i := 0; s.held > 0 && i < s.inflight.len() && s.inflight.len()-s.held < c.sendQuota; i++ {
+		om := s.inflight.at(i)
+		if om.state != outHeld {
+			continue
+		}
+		om.state = outSent
+		s.held--
+		n := s.inflight.len()
+		if c.writePublish(om, true, now); s.inflight.len() < n {
+			i-- // dropped as too large: the next one moved to i
+		}
+	}
+	for s.held == 0 && s.queue.len() > 0 && s.inflight.len() < c.sendQuota {
 		if c.outboundFull() {
 			s.l.counters.slowConsumerStalls++
 			return

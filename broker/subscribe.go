@@ -35,7 +35,9 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		code := codec.ReasonCode(sub.QoS) // granted QoS: we support 0..2
 		group, filter, shared, err := codec.SplitShared(sub.Filter)
 		switch {
-		case err != nil:
+		case err != nil || codec.ValidateTopicFilter(sub.Filter) != nil:
+			// Misplaced wildcards or a bad $share framing [MQTT-4.7.1-1/-2,
+			// 3.1.1 MQTT-4.7.1-2/-3]: refused in the SUBACK (0x8F; 3.x 0x80).
 			code = codec.TopicFilterInvalid
 		case len(sub.Filter) > l.b.opts.MaxTopicLength || bytes.Count(filter, []byte{'/'})+1 > l.b.opts.MaxTopicLevels:
 			code = codec.TopicFilterInvalid

@@ -153,3 +153,14 @@ func (r *rawConn) expectClosed(d time.Duration) []codec.FixedHeader {
 		got = append(got, h)
 	}
 }
+
+// stop stops the broker now, as the test's cleanup would: v5 clients get
+// DISCONNECT 0x8B first. Stopping twice is harmless.
+func (tb *testBroker) stop(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tb.srv.Stop(ctx); err != nil {
+		t.Fatalf("stop broker: %v", err)
+	}
+}

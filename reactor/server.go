@@ -366,10 +366,32 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 // gnetConn adapts gnet.Conn to broker.Conn.
 type gnetConn struct{ st *connState }
 
-func (g gnetConn) Writev(bufs [][]byte) (int, error) { return g.st.gc.Writev(bufs) }
-func (g gnetConn) OutboundBuffered() int             { return g.st.gc.OutboundBuffered() }
-func (g gnetConn) Close() error                      { return g.st.gc.Close() }
-func (g gnetConn) RemoteAddr() string                { return g.st.remote }
+func (g gnetConn) OutboundBuffered() int { return g.st.gc.OutboundBuffered() }
+func (g gnetConn) Close() error          { return g.st.gc.Close() }
+func (g gnetConn) RemoteAddr() string    { return g.st.remote }
+
+// iovMax is IOV_MAX on Linux and the BSDs.
+const iovMax = 1024
+
+// Writev writes bufs in chunks of at most iovMax vectors: gnet (v2.9.7)
+// hands all of them to one writev(2), which fails with EINVAL above
+// IOV_MAX and closes the connection, and a burst of deliveries to one
+// subscriber (two vectors per PUBLISH) easily exceeds that. Once a chunk
+// leaves bytes unsent, gnet queues every later chunk behind them, so order
+// holds.
+func (g gnetConn) Writev(bufs [][]byte) (int, error) {
+	n := 0
+	for len(bufs) > iovMax {
+		k, err := g.st.gc.Writev(bufs[:iovMax])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		bufs = bufs[iovMax:]
+	}
+	k, err := g.st.gc.Writev(bufs)
+	return n + k, err
+}
 
 func addrString(a net.Addr) string {
 	if a == nil {
