@@ -34,6 +34,7 @@ type Broker struct {
 	// times (keep-alive, expiry, will delay) needs better than
 	// milliseconds.
 	clock     atomic.Int64
+	storeErrors atomic.Uint64
 	clockStop chan struct{}
 }
 

@@ -291,6 +291,7 @@ func (c *Client) Closed() {
 		s.detach(c, !c.cleanDisconnect || c.willOnClose)
 	}
 	c.s = nil
+	l.flush() // a will, takeovers and store operations of the detach
 }
 
 // controlBuf returns c.wbuf for a control packet to be appended to.

@@ -127,6 +127,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 	}
 	s.version = p.Version
 	s.expiry = expiry
+	s.storeSession()
 
 	// The will belongs to this connection (MQTT-3.1.2-8 and -10).
 	if p.WillFlag {
@@ -135,6 +136,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 			wp.Props = p.WillProps
 		}
 		s.setWill(newMessage(&wp, s, l.now), p.WillProps.WillDelay)
+		s.storeWill()
 	}
 
 	// CONNACK.

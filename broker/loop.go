@@ -5,6 +5,7 @@ import (
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
+	"github.com/mcutie/mcutie/store"
 )
 
 // Loop is the broker's half of one event loop: its router shard, the
@@ -45,6 +46,9 @@ type Loop struct {
 	matchSeq uint64
 	dirty    []*Client // connections with bytes waiting for flush
 	retBuf   []*Message
+
+	ops    []store.Op // store operations of this pass, submitted by commitOps
+	opAcks []*ackWait
 
 	counters loopCounters
 	snap     counterSnapshot
@@ -130,11 +134,13 @@ func (l *Loop) drain() {
 			it.msg.release()
 		case itemRemote:
 			l.routeLocal(it.msg, it.msg.origin)
+			l.releaseAck(it.msg)
 			it.msg.release()
 		case itemDirect:
 			if it.target.l == l {
 				l.deliverOne(it.target, it.msg, it.opts.QoS, it.opts.RetainAsPublished && it.msg.Retain, it.opts.ID)
 			}
+			l.releaseAck(it.msg)
 			it.msg.release()
 		case itemFunc:
 			it.fn()
@@ -146,9 +152,10 @@ func (l *Loop) drain() {
 // tick refreshes the loop's clock. Loop-only.
 func (l *Loop) tick() { l.now = l.b.clock.Load() }
 
-// flush writes every connection's pending bytes with one writev each.
-// Loop-only.
+// flush submits the pass's store operations, then writes every
+// connection's pending bytes with one writev each. Loop-only.
 func (l *Loop) flush() {
+	l.commitOps()
 	for i, c := range l.dirty {
 		c.flush()
 		l.dirty[i] = nil

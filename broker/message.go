@@ -35,6 +35,10 @@ type Message struct {
 	// reference, so its memory must stay valid until the GC proves
 	// nobody points at it.
 	pinned bool
+
+	// ack is the publisher's acknowledgement, waiting for the store
+	// operations this message causes on every loop (nil: none waits).
+	ack *ackWait
 }
 
 const maxPooledMessageBuf = 64 << 10
@@ -96,6 +100,7 @@ func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 	m.pinned = p.Retain
 	m.Created = now
 	m.origin = origin
+	m.ack = nil
 	return m
 }
 

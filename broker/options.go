@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/mcutie/mcutie/store"
 	"log/slog"
 	"runtime"
 	"time"
@@ -22,6 +23,10 @@ type Options struct {
 	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
 	ConnectTimeout    time.Duration
 	InboxSize         int // cross-loop inbox capacity per loop; default 16384
+
+	// Store keeps persistent sessions, their QoS 1/2 messages and the
+	// retained messages; nil keeps everything in memory only.
+	Store store.Store
 
 	Logger *slog.Logger
 	Now    func() time.Time // for tests; default time.Now

@@ -49,12 +49,29 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 
 	m := newMessage(p, s, l.now)
+	var aw *ackWait
+	if p.QoS > 0 && l.b.opts.Store != nil {
+		// The acknowledgement waits for every store operation the message
+		// causes, on every loop it reaches (durability "commit"/"sync").
+		aw = newAckWait(c, ackFor(p.QoS), p.PacketID)
+		m.ack = aw
+		if p.QoS == 2 {
+			s.storeInbound(p.PacketID, false, aw)
+		}
+	}
 	n := l.publish(m, s)
 	m.release()
 
 	code := codec.Success
 	if n == 0 && c.version == codec.V5 {
 		code = codec.NoMatchingSubscribers
+	}
+	if aw != nil {
+		aw.code = code
+		if aw.release(nil) {
+			aw.write()
+		}
+		return nil
 	}
 	switch p.QoS {
 	case 1:
@@ -63,6 +80,13 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		c.queueAck(codec.PUBREC, p.PacketID, code)
 	}
 	return nil
+}
+
+// releaseAck drops this loop's hold on m's acknowledgement. Loop-only.
+func (l *Loop) releaseAck(m *Message) {
+	if m.ack != nil && m.ack.release(nil) {
+		m.ack.fireFrom(l)
+	}
 }
 
 func ackFor(qos byte) codec.Type {
@@ -101,8 +125,10 @@ func (l *Loop) setRetained(m *Message) {
 		if old, ok := l.b.retained.Delete(m.Topic); ok {
 			old.release()
 		}
+		l.storeRetained(m, m.ack)
 		return
 	}
+	l.storeRetained(m, m.ack)
 	// [MQTT-3.3.1-5] Replace the stored message.
 	m.retain()
 	if old, ok := l.b.retained.Set(m.Topic, m); ok {
@@ -137,7 +163,11 @@ func (l *Loop) route(m *Message, origin *Session) int {
 				continue
 			}
 			m.retain()
+			if m.ack != nil {
+				m.ack.hold()
+			}
 			if !e.Key.l.post(inboxItem{kind: itemDirect, msg: m, target: e.Key, opts: e.Opts}, m.QoS > 0 && e.Opts.QoS > 0) {
+				l.releaseAck(m)
 				m.release()
 				l.counters.droppedInboxFull++
 			}
@@ -150,7 +180,11 @@ func (l *Loop) route(m *Message, origin *Session) int {
 		}
 		n++
 		m.retain()
+		if m.ack != nil {
+			m.ack.hold()
+		}
 		if !o.post(inboxItem{kind: itemRemote, msg: m}, m.QoS > 0) {
+			l.releaseAck(m)
 			m.release()
 			l.counters.droppedInboxFull++
 		}
@@ -253,9 +287,11 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	om := new(outMsg)
 	*om = *tmpl
+	om.seq = s.nextSeq
+	s.nextSeq++
 	m.retain()
-	if c != nil && s.queue.len() == 0 && s.inflight.len() < c.sendQuota && !c.outboundFull() {
-		om.pid = s.allocPID()
+	s.storeOutbound(om)
+	if c != nil && s.queue.len() == 0 && s.held == 0 && s.inflight.len() < c.sendQuota && !c.outboundFull() && s.takePID(om) {
 		om.state = outSent
 		s.inflight.pushBack(om)
 		c.writePublish(om, false, l.now)
@@ -321,7 +357,17 @@ func (c *Client) handleAck(a *codec.Ack) error {
 				last := len(s.inboundQoS2) - 1
 				s.inboundQoS2[i] = s.inboundQoS2[last]
 				s.inboundQoS2 = s.inboundQoS2[:last]
-				// [MQTT-4.3.3-11] PUBREL → PUBCOMP.
+				// [MQTT-4.3.3-11] PUBREL → PUBCOMP, once the id is
+				// forgotten durably: otherwise a restart would take the
+				// next message with this id for a duplicate.
+				if s.persistent() {
+					aw := newAckWait(c, codec.PUBCOMP, a.PacketID)
+					s.storeInbound(a.PacketID, true, aw)
+					if aw.release(nil) {
+						aw.write()
+					}
+					return nil
+				}
 				c.queueAck(codec.PUBCOMP, a.PacketID, codec.Success)
 				return nil
 			}
@@ -351,6 +397,7 @@ func (c *Client) handleAck(a *codec.Ack) error {
 				s.held--
 			}
 			om.state = outPubrec
+			s.storeReleased(om)
 			om.m.release() // the message itself is no longer needed
 			om.m = nil
 		}
@@ -380,6 +427,7 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 	if om.state == outHeld {
 		s.held--
 	}
+	s.storeOutboundDone(om, nil)
 	if om.m != nil {
 		om.m.release()
 	}
@@ -392,6 +440,7 @@ func (s *Session) completeOutbound(pid uint16) {
 	for i := 0; i < s.inflight.len(); i++ {
 		if om := s.inflight.at(i); om.pid == pid {
 			s.inflight.remove(i)
+			s.storeOutboundDone(om, nil)
 			if om.m != nil {
 				om.m.release()
 			}

@@ -26,7 +26,8 @@ type Session struct {
 	held     int           // inflight PUBLISHes in state outHeld
 	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
 	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
-	nextPID  uint16
+	nextSeq  uint64 // order of QoS 1/2 messages; the packet id derives from it
+	stored   bool   // a session record is in the store
 
 	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
 
@@ -48,6 +49,7 @@ type Session struct {
 
 type outMsg struct {
 	m      *Message
+	seq    uint64
 	pid    uint16
 	qos    byte
 	state  byte // outQueued, outSent, outPubrec, outHeld
@@ -113,6 +115,10 @@ func (s *Session) detach(c *Client, abnormal bool) {
 		s.end(true)
 		return
 	}
+	s.storeSession()
+	if s.will != nil {
+		s.storeWill()
+	}
 	if s.expiry != 0xFFFFFFFF || s.willAt != 0 {
 		l.wait(s)
 	}
@@ -145,6 +151,7 @@ func (s *Session) end(publishWill bool) {
 	}
 	s.held = 0
 	s.inboundQoS2 = nil
+	s.storeDelete()
 	l.unwait(s)
 	if l.sessions[s.id] == s {
 		delete(l.sessions, s.id)
@@ -165,7 +172,12 @@ func (s *Session) dropWill() {
 	s.willAt = 0
 }
 
-func (s *Session) cancelWill() { s.dropWill() }
+func (s *Session) cancelWill() {
+	if s.will != nil {
+		s.storeWillGone()
+	}
+	s.dropWill()
+}
 
 // publishWill routes the will message from the session's loop.
 func (s *Session) publishWill() {
@@ -176,6 +188,7 @@ func (s *Session) publishWill() {
 		return
 	}
 	s.l.counters.willsPublished++
+	s.storeWillGone()
 	m.origin = nil // No Local does not apply to a will: the session is gone
 	if m.ExpireAt != 0 {
 		// §3.1.3.2.4: the will's Message Expiry Interval starts when it
@@ -185,6 +198,22 @@ func (s *Session) publishWill() {
 	}
 	s.l.publish(m, nil)
 	m.release()
+}
+
+// addSub adds (or replaces) one subscription in s and the router.
+func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
+	l := s.l
+	if s.subs == nil {
+		s.subs = make(map[string]router.SubOptions)
+	}
+	_, existed = s.subs[filter]
+	s.subs[filter] = o
+	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
+		l.b.shared.Subscribe(group, f, s, o)
+	} else if !l.shard.Subscribe([]byte(filter), s, o) {
+		l.subCount.Add(1)
+	}
+	return existed
 }
 
 // removeSub drops one subscription from the router.
@@ -199,22 +228,24 @@ func (s *Session) removeSub(filter string, o router.SubOptions) {
 	}
 }
 
-// allocPID returns a packet id not in flight [MQTT-2.2.1-4].
-func (s *Session) allocPID() uint16 {
+// pidForSeq derives a message's packet id from its sequence number, so a
+// message resent after a restart keeps the id it may already have been
+// sent with (MQTT-4.4.0-1), without a store write per send.
+func pidForSeq(seq uint64) uint16 { return uint16(seq%65535) + 1 }
+
+// takePID marks om's packet id in flight and reports false when an older
+// message still holds it [MQTT-2.2.1-4]: sending then waits for its ack.
+func (s *Session) takePID(om *outMsg) bool {
 	if s.pidUsed == nil {
 		s.pidUsed = new([1024]uint64)
 	}
-	for {
-		s.nextPID++
-		if s.nextPID == 0 {
-			s.nextPID = 1
-		}
-		p := s.nextPID
-		if s.pidUsed[p>>6]&(1<<(p&63)) == 0 {
-			s.pidUsed[p>>6] |= 1 << (p & 63)
-			return p
-		}
+	p := pidForSeq(om.seq)
+	if s.pidUsed[p>>6]&(1<<(p&63)) != 0 {
+		return false
 	}
+	s.pidUsed[p>>6] |= 1 << (p & 63)
+	om.pid = p
+	return true
 }
 
 func (s *Session) freePID(p uint16) {
@@ -250,13 +281,18 @@ func (s *Session) pump() {
 			s.l.counters.slowConsumerStalls++
 			return
 		}
-		om := s.queue.popFront()
+		om := s.queue.at(0)
 		if om.m.expired(now) {
+			s.queue.popFront()
 			s.l.counters.droppedExpired++
+			s.storeOutboundDone(om, nil)
 			om.m.release()
 			continue
 		}
-		om.pid = s.allocPID()
+		if !s.takePID(om) {
+			return
+		}
+		s.queue.popFront()
 		om.state = outSent
 		s.inflight.pushBack(om)
 		c.writePublish(om, false, now)

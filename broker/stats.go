@@ -30,6 +30,7 @@ type loopCounters struct {
 	droppedTooLarge                      uint64
 	droppedInboxFull                     uint64
 	slowConsumerStalls                   uint64
+	storeRefused                         uint64
 
 	// Gauges, refreshed at snapshot time.
 	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64

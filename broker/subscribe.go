@@ -30,6 +30,10 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	var sends [8]sendRetained
 	nsends := 0
 	var extra []sendRetained
+	var aw *ackWait
+	if s.persistent() {
+		aw = newAckWait(c, codec.SUBACK, p.PacketID)
+	}
 	for i := range p.Subs {
 		sub := &p.Subs[i]
 		code := codec.ReasonCode(sub.QoS) // granted QoS: we support 0..2
@@ -65,6 +69,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 			l.subCount.Add(1)
 		}
 		ack.Codes = append(ack.Codes, code)
+		s.storeSub(key, o, aw)
 		// Retained messages go only to non-shared subscriptions (§3.3.1.3).
 		if shared || o.RetainHandling == 2 || (o.RetainHandling == 1 && existed) {
 			continue
@@ -78,6 +83,28 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		} else {
 			extra = append(extra, sr)
 		}
+	}
+	if aw != nil {
+		// The SUBACK waits for the subscriptions to be stored; retained
+		// messages follow it, so they wait too.
+		aw.raw = ack.Append(nil, c.version)
+		all := append(append([]sendRetained(nil), sends[:nsends]...), extra...)
+		msgs := append([]*Message(nil), retained...)
+		aw.after = func() {
+			for _, sr := range all {
+				for _, m := range msgs[sr.from:sr.to] {
+					l.deliverOne(s, m, sr.qos, true, sr.id)
+				}
+			}
+		}
+		for i := range retained {
+			retained[i] = nil
+		}
+		l.retBuf = retained[:0]
+		if aw.release(nil) {
+			aw.write()
+		}
+		return nil
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))
 	send := func(sr sendRetained) {
@@ -116,6 +143,7 @@ func (c *Client) handleUnsubscribe(p *codec.Unsubscribe) error {
 		}
 		delete(s.subs, string(f))
 		s.removeSub(string(f), o)
+		s.storeUnsub(string(f))
 		ack.Codes = append(ack.Codes, codec.Success)
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))

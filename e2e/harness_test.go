@@ -12,6 +12,7 @@ import (
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/reactor"
+	"github.com/mcutie/mcutie/store"
 )
 
 // testBroker is a broker on a loopback port.
@@ -33,6 +34,12 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 	}
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if opts.Store == nil {
+		// Every test also exercises the persistence path: acknowledgements
+		// that wait for store operations, through the same interface the
+		// Badger store implements.
+		opts.Store = store.NewMemory()
+	}
 	b := broker.New(opts)
 	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://" + addr}, Logger: opts.Logger, TickInterval: 100 * time.Millisecond})
 	if err := srv.Start(); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/reactor"
+	"github.com/mcutie/mcutie/store"
 	"github.com/mcutie/mcutie/tuning"
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +40,9 @@ type config struct {
 	loops         int
 	dataDir       string
 	storeKind     string
+	durability    string
+	commitBatch   int
+	commitDelay   time.Duration
 	metricsListen string
 	logLevel      string
 	configFile    string
@@ -72,7 +76,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(&cfg.listen, "listen", "listener address, repeatable (tcp://host:port) (default tcp://127.0.0.1:1883)")
 	fs.IntVar(&cfg.loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
-	fs.StringVar(&cfg.storeKind, "store", "memory", "state store: memory (Badger arrives with the durable-state work)")
+	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir) or memory (nothing written to disk)")
+	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
+	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
+	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
@@ -148,10 +155,31 @@ func run(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
-	if cfg.storeKind != "memory" {
-		log.Error("unsupported --store", "store", cfg.storeKind)
+	var st store.Store
+	switch cfg.storeKind {
+	case "memory":
+		st = store.NewMemory()
+	case "badger":
+		d, err := store.ParseDurability(cfg.durability)
+		if err != nil {
+			log.Error("bad --durability", "err", err)
+			return 2
+		}
+		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, Logger: log, Metrics: metrics.GetDefaultSet()})
+		if err != nil {
+			log.Error("cannot open the store", "dir", cfg.dataDir, "err", err)
+			return 1
+		}
+		st = bs
+	default:
+		log.Error("unsupported --store (want badger or memory)", "store", cfg.storeKind)
 		return 2
 	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
 
 	b := broker.New(broker.Options{
 		Loops:             cfg.loops,
@@ -166,8 +194,15 @@ func run(args []string) int {
 		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
 		ConnectTimeout:    cfg.connectTimeout,
 		InboxSize:         cfg.inboxSize,
+		Store:             st,
 		Logger:            log,
 	})
+	rs, err := b.Restore()
+	if err != nil {
+		log.Error("cannot load the stored state", "dir", cfg.dataDir, "err", err)
+		return 1
+	}
+	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "took", rs.Took)
 	srv := reactor.New(b, reactor.Options{
 		Listen:           cfg.listen,
 		ReadBufferCap:    cfg.readBufferCap,

@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+	"github.com/mcutie/mcutie/store"
+)
+
+// Restore loads the store's state into the broker: persistent sessions
+// with their subscriptions, outbound messages (all of them are resent with
+// DUP=1 when the client resumes, since any of them may have been sent),
+// inbound QoS 2 ids, retained messages and wills. A session that was
+// connected when the broker stopped counts as disconnected now: its expiry
+// starts now and its will, if any, is due after its delay.
+//
+// Call it once, after New and before the loops are bound.
+func (b *Broker) Restore() (RestoreStats, error) {
+	var rs RestoreStats
+	st := b.opts.Store
+	if st == nil {
+		return rs, nil
+	}
+	now := b.clock.Load()
+	var firstErr error
+	fail := func(err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	session := func(cid string) *Session {
+		l := b.loops[b.homeLoop([]byte(cid))]
+		return l.sessions[cid]
+	}
+	err := st.Load(store.Visitor{
+		Session: func(ss store.Session) {
+			l := b.loops[b.homeLoop([]byte(ss.ClientID))]
+			s := newSession(l, ss.ClientID)
+			s.version = codec.Version(ss.Version)
+			s.expiry = ss.ExpiryInterval
+			s.stored = true
+			s.discAt = ss.DisconnectedAt
+			if s.discAt == 0 {
+				s.discAt = now
+			}
+			l.sessions[ss.ClientID] = s
+			if s.expiry != 0xFFFFFFFF {
+				l.wait(s)
+			}
+			rs.Sessions++
+		},
+		Sub: func(sub store.Subscription) {
+			s := session(sub.ClientID)
+			if s == nil {
+				return
+			}
+			o := router.SubOptions{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, ID: sub.ID}
+			s.addSub(sub.Filter, o)
+			rs.Subscriptions++
+		},
+		Outbound: func(ob store.Outbound) {
+			s := session(ob.ClientID)
+			if s == nil {
+				return
+			}
+			om := &outMsg{seq: ob.Seq, qos: ob.Msg.QoS}
+			if ob.State == store.OutboundReleased {
+				om.state = outPubrec
+				om.qos = 2
+			} else {
+				m, err := messageFromStore(&ob.Msg)
+				if err != nil {
+					fail(fmt.Errorf("outbound message %d of %q: %w", ob.Seq, ob.ClientID, err))
+					return
+				}
+				om.m = m
+				om.state = outSent
+			}
+			if ob.Seq >= s.nextSeq {
+				s.nextSeq = ob.Seq + 1
+			}
+			// Any stored message may have been sent: it goes back in
+			// flight with its derived packet id and is resent with DUP=1
+			// when the client resumes. Only if an older message holds the
+			// same id does it wait in the queue.
+			if s.takePID(om) {
+				s.inflight.pushBack(om)
+			} else {
+				om.state = outQueued
+				s.queue.pushBack(om)
+			}
+			rs.Outbound++
+		},
+		Inbound: func(in store.InboundQoS2) {
+			if s := session(in.ClientID); s != nil {
+				s.inboundQoS2 = append(s.inboundQoS2, in.PacketID)
+				rs.Inbound++
+			}
+		},
+		Retained: func(sm store.Message) {
+			m, err := messageFromStore(&sm)
+			if err != nil {
+				fail(fmt.Errorf("retained message on %q: %w", sm.Topic, err))
+				return
+			}
+			if old, ok := b.retained.Set(m.Topic, m); ok {
+				old.release()
+			}
+			rs.Retained++
+		},
+		Will: func(w store.Will) {
+			s := session(w.ClientID)
+			if s == nil {
+				return
+			}
+			m, err := messageFromStore(&w.Msg)
+			if err != nil {
+				fail(fmt.Errorf("will of %q: %w", w.ClientID, err))
+				return
+			}
+			s.will = m
+			s.willAt = w.PublishAt
+			if s.willAt == 0 {
+				s.willAt = now // the connection ended with the broker: the will is due
+			}
+			s.l.wait(s)
+			rs.Wills++
+		},
+	})
+	if err == nil {
+		err = firstErr
+	}
+	rs.Took = time.Duration(b.opts.Now().UnixNano() - now)
+	return rs, err
+}
+
+// RestoreStats counts what Restore loaded.
+type RestoreStats struct {
+	Sessions, Subscriptions, Outbound, Inbound, Retained, Wills int
+	Took                                                        time.Duration
+}
