@@ -33,9 +33,9 @@ type Broker struct {
 	// virtual machines, too much to do per packet, and nothing the broker
 	// times (keep-alive, expiry, will delay) needs better than
 	// milliseconds.
-	clock     atomic.Int64
+	clock       atomic.Int64
 	storeErrors atomic.Uint64
-	clockStop chan struct{}
+	clockStop   chan struct{}
 }
 
 const clockStep = 2 * time.Millisecond

@@ -26,8 +26,8 @@ type Session struct {
 	held     int           // inflight PUBLISHes in state outHeld
 	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
 	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
-	nextSeq  uint64 // order of QoS 1/2 messages; the packet id derives from it
-	stored   bool   // a session record is in the store
+	nextSeq  uint64        // order of QoS 1/2 messages; the packet id derives from it
+	stored   bool          // a session record is in the store
 
 	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
 
