@@ -49,7 +49,6 @@ func (c *v5Clock) Advance(d time.Duration) {
 	time.Sleep(50 * time.Millisecond)
 }
 
-func v5U16(v uint16) *uint16 { return &v }
 func v5U32(v uint32) *uint32 { return &v }
 func v5Byte(v byte) *byte    { return &v }
 func v5Int(v int) *int       { return &v }
@@ -362,14 +361,3 @@ func (r *v5Raw) expectDisconnect(code codec.ReasonCode) {
 	}
 }
 
-// quiet fails if any packet arrives within v5Quiet.
-func (r *v5Raw) quiet() {
-	r.t.Helper()
-	h, body, err := r.tryRead(v5Quiet)
-	if err == nil {
-		r.t.Fatalf("unexpected packet %+v", r.decode(h, body))
-	}
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		r.t.Fatalf("connection ended: %v", err)
-	}
-}
