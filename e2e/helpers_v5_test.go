@@ -360,4 +360,3 @@ func (r *v5Raw) expectDisconnect(code codec.ReasonCode) {
 		return
 	}
 }
-
