@@ -19,14 +19,15 @@ import (
 
 // ackWait is an acknowledgement waiting for store operations.
 type ackWait struct {
-	pending atomic.Int32
-	failed  atomic.Bool
-	c       *Client
-	typ     codec.Type // PUBACK, PUBREC, PUBCOMP or SUBACK
-	pid     uint16
-	code    codec.ReasonCode
-	raw     []byte // encoded SUBACK
-	after   func() // runs after the acknowledgement is written (retained messages of a SUBSCRIBE)
+	pending       atomic.Int32
+	failed        atomic.Bool
+	quotaExceeded atomic.Bool // a subscriber's queue was full: the message missed it
+	c             *Client
+	typ           codec.Type // PUBACK, PUBREC, PUBCOMP or SUBACK
+	pid           uint16
+	code          codec.ReasonCode
+	raw           []byte // encoded SUBACK
+	after         func() // runs after the acknowledgement is written (retained messages of a SUBSCRIBE)
 }
 
 func newAckWait(c *Client, typ codec.Type, pid uint16) *ackWait {
@@ -86,7 +87,11 @@ func (a *ackWait) write() {
 		}
 		return
 	}
-	c.queueAck(a.typ, a.pid, a.code)
+	code := a.code
+	if a.quotaExceeded.Load() && c.version == codec.V5 {
+		code = codec.QuotaExceeded
+	}
+	c.queueAck(a.typ, a.pid, code)
 }
 
 // addOp queues a store operation for the end of this pass; aw (may be nil)

@@ -50,9 +50,10 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 
 	m := newMessage(p, s, l.now)
 	var aw *ackWait
-	if p.QoS > 0 && l.b.opts.Store != nil {
+	if p.QoS > 0 {
 		// The acknowledgement waits for every store operation the message
-		// causes, on every loop it reaches (durability "commit"/"sync").
+		// causes, on every loop it reaches (durability "commit"/"sync"),
+		// and for online subscribers that are too far behind (flow control).
 		aw = newAckWait(c, ackFor(p.QoS), p.PacketID)
 		m.ack = aw
 		if p.QoS == 2 {
@@ -283,6 +284,9 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	if s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued {
 		l.counters.droppedQueueFull++
+		if m.ack != nil {
+			m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
+		}
 		return
 	}
 	om := new(outMsg)
@@ -300,6 +304,15 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	om.state = outQueued
 	s.queue.pushBack(om)
 	l.counters.queued++
+	if c != nil && m.ack != nil && s.queue.len() >= l.b.opts.MaxQueued/2 {
+		// Flow control: an online subscriber this far behind holds the
+		// publisher's acknowledgement until it catches up, so publishers
+		// that wait for acks (every QoS 1/2 client has a window) slow down
+		// instead of filling the queue until messages must be dropped.
+		m.ack.hold()
+		s.deferred = append(s.deferred, m.ack)
+		l.counters.acksDeferred++
+	}
 }
 
 // writePublish encodes the header of om for this connection and queues it

@@ -29,6 +29,8 @@ type Session struct {
 	nextSeq  uint64        // order of QoS 1/2 messages; the packet id derives from it
 	stored   bool          // a session record is in the store
 
+	deferred []*ackWait // publishers' acks held while this online session is far behind
+
 	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
 
 	will      *Message
@@ -98,6 +100,7 @@ func (s *Session) attach(c *Client) {
 // the will is due (no DISCONNECT, or DISCONNECT 0x04).
 func (s *Session) detach(c *Client, abnormal bool) {
 	s.c = nil
+	s.releaseDeferred() // an offline session queues; it never stalls publishers
 	s.available.Store(false)
 	l := s.l
 	s.discAt = l.now
@@ -151,6 +154,7 @@ func (s *Session) end(publishWill bool) {
 	}
 	s.held = 0
 	s.inboundQoS2 = nil
+	s.releaseDeferred()
 	s.storeDelete()
 	l.unwait(s)
 	if l.sessions[s.id] == s {
@@ -257,6 +261,13 @@ func (s *Session) freePID(p uint16) {
 // pump moves queued messages into the inflight window while the client's
 // Receive Maximum allows [MQTT-3.3.4-9] and the connection keeps up.
 func (s *Session) pump() {
+	s.pumpQueue()
+	if len(s.deferred) > 0 && s.queue.len() < s.l.b.opts.MaxQueued/4 {
+		s.releaseDeferred()
+	}
+}
+
+func (s *Session) pumpQueue() {
 	c := s.c
 	if c == nil {
 		return
@@ -297,6 +308,17 @@ func (s *Session) pump() {
 		s.inflight.pushBack(om)
 		c.writePublish(om, false, now)
 	}
+}
+
+// releaseDeferred lets the held publisher acknowledgements go.
+func (s *Session) releaseDeferred() {
+	for i, a := range s.deferred {
+		if a.release(nil) {
+			a.fireFrom(s.l)
+		}
+		s.deferred[i] = nil
+	}
+	s.deferred = s.deferred[:0]
 }
 
 // wait puts s on the loop's list of offline sessions to check on ticks.

@@ -31,6 +31,7 @@ type loopCounters struct {
 	droppedInboxFull                     uint64
 	slowConsumerStalls                   uint64
 	storeRefused                         uint64
+	acksDeferred                         uint64
 
 	// Gauges, refreshed at snapshot time.
 	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64
@@ -71,6 +72,8 @@ type Stats struct {
 	SharedSubscriptions, Retained        uint64
 	Inflight, Queued                     uint64
 	WillsPublished, SessionsExpired      uint64
+	AcksDeferred, StoreRefused           uint64
+	StoreErrors                          uint64
 	Dropped                              map[string]uint64
 }
 
@@ -103,6 +106,8 @@ func (b *Broker) Stats() Stats {
 		st.Queued += c.queuedNow
 		st.WillsPublished += c.willsPublished
 		st.SessionsExpired += c.sessionsExpired
+		st.AcksDeferred += c.acksDeferred
+		st.StoreRefused += c.storeRefused
 		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
 		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
 		st.Dropped["queue_full"] += c.droppedQueueFull
@@ -112,6 +117,7 @@ func (b *Broker) Stats() Stats {
 	}
 	st.SharedSubscriptions = uint64(b.shared.Len())
 	st.Retained = uint64(b.retained.Len())
+	st.StoreErrors = b.storeErrors.Load()
 	return st
 }
 
@@ -142,6 +148,9 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
 	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
 	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
+	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)
+	metrics.WriteCounterUint64(w, "mcutie_store_acks_refused_total", st.StoreRefused)
+	metrics.WriteCounterUint64(w, "mcutie_broker_store_errors_total", st.StoreErrors)
 	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}
