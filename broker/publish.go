@@ -313,6 +313,9 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		s.deferred = append(s.deferred, m.ack)
 		l.counters.acksDeferred++
 	}
+	if c != nil && s.queue.len() >= l.b.opts.MaxQueued/2 {
+		s.available.Store(false) // shared groups skip a member this far behind
+	}
 }
 
 // writePublish encodes the header of om for this connection and queues it

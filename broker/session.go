@@ -262,8 +262,13 @@ func (s *Session) freePID(p uint16) {
 // Receive Maximum allows [MQTT-3.3.4-9] and the connection keeps up.
 func (s *Session) pump() {
 	s.pumpQueue()
-	if len(s.deferred) > 0 && s.queue.len() < s.l.b.opts.MaxQueued/4 {
-		s.releaseDeferred()
+	if s.queue.len() < s.l.b.opts.MaxQueued/4 {
+		if len(s.deferred) > 0 {
+			s.releaseDeferred()
+		}
+		if s.c != nil && !s.available.Load() {
+			s.available.Store(true)
+		}
 	}
 }
 
