@@ -71,6 +71,14 @@ type Client struct {
 	rel     []*Message
 	pending int // bytes in iov
 	dirty   bool
+	// holdUntil is the loop's Apply (commitOps) whose completion the
+	// queued output waits for: it carries QoS 2 state (a PUBLISH or a
+	// PUBREL) not yet stored. Written before its record is durable, a
+	// crash would leave the client holding a packet id the restarted
+	// broker no longer knows (a later message with that id is then taken
+	// for a duplicate and lost) or, for PUBREL, make the resent PUBLISH a
+	// second delivery.
+	holdUntil uint64
 }
 
 // NewClient registers a new connection on l. Loop-only.

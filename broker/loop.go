@@ -50,6 +50,13 @@ type Loop struct {
 	ops    []store.Op // store operations of this pass, submitted by commitOps
 	opAcks []*ackWait
 
+	applyN   uint64        // Apply calls made by commitOps
+	durableN atomic.Uint64 // the last of them whose done has run
+	holding  atomic.Bool   // held is not empty: a done must wake the loop
+	held     []*Client     // connections whose output waits for a commit (Client.holdUntil)
+
+	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (ackWait.inSess)
+
 	counters loopCounters
 	snap     counterSnapshot
 }
@@ -134,12 +141,14 @@ func (l *Loop) drain() {
 			it.msg.release()
 		case itemRemote:
 			l.routeLocal(it.msg, it.msg.origin)
+			l.afterRoute(it.msg)
 			l.releaseAck(it.msg)
 			it.msg.release()
 		case itemDirect:
 			if it.target.l == l {
 				l.deliverOne(it.target, it.msg, it.opts.QoS, it.opts.RetainAsPublished && it.msg.Retain, it.opts.ID)
 			}
+			l.afterRoute(it.msg)
 			l.releaseAck(it.msg)
 			it.msg.release()
 		case itemFunc:
@@ -149,18 +158,59 @@ func (l *Loop) drain() {
 	l.flush()
 }
 
+// afterRoute notes that m was routed here: if its inbound record waits for
+// this loop's operations, the end of the pass tells it. Loop-only.
+func (l *Loop) afterRoute(m *Message) {
+	if a := m.ack; a != nil && a.inSess != nil {
+		l.afterApply = append(l.afterApply, a)
+	}
+}
+
 // tick refreshes the loop's clock. Loop-only.
 func (l *Loop) tick() { l.now = l.b.clock.Load() }
 
 // flush submits the pass's store operations, then writes every
-// connection's pending bytes with one writev each. Loop-only.
+// connection's pending bytes with one writev each; a connection whose
+// output waits for a commit (Client.holdUntil) is written once that
+// commit is done. Loop-only.
 func (l *Loop) flush() {
 	l.commitOps()
+	if len(l.afterApply) > 0 {
+		l.submitted()
+	}
 	for i, c := range l.dirty {
-		c.flush()
 		l.dirty[i] = nil
+		if c.holdUntil > l.durableN.Load() {
+			l.held = append(l.held, c) // stays marked dirty
+			continue
+		}
+		c.flush()
 	}
 	l.dirty = l.dirty[:0]
+	if len(l.held) > 0 {
+		l.flushHeld()
+	}
+}
+
+// flushHeld writes the held connections whose commit is done. Loop-only.
+func (l *Loop) flushHeld() {
+	// Set holding before reading durableN; commitOps's done stores
+	// durableN before reading holding, so one of the two sees the other.
+	l.holding.Store(true)
+	d := l.durableN.Load()
+	kept := l.held[:0]
+	for _, c := range l.held {
+		if c.holdUntil > d && c.state == stateConnected {
+			kept = append(kept, c)
+			continue
+		}
+		c.flush()
+	}
+	clear(l.held[len(kept):])
+	l.held = kept
+	if len(kept) == 0 {
+		l.holding.Store(false)
+	}
 }
 
 func (l *Loop) addClient(c *Client) {

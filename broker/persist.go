@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/codec"
@@ -28,6 +29,19 @@ type ackWait struct {
 	code          codec.ReasonCode
 	raw           []byte // encoded SUBACK
 	after         func() // runs after the acknowledgement is written (retained messages of a SUBSCRIBE)
+
+	// A QoS 2 PUBLISH of a persistent session is remembered by its packet
+	// id (the inbound record, [MQTT-4.3.3-10]); a resent PUBLISH with that
+	// id is then not routed again. So the record must not be durable
+	// before the message's outbound records on every loop it went to:
+	// after a crash in between, the resent PUBLISH would be taken for a
+	// duplicate and the message lost. The store commits Apply calls in the
+	// order they are made, so the record is submitted only after every
+	// such loop has submitted its operations: inSess is the publisher's
+	// session and routing counts the loops (the publisher's included) yet
+	// to submit.
+	inSess  *Session
+	routing atomic.Int32
 }
 
 func newAckWait(c *Client, typ codec.Type, pid uint16) *ackWait {
@@ -94,6 +108,58 @@ func (a *ackWait) write() {
 	c.queueAck(a.typ, a.pid, code)
 }
 
+// holdRoute holds a (may be nil) for a message posted to another loop.
+func (a *ackWait) holdRoute() {
+	if a == nil {
+		return
+	}
+	a.hold()
+	if a.inSess != nil {
+		a.routing.Add(1)
+	}
+}
+
+// unholdRoute undoes holdRoute's routing count when the post failed (the
+// caller releases the hold).
+func (a *ackWait) unholdRoute() {
+	if a != nil && a.inSess != nil {
+		a.routing.Add(-1)
+	}
+}
+
+// storeInboundDeferred stores the inbound record of a QoS 2 PUBLISH once
+// every loop the message went to has submitted its operations (see
+// ackWait.inSess). It runs on the session's loop and drops the hold the
+// deferral took. Loop-only.
+func (a *ackWait) storeInboundDeferred() {
+	s := a.inSess
+	if s.l.sessions[s.id] == s && slices.Contains(s.inboundQoS2, a.pid) { // not ended, no PUBREL yet
+		s.storeInbound(a.pid, false, a)
+	}
+	if a.release(nil) {
+		a.fireFrom(s.l)
+	}
+}
+
+// submitted runs after this pass's Apply: the loop has submitted its
+// operations for the messages in afterApply. The last loop to do so for
+// a message has its inbound record stored. Loop-only.
+func (l *Loop) submitted() {
+	for i, a := range l.afterApply {
+		l.afterApply[i] = nil
+		if a.routing.Add(-1) != 0 {
+			continue
+		}
+		if sl := a.inSess.l; sl == l {
+			a.storeInboundDeferred()
+		} else if !sl.post(inboxItem{kind: itemFunc, fn: a.storeInboundDeferred}, true) {
+			sl.counters.droppedInboxFull++
+		}
+	}
+	l.afterApply = l.afterApply[:0]
+	l.commitOps()
+}
+
 // addOp queues a store operation for the end of this pass; aw (may be nil)
 // waits for it. Loop-only.
 func (l *Loop) addOp(op store.Op, aw *ackWait) {
@@ -114,30 +180,52 @@ func (l *Loop) commitOps() {
 	if len(l.opAcks) > 0 {
 		acks = append([]*ackWait(nil), l.opAcks...)
 	}
-	var applying atomic.Bool
-	applying.Store(true)
-	done := func(err error) {
+	l.applyN++
+	n := l.applyN
+	// finish runs once the ops are done; on is the loop it runs on, nil
+	// for a store goroutine.
+	finish := func(err error, on *Loop) {
 		if err != nil {
 			l.b.storeErrors.Add(1)
 			l.b.opts.Logger.Error("store operation failed", "err", err)
 		}
-		inline := applying.Load()
 		for _, a := range acks {
 			if a.release(err) {
-				if inline {
-					a.fireFrom(l)
-				} else {
-					a.fireFrom(nil)
-				}
+				a.fireFrom(on)
 			}
 		}
+		// Output held for this commit may go now (on error too: holding
+		// it would not store it).
+		for {
+			d := l.durableN.Load()
+			if d >= n || l.durableN.CompareAndSwap(d, n) {
+				break
+			}
+		}
+		if on == nil && l.holding.Load() {
+			l.post(inboxItem{kind: itemFunc, fn: func() {}}, true) // the drain's flush writes them
+		}
 	}
-	err := st.Apply(l.ops, done)
-	applying.Store(false)
-	if err != nil {
-		l.b.storeErrors.Add(1)
+	// done may run before Apply returns: synchronously (Memory), or on the
+	// committer goroutine while Apply is still returning (Badger with
+	// DurabilityNone takes the ops at once). Either way it must not touch
+	// the loop's connections from there: it leaves the work to this
+	// goroutine, which is on the loop.
+	var phase atomic.Int32 // 0: Apply running; 1: Apply returned; 2: done ran first
+	var earlyErr error
+	done := func(err error) {
+		earlyErr = err // read by this goroutine only if the swap below wins
+		if phase.CompareAndSwap(0, 2) {
+			return
+		}
+		finish(err, nil)
+	}
+	if err := st.Apply(l.ops, done); err != nil {
 		l.b.opts.Logger.Error("store refused operations", "err", err, "ops", len(l.ops))
-		done(err)
+		phase.Store(1) // done will not be called
+		finish(err, l)
+	} else if !phase.CompareAndSwap(0, 1) {
+		finish(earlyErr, l)
 	}
 	for i := range l.ops {
 		l.ops[i] = store.Op{}
@@ -196,13 +284,31 @@ func (s *Session) storeOutbound(om *outMsg) {
 	if !s.persistent() {
 		return
 	}
-	s.l.addOp(store.Op{Outbound: &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundSent, Msg: storeMessage(om.m)}}, om.m.ack)
+	// The record is the message as this session gets it: the delivered
+	// QoS (min of published and granted [MQTT-3.8.4-8]), the retain flag
+	// as delivered and the subscription identifiers [MQTT-3.3.4-3], these
+	// in the property block.
+	if om.qos == 2 {
+		om.storedIn = s.l.applyN + 1 // a PUBLISH of it waits for this Apply
+	}
+	sm := storeMessage(om.m)
+	sm.QoS, sm.Retain = om.qos, om.retain
+	if om.nids > 0 {
+		props := om.m.Props
+		props.SubscriptionIDs = om.ids[:om.nids]
+		sm.Props = props.Append(nil)
+	}
+	s.l.addOp(store.Op{Outbound: &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundSent, Msg: sm}}, om.m.ack)
 }
 
-// storeReleased records that a QoS 2 message got its PUBREC.
+// storeReleased records that a QoS 2 message got its PUBREC; the PUBREL
+// waits for it (Client.holdUntil).
 func (s *Session) storeReleased(om *outMsg) {
 	if !s.persistent() {
 		return
+	}
+	if s.c != nil {
+		s.c.holdUntil = s.l.applyN + 1
 	}
 	s.l.addOp(store.Op{Outbound: &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundReleased}}, nil)
 }

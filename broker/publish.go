@@ -56,12 +56,24 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		// and for online subscribers that are too far behind (flow control).
 		aw = newAckWait(c, ackFor(p.QoS), p.PacketID)
 		m.ack = aw
-		if p.QoS == 2 {
-			s.storeInbound(p.PacketID, false, aw)
+		if p.QoS == 2 && s.persistent() {
+			aw.inSess = s
+			aw.routing.Store(1) // this loop
 		}
 	}
 	n := l.publish(m, s)
 	m.release()
+	if aw != nil && aw.inSess != nil {
+		if aw.routing.Load() == 1 {
+			// Routed on this loop only: the record goes in this pass's
+			// Apply, with the outbound records.
+			s.storeInbound(p.PacketID, false, aw)
+		} else {
+			// Other loops have it too: store the record after theirs.
+			aw.hold()
+			l.afterApply = append(l.afterApply, aw)
+		}
+	}
 
 	code := codec.Success
 	if n == 0 && c.version == codec.V5 {
@@ -164,10 +176,9 @@ func (l *Loop) route(m *Message, origin *Session) int {
 				continue
 			}
 			m.retain()
-			if m.ack != nil {
-				m.ack.hold()
-			}
+			m.ack.holdRoute()
 			if !e.Key.l.post(inboxItem{kind: itemDirect, msg: m, target: e.Key, opts: e.Opts}, m.QoS > 0 && e.Opts.QoS > 0) {
+				m.ack.unholdRoute()
 				l.releaseAck(m)
 				m.release()
 				l.counters.droppedInboxFull++
@@ -181,10 +192,9 @@ func (l *Loop) route(m *Message, origin *Session) int {
 		}
 		n++
 		m.retain()
-		if m.ack != nil {
-			m.ack.hold()
-		}
+		m.ack.holdRoute()
 		if !o.post(inboxItem{kind: itemRemote, msg: m}, m.QoS > 0) {
+			m.ack.unholdRoute()
 			l.releaseAck(m)
 			m.release()
 			l.counters.droppedInboxFull++
@@ -343,6 +353,9 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 			c.s.completeOutbound(om.pid)
 		}
 		return
+	}
+	if om.storedIn > c.holdUntil {
+		c.holdUntil = om.storedIn
 	}
 	start := len(c.wbuf)
 	c.wbuf = codec.AppendPublishHeader(c.wbuf, &p, c.version)

@@ -77,6 +77,16 @@ func (b *Broker) Restore() (RestoreStats, error) {
 				}
 				om.m = m
 				om.state = outSent
+				om.retain = ob.Msg.Retain
+				if len(ob.Msg.Props) > 0 {
+					// The subscription identifiers are stored with the
+					// message's properties (storeOutbound); newMessage
+					// drops them, so read them here.
+					var pp codec.Properties
+					if pp.DecodePublishProps(ob.Msg.Props) == nil {
+						om.nids = uint8(copy(om.ids[:], pp.SubscriptionIDs))
+					}
+				}
 			}
 			if ob.Seq >= s.nextSeq {
 				s.nextSeq = ob.Seq + 1

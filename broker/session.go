@@ -58,6 +58,9 @@ type outMsg struct {
 	retain bool
 	ids    [4]uint32
 	nids   uint8
+	// storedIn is the loop's Apply that stores a QoS 2 message (0: stored
+	// already, or not persistent); a PUBLISH of it waits for that commit.
+	storedIn uint64
 }
 
 const (
