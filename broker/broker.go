@@ -36,6 +36,11 @@ type Broker struct {
 	clock       atomic.Int64
 	storeErrors atomic.Uint64
 	clockStop   chan struct{}
+
+	// qos2Mark numbers the QoS 2 publishes of persistent sessions, across
+	// restarts (Restore resumes after the highest stored); see
+	// Session.qos2Mark.
+	qos2Mark atomic.Uint64
 }
 
 const clockStep = 2 * time.Millisecond

@@ -79,6 +79,9 @@ type Client struct {
 	// for a duplicate and lost) or, for PUBREL, make the resent PUBLISH a
 	// second delivery.
 	holdUntil uint64
+	// gates are the QoS 2 messages in the pending output whose
+	// publisher's inbound record is not yet durable (outMsg.gate).
+	gates []*ackWait
 }
 
 // NewClient registers a new connection on l. Loop-only.
@@ -346,4 +349,25 @@ func (c *Client) flush() {
 // outboundFull reports whether c is a slow consumer right now.
 func (c *Client) outboundFull() bool {
 	return c.conn.OutboundBuffered()+c.pending > c.l.b.opts.MaxOutboundBytes
+}
+
+// mustWait reports whether the pending output waits for a commit: the
+// loop's Apply holdUntil (durable is the last one done) or a gate.
+// Loop-only.
+func (c *Client) mustWait(durable uint64) bool {
+	if c.holdUntil > durable {
+		return true
+	}
+	open := 0
+	for _, g := range c.gates {
+		if g.gateOpen.Load() {
+			open++
+		}
+	}
+	if open < len(c.gates) {
+		return true
+	}
+	clear(c.gates)
+	c.gates = c.gates[:0]
+	return false
 }

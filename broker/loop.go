@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"time"
+
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/codec"
@@ -47,8 +49,12 @@ type Loop struct {
 	dirty    []*Client // connections with bytes waiting for flush
 	retBuf   []*Message
 
-	ops    []store.Op // store operations of this pass, submitted by commitOps
-	opAcks []*ackWait
+	ops   []store.Op // store operations of this pass, submitted by commitOps
+	opAck []*ackWait // parallel to ops: the acknowledgement waiting for each, or nil
+	// backlog: operations the store's full commit queue refused, retried
+	// first (opBacklog); shedLog rate-limits the log line of shed.
+	backlog opBacklog
+	shedLog logLimiter
 
 	applyN   uint64        // Apply calls made by commitOps
 	durableN atomic.Uint64 // the last of them whose done has run
@@ -56,6 +62,7 @@ type Loop struct {
 	held     []*Client     // connections whose output waits for a commit (Client.holdUntil)
 
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (ackWait.inSess)
+	gateOps    []*ackWait // marked publishes whose inbound record is in this pass's Apply (ackWait.gateOpen)
 
 	counters loopCounters
 	snap     counterSnapshot
@@ -180,7 +187,7 @@ func (l *Loop) flush() {
 	}
 	for i, c := range l.dirty {
 		l.dirty[i] = nil
-		if c.holdUntil > l.durableN.Load() {
+		if c.mustWait(l.durableN.Load()) {
 			l.held = append(l.held, c) // stays marked dirty
 			continue
 		}
@@ -200,7 +207,7 @@ func (l *Loop) flushHeld() {
 	d := l.durableN.Load()
 	kept := l.held[:0]
 	for _, c := range l.held {
-		if c.holdUntil > d && c.state == stateConnected {
+		if c.state == stateConnected && c.mustWait(d) {
 			kept = append(kept, c)
 			continue
 		}
@@ -238,4 +245,18 @@ func (l *Loop) shutdown() {
 		c.disconnect(codec.ServerShuttingDown, "server shutting down")
 	}
 	l.flush()
+}
+
+// logLimiter lets a recurring log line through at most once per
+// logEvery. Loop-only.
+type logLimiter struct{ next int64 }
+
+const logEvery = int64(10 * time.Second)
+
+func (g *logLimiter) allow(now int64) bool {
+	if now < g.next {
+		return false
+	}
+	g.next = now + logEvery
+	return true
 }

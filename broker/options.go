@@ -23,6 +23,10 @@ type Options struct {
 	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
 	ConnectTimeout    time.Duration
 	InboxSize         int // cross-loop inbox capacity per loop; default 16384
+	// CommitBacklog bounds, per loop, the store operations kept while the
+	// store's commit queue is full (see opBacklog); beyond it new durable
+	// operations are refused. Default 65536.
+	CommitBacklog int
 
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.
@@ -66,6 +70,9 @@ func (o *Options) Defaults() {
 	}
 	if o.InboxSize <= 0 {
 		o.InboxSize = 16384
+	}
+	if o.CommitBacklog <= 0 {
+		o.CommitBacklog = 65536
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"slices"
 	"sync/atomic"
 
@@ -42,6 +43,15 @@ type ackWait struct {
 	// to submit.
 	inSess  *Session
 	routing atomic.Int32
+
+	// mark, ready and gateOpen implement Session.qos2Mark: mark is the
+	// publish's broker-wide number, ready says every loop has submitted
+	// its operations (owned by inSess's loop), gateOpen that the inbound
+	// record is durable (or will never be written), so subscribers may
+	// be sent the message.
+	mark     uint64
+	ready    bool
+	gateOpen atomic.Bool
 }
 
 func newAckWait(c *Client, typ codec.Type, pid uint16) *ackWait {
@@ -129,15 +139,59 @@ func (a *ackWait) unholdRoute() {
 
 // storeInboundDeferred stores the inbound record of a QoS 2 PUBLISH once
 // every loop the message went to has submitted its operations (see
-// ackWait.inSess). It runs on the session's loop and drops the hold the
-// deferral took. Loop-only.
+// ackWait.inSess). It runs on the session's loop. Loop-only.
 func (a *ackWait) storeInboundDeferred() {
-	s := a.inSess
-	if s.l.sessions[s.id] == s && slices.Contains(s.inboundQoS2, a.pid) { // not ended, no PUBREL yet
-		s.storeInbound(a.pid, false, a)
+	a.ready = true
+	a.inSess.drainQoS2()
+}
+
+// drainQoS2 stores the inbound records of the marked publishes at the
+// head of qos2Pending whose loops have all submitted, in mark order, with
+// the session's new qos2Mark, and drops the hold each took in
+// handlePublish. Loop-only.
+func (s *Session) drainQoS2() {
+	n := 0
+	for n < len(s.qos2Pending) && s.qos2Pending[n].ready {
+		n++
 	}
-	if a.release(nil) {
-		a.fireFrom(s.l)
+	if n == 0 {
+		return
+	}
+	done := s.qos2Pending[:n:n]
+	s.qos2Pending = s.qos2Pending[n:]
+	if len(s.qos2Pending) == 0 {
+		s.qos2Pending = nil
+	}
+	live := s.l.sessions[s.id] == s && s.persistent() // not ended meanwhile
+	for _, a := range done {
+		if a.mark > s.qos2Mark {
+			s.qos2Mark = a.mark
+		}
+		if live && slices.Contains(s.inboundQoS2, a.pid) { // no PUBREL yet
+			s.storeInbound(a.pid, false, a)
+			s.l.gateOps = append(s.l.gateOps, a)
+		} else {
+			a.gateOpen.Store(true)
+			s.l.b.wakeHolding(s.l)
+		}
+	}
+	if live {
+		s.storeSession() // the new qos2Mark, in the same Apply as the records
+	}
+	for _, a := range done {
+		if a.release(nil) {
+			a.fireFrom(s.l)
+		}
+	}
+}
+
+// wakeHolding wakes every loop, other than on, whose output waits for a
+// commit or a gate, so it looks again. Safe for concurrent use.
+func (b *Broker) wakeHolding(on *Loop) {
+	for _, l := range b.loops {
+		if l != on && l.holding.Load() {
+			l.post(inboxItem{kind: itemFunc, fn: func() {}}, true) // the drain's flush writes them
+		}
 	}
 }
 
@@ -166,22 +220,116 @@ func (l *Loop) addOp(op store.Op, aw *ackWait) {
 	l.ops = append(l.ops, op)
 	if aw != nil {
 		aw.hold()
-		l.opAcks = append(l.opAcks, aw)
+	}
+	l.opAck = append(l.opAck, aw)
+}
+
+// opBacklog holds a loop's operations that the store refused because its
+// commit queue was full (store.ErrQueueFull). They are submitted again,
+// before anything newer and as one unit with it, at the end of every pass
+// and every tick, so the order of a loop's operations never changes and
+// acknowledgements simply wait: publishers whose PUBACK/PUBREC waits stop
+// at their send quota, which is the back-pressure. Loop-only.
+type opBacklog struct {
+	ops   []store.Op
+	ack   []*ackWait // parallel to ops
+	gates []*ackWait
+}
+
+// shed drops, from the operations of the latest pass (the backlog from
+// index from on), once the backlog had reached Options.CommitBacklog and
+// the store still refused it, what can be refused: operations an
+// acknowledgement waits for (that acknowledgement then reports the
+// failure: v5 0x80, 3.x close) and QoS 0 retained updates (the retained
+// index in memory is right; a restart would bring back the older stored
+// value). Other operations (deletes, session and state records) stay: they
+// keep the stored state consistent and come only from acknowledgements
+// and connections already counted. Loop-only.
+func (l *Loop) shed(from int) {
+	bl := &l.backlog
+	kept := from
+	for i := from; i < len(bl.ops); i++ {
+		op, a := bl.ops[i], bl.ack[i]
+		switch {
+		case a != nil:
+			if op.Inbound != nil && a.mark != 0 {
+				a.gateOpen.Store(true) // the record will not be written: do not hold its message
+				l.b.wakeHolding(l)
+			}
+			if a.release(store.ErrQueueFull) {
+				a.fireFrom(l)
+			}
+		case op.Retained != nil:
+		default:
+			bl.ops[kept], bl.ack[kept] = op, nil
+			kept++
+			continue
+		}
+		l.counters.storeShed++
+	}
+	clear(bl.ops[kept:])
+	clear(bl.ack[kept:])
+	bl.ops, bl.ack = bl.ops[:kept], bl.ack[:kept]
+	if l.shedLog.allow(l.now) {
+		l.b.opts.Logger.Error("store commit queue full and loop backlog at its bound: refusing new durable operations", "loop", l.idx, "backlog_ops", len(bl.ops), "bound", l.b.opts.CommitBacklog)
 	}
 }
 
-// commitOps submits the pass's operations as one unit. Loop-only.
+// commitOps submits the pass's operations, behind any backlog, as one
+// unit. Loop-only.
 func (l *Loop) commitOps() {
+	bl := &l.backlog
+	if len(bl.ops) > 0 {
+		from := len(bl.ops)
+		over := from >= l.b.opts.CommitBacklog
+		bl.ops = append(bl.ops, l.ops...)
+		bl.ack = append(bl.ack, l.opAck...)
+		bl.gates = append(bl.gates, l.gateOps...)
+		l.clearPass()
+		if l.submit(bl.ops, bl.ack, bl.gates) {
+			bl.reset()
+		} else if over {
+			l.shed(from)
+		}
+		return
+	}
 	if len(l.ops) == 0 {
 		return
 	}
-	st := l.b.opts.Store
-	var acks []*ackWait
-	if len(l.opAcks) > 0 {
-		acks = append([]*ackWait(nil), l.opAcks...)
+	if !l.submit(l.ops, l.opAck, l.gateOps) {
+		// Keep everything, in order, for the next pass or tick.
+		bl.ops = append(bl.ops, l.ops...)
+		bl.ack = append(bl.ack, l.opAck...)
+		bl.gates = append(bl.gates, l.gateOps...)
 	}
-	l.applyN++
-	n := l.applyN
+	l.clearPass()
+}
+
+func (bl *opBacklog) reset() {
+	clear(bl.ops)
+	clear(bl.ack)
+	clear(bl.gates)
+	bl.ops, bl.ack, bl.gates = bl.ops[:0], bl.ack[:0], bl.gates[:0]
+	if cap(bl.ops) > 4096 {
+		*bl = opBacklog{} // give a burst's memory back
+	}
+}
+
+// submit hands ops to the store as one Apply; opAck (parallel) and gates
+// are the acknowledgements and gates that wait for them. It reports false,
+// having changed nothing, when the store's commit queue is full. The
+// caller may reuse the slices at once. Loop-only.
+func (l *Loop) submit(ops []store.Op, opAck, gateOps []*ackWait) bool {
+	var acks, gates []*ackWait
+	for _, a := range opAck {
+		if a != nil {
+			acks = append(acks, a)
+		}
+	}
+	if len(gateOps) > 0 {
+		gates = append([]*ackWait(nil), gateOps...)
+	}
+	n := l.applyN + 1
 	// finish runs once the ops are done; on is the loop it runs on, nil
 	// for a store goroutine.
 	finish := func(err error, on *Loop) {
@@ -205,6 +353,14 @@ func (l *Loop) commitOps() {
 		if on == nil && l.holding.Load() {
 			l.post(inboxItem{kind: itemFunc, fn: func() {}}, true) // the drain's flush writes them
 		}
+		// Inbound records are durable (or failed: holding would not
+		// store them): their messages may be sent.
+		for _, a := range gates {
+			a.gateOpen.Store(true)
+		}
+		if len(gates) > 0 {
+			l.b.wakeHolding(on)
+		}
 	}
 	// done may run before Apply returns: synchronously (Memory), or on the
 	// committer goroutine while Apply is still returning (Badger with
@@ -220,21 +376,32 @@ func (l *Loop) commitOps() {
 		}
 		finish(err, nil)
 	}
-	if err := st.Apply(l.ops, done); err != nil {
-		l.b.opts.Logger.Error("store refused operations", "err", err, "ops", len(l.ops))
+	err := l.b.opts.Store.Apply(ops, done)
+	if errors.Is(err, store.ErrQueueFull) {
+		l.counters.storeBacklogged++
+		return false
+	}
+	// Every Apply made counts, so Client.holdUntil (applyN+1 when
+	// recorded) names the unit that carries its operation, a later one
+	// when the operation waited in the backlog.
+	l.applyN = n
+	switch {
+	case err != nil:
+		l.b.opts.Logger.Error("store refused operations", "err", err, "ops", len(ops))
 		phase.Store(1) // done will not be called
 		finish(err, l)
-	} else if !phase.CompareAndSwap(0, 1) {
+	case !phase.CompareAndSwap(0, 1):
 		finish(earlyErr, l)
 	}
-	for i := range l.ops {
-		l.ops[i] = store.Op{}
-	}
-	l.ops = l.ops[:0]
-	for i := range l.opAcks {
-		l.opAcks[i] = nil
-	}
-	l.opAcks = l.opAcks[:0]
+	return true
+}
+
+// clearPass empties the pass's operation lists. Loop-only.
+func (l *Loop) clearPass() {
+	clear(l.ops)
+	clear(l.opAck)
+	clear(l.gateOps)
+	l.ops, l.opAck, l.gateOps = l.ops[:0], l.opAck[:0], l.gateOps[:0]
 }
 
 func (s *Session) persistent() bool { return s.expiry != 0 && s.l.b.opts.Store != nil }
@@ -253,7 +420,7 @@ func (s *Session) storeSession() {
 		return
 	}
 	s.stored = true
-	s.l.addOp(store.Op{Session: &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt}}, nil)
+	s.l.addOp(store.Op{Session: &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt, QoS2Mark: s.qos2Mark}}, nil)
 }
 
 func (s *Session) storeDelete() {
@@ -298,7 +465,14 @@ func (s *Session) storeOutbound(om *outMsg) {
 		props.SubscriptionIDs = om.ids[:om.nids]
 		sm.Props = props.Append(nil)
 	}
-	s.l.addOp(store.Op{Outbound: &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundSent, Msg: sm}}, om.m.ack)
+	ob := &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundSent, Msg: sm}
+	if a := om.m.ack; a != nil && a.mark != 0 {
+		ob.Origin, ob.OriginMark = a.inSess.id, a.mark
+		if om.qos == 2 && !a.gateOpen.Load() {
+			om.gate = a
+		}
+	}
+	s.l.addOp(store.Op{Outbound: ob}, om.m.ack)
 }
 
 // storeReleased records that a QoS 2 message got its PUBREC; the PUBREL

@@ -59,6 +59,9 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		if p.QoS == 2 && s.persistent() {
 			aw.inSess = s
 			aw.routing.Store(1) // this loop
+			aw.mark = l.b.qos2Mark.Add(1)
+			aw.hold() // until drainQoS2 has stored the inbound record
+			s.qos2Pending = append(s.qos2Pending, aw)
 		}
 	}
 	n := l.publish(m, s)
@@ -66,11 +69,11 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	if aw != nil && aw.inSess != nil {
 		if aw.routing.Load() == 1 {
 			// Routed on this loop only: the record goes in this pass's
-			// Apply, with the outbound records.
-			s.storeInbound(p.PacketID, false, aw)
+			// Apply, with the outbound records (after earlier marks).
+			aw.ready = true
+			s.drainQoS2()
 		} else {
 			// Other loops have it too: store the record after theirs.
-			aw.hold()
 			l.afterApply = append(l.afterApply, aw)
 		}
 	}
@@ -356,6 +359,13 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	}
 	if om.storedIn > c.holdUntil {
 		c.holdUntil = om.storedIn
+	}
+	if g := om.gate; g != nil {
+		if g.gateOpen.Load() {
+			om.gate = nil
+		} else {
+			c.gates = append(c.gates, g)
+		}
 	}
 	start := len(c.wbuf)
 	c.wbuf = codec.AppendPublishHeader(c.wbuf, &p, c.version)

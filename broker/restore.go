@@ -30,6 +30,13 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			firstErr = err
 		}
 	}
+	var maxMark uint64
+	bump := func(m uint64) {
+		if m > maxMark {
+			maxMark = m
+		}
+	}
+	var unconfirmed []store.Op
 	session := func(cid string) *Session {
 		l := b.loops[b.homeLoop([]byte(cid))]
 		return l.sessions[cid]
@@ -42,6 +49,8 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			s.expiry = ss.ExpiryInterval
 			s.stored = true
 			s.discAt = ss.DisconnectedAt
+			s.qos2Mark = ss.QoS2Mark
+			bump(ss.QoS2Mark)
 			if s.discAt == 0 {
 				s.discAt = now
 			}
@@ -64,6 +73,20 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			s := session(ob.ClientID)
 			if s == nil {
 				return
+			}
+			if ob.Origin != "" {
+				bump(ob.OriginMark)
+				if pub := session(ob.Origin); pub != nil && ob.OriginMark > pub.qos2Mark {
+					// The publisher's inbound record never became durable:
+					// it got no PUBREC and resends the message, which is
+					// routed again; this copy was never sent (Session.qos2Mark).
+					unconfirmed = append(unconfirmed, store.Op{Delete: true, Outbound: &store.Outbound{ClientID: ob.ClientID, Seq: ob.Seq}})
+					if ob.Seq >= s.nextSeq {
+						s.nextSeq = ob.Seq + 1
+					}
+					rs.Unconfirmed++
+					return
+				}
 			}
 			om := &outMsg{seq: ob.Seq, qos: ob.Msg.QoS}
 			if ob.State == store.OutboundReleased {
@@ -142,6 +165,15 @@ func (b *Broker) Restore() (RestoreStats, error) {
 	if err == nil {
 		err = firstErr
 	}
+	if maxMark > b.qos2Mark.Load() {
+		b.qos2Mark.Store(maxMark)
+	}
+	if err == nil && len(unconfirmed) > 0 {
+		done := make(chan error, 1)
+		if err = st.Apply(unconfirmed, func(e error) { done <- e }); err == nil {
+			err = <-done
+		}
+	}
 	rs.Took = time.Duration(b.opts.Now().UnixNano() - now)
 	return rs, err
 }
@@ -149,5 +181,8 @@ func (b *Broker) Restore() (RestoreStats, error) {
 // RestoreStats counts what Restore loaded.
 type RestoreStats struct {
 	Sessions, Subscriptions, Outbound, Inbound, Retained, Wills int
-	Took                                                        time.Duration
+	// Unconfirmed counts outbound QoS 2 records dropped because their
+	// publisher's inbound record was not durable (Session.qos2Mark).
+	Unconfirmed int
+	Took        time.Duration
 }

@@ -33,6 +33,20 @@ type Session struct {
 
 	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
 
+	// Exactly once across a crash for QoS 2 messages from this
+	// (persistent) session that reach other loops: the subscribers'
+	// outbound records and this session's inbound record are written by
+	// different loops, so a crash can leave the first without the second;
+	// the publisher, which got no PUBREC, then resends. Each such publish
+	// gets a broker-wide mark, stored with the outbound records; the
+	// inbound records are stored in mark order, each with qos2Mark, the
+	// highest mark made durable, in the session record. Restore drops an
+	// outbound record whose mark is above its publisher's qos2Mark, and
+	// no subscriber is sent the message before its inbound record is
+	// durable (ackWait.gateOpen), so the dropped copy was never seen.
+	qos2Mark    uint64
+	qos2Pending []*ackWait // marked publishes whose inbound record is not yet submitted, in mark order
+
 	will      *Message
 	willDelay uint32
 	willAt    int64 // unix ns when a pending will is due; 0 = none
@@ -61,6 +75,10 @@ type outMsg struct {
 	// storedIn is the loop's Apply that stores a QoS 2 message (0: stored
 	// already, or not persistent); a PUBLISH of it waits for that commit.
 	storedIn uint64
+	// gate, for a QoS 2 message from a persistent publisher, opens when
+	// the publisher's inbound record is durable; a PUBLISH of it waits
+	// for that (Session.qos2Mark). nil: nothing to wait for.
+	gate *ackWait
 }
 
 const (
@@ -71,7 +89,9 @@ const (
 )
 
 func newSession(l *Loop, id string) *Session {
-	return &Session{id: id, l: l}
+	// A new session has no unconfirmed publishes: every mark given out
+	// so far counts as made durable.
+	return &Session{id: id, l: l, qos2Mark: l.b.qos2Mark.Load()}
 }
 
 // attach binds a connection to the session and resends what is

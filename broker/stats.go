@@ -31,10 +31,12 @@ type loopCounters struct {
 	droppedInboxFull                     uint64
 	slowConsumerStalls                   uint64
 	storeRefused                         uint64
+	storeBacklogged, storeShed           uint64
 	acksDeferred                         uint64
 
 	// Gauges, refreshed at snapshot time.
 	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64
+	backlogOps                                                      uint64
 }
 
 type counterSnapshot struct {
@@ -55,6 +57,7 @@ func (l *Loop) snapshot() {
 	}
 	c.inflight, c.queuedNow = inflight, queued
 	c.inboxLen = uint64(l.inbox.len())
+	c.backlogOps = uint64(len(l.backlog.ops))
 	l.snap.mu.Lock()
 	l.snap.c = *c
 	l.snap.mu.Unlock()
@@ -74,7 +77,12 @@ type Stats struct {
 	WillsPublished, SessionsExpired      uint64
 	AcksDeferred, StoreRefused           uint64
 	StoreErrors                          uint64
-	Dropped                              map[string]uint64
+	// StoreBacklogged counts passes whose operations the store's full
+	// commit queue refused (kept in the loop's backlog and retried);
+	// StoreShed the operations refused once a backlog reached
+	// Options.CommitBacklog; StoreBacklogOps is the backlogs' size now.
+	StoreBacklogged, StoreShed, StoreBacklogOps uint64
+	Dropped                                     map[string]uint64
 }
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
@@ -108,6 +116,9 @@ func (b *Broker) Stats() Stats {
 		st.SessionsExpired += c.sessionsExpired
 		st.AcksDeferred += c.acksDeferred
 		st.StoreRefused += c.storeRefused
+		st.StoreBacklogged += c.storeBacklogged
+		st.StoreShed += c.storeShed
+		st.StoreBacklogOps += c.backlogOps
 		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
 		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
 		st.Dropped["queue_full"] += c.droppedQueueFull
@@ -151,6 +162,9 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)
 	metrics.WriteCounterUint64(w, "mcutie_store_acks_refused_total", st.StoreRefused)
 	metrics.WriteCounterUint64(w, "mcutie_broker_store_errors_total", st.StoreErrors)
+	metrics.WriteCounterUint64(w, "mcutie_store_backlogged_passes_total", st.StoreBacklogged)
+	metrics.WriteCounterUint64(w, "mcutie_store_shed_ops_total", st.StoreShed)
+	metrics.WriteGaugeUint64(w, "mcutie_store_backlog_ops", st.StoreBacklogOps)
 	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}

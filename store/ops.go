@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strings"
 )
@@ -98,8 +99,13 @@ func opSize(i int, op *Op) (k, v int, err error) {
 			if err = checkMsg(i, &o.Msg); err != nil {
 				return
 			}
+			if o.Origin != "" {
+				if err = checkCID(i, o.Origin); err != nil {
+					return
+				}
+			}
 		}
-		k, v = len(o.ClientID)+2+8, 4+msgSize(&o.Msg)
+		k, v = len(o.ClientID)+2+8, 4+8+binary.MaxVarintLen64+len(o.Origin)+msgSize(&o.Msg)
 	}
 	if op.Inbound != nil {
 		n++

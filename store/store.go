@@ -75,6 +75,9 @@ type Session struct {
 	// once DisconnectedAt+ExpiryInterval has passed: time spent while the
 	// broker was down counts.
 	DisconnectedAt int64
+	// QoS2Mark is the highest Outbound.OriginMark whose inbound QoS 2
+	// record this client's session has made durable (see Outbound.Origin).
+	QoS2Mark uint64
 }
 
 // ExpiryNever is the Session.ExpiryInterval that never expires.
@@ -100,6 +103,15 @@ type Outbound struct {
 	// State is OutboundQueued, OutboundSent or OutboundReleased.
 	State byte
 	Msg   Message
+	// Origin and OriginMark name the publisher of a QoS 2 message that
+	// came from a persistent session, and the broker-wide mark its
+	// publish was given. A message is delivered at most once per
+	// subscriber only if its publisher's inbound record is durable: Load's
+	// caller drops a record whose OriginMark is above the publisher's
+	// Session.QoS2Mark (the publisher never got PUBREC and will resend).
+	// Empty Origin: always kept.
+	Origin     string
+	OriginMark uint64
 }
 
 // Outbound states.

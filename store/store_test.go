@@ -140,10 +140,10 @@ func fixture(cid string) []Op {
 	m := msg("a/"+cid, "hello "+cid)
 	m.Props = []byte{0x01, 0x01} // payload format indicator
 	return []Op{
-		{Session: &Session{ClientID: cid, Version: 5, ExpiryInterval: 3600}},
+		{Session: &Session{ClientID: cid, Version: 5, ExpiryInterval: 3600, QoS2Mark: 1<<40 + 7}},
 		{Sub: &Subscription{ClientID: cid, Filter: "a/#", QoS: 1, NoLocal: true, RetainHandling: 2, ID: 7}},
 		{Sub: &Subscription{ClientID: cid, Filter: "b/+", QoS: 2, RetainAsPublished: true}},
-		{Outbound: &Outbound{ClientID: cid, Seq: 2, PacketID: 11, State: OutboundSent, Msg: m}},
+		{Outbound: &Outbound{ClientID: cid, Seq: 2, PacketID: 11, State: OutboundSent, Msg: m, Origin: "publisher-1", OriginMark: 1<<40 + 5}},
 		{Outbound: &Outbound{ClientID: cid, Seq: 1, Msg: m}},
 		{Outbound: &Outbound{ClientID: cid, Seq: 3, PacketID: 12, State: OutboundReleased}},
 		{Inbound: &InboundQoS2{ClientID: cid, PacketID: 9}},

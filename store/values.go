@@ -12,16 +12,18 @@ const formatV1 = 1
 
 // Value layouts, format 1 (integers big-endian, uv = unsigned varint):
 //
-//	session   1 | version | expiry u32 | disconnectedAt i64          (14 bytes)
+//	session   1 | version | expiry u32 | disconnectedAt i64 | qos2Mark u64   (22 bytes)
 //	sub       1 | qos | flags (1 noLocal, 2 retainAsPublished) | retainHandling | id uv
-//	outbound  1 | packetID u16 | state | message with topic
+//	outbound  1 | packetID u16 | state [| originMark u64 | originLen uv | origin] | message with topic
+//	          (state bit 0x80 says the origin fields are there)
 //	inbound   1
 //	retained  1 | message without topic (the topic is the key)
 //	will      1 | publishAt i64 | message with topic
 //	message   flags (qos in bits 0-1, 4 retain) | expireAt i64 | created i64 |
 //	          [topicLen uv | topic] | propsLen uv | props | payload (the rest)
 const (
-	sessionValueLen = 1 + 1 + 4 + 8
+	sessionValueLen = 1 + 1 + 4 + 8 + 8
+	outboundOrigin  = 0x80 // state flag: origin fields follow
 	msgFixedLen     = 1 + 8 + 8
 
 	subNoLocal           = 1
@@ -65,7 +67,8 @@ func appendMessage(dst []byte, m *Message, withTopic bool) []byte {
 func appendSessionValue(dst []byte, s *Session) []byte {
 	dst = append(dst, formatV1, s.Version)
 	dst = binary.BigEndian.AppendUint32(dst, s.ExpiryInterval)
-	return binary.BigEndian.AppendUint64(dst, uint64(s.DisconnectedAt))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(s.DisconnectedAt))
+	return binary.BigEndian.AppendUint64(dst, s.QoS2Mark)
 }
 
 func appendSubValue(dst []byte, s *Subscription) []byte {
@@ -83,7 +86,14 @@ func appendSubValue(dst []byte, s *Subscription) []byte {
 func appendOutboundValue(dst []byte, o *Outbound) []byte {
 	dst = append(dst, formatV1)
 	dst = binary.BigEndian.AppendUint16(dst, o.PacketID)
-	dst = append(dst, o.State)
+	if o.Origin == "" {
+		dst = append(dst, o.State)
+	} else {
+		dst = append(dst, o.State|outboundOrigin)
+		dst = binary.BigEndian.AppendUint64(dst, o.OriginMark)
+		dst = binary.AppendUvarint(dst, uint64(len(o.Origin)))
+		dst = append(dst, o.Origin...)
+	}
 	return appendMessage(dst, &o.Msg, true)
 }
 
@@ -238,6 +248,7 @@ func decodeSessionValue(cid []byte, val []byte) (Session, error) {
 	s.Version = r.u8()
 	s.ExpiryInterval = r.u32()
 	s.DisconnectedAt = int64(r.u64())
+	s.QoS2Mark = r.u64()
 	return s, r.end()
 }
 
@@ -263,7 +274,15 @@ func decodeOutboundValue(cid []byte, seq uint64, val []byte) (Outbound, error) {
 	r.version()
 	o := Outbound{ClientID: string(cid), Seq: seq}
 	o.PacketID = r.u16()
-	o.State = r.max(r.u8(), OutboundReleased)
+	st := r.u8()
+	o.State = r.max(st&^outboundOrigin, OutboundReleased)
+	if st&outboundOrigin != 0 {
+		o.OriginMark = r.u64()
+		o.Origin = string(r.bytes())
+		if o.Origin == "" {
+			r.fail(errRange)
+		}
+	}
 	r.message(&o.Msg, true)
 	return o, r.end()
 }

@@ -94,20 +94,20 @@ func TestValuesCorrupt(t *testing.T) {
 	}
 	f("", "\x01")
 	f("s", "\x01")
-	f("sab", "\x01")                                                                      // no separator
-	f("sab\x00x", "\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")             // session key with a suffix
-	f("sab\x00", "\x02\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")              // unknown format version
-	f("uab\x00", "\x01\x00\x00\x00\x00")                                                  // subscription without a filter
-	f("uab\x00f", "\x01\x03\x00\x00\x00")                                                 // QoS 3
-	f("uab\x00f", "\x01\x00\x04\x00\x00")                                                 // unknown flag
-	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")         // varint overflow
-	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\x7f")                                 // id > 32 bits
-	f("iab\x00\x00\x00\x00\x00\x00\x00\x01", "\x01\x00\x01\x03")                          // state 3
-	f("iab\x00\x00\x01", "\x01")                                                          // short seq
-	f("rab\x00\x00", "\x01")                                                              // short packet id
-	f("tx", "\x01\x08")                                                                   // unknown message flag
-	f("tx", "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05ab") // props longer than the value
-	f("zab\x00", "\x01")                                                                  // unknown type
+	f("sab", "\x01")                                                                                          // no separator
+	f("sab\x00x", "\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00") // session key with a suffix
+	f("sab\x00", "\x02\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")                                  // unknown format version
+	f("uab\x00", "\x01\x00\x00\x00\x00")                                                                      // subscription without a filter
+	f("uab\x00f", "\x01\x03\x00\x00\x00")                                                                     // QoS 3
+	f("uab\x00f", "\x01\x00\x04\x00\x00")                                                                     // unknown flag
+	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")                             // varint overflow
+	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\x7f")                                                     // id > 32 bits
+	f("iab\x00\x00\x00\x00\x00\x00\x00\x01", "\x01\x00\x01\x03")                                              // state 3
+	f("iab\x00\x00\x01", "\x01")                                                                              // short seq
+	f("rab\x00\x00", "\x01")                                                                                  // short packet id
+	f("tx", "\x01\x08")                                                                                       // unknown message flag
+	f("tx", "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05ab")                     // props longer than the value
+	f("zab\x00", "\x01")                                                                                      // unknown type
 }
 
 // FuzzDecodeValues feeds arbitrary keys and values to the decoders: they

@@ -43,6 +43,8 @@ type config struct {
 	durability    string
 	commitBatch   int
 	commitDelay   time.Duration
+	commitQueue   int
+	commitBacklog int
 	metricsListen string
 	logLevel      string
 	configFile    string
@@ -80,6 +82,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
 	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
+	fs.IntVar(&cfg.commitQueue, "commit-queue-size", 65536, "store operations waiting for the committer, at most; beyond it event loops keep theirs in a backlog and retry")
+	fs.IntVar(&cfg.commitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
@@ -165,7 +169,7 @@ func run(args []string) int {
 			log.Error("bad --durability", "err", err)
 			return 2
 		}
-		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, Logger: log, Metrics: metrics.GetDefaultSet()})
+		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue, Logger: log, Metrics: metrics.GetDefaultSet()})
 		if err != nil {
 			log.Error("cannot open the store", "dir", cfg.dataDir, "err", err)
 			return 1
@@ -194,6 +198,7 @@ func run(args []string) int {
 		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
 		ConnectTimeout:    cfg.connectTimeout,
 		InboxSize:         cfg.inboxSize,
+		CommitBacklog:     cfg.commitBacklog,
 		Store:             st,
 		Logger:            log,
 	})
@@ -202,7 +207,7 @@ func run(args []string) int {
 		log.Error("cannot load the stored state", "dir", cfg.dataDir, "err", err)
 		return 1
 	}
-	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "took", rs.Took)
+	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
 	srv := reactor.New(b, reactor.Options{
 		Listen:           cfg.listen,
 		ReadBufferCap:    cfg.readBufferCap,
