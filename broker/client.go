@@ -82,6 +82,12 @@ type Client struct {
 	// gates are the QoS 2 messages in the pending output whose
 	// publisher's inbound record is not yet durable (outMsg.gate).
 	gates []*ackWait
+
+	// Retained messages owed after a SUBSCRIBE (retained.go).
+	retQ       []retainedSend
+	retPos     int
+	retStalled bool // in l.retStalled
+	retSending bool // sendRetained is running (no re-entry from pump)
 }
 
 // NewClient registers a new connection on l. Loop-only.
@@ -293,6 +299,7 @@ func (c *Client) Closed() {
 		return
 	}
 	c.state = stateClosing
+	c.dropRetained()
 	for _, m := range c.rel {
 		m.release()
 	}

@@ -56,6 +56,11 @@ type Loop struct {
 	backlog opBacklog
 	shedLog logLimiter
 
+	// Connections whose owed retained messages wait for room (retained.go).
+	retStalled    []*Client
+	retTimer      *time.Timer
+	retTimerArmed bool
+
 	applyN   uint64        // Apply calls made by commitOps
 	durableN atomic.Uint64 // the last of them whose done has run
 	holding  atomic.Bool   // held is not empty: a done must wake the loop

@@ -293,6 +293,9 @@ func (s *Session) pump() {
 			s.available.Store(true)
 		}
 	}
+	if c := s.c; c != nil && c.retPos < len(c.retQ) {
+		c.sendRetained()
+	}
 }
 
 func (s *Session) pumpQueue() {

@@ -32,6 +32,7 @@ type loopCounters struct {
 	slowConsumerStalls                   uint64
 	storeRefused                         uint64
 	storeBacklogged, storeShed           uint64
+	retainedSent, retainedStalls         uint64
 	acksDeferred                         uint64
 
 	// Gauges, refreshed at snapshot time.
@@ -82,7 +83,10 @@ type Stats struct {
 	// StoreShed the operations refused once a backlog reached
 	// Options.CommitBacklog; StoreBacklogOps is the backlogs' size now.
 	StoreBacklogged, StoreShed, StoreBacklogOps uint64
-	Dropped                                     map[string]uint64
+	// RetainedSent counts retained messages sent after SUBSCRIBEs;
+	// RetainedStalls the times such sending waited for a connection.
+	RetainedSent, RetainedStalls uint64
+	Dropped                      map[string]uint64
 }
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
@@ -118,6 +122,8 @@ func (b *Broker) Stats() Stats {
 		st.StoreRefused += c.storeRefused
 		st.StoreBacklogged += c.storeBacklogged
 		st.StoreShed += c.storeShed
+		st.RetainedSent += c.retainedSent
+		st.RetainedStalls += c.retainedStalls
 		st.StoreBacklogOps += c.backlogOps
 		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
 		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
@@ -165,6 +171,8 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "mcutie_store_backlogged_passes_total", st.StoreBacklogged)
 	metrics.WriteCounterUint64(w, "mcutie_store_shed_ops_total", st.StoreShed)
 	metrics.WriteGaugeUint64(w, "mcutie_store_backlog_ops", st.StoreBacklogOps)
+	metrics.WriteCounterUint64(w, "mcutie_retained_sent_on_subscribe_total", st.RetainedSent)
+	metrics.WriteCounterUint64(w, "mcutie_retained_send_stalls_total", st.RetainedStalls)
 	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}

@@ -92,9 +92,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		msgs := append([]*Message(nil), retained...)
 		aw.after = func() {
 			for _, sr := range all {
-				for _, m := range msgs[sr.from:sr.to] {
-					l.deliverOne(s, m, sr.qos, true, sr.id)
-				}
+				c.queueRetained(msgs[sr.from:sr.to], sr.qos, sr.id)
 			}
 		}
 		for i := range retained {
@@ -108,10 +106,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))
 	send := func(sr sendRetained) {
-		for _, m := range retained[sr.from:sr.to] {
-			// Retained messages sent on subscribe carry RETAIN=1.
-			l.deliverOne(s, m, sr.qos, true, sr.id)
-		}
+		c.queueRetained(retained[sr.from:sr.to], sr.qos, sr.id)
 	}
 	for _, sr := range sends[:nsends] {
 		send(sr)

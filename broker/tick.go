@@ -29,7 +29,7 @@ func (l *Loop) Tick() {
 				l.counters.keepAliveTimeouts++
 				c.willOnClose = true
 				c.disconnect(codec.KeepAliveTimeout, "keep alive timeout")
-			} else if c.s != nil && c.s.queue.len() > 0 {
+			} else if c.s != nil && (c.s.queue.len() > 0 || c.retPos < len(c.retQ)) {
 				c.s.pump() // a slow consumer may have drained
 			}
 		}

@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"time"
+)
+
+// Retained messages owed to a connection after a SUBSCRIBE are sent as the
+// connection takes them, not all at once: a `#` subscription over a
+// million retained topics would otherwise overrun the connection's
+// outbound bound (QoS 0 dropped as a slow consumer) or its session queue
+// (QoS 1/2 dropped, queue full). The matches are listed when the SUBSCRIBE
+// is handled (the index's state then, MQTT-3.3.1-9); sendRetained writes
+// them while the connection is below its outbound bound and its session
+// queue below half of Options.MaxQueued, and stalls otherwise. A stalled
+// connection is retried every retainedRetry while any is stalled (one
+// timer per loop, not per connection), on every acknowledgement (pump) and
+// on the loop's tick.
+
+// retainedSend is one retained message owed to a connection.
+type retainedSend struct {
+	m   *Message // pinned (the retained index's), so safe to hold
+	qos byte     // granted QoS of the subscription
+	id  uint32   // its subscription identifier, 0 if none
+}
+
+const retainedRetry = 2 * time.Millisecond
+
+// queueRetained adds the retained messages owed to c and starts sending
+// them. Loop-only.
+func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32) {
+	for _, m := range msgs {
+		c.retQ = append(c.retQ, retainedSend{m: m, qos: qos, id: id})
+	}
+	c.sendRetained()
+}
+
+// sendRetained sends owed retained messages while the connection takes
+// them. Loop-only.
+func (c *Client) sendRetained() {
+	if c.retPos == len(c.retQ) || c.retSending {
+		return
+	}
+	l, s := c.l, c.s
+	c.retSending = true
+	defer func() { c.retSending = false }()
+	for c.retPos < len(c.retQ) {
+		if c.state != stateConnected || s == nil || s.c != c {
+			c.dropRetained()
+			return
+		}
+		r := &c.retQ[c.retPos]
+		if c.outboundFull() || (r.qos > 0 && r.m.QoS > 0 && s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued/2) {
+			l.stallRetained(c)
+			return
+		}
+		// A message replaced or cleared since the SUBSCRIBE is not sent:
+		// the subscriber has the newer one, live, or none is retained.
+		if cur, ok := l.b.retained.Get(r.m.Topic); ok && cur == r.m {
+			l.deliverOne(s, r.m, r.qos, true, r.id) // retained on subscribe: RETAIN=1
+			l.counters.retainedSent++
+		}
+		*r = retainedSend{}
+		c.retPos++
+	}
+	c.dropRetained()
+}
+
+// dropRetained forgets what is owed. Loop-only.
+func (c *Client) dropRetained() {
+	clear(c.retQ[c.retPos:])
+	c.retQ, c.retPos = nil, 0
+}
+
+// stallRetained notes that c waits for room and arms the loop's retry
+// timer. Loop-only.
+func (l *Loop) stallRetained(c *Client) {
+	if c.retStalled {
+		return
+	}
+	c.retStalled = true
+	l.retStalled = append(l.retStalled, c)
+	l.counters.retainedStalls++
+	if l.retTimerArmed {
+		return
+	}
+	l.retTimerArmed = true
+	if l.retTimer == nil {
+		l.retTimer = time.AfterFunc(retainedRetry, func() {
+			if !l.post(inboxItem{kind: itemFunc, fn: l.resumeRetained}, false) {
+				// Inbox full: the loop is busy and its tick retries.
+				l.exec(func() { l.retTimerArmed = false })
+			}
+		})
+		return
+	}
+	l.retTimer.Reset(retainedRetry)
+}
+
+// resumeRetained retries the stalled connections. Loop-only.
+func (l *Loop) resumeRetained() {
+	l.retTimerArmed = false
+	stalled := l.retStalled
+	l.retStalled = nil
+	for i, c := range stalled {
+		stalled[i] = nil
+		c.retStalled = false
+		c.sendRetained()
+	}
+}
