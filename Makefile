@@ -5,7 +5,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: help build run test test-short bench fuzz lint fmt vet staticcheck clean
+.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn fuzz lint fmt vet staticcheck clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,19 @@ test-short: ## quick tests without the race detector
 
 bench: ## micro benchmarks with allocation counts
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+bin/durbench: $(shell find bench/durbench codec -name '*.go')
+	$(GO) build -o bin/durbench ./bench/durbench
+
+bench-durable: build bin/durbench ## persistent QoS 1 throughput per --durability mode and the memory store (about 1 minute)
+	@for d in commit sync none; do echo "== --durability $$d"; bench/durbench/run_pub.sh $$d --durability $$d; done
+	@echo "== --store memory"; bench/durbench/run_pub.sh memory --store memory
+
+bench-retained-1m: build bin/durbench ## 1,000,000 retained messages: fill, restart time, memory, a # subscriber receiving all (a few minutes)
+	bench/durbench/run_1m.sh
+
+bench-churn: build bin/durbench ## retained replacement + session churn for DUR (default 10m); data dir size over time
+	bench/durbench/run_churn.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,10 +81,15 @@ func TestStoreBacklog_BoundRefuses(t *testing.T) {
 	tb := start(t, broker.Options{Store: st, CommitBacklog: 4, Loops: 1})
 	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "bl2-pub", CleanStart: true, KeepAlive: 30})
 	st.full.Store(true)
-	for i := range 10 {
-		pub.publish(t, &paho.Publish{Topic: "bl2/r" + string(rune('a'+i)), QoS: 0, Retain: true, Payload: []byte("r")})
+	// One retained update per pass (a pause between them) until the
+	// backlog is past its bound and they are shed.
+	for i := 0; tb.B.Stats().StoreShed == 0; i++ {
+		if i == 500 {
+			t.Fatal("no QoS 0 retained update shed past the backlog bound")
+		}
+		pub.publish(t, &paho.Publish{Topic: fmt.Sprintf("bl2/r%d", i), QoS: 0, Retain: true, Payload: []byte("r")})
+		time.Sleep(20 * time.Millisecond)
 	}
-	v5Wait(t, "QoS 0 retained updates shed", func() bool { return tb.B.Stats().StoreShed > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
 	defer cancel()
 	r, err := pub.Publish(ctx, &paho.Publish{Topic: "bl2/q1", QoS: 1, Retain: true, Payload: []byte("x")})

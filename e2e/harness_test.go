@@ -171,3 +171,15 @@ func (tb *testBroker) stop(t testing.TB) {
 		t.Fatalf("stop broker: %v", err)
 	}
 }
+
+// A second broker on a port another one listens on fails to start instead
+// of sharing the port through SO_REUSEPORT.
+func TestListenPortInUse(t *testing.T) {
+	tb := start(t, broker.Options{})
+	b := broker.New(broker.Options{Loops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://" + tb.Addr}})
+	if err := srv.Start(); err == nil {
+		_ = srv.Stop(context.Background())
+		t.Fatalf("a second broker started on %s, which is in use", tb.Addr)
+	}
+}

@@ -98,6 +98,16 @@ func (s *Server) Start() error {
 		if !strings.HasPrefix(a, "tcp://") && !strings.HasPrefix(a, "tcp4://") && !strings.HasPrefix(a, "tcp6://") {
 			return fmt.Errorf("reactor: unsupported listener %q (want tcp://host:port)", a)
 		}
+		// SO_REUSEPORT, which gnet sets to spread accepts over the loops,
+		// would also let us bind a port that another process (a second
+		// broker, say) listens on and silently share its connections:
+		// probe the address with a plain listener first.
+		network, addr, _ := strings.Cut(a, "://")
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return fmt.Errorf("reactor: listen %s: %w", a, err)
+		}
+		ln.Close()
 	}
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(s.b.NumLoops()),
