@@ -22,9 +22,13 @@ type Message struct {
 	Retain  bool
 	// Props holds the properties that are forwarded (MQTT-3.3.2-4/-15/-16/
 	// -17/-18/-20): payload format, content type, response topic,
-	// correlation data and user properties in order. Message expiry is
-	// kept as ExpireAt and recomputed per send (MQTT-3.3.2-6).
-	Props    codec.Properties
+	// correlation data and user properties in order; nil when the publish
+	// had none, which keeps a message without them (most, and every 3.x
+	// one) small: a million retained messages are a million Messages.
+	// Message expiry is kept as ExpireAt and recomputed per send
+	// (MQTT-3.3.2-6).
+	Props    *codec.Properties
+	propsBuf *codec.Properties // kept across pool reuse: Props points here when set
 	ExpireAt int64 // unix nanoseconds, 0 = never
 	Created  int64 // unix nanoseconds
 
@@ -59,41 +63,46 @@ func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 	b := m.buf[:0]
 	b, m.Topic = appendSub(b, p.Topic)
 	b, m.Payload = appendSub(b, p.Payload)
-	user := m.Props.User[:0]
-	m.Props = codec.Properties{}
-	if p.Props.Present != 0 || len(p.Props.User) > 0 {
-		pp := &p.Props
-		if pp.Has(codec.PropPayloadFormat) {
-			m.Props.Set(codec.PropPayloadFormat)
-			m.Props.PayloadFormat = pp.PayloadFormat
-		}
-		if pp.Has(codec.PropContentType) {
-			m.Props.Set(codec.PropContentType)
-			b, m.Props.ContentType = appendSub(b, pp.ContentType)
-		}
-		if pp.Has(codec.PropResponseTopic) {
-			m.Props.Set(codec.PropResponseTopic)
-			b, m.Props.ResponseTopic = appendSub(b, pp.ResponseTopic)
-		}
-		if pp.Has(codec.PropCorrelationData) {
-			m.Props.Set(codec.PropCorrelationData)
-			b, m.Props.CorrelationData = appendSub(b, pp.CorrelationData)
-		}
-		for _, u := range pp.User {
-			var k, v []byte
-			b, k = appendSub(b, u.Key)
-			b, v = appendSub(b, u.Value)
-			user = append(user, codec.UserProperty{Key: k, Value: v})
-		}
+	m.Props = nil
+	m.ExpireAt = 0
+	if pp := &p.Props; pp.Present != 0 || len(pp.User) > 0 {
 		if pp.Has(codec.PropMessageExpiry) {
 			m.ExpireAt = now + int64(pp.MessageExpiry)*int64(time.Second)
-		} else {
-			m.ExpireAt = 0
 		}
-	} else {
-		m.ExpireAt = 0
+		if len(pp.User) > 0 || pp.Has(codec.PropPayloadFormat) || pp.Has(codec.PropContentType) || pp.Has(codec.PropResponseTopic) || pp.Has(codec.PropCorrelationData) {
+			mp := m.propsBuf
+			if mp == nil {
+				mp = new(codec.Properties)
+				m.propsBuf = mp
+			}
+			user := mp.User[:0]
+			*mp = codec.Properties{}
+			if pp.Has(codec.PropPayloadFormat) {
+				mp.Set(codec.PropPayloadFormat)
+				mp.PayloadFormat = pp.PayloadFormat
+			}
+			if pp.Has(codec.PropContentType) {
+				mp.Set(codec.PropContentType)
+				b, mp.ContentType = appendSub(b, pp.ContentType)
+			}
+			if pp.Has(codec.PropResponseTopic) {
+				mp.Set(codec.PropResponseTopic)
+				b, mp.ResponseTopic = appendSub(b, pp.ResponseTopic)
+			}
+			if pp.Has(codec.PropCorrelationData) {
+				mp.Set(codec.PropCorrelationData)
+				b, mp.CorrelationData = appendSub(b, pp.CorrelationData)
+			}
+			for _, u := range pp.User {
+				var k, v []byte
+				b, k = appendSub(b, u.Key)
+				b, v = appendSub(b, u.Value)
+				user = append(user, codec.UserProperty{Key: k, Value: v})
+			}
+			mp.User = user
+			m.Props = mp
+		}
 	}
-	m.Props.User = user
 	m.buf = b
 	m.QoS = p.QoS
 	m.Retain = p.Retain

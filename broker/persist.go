@@ -408,7 +408,7 @@ func (s *Session) persistent() bool { return s.expiry != 0 && s.l.b.opts.Store !
 
 func storeMessage(m *Message) store.Message {
 	sm := store.Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, ExpireAt: m.ExpireAt, Created: m.Created}
-	if m.Props.Present != 0 || len(m.Props.User) > 0 {
+	if m.Props != nil {
 		sm.Props = m.Props.Append(nil)
 	}
 	return sm
@@ -461,7 +461,10 @@ func (s *Session) storeOutbound(om *outMsg) {
 	sm := storeMessage(om.m)
 	sm.QoS, sm.Retain = om.qos, om.retain
 	if om.nids > 0 {
-		props := om.m.Props
+		var props codec.Properties
+		if om.m.Props != nil {
+			props = *om.m.Props
+		}
 		props.SubscriptionIDs = om.ids[:om.nids]
 		sm.Props = props.Append(nil)
 	}

@@ -337,7 +337,9 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	m := om.m
 	p := codec.Publish{Topic: m.Topic, QoS: om.qos, Retain: om.retain, Dup: dup, PacketID: om.pid, Payload: m.Payload}
 	if c.version == codec.V5 {
-		p.Props = m.Props
+		if m.Props != nil {
+			p.Props = *m.Props
+		}
 		if m.ExpireAt != 0 {
 			p.Props.Set(codec.PropMessageExpiry)
 			p.Props.MessageExpiry = m.remainingExpiry(now) // [MQTT-3.3.2-6]
