@@ -29,8 +29,8 @@ type Message struct {
 	// (MQTT-3.3.2-6).
 	Props    *codec.Properties
 	propsBuf *codec.Properties // kept across pool reuse: Props points here when set
-	ExpireAt int64 // unix nanoseconds, 0 = never
-	Created  int64 // unix nanoseconds
+	ExpireAt int64             // unix nanoseconds, 0 = never
+	Created  int64             // unix nanoseconds
 
 	origin *Session // publisher, for No Local (MQTT-3.8.3-3); nil for server-side publishes
 
