@@ -468,7 +468,15 @@ func (s *Session) storeOutbound(om *outMsg) {
 		props.SubscriptionIDs = om.ids[:om.nids]
 		sm.Props = props.Append(nil)
 	}
-	ob := &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: store.OutboundSent, Msg: sm}
+	// A message stored while queued stays "queued" in the store even once
+	// sent (rewriting every record at send would cost a write per
+	// message): after a restart, a queued record whose Message Expiry
+	// passed is dropped [MQTT-3.3.2-5], any other is resent with DUP=1.
+	state := byte(store.OutboundSent)
+	if om.state == outQueued {
+		state = store.OutboundQueued
+	}
+	ob := &store.Outbound{ClientID: s.id, Seq: om.seq, PacketID: om.pid, State: state, Msg: sm}
 	if a := om.m.ack; a != nil && a.mark != 0 {
 		ob.Origin, ob.OriginMark = a.inSess.id, a.mark
 		if om.qos == 2 && !a.gateOpen.Load() {

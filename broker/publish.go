@@ -307,14 +307,15 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	om.seq = s.nextSeq
 	s.nextSeq++
 	m.retain()
-	s.storeOutbound(om)
 	if c != nil && s.queue.len() == 0 && s.held == 0 && s.inflight.len() < c.sendQuota && !c.outboundFull() && s.takePID(om) {
 		om.state = outSent
+		s.storeOutbound(om)
 		s.inflight.pushBack(om)
 		c.writePublish(om, false, l.now)
 		return
 	}
 	om.state = outQueued
+	s.storeOutbound(om)
 	s.queue.pushBack(om)
 	l.counters.queued++
 	if c != nil && m.ack != nil && s.queue.len() >= l.b.opts.MaxQueued/2 {

@@ -919,3 +919,45 @@ func TestDurable_UnconfirmedQoS2Dropped(t *testing.T) {
 		t.Fatalf("after a second restart %d unconfirmed records were dropped again", ds.RS.Unconfirmed)
 	}
 }
+
+// Session expiry and message expiry keep counting while the broker is down
+// [MQTT-3.1.2-23, MQTT-3.3.2-5]: after a restart an expired session is
+// gone (Session Present 0), an expired queued message is not delivered,
+// and a live one carries its remaining Message Expiry Interval
+// [MQTT-3.3.2-6].
+func TestDurable_ExpiryCountsDowntime(t *testing.T) {
+	dir := t.TempDir()
+	s1 := durStart(t, dir, store.DurabilityCommit)
+	short, long := uint32(1), uint32(3600)
+	c, _ := v5Connect(t, s1.Addr, &paho.Connect{ClientID: "exp-short", CleanStart: true, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &short}})
+	c.Disconnect(&paho.Disconnect{})
+	sub, _ := v5Connect(t, s1.Addr, &paho.Connect{ClientID: "exp-sub", CleanStart: true, KeepAlive: 30, Properties: &paho.ConnectProperties{SessionExpiryInterval: &long}})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "exp/#", QoS: 1}}})
+	sub.Disconnect(&paho.Disconnect{})
+	s1.waitIdle(t)
+	pub, _ := v5Connect(t, s1.Addr, &paho.Connect{ClientID: "exp-pub", CleanStart: true, KeepAlive: 30})
+	pub.publish(t, &paho.Publish{Topic: "exp/short", QoS: 1, Payload: []byte("short"), Properties: &paho.PublishProperties{MessageExpiry: &short}})
+	pub.publish(t, &paho.Publish{Topic: "exp/long", QoS: 1, Payload: []byte("long"), Properties: &paho.PublishProperties{MessageExpiry: &long}})
+	pub.Disconnect(&paho.Disconnect{})
+	s1.waitIdle(t)
+	s1.stop(t)
+	time.Sleep(2 * time.Second) // the broker is down: both 1 s intervals pass
+
+	s2 := durStart(t, dir, store.DurabilityCommit)
+	_, ca := v5Connect(t, s2.Addr, &paho.Connect{ClientID: "exp-short", CleanStart: false, KeepAlive: 30})
+	if ca.SessionPresent {
+		t.Error("a session whose 1 s expiry passed while the broker was down is still present [MQTT-3.1.2-23]")
+	}
+	sub, ca = v5Connect(t, s2.Addr, &paho.Connect{ClientID: "exp-sub", CleanStart: false, KeepAlive: 30})
+	if !ca.SessionPresent {
+		t.Fatal("the subscriber's session (1 h expiry) is gone")
+	}
+	p := sub.recv(t)
+	if string(p.Payload) != "long" {
+		t.Fatalf("got %q first; the message whose expiry passed while the broker was down must not be delivered [MQTT-3.3.2-5]", p.Payload)
+	}
+	if p.Properties == nil || p.Properties.MessageExpiry == nil || *p.Properties.MessageExpiry >= long || *p.Properties.MessageExpiry < long-60 {
+		t.Fatalf("Message Expiry Interval %v, want the remaining time below %d [MQTT-3.3.2-6]", p.Properties, long)
+	}
+	sub.quiet(t)
+}
