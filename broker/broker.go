@@ -41,6 +41,13 @@ type Broker struct {
 	// restarts (Restore resumes after the highest stored); see
 	// Session.qos2Mark.
 	qos2Mark atomic.Uint64
+	bans     *bans
+	auth     authCounters
+}
+
+// authCounters count authentication outcomes (CONNECT path only).
+type authCounters struct {
+	ok, failed, timeouts, anonymousRefused, methodRefused atomic.Uint64
 }
 
 const clockStep = 2 * time.Millisecond
@@ -56,6 +63,7 @@ func New(opts Options) *Broker {
 		seed:      maphash.MakeSeed(),
 		clockStop: make(chan struct{}),
 	}
+	b.bans = newBans(b)
 	b.clock.Store(opts.Now().UnixNano())
 	go b.runClock()
 	b.loops = make([]*Loop, opts.Loops)

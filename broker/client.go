@@ -20,8 +20,14 @@ type Conn interface {
 	// Close closes the connection after sending what is buffered; the
 	// transport then calls Client.Closed on the loop.
 	Close() error
-	// RemoteAddr names the peer, for logs.
+	// RemoteAddr names the peer ("host:port"), for logs and bans.
 	RemoteAddr() string
+	// Wake makes the transport feed the connection's buffered bytes
+	// again (Client.Feed) soon, on its loop, even if no new byte arrives:
+	// a connection whose asynchronous authentication has finished may
+	// already hold the packets that followed its CONNECT. Safe from
+	// anywhere.
+	Wake() error
 }
 
 // FeedResult tells the transport what to do after Feed.
@@ -40,6 +46,8 @@ const (
 	stateConnected
 	stateClosing
 	stateMigrating
+	stateAuthPending  // waiting for an Authenticator's verdict: nothing is read
+	stateAuthContinue // v5 enhanced authentication: waiting for the client's AUTH
 )
 
 // Client is one network connection speaking MQTT. All its methods are
@@ -65,6 +73,18 @@ type Client struct {
 	cleanDisconnect bool
 
 	MigrateTo int // target loop when Feed returns FeedMigrate
+
+	// Authentication (authflow.go).
+	ident        Identity
+	authDone     bool
+	assignedID   []byte       // an assigned client id survives the CONNECT's second run
+	connectRaw   []byte       // the CONNECT, copied while authentication waits
+	call         *authCall    // outstanding Authenticate call
+	authReq      *AuthRequest // the request of the current step
+	authMethod   string       // v5 Authentication Method; "" = none
+	authData     []byte       // final Authentication Data for the CONNACK
+	authState    any
+	authDeadline int64 // unix ns
 
 	wbuf    []byte   // encoded headers and control packets of the current flush
 	iov     [][]byte // vectors of the current flush
@@ -108,7 +128,7 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 	c.lastSeen = l.now
 	off := 0
 	res := FeedContinue
-	for off < len(buf) && c.state <= stateConnected {
+	for off < len(buf) && (c.state <= stateConnected || c.state == stateAuthContinue) {
 		h, err := codec.Frame(buf[off:], l.b.opts.MaxPacketSize)
 		if err == codec.ErrIncomplete {
 			break
@@ -119,6 +139,14 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			break
 		}
 		body := buf[off+h.HeaderLen : off+h.Len()]
+		if c.state == stateAuthContinue {
+			if c.handleAuthStep(h, body) == FeedClose {
+				res = FeedClose
+				break
+			}
+			off += h.Len()
+			continue
+		}
 		if c.state == stateAwaitConnect {
 			if h.Type != codec.CONNECT {
 				// [MQTT-3.1.0-1] The first packet must be CONNECT.
@@ -126,7 +154,7 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 				res = FeedClose
 				break
 			}
-			r := c.handleConnect(h, body)
+			r := c.handleConnect(h, body, buf[off:off+h.Len()])
 			if r == FeedMigrate {
 				return off, FeedMigrate
 			}
@@ -204,10 +232,9 @@ func (c *Client) dispatch(h codec.FixedHeader, body []byte) error {
 		if err := a.Decode(h, body, c.version); err != nil {
 			return err
 		}
-		// Enhanced authentication hook point: no method is supported yet
-		// (issue "Security"), and CONNECT with an Authentication Method is
-		// refused with 0x8C, so an AUTH here is a protocol error.
-		return errProtocol("AUTH without an authentication method in CONNECT", "MQTT-4.12.0-1")
+		// Re-authentication (AUTH 0x19 after CONNACK) is not supported:
+		// an AUTH after CONNACK is a protocol error.
+		return errProtocol("AUTH after CONNACK (re-authentication is not supported)", "MQTT-4.12.0-1")
 	case codec.CONNECT:
 		// [MQTT-3.1.0-2] A second CONNECT is a protocol error.
 		return errProtocol("second CONNECT", "MQTT-3.1.0-2")
@@ -300,6 +327,7 @@ func (c *Client) Closed() {
 	}
 	c.state = stateClosing
 	c.dropRetained()
+	c.call = nil // a verdict still on its way is dropped
 	for _, m := range c.rel {
 		m.release()
 	}

@@ -8,8 +8,11 @@ import (
 	"github.com/mcutie/mcutie/codec"
 )
 
-// handleConnect processes the first packet of a connection.
-func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
+// handleConnect processes the first packet of a connection; raw is the
+// whole packet (header and body), copied when authentication has to wait.
+// It runs again from that copy once an asynchronous or multi-step
+// authentication has succeeded (c.authDone).
+func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult {
 	l := c.l
 	b := l.b
 	p := &l.pkt.connect
@@ -18,6 +21,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 		return FeedClose
 	}
 	c.version = p.Version
+	if p.Version == codec.V5 && p.Props.Has(codec.PropRequestProblemInfo) {
+		c.problemInfo = p.Props.RequestProblemInfo == 1
+	}
 	if b.closed.Load() {
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ServerUnavailable, Reason: "server shutting down"})
 		return FeedClose
@@ -38,8 +44,12 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 			return FeedClose
 		}
 		// [MQTT-3.1.3-6] Assign a unique id; pick one whose home is this
-		// loop so the connection does not have to move.
-		cid = c.assignClientID()
+		// loop so the connection does not have to move. The same one is
+		// kept when the CONNECT runs again after authentication.
+		if c.assignedID == nil {
+			c.assignedID = c.assignClientID()
+		}
+		cid = c.assignedID
 		assigned = true
 	} else if home := b.homeLoop(cid); home != l.idx {
 		c.MigrateTo = home
@@ -47,10 +57,16 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 		return FeedMigrate
 	}
 
-	if p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod) {
-		// Hook point for enhanced authentication: no method is
-		// supported by the default broker.
-		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.BadAuthenticationMethod, Reason: "authentication method not supported"})
+	if !c.authDone {
+		if r := c.beginAuth(p, cid, raw); r != feedGo {
+			return r
+		}
+	}
+	if b.opts.Authorizer != nil && p.WillFlag && (isSys(p.WillTopic) || !b.opts.Authorizer.Allow(&c.ident, p.WillTopic, AccessWrite)) {
+		// The will is published on the client's behalf later: it needs
+		// the same write access as a PUBLISH now.
+		l.counters.aclDeniedWill++
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.NotAuthorized, Reason: "will topic not authorized"})
 		return FeedClose
 	}
 
@@ -62,9 +78,6 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 		}
 		if p.Props.Has(codec.PropMaximumPacketSize) {
 			c.maxOut = int(p.Props.MaximumPacketSize)
-		}
-		if p.Props.Has(codec.PropRequestProblemInfo) {
-			c.problemInfo = p.Props.RequestProblemInfo == 1
 		}
 	}
 	c.keepAlive = p.KeepAlive
@@ -127,6 +140,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 	}
 	s.version = p.Version
 	s.expiry = expiry
+	s.setIdentity(c.ident)
 	s.storeSession()
 
 	// The will belongs to this connection (MQTT-3.1.2-8 and -10).
@@ -158,12 +172,23 @@ func (c *Client) handleConnect(h codec.FixedHeader, body []byte) FeedResult {
 			pr.Set(codec.PropAssignedClientID)
 			pr.AssignedClientID = cid
 		}
+		if c.authMethod != "" {
+			// Enhanced authentication ends with the method (and any
+			// final data) in the CONNACK [MQTT-4.12.0-1].
+			pr.Set(codec.PropAuthMethod)
+			pr.AuthMethod = []byte(c.authMethod)
+			if len(c.authData) > 0 {
+				pr.Set(codec.PropAuthData)
+				pr.AuthData = c.authData
+			}
+		}
 		if serverKeepAlive {
 			pr.Set(codec.PropServerKeepAlive)
 			pr.ServerKeepAlive = c.keepAlive
 		}
 	}
 	c.queueControl(ack.Append(c.controlBuf(), p.Version))
+	c.connectRaw, c.authData, c.authState = nil, nil, nil
 	c.state = stateConnected
 	l.counters.connects++
 	s.attach(c)

@@ -14,6 +14,7 @@ type fakeConn struct {
 	keep   bool // keep written bytes (tests) or drop them (benchmarks)
 	closed bool
 	writes int
+	wakes  int
 }
 
 func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
@@ -29,7 +30,8 @@ func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
 }
 func (f *fakeConn) OutboundBuffered() int { return 0 }
 func (f *fakeConn) Close() error          { f.closed = true; return nil }
-func (f *fakeConn) RemoteAddr() string    { return "fake" }
+func (f *fakeConn) RemoteAddr() string    { return "192.0.2.1:1883" }
+func (f *fakeConn) Wake() error           { f.wakes++; return nil }
 
 // newTestBroker returns a broker whose loops run posted work synchronously
 // on the caller's goroutine (tests are single-threaded).

@@ -28,6 +28,32 @@ type Options struct {
 	// operations are refused. Default 65536.
 	CommitBacklog int
 
+	// Authenticator decides who may connect; nil lets everyone in (and
+	// refuses v5 enhanced authentication with 0x8C).
+	Authenticator Authenticator
+	// DenyAnonymous refuses a CONNECT without a user name (and without a
+	// v5 Authentication Method): CONNACK 0x87 Not authorized (3.x 0x05).
+	// Otherwise such a client is let in without asking the Authenticator.
+	DenyAnonymous bool
+	// AuthTimeout bounds how long an Authenticator may take; past it the
+	// connection is refused with 0x88 Server unavailable (3.x 0x03).
+	// Default 5s.
+	AuthTimeout time.Duration
+	// Authorizer decides what clients may publish, subscribe to and
+	// receive; nil allows everything (publishing to $SYS is refused
+	// either way).
+	Authorizer Authorizer
+	// ACLCacheSize is how many topics' verdicts a session keeps (default
+	// 256); beyond it the cache starts over.
+	ACLCacheSize int
+	// BanThreshold failed authentications from one source IP (or for one
+	// client id) within BanWindow ban it for BanDuration; 0 turns bans
+	// off. BanMaxTracked bounds the IPs and client ids tracked (each).
+	BanThreshold  int
+	BanWindow     time.Duration // default 1m
+	BanDuration   time.Duration // default 5m
+	BanMaxTracked int           // default 100000
+
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.
 	Store store.Store
@@ -73,6 +99,21 @@ func (o *Options) Defaults() {
 	}
 	if o.CommitBacklog <= 0 {
 		o.CommitBacklog = 65536
+	}
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = 5 * time.Second
+	}
+	if o.ACLCacheSize <= 0 {
+		o.ACLCacheSize = 256
+	}
+	if o.BanWindow <= 0 {
+		o.BanWindow = time.Minute
+	}
+	if o.BanDuration <= 0 {
+		o.BanDuration = 5 * time.Minute
+	}
+	if o.BanMaxTracked <= 0 {
+		o.BanMaxTracked = 100000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

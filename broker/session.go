@@ -53,6 +53,13 @@ type Session struct {
 	discAt    int64 // unix ns of the last disconnect; 0 while connected
 	waiting   bool  // in l.waiting
 
+	// Who the session's connection authenticated as (ACL checks), and the
+	// per-topic verdict cache of the Authorizer (acl.go).
+	ident      Identity
+	identKnown bool
+	acl        map[string]uint8
+	aclGen     uint64
+
 	available atomic.Bool // online and not congested: may take shared-subscription messages
 
 	// Per-route aggregation of overlapping subscriptions (MQTT-3.3.4-2/-3).

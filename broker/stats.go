@@ -34,6 +34,8 @@ type loopCounters struct {
 	storeBacklogged, storeShed           uint64
 	retainedSent, retainedStalls         uint64
 	acksDeferred                         uint64
+	aclDeniedPublish, aclDeniedSubscribe uint64
+	aclDeniedRead, aclDeniedWill         uint64
 
 	// Gauges, refreshed at snapshot time.
 	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64
@@ -87,12 +89,27 @@ type Stats struct {
 	// RetainedStalls the times such sending waited for a connection.
 	RetainedSent, RetainedStalls uint64
 	Dropped                      map[string]uint64
+	// ACLDenied counts refusals by the Authorizer (and of $SYS
+	// publishes): "publish", "subscribe", "read" (a delivery skipped),
+	// "will" (a CONNECT refused for its will topic).
+	ACLDenied map[string]uint64
+	Auth      AuthStats
+}
+
+// AuthStats counts authentication outcomes and bans.
+type AuthStats struct {
+	Succeeded, Failed, TimedOut            uint64
+	AnonymousRefused, MethodRefused        uint64
+	BansIP, BansClientID                   uint64 // bans issued
+	RefusedBannedIP, RefusedBannedClientID uint64 // connections refused while banned
+	BanTrackingFull                        uint64
 }
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
 	var st Stats
 	st.Dropped = map[string]uint64{}
+	st.ACLDenied = map[string]uint64{}
 	for _, l := range b.loops {
 		l.snap.mu.Lock()
 		c := l.snap.c
@@ -131,6 +148,17 @@ func (b *Broker) Stats() Stats {
 		st.Dropped["expired"] += c.droppedExpired
 		st.Dropped["too_large"] += c.droppedTooLarge
 		st.Dropped["inbox_full"] += c.droppedInboxFull
+		st.ACLDenied["publish"] += c.aclDeniedPublish
+		st.ACLDenied["subscribe"] += c.aclDeniedSubscribe
+		st.ACLDenied["read"] += c.aclDeniedRead
+		st.ACLDenied["will"] += c.aclDeniedWill
+	}
+	st.Auth = AuthStats{
+		Succeeded: b.auth.ok.Load(), Failed: b.auth.failed.Load(), TimedOut: b.auth.timeouts.Load(),
+		AnonymousRefused: b.auth.anonymousRefused.Load(), MethodRefused: b.auth.methodRefused.Load(),
+		BansIP: b.bans.issuedIP.Load(), BansClientID: b.bans.issuedID.Load(),
+		RefusedBannedIP: b.bans.refusedIP.Load(), RefusedBannedClientID: b.bans.refusedID.Load(),
+		BanTrackingFull: b.bans.trackingFull.Load(),
 	}
 	st.SharedSubscriptions = uint64(b.shared.Len())
 	st.Retained = uint64(b.retained.Len())
@@ -176,6 +204,20 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}
+	for _, a := range []string{"publish", "subscribe", "read", "will"} {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_acl_denied_total{access=%q}`, a), st.ACLDenied[a])
+	}
+	au := &st.Auth
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="success"}`, au.Succeeded)
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="failed"}`, au.Failed)
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="timeout"}`, au.TimedOut)
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="anonymous_refused"}`, au.AnonymousRefused)
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="bad_method"}`, au.MethodRefused)
+	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="ip"}`, au.BansIP)
+	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="client_id"}`, au.BansClientID)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_ip"}`, au.RefusedBannedIP)
+	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_client_id"}`, au.RefusedBannedClientID)
+	metrics.WriteCounterUint64(w, "mcutie_ban_tracking_full_total", au.BanTrackingFull)
 	for _, l := range b.loops {
 		l.snap.mu.Lock()
 		n := l.snap.c.inboxLen

@@ -48,6 +48,10 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		case shared && sub.NoLocal:
 			// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
 			return errProtocol("No Local set on a shared subscription", "MQTT-3.8.3-4")
+		case !s.allowSubscribe(filter):
+			// Refused for this filter only: v5 0x87, 3.x 0x80.
+			l.counters.aclDeniedSubscribe++
+			code = codec.NotAuthorized
 		}
 		if code.IsError() {
 			if c.version != codec.V5 {

@@ -23,6 +23,10 @@ func (l *Loop) Tick() {
 				l.counters.connectTimeouts++
 				c.close()
 			}
+		case stateAuthPending, stateAuthContinue:
+			if now > c.authDeadline {
+				c.authExpired()
+			}
 		case stateConnected:
 			if c.keepAlive > 0 && now-c.lastSeen > int64(c.keepAlive)*int64(time.Second)*3/2 {
 				// [MQTT-3.1.2-22] 1.5 × Keep Alive without a packet.

@@ -278,12 +278,19 @@ func (s *Server) elFor(idx int) gnet.EventLoop {
 // OnOpen creates the broker client of a new connection.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	var carry []byte
+	moved := false
 	switch v := c.Context().(type) {
 	case anchorCtx:
 		c.SetContext(v)
 		return nil, gnet.None
 	case *migration:
 		carry = v.carry
+		moved = true
+	}
+	if !moved && !s.b.Admit(c.RemoteAddr()) {
+		// Accept-time admission (a banned source): closed before any
+		// byte is read. A moved connection was admitted already.
+		return nil, gnet.Close
 	}
 	l := s.loopFor(c.EventLoop())
 	st := &connState{remote: addrString(c.RemoteAddr()), gc: c}
@@ -379,6 +386,7 @@ type gnetConn struct{ st *connState }
 func (g gnetConn) OutboundBuffered() int { return g.st.gc.OutboundBuffered() }
 func (g gnetConn) Close() error          { return g.st.gc.Close() }
 func (g gnetConn) RemoteAddr() string    { return g.st.remote }
+func (g gnetConn) Wake() error           { return g.st.gc.Wake(nil) }
 
 // iovMax is IOV_MAX on Linux and the BSDs.
 const iovMax = 1024

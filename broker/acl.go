@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"log/slog"
+)
+
+// Per-session ACL cache entry bits.
+const (
+	aclReadKnown  uint8 = 1
+	aclReadOK     uint8 = 2
+	aclWriteKnown uint8 = 4
+	aclWriteOK    uint8 = 8
+)
+
+// isSys reports whether topic is $SYS or under it: clients may not
+// publish there, whatever the ACL says (the broker's own namespace).
+func isSys(topic []byte) bool {
+	return len(topic) >= 4 && string(topic[:4]) == "$SYS" && (len(topic) == 4 || topic[4] == '/')
+}
+
+// allowed asks the Authorizer whether the session's identity may read or
+// write topic, through a per-session cache keyed by topic: a hit is one
+// map lookup and allocates nothing (Go does not allocate for
+// m[string(b)]). The cache is emptied when the Authorizer's generation
+// changes (an ACL reload) and when it reaches Options.ACLCacheSize
+// topics. Loop-only.
+func (s *Session) allowed(topic []byte, acc Access) bool {
+	az := s.l.b.opts.Authorizer
+	if az == nil {
+		return true
+	}
+	known, ok := aclReadKnown, aclReadOK
+	if acc == AccessWrite {
+		known, ok = aclWriteKnown, aclWriteOK
+	}
+	if gen := az.Generation(); gen != s.aclGen || s.acl == nil {
+		if s.acl == nil {
+			s.acl = make(map[string]uint8)
+		} else {
+			clear(s.acl)
+		}
+		s.aclGen = gen
+	}
+	v, hit := s.acl[string(topic)]
+	if hit && v&known != 0 {
+		return v&ok != 0
+	}
+	// Slow path: ask, remember, and log a refusal once per cached topic.
+	allow := az.Allow(&s.ident, topic, acc)
+	if !hit && len(s.acl) >= s.l.b.opts.ACLCacheSize {
+		clear(s.acl)
+	}
+	v |= known
+	if allow {
+		v |= ok
+	} else {
+		s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+			slog.String("access", accessName(acc)), slog.String("topic", string(topic)))
+	}
+	s.acl[string(topic)] = v
+	return allow
+}
+
+func accessName(a Access) string {
+	switch a {
+	case AccessRead:
+		return "read"
+	case AccessWrite:
+		return "write"
+	case AccessSubscribe:
+		return "subscribe"
+	}
+	return "?"
+}
+
+// allowSubscribe asks the Authorizer about a filter ($share/… already
+// stripped). Not cached: SUBSCRIBE is not the hot path. Loop-only.
+func (s *Session) allowSubscribe(filter []byte) bool {
+	az := s.l.b.opts.Authorizer
+	if az == nil {
+		return true
+	}
+	if az.Allow(&s.ident, filter, AccessSubscribe) {
+		return true
+	}
+	s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+		slog.String("access", "subscribe"), slog.String("filter", string(filter)))
+	return false
+}
+
+// setIdentity records who the session's connection authenticated as;
+// a different identity forgets the cached verdicts. Loop-only.
+func (s *Session) setIdentity(id Identity) {
+	if s.identKnown && s.ident == id {
+		return
+	}
+	s.ident = id
+	s.identKnown = true
+	if s.acl != nil {
+		clear(s.acl)
+	}
+}

@@ -1,0 +1,264 @@
+package broker
+
+import (
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// feedGo and feedPending are handleConnect's internal outcomes besides
+// the FeedResults: go on with the CONNECT, or wait for an authentication
+// verdict (the CONNECT was copied into Client.connectRaw and consumed).
+const (
+	feedGo      FeedResult = 100
+	feedPending FeedResult = 101
+)
+
+// authCall is one outstanding Authenticate call. Its done may run on the
+// loop before Authenticate returns (inline) or on any goroutine later
+// (async): phase settles which, with one compare-and-swap each side.
+type authCall struct {
+	c     *Client
+	fired atomic.Bool
+	phase atomic.Uint32
+	res   AuthResult
+}
+
+const (
+	phaseCalling  uint32 = iota // Authenticate has not returned
+	phaseInline                 // done ran before it returned
+	phaseAsync                  // it returned without a verdict
+	phaseAnswered               // the async verdict was posted to the loop
+)
+
+func (a *authCall) done(r AuthResult) {
+	if !a.fired.CompareAndSwap(false, true) {
+		return // done called twice: the first verdict stands
+	}
+	a.res = r
+	if a.phase.CompareAndSwap(phaseCalling, phaseInline) {
+		return
+	}
+	if a.phase.CompareAndSwap(phaseAsync, phaseAnswered) {
+		c := a.c
+		// Back to the connection's loop; if the inbox stays full the
+		// verdict is lost and the auth timeout refuses the connection.
+		c.l.post(inboxItem{kind: itemFunc, fn: func() { c.resumeAuth(a) }}, true)
+	}
+}
+
+// beginAuth runs the authentication of a CONNECT on the client's home
+// loop: bans, anonymous policy, then the Authenticator. Loop-only.
+func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
+	l := c.l
+	b := l.b
+	remote := c.conn.RemoteAddr()
+	c.ident = Identity{ClientID: string(cid), Username: string(p.Username), HasUsername: p.UsernameFlag}
+	if b.bans.banned(b.bans.ids, c.ident.ClientID, l.now) {
+		b.bans.refusedID.Add(1)
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.Banned, Reason: "client id banned after failed authentications"})
+		return FeedClose
+	}
+	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
+	az := b.opts.Authenticator
+	if method && az == nil {
+		b.auth.methodRefused.Add(1)
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.BadAuthenticationMethod, Reason: "authentication method not supported"})
+		return FeedClose
+	}
+	if !method && !p.UsernameFlag {
+		if b.opts.DenyAnonymous {
+			b.auth.anonymousRefused.Add(1)
+			b.bans.fail(hostOf(remote), c.ident.ClientID, l.now)
+			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.NotAuthorized, Reason: "anonymous access is off: a user name is required"})
+			return FeedClose
+		}
+		c.authDone = true
+		return feedGo
+	}
+	if az == nil {
+		c.authDone = true
+		return feedGo
+	}
+	req := &AuthRequest{
+		ClientID: c.ident.ClientID, Username: c.ident.Username, HasUsername: p.UsernameFlag,
+		Password: append([]byte(nil), p.Password...), HasPassword: p.PasswordFlag,
+		Remote: remote, Version: p.Version,
+	}
+	if method {
+		req.Method = string(p.Props.AuthMethod)
+		req.Data = append([]byte(nil), p.Props.AuthData...)
+		c.authMethod = req.Method
+	}
+	c.authReq = req
+	c.authDeadline = l.now + int64(b.opts.AuthTimeout)
+	r := c.callAuth(req)
+	if r == feedPending && c.connectRaw == nil {
+		c.connectRaw = append([]byte(nil), raw...)
+	}
+	return r
+}
+
+// callAuth asks the Authenticator and applies an inline verdict at once;
+// otherwise the connection waits (stateAuthPending) for resumeAuth.
+// Loop-only.
+func (c *Client) callAuth(req *AuthRequest) FeedResult {
+	a := &authCall{c: c}
+	c.call = a
+	prev := c.state
+	c.state = stateAuthPending
+	c.l.b.opts.Authenticator.Authenticate(req, a.done)
+	if a.phase.CompareAndSwap(phaseCalling, phaseAsync) {
+		return feedPending
+	}
+	c.call = nil
+	c.state = prev
+	return c.applyVerdict(a.res)
+}
+
+// applyVerdict acts on a verdict: go on (feedGo), send AUTH 0x18 and wait
+// for the client's next step (feedPending), or refuse (FeedClose).
+// Loop-only.
+func (c *Client) applyVerdict(r AuthResult) FeedResult {
+	l := c.l
+	b := l.b
+	req := c.authReq
+	switch {
+	case r.Code == codec.Success:
+		b.auth.ok.Add(1)
+		c.authDone = true
+		if r.Username != "" {
+			c.ident.Username, c.ident.HasUsername = r.Username, true
+		}
+		c.authData = r.Data
+		c.authReq = nil
+		return feedGo
+	case r.Code == codec.ContinueAuthentication && c.authMethod != "":
+		// [MQTT-4.12.0-2] The server answers with AUTH 0x18 and the same
+		// Authentication Method.
+		c.authState = r.State
+		a := codec.Auth{Code: codec.ContinueAuthentication}
+		a.Props.Set(codec.PropAuthMethod)
+		a.Props.AuthMethod = []byte(c.authMethod)
+		if len(r.Data) > 0 {
+			a.Props.Set(codec.PropAuthData)
+			a.Props.AuthData = r.Data
+		}
+		c.queueControl(a.Append(c.controlBuf()))
+		c.state = stateAuthContinue
+		return feedPending
+	}
+	code := r.Code
+	if !code.IsError() {
+		code = codec.NotAuthorized // a verdict that is neither success nor a refusal
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = "authentication failed"
+	}
+	if code == codec.BadUserNameOrPassword || code == codec.NotAuthorized {
+		b.auth.failed.Add(1)
+		b.bans.fail(hostOf(req.Remote), req.ClientID, l.now)
+	}
+	b.opts.Logger.Info("CONNECT refused: authentication failed", slog.String("client", req.ClientID),
+		slog.String("user", req.Username), slog.String("remote", req.Remote), slog.String("method", req.Method),
+		slog.Int("code", int(code)), slog.String("reason", reason))
+	c.authReq = nil
+	c.refuseConnect(c.version, &codec.ReasonError{Code: code, Reason: reason})
+	return FeedClose
+}
+
+// resumeAuth applies an asynchronous verdict, on the loop. A verdict for a
+// connection that closed or timed out meanwhile is dropped. Loop-only.
+func (c *Client) resumeAuth(a *authCall) {
+	if c.call != a || c.state != stateAuthPending {
+		return
+	}
+	c.tickClient()
+	c.call = nil
+	c.state = stateAwaitConnect
+	if c.applyVerdict(a.res) == feedGo {
+		c.finishConnect()
+	}
+	c.l.flush()
+	// Bytes the client sent after its CONNECT (or AUTH) wait in the
+	// transport's buffer: have them fed now rather than at the next read.
+	if c.state == stateConnected || c.state == stateAuthContinue {
+		_ = c.conn.Wake()
+	}
+}
+
+// finishConnect runs the copied CONNECT again, authenticated. Loop-only.
+func (c *Client) finishConnect() FeedResult {
+	raw := c.connectRaw
+	h, err := codec.Frame(raw, 0)
+	if err != nil {
+		panic("BUG: broker: stored CONNECT does not frame: " + err.Error())
+	}
+	c.state = stateAwaitConnect
+	return c.handleConnect(h, raw[h.HeaderLen:h.Len()], raw)
+}
+
+// handleAuthStep processes a packet while v5 enhanced authentication is
+// in progress: only AUTH and DISCONNECT may come [MQTT-3.1.2-30].
+// Loop-only.
+func (c *Client) handleAuthStep(h codec.FixedHeader, body []byte) FeedResult {
+	l := c.l
+	switch h.Type {
+	case codec.AUTH:
+		a := &l.pkt.auth
+		if err := a.Decode(h, body, c.version); err != nil {
+			c.protocolViolation(err)
+			return FeedClose
+		}
+		if a.Code != codec.ContinueAuthentication {
+			// [MQTT-4.12.0-3] The client's answer carries 0x18.
+			c.protocolViolation(errProtocol("AUTH before CONNACK with a reason code other than Continue authentication", "MQTT-4.12.0-3"))
+			return FeedClose
+		}
+		if string(a.Props.AuthMethod) != c.authMethod {
+			// [MQTT-4.12.0-5] The method must stay the CONNECT's.
+			c.protocolViolation(errProtocol("AUTH with a different Authentication Method", "MQTT-4.12.0-5"))
+			return FeedClose
+		}
+		req := *c.authReq
+		req.Step++
+		req.Data = append([]byte(nil), a.Props.AuthData...)
+		req.State = c.authState
+		req.Password = nil
+		c.authReq = &req
+		switch r := c.callAuth(&req); r {
+		case feedGo:
+			return c.finishConnect()
+		default:
+			return r
+		}
+	case codec.DISCONNECT:
+		c.close()
+		return FeedClose
+	}
+	c.protocolViolation(errProtocol("packet other than AUTH or DISCONNECT during enhanced authentication", "MQTT-3.1.2-30"))
+	return FeedClose
+}
+
+// tickClient refreshes the loop clock for work that does not come through
+// Feed or Tick.
+func (c *Client) tickClient() { c.l.tick() }
+
+// authExpired refuses a connection whose authentication took longer than
+// Options.AuthTimeout. Loop-only.
+func (c *Client) authExpired() {
+	l := c.l
+	l.b.auth.timeouts.Add(1)
+	c.call = nil
+	user := ""
+	if c.authReq != nil {
+		user = c.authReq.Username
+	}
+	l.b.opts.Logger.Warn("CONNECT refused: authentication timed out", slog.String("client", c.ident.ClientID),
+		slog.String("user", user), slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout))
+	c.authReq = nil
+	c.state = stateAwaitConnect
+	c.refuseConnect(c.version, &codec.ReasonError{Code: codec.ServerUnavailable, Reason: "authentication timed out"})
+}
