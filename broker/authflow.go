@@ -57,21 +57,21 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	c.ident = Identity{ClientID: string(cid), Username: string(p.Username), HasUsername: p.UsernameFlag}
 	if b.bans.banned(b.bans.ids, c.ident.ClientID, l.now) {
 		b.bans.refusedID.Add(1)
-		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.Banned, Reason: "client id banned after failed authentications"})
+		c.refuseAuth(p.Version, codec.Banned, "client id banned after failed authentications")
 		return FeedClose
 	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
 	az := b.opts.Authenticator
 	if method && az == nil {
 		b.auth.methodRefused.Add(1)
-		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.BadAuthenticationMethod, Reason: "authentication method not supported"})
+		c.refuseAuth(p.Version, codec.BadAuthenticationMethod, "authentication method not supported")
 		return FeedClose
 	}
 	if !method && !p.UsernameFlag {
 		if b.opts.DenyAnonymous {
 			b.auth.anonymousRefused.Add(1)
 			b.bans.fail(hostOf(remote), c.ident.ClientID, l.now)
-			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.NotAuthorized, Reason: "anonymous access is off: a user name is required"})
+			c.refuseAuth(p.Version, codec.NotAuthorized, "anonymous access is off: a user name is required")
 			return FeedClose
 		}
 		c.authDone = true
@@ -161,11 +161,8 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		b.auth.failed.Add(1)
 		b.bans.fail(hostOf(req.Remote), req.ClientID, l.now)
 	}
-	b.opts.Logger.Info("CONNECT refused: authentication failed", slog.String("client", req.ClientID),
-		slog.String("user", req.Username), slog.String("remote", req.Remote), slog.String("method", req.Method),
-		slog.Int("code", int(code)), slog.String("reason", reason))
 	c.authReq = nil
-	c.refuseConnect(c.version, &codec.ReasonError{Code: code, Reason: reason})
+	c.refuseAuth(c.version, code, reason)
 	return FeedClose
 }
 
@@ -256,9 +253,9 @@ func (c *Client) authExpired() {
 	if c.authReq != nil {
 		user = c.authReq.Username
 	}
-	l.b.opts.Logger.Warn("CONNECT refused: authentication timed out", slog.String("client", c.ident.ClientID),
+	l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.ident.ClientID),
 		slog.String("user", user), slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout))
 	c.authReq = nil
 	c.state = stateAwaitConnect
-	c.refuseConnect(c.version, &codec.ReasonError{Code: codec.ServerUnavailable, Reason: "authentication timed out"})
+	c.refuseAuth(c.version, codec.ServerUnavailable, "authentication timed out")
 }

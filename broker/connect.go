@@ -3,6 +3,8 @@ package broker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
@@ -66,7 +68,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		// The will is published on the client's behalf later: it needs
 		// the same write access as a PUBLISH now.
 		l.counters.aclDeniedWill++
-		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.NotAuthorized, Reason: "will topic not authorized"})
+		c.refuseAuth(p.Version, codec.NotAuthorized, "will topic not authorized: "+string(p.WillTopic))
 		return FeedClose
 	}
 
@@ -199,12 +201,29 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 // has a code for the failure, and closes (MQTT-3.2.2-6/-7, MQTT-3.1.4-1).
 func (c *Client) refuseConnect(v codec.Version, err error) {
 	re := codec.AsReasonError(err)
+	if re != nil {
+		c.logViolation("CONNECT refused: "+re.Reason, re.SpecID)
+	}
+	c.refuse(v, re)
+}
+
+// refuseAuth refuses a CONNECT for an authentication or authorization
+// reason: one log line that names the client, user and peer.
+func (c *Client) refuseAuth(v codec.Version, code codec.ReasonCode, reason string) {
+	user := c.ident.Username
+	c.l.b.opts.Logger.Info("CONNECT refused", slog.String("client", c.ident.ClientID), slog.String("user", user),
+		slog.String("remote", c.conn.RemoteAddr()), slog.String("code", fmt.Sprintf("0x%02x", byte(code))), slog.String("reason", reason))
+	c.refuse(v, &codec.ReasonError{Code: code, Reason: reason})
+}
+
+// refuse sends the refusing CONNACK where the version has a code for re
+// and closes.
+func (c *Client) refuse(v codec.Version, re *codec.ReasonError) {
 	c.l.counters.connectsRefused++
 	if re == nil {
 		c.close()
 		return
 	}
-	c.logViolation("CONNECT refused: "+re.Reason, re.SpecID)
 	switch v {
 	case codec.V5:
 		ack := codec.Connack{Code: byte(re.Code)}

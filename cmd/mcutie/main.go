@@ -71,6 +71,18 @@ type config struct {
 	gogc        int
 	memoryLimit string
 	profile     string
+
+	passwordFile   string
+	aclFile        string
+	allowAnonymous bool
+	authTimeout    time.Duration
+	authWorkers    int
+	authQueue      int
+	aclCacheSize   int
+	banThreshold   int
+	banWindow      time.Duration
+	banDuration    time.Duration
+	banMaxTracked  int
 }
 
 func newFlagSet(cfg *config) *flag.FlagSet {
@@ -109,6 +121,18 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.gogc, "gogc", 0, "GOGC percent; -1 turns the collector off (use with --memory-limit) (0: Go's default 100 or the GOGC variable)")
 	fs.StringVar(&cfg.memoryLimit, "memory-limit", "", "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (empty: none)")
 	fs.StringVar(&cfg.profile, "profile", "", "preset for the tuning flags not given: throughput, latency or low-memory (see README)")
+
+	fs.StringVar(&cfg.passwordFile, "password-file", "", "Mosquitto-compatible password file (mosquitto_passwd or mcutie passwd); reread on SIGHUP")
+	fs.StringVar(&cfg.aclFile, "acl-file", "", "Mosquitto-compatible ACL file (user/topic/pattern lines); reread on SIGHUP (empty: every client may use every topic)")
+	fs.BoolVar(&cfg.allowAnonymous, "allow-anonymous", false, "let clients in without a user name (default: on when every listener is loopback, off otherwise)")
+	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 5*time.Second, "longest an authentication may take; then CONNACK 0x88 server unavailable (3.x 0x03)")
+	fs.IntVar(&cfg.authWorkers, "auth-workers", 2, "goroutines checking passwords (PBKDF2), off the event loops")
+	fs.IntVar(&cfg.authQueue, "auth-queue", 1024, "password checks waiting for a worker at most; beyond it CONNACK 0x89 server busy (3.x 0x03)")
+	fs.IntVar(&cfg.aclCacheSize, "acl-cache-size", 256, "ACL verdicts cached per session (one per topic); beyond it the cache starts over")
+	fs.IntVar(&cfg.banThreshold, "ban-threshold", 10, "failed authentications from one IP (or for one client id) within --ban-window that ban it (0: no bans)")
+	fs.DurationVar(&cfg.banWindow, "ban-window", time.Minute, "window in which --ban-threshold failures are counted")
+	fs.DurationVar(&cfg.banDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept (and a banned client id at CONNECT)")
+	fs.IntVar(&cfg.banMaxTracked, "ban-max-tracked", 100000, "IPs and client ids tracked for bans, each; when full, new sources are not tracked (counted)")
 	return fs
 }
 
@@ -117,10 +141,13 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return runPasswd(args[1:], os.Stdin, os.Stdout, os.Stderr)
+	}
 	var cfg config
 	fs := newFlagSet(&cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n\n", version)
+		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n\n", version)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -185,7 +212,9 @@ func run(args []string) int {
 		}
 	}()
 
-	b := broker.New(broker.Options{
+	anonGiven := false
+	fs.Visit(func(f *flag.Flag) { anonGiven = anonGiven || f.Name == "allow-anonymous" })
+	bopts := broker.Options{
 		Loops:             cfg.loops,
 		MaxPacketSize:     cfg.maxPacketSize,
 		MaxTopicLength:    cfg.maxTopicLength,
@@ -201,7 +230,20 @@ func run(args []string) int {
 		CommitBacklog:     cfg.commitBacklog,
 		Store:             st,
 		Logger:            log,
-	})
+		AuthTimeout:       cfg.authTimeout,
+		ACLCacheSize:      cfg.aclCacheSize,
+		BanThreshold:      cfg.banThreshold,
+		BanWindow:         cfg.banWindow,
+		BanDuration:       cfg.banDuration,
+		BanMaxTracked:     cfg.banMaxTracked,
+	}
+	sec, err := setupSecurity(&cfg, anonGiven, os.Environ(), &bopts, log)
+	if err != nil {
+		log.Error("cannot set up authentication", "err", err)
+		return 2
+	}
+	defer sec.close()
+	b := broker.New(bopts)
 	rs, err := b.Restore()
 	if err != nil {
 		log.Error("cannot load the stored state", "dir", cfg.dataDir, "err", err)
@@ -241,8 +283,14 @@ func run(args []string) int {
 	}
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	s := <-sig
+	for s == syscall.SIGHUP {
+		// Reload the password and ACL files; connections stay.
+		log.Info("SIGHUP: reloading")
+		sec.reload()
+		s = <-sig
+	}
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
