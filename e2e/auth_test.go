@@ -120,7 +120,7 @@ func TestAuth_Paho(t *testing.T) {
 	t.Parallel()
 	tb := startAuth(t, authPasswordFile(t), broker.Options{})
 	v3 := func(user, pass string) error {
-		o := mqtt.NewClientOptions().AddBroker("tcp://"+tb.Addr).SetClientID("p3-"+user).SetProtocolVersion(4).
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + tb.Addr).SetClientID("p3-" + user).SetProtocolVersion(4).
 			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait)
 		if user != "" {
 			o.SetUsername(user).SetPassword(pass)
@@ -451,7 +451,7 @@ func TestAuth_Async(t *testing.T) {
 	if _, ack, _ := v5TryConnect(t, tb2.Addr, cp); ack == nil || ack.ReasonCode != byte(codec.ServerUnavailable) {
 		t.Fatalf("v5 timeout: %+v", ack)
 	}
-	o := mqtt.NewClientOptions().AddBroker("tcp://"+tb2.Addr).SetClientID("stuck3").SetUsername("u").SetPassword("ok").
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + tb2.Addr).SetClientID("stuck3").SetUsername("u").SetPassword("ok").
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait).SetProtocolVersion(4)
 	tok := mqtt.NewClient(o).Connect()
 	tok.WaitTimeout(v3Wait)
