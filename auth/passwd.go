@@ -237,20 +237,25 @@ func (p *Passwords) Users() []string {
 }
 
 // Seal prepares p for sharing: it picks the dummy entry unknown users are
-// checked against (the iteration count most entries use), so a failed
-// check for a missing user costs what one for a real user costs.
+// checked against (the scheme and iteration count most entries use), so a
+// failed check for a missing user costs what one for a real user costs.
 func (p *Passwords) Seal() *Passwords {
-	counts := map[int]int{}
+	counts := map[int]int{} // iterations → entries; 0 = $6$
 	best, bestN := DefaultIterations, 0
 	for _, e := range p.users {
+		it := 0
 		if e.kind == kindPBKDF2 {
-			counts[e.iterations]++
-			if counts[e.iterations] > bestN {
-				best, bestN = e.iterations, counts[e.iterations]
-			}
+			it = e.iterations
+		}
+		counts[it]++
+		if counts[it] > bestN {
+			best, bestN = it, counts[it]
 		}
 	}
-	d, _ := NewEntry([]byte("dummy password, never matches"), best)
+	d, _ := NewEntry([]byte("dummy password, never matches"), max(best, 1))
+	if best == 0 {
+		d.kind = kindSHA512
+	}
 	// Scramble the stored hash so no password verifies against it.
 	_, _ = rand.Read(d.hash)
 	p.dummy = d

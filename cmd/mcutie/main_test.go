@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcutie/mcutie/auth"
+	"github.com/mcutie/mcutie/broker"
 )
 
 func TestConfigFileSetsFlagsCommandLineWins(t *testing.T) {
@@ -71,7 +76,9 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	var out bytes.Buffer
 	fs.SetOutput(&out)
 	fs.PrintDefaults()
-	for _, name := range []string{"listen", "loops", "data-dir", "store", "durability", "metrics-listen", "log-level", "config", "max-packet-size", "max-inflight", "max-queued-messages", "profile", "memory-limit"} {
+	for _, name := range []string{"listen", "loops", "data-dir", "store", "durability", "metrics-listen", "log-level", "config", "max-packet-size", "max-inflight", "max-queued-messages", "profile", "memory-limit",
+		"password-file", "acl-file", "allow-anonymous", "auth-timeout", "auth-workers", "auth-queue", "acl-cache-size",
+		"ban-threshold", "ban-window", "ban-duration", "ban-max-tracked"} {
 		if !strings.Contains(out.String(), "-"+name) {
 			t.Errorf("--help does not list --%s", name)
 		}
@@ -79,4 +86,88 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if code := run([]string{"--help"}); code != 0 {
 		t.Fatalf("--help exit code %d, want 0", code)
 	}
+}
+
+// TestPasswdSubcommand: mcutie passwd creates, updates and deletes users
+// in a file the auth package (and mosquitto_passwd) reads; a password
+// from standard input works like -b.
+func TestPasswdSubcommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	var out, errb bytes.Buffer
+	f := func(stdin string, args ...string) int {
+		t.Helper()
+		errb.Reset()
+		return runPasswd(args, strings.NewReader(stdin), &out, &errb)
+	}
+	if c := f("", "-c", "-b", path, "ann", "one"); c != 0 {
+		t.Fatalf("create: %d %s", c, errb.String())
+	}
+	if c := f("two\n", path, "ben"); c != 0 {
+		t.Fatalf("add from stdin: %d %s", c, errb.String())
+	}
+	if c := f("", "-b", "-iterations", "500", path, "ann", "uno"); c != 0 {
+		t.Fatalf("update: %d %s", c, errb.String())
+	}
+	p, err := auth.LoadPasswords(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Seal()
+	if !p.Check("ann", []byte("uno")) || p.Check("ann", []byte("one")) || !p.Check("ben", []byte("two")) {
+		t.Fatal("entries do not verify as written")
+	}
+	raw, _ := os.ReadFile(path)
+	if !strings.Contains(string(raw), "ann:$7$500$") || !strings.Contains(string(raw), "ben:$7$101$") {
+		t.Fatalf("file:\n%s", raw)
+	}
+	if c := f("", "-D", path, "ben"); c != 0 {
+		t.Fatalf("delete: %d %s", c, errb.String())
+	}
+	if c := f("", "-D", path, "ben"); c == 0 || !strings.Contains(errb.String(), "not in") {
+		t.Fatalf("deleting a missing user: %d %s", c, errb.String())
+	}
+	if c := f("", "-b", path, "a:b", "x"); c == 0 {
+		t.Fatal("a user name with ':' accepted")
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v %v", fi.Mode(), err)
+	}
+}
+
+func TestAllLoopback(t *testing.T) {
+	f := func(want bool, listen ...string) {
+		t.Helper()
+		if got := allLoopback(listen); got != want {
+			t.Fatalf("allLoopback(%v) = %v; want %v", listen, got, want)
+		}
+	}
+	f(true, "tcp://127.0.0.1:1883")
+	f(true, "tcp://127.0.0.1:1883", "tcp6://[::1]:1883", "tcp://localhost:1884")
+	f(false, "tcp://0.0.0.0:1883")
+	f(false, "tcp://127.0.0.1:1883", "tcp://:1884")
+	f(false, "tcp://192.168.1.2:1883")
+}
+
+// TestSecurityDefaults: anonymous access follows the listeners unless
+// --allow-anonymous is given; users from the environment are merged.
+func TestSecurityDefaults(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	f := func(listen []string, anon, given bool, env []string, wantDeny, wantAuth bool) {
+		t.Helper()
+		cfg := config{listen: listen, allowAnonymous: anon}
+		var o broker.Options
+		s, err := setupSecurity(&cfg, given, env, &o, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		if o.DenyAnonymous != wantDeny || (o.Authenticator != nil) != wantAuth {
+			t.Fatalf("%v anon=%v given=%v env=%v: deny %v auth %v", listen, anon, given, env, o.DenyAnonymous, o.Authenticator != nil)
+		}
+	}
+	f([]string{"tcp://127.0.0.1:1883"}, false, false, nil, false, false)
+	f([]string{"tcp://0.0.0.0:1883"}, false, false, nil, true, true)
+	f([]string{"tcp://0.0.0.0:1883"}, true, true, nil, false, false)
+	f([]string{"tcp://127.0.0.1:1883"}, false, true, nil, true, true)
+	f([]string{"tcp://127.0.0.1:1883"}, false, false, []string{"MCUTIE_USER_zed=pw"}, false, true)
 }
