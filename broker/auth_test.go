@@ -284,10 +284,14 @@ func TestBans(t *testing.T) {
 	if !b.Admit(fakeAddr("192.0.2.2:5555")) {
 		t.Fatal("another source refused")
 	}
-	fc := &fakeConn{keep: true}
-	b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", "good", codec.V5))
-	if a := connack(t, fc, codec.V5); a.Code != byte(codec.Banned) {
-		t.Fatalf("banned client id: CONNACK %#x; want 0x8A", a.Code)
+	// The client id is banned too, from any address; and the address is
+	// refused at CONNECT if it was accepted before the ban.
+	for _, remote := range []string{"198.51.100.7:1", "192.0.2.1:1"} {
+		fc := &fakeConn{keep: true, remote: remote}
+		b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", "good", codec.V5))
+		if a := connack(t, fc, codec.V5); a.Code != byte(codec.Banned) {
+			t.Fatalf("from %s: CONNACK %#x; want 0x8A", remote, a.Code)
+		}
 	}
 	now.Add(int64(11 * time.Second))
 	deadline := time.Now().Add(5 * time.Second)
@@ -297,7 +301,7 @@ func TestBans(t *testing.T) {
 	if !b.Admit(addr) {
 		t.Fatal("still refused after the ban expired")
 	}
-	if st := b.Stats(); st.Auth.BansIP != 1 || st.Auth.BansClientID != 1 || st.Auth.RefusedBannedIP != 1 || st.Auth.RefusedBannedClientID != 1 {
+	if st := b.Stats(); st.Auth.BansIP != 1 || st.Auth.BansClientID != 1 || st.Auth.RefusedBannedIP != 2 || st.Auth.RefusedBannedClientID != 1 {
 		t.Fatalf("ban stats %+v", st.Auth)
 	}
 }
@@ -429,5 +433,22 @@ func TestPublishHotPathAllocsWithACL(t *testing.T) {
 		}
 		sub.Closed()
 		pub.Closed()
+	}
+}
+
+// A client that keeps sending while its authentication is pending is
+// closed once more than a packet's worth waits unread.
+func TestAuthPendingFlood(t *testing.T) {
+	az := authFunc(func(*AuthRequest, func(AuthResult)) {})
+	b := authBroker(t, Options{Authenticator: az, MaxPacketSize: 1024}, nil)
+	fc := &fakeConn{keep: true}
+	c := b.loops[0].NewClient(fc)
+	conn := connectRaw("c1", "u", "p", codec.V5)
+	c.Feed(conn)
+	if _, res := c.Feed(make([]byte, 1024)); res != FeedContinue {
+		t.Fatal("closed at the bound")
+	}
+	if _, res := c.Feed(make([]byte, 1025)); res != FeedClose || !fc.closed {
+		t.Fatal("not closed past the bound")
 	}
 }

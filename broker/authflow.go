@@ -55,6 +55,12 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	b := l.b
 	remote := c.conn.RemoteAddr()
 	c.ident = Identity{ClientID: string(cid), Username: string(p.Username), HasUsername: p.UsernameFlag}
+	if b.bans.banned(b.bans.ips, hostOf(remote), l.now) {
+		// Banned after this connection was accepted.
+		b.bans.refusedIP.Add(1)
+		c.refuseAuth(p.Version, codec.Banned, "source address banned after failed authentications")
+		return FeedClose
+	}
 	if b.bans.banned(b.bans.ids, c.ident.ClientID, l.now) {
 		b.bans.refusedID.Add(1)
 		c.refuseAuth(p.Version, codec.Banned, "client id banned after failed authentications")

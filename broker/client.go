@@ -128,6 +128,14 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 	c.lastSeen = l.now
 	off := 0
 	res := FeedContinue
+	if c.state == stateAuthPending && len(buf) > l.b.opts.MaxPacketSize {
+		// Nothing is read while a verdict is awaited, so the transport
+		// buffers what arrives: a client that sends more than a packet's
+		// worth before its CONNACK is not waiting for it.
+		c.logViolation("more than the maximum packet size sent while authentication is pending", "")
+		c.close()
+		return len(buf), FeedClose
+	}
 	for off < len(buf) && (c.state <= stateConnected || c.state == stateAuthContinue) {
 		h, err := codec.Frame(buf[off:], l.b.opts.MaxPacketSize)
 		if err == codec.ErrIncomplete {

@@ -15,6 +15,7 @@ type fakeConn struct {
 	closed bool
 	writes int
 	wakes  int
+	remote string // default 192.0.2.1:1883
 }
 
 func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
@@ -30,7 +31,12 @@ func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
 }
 func (f *fakeConn) OutboundBuffered() int { return 0 }
 func (f *fakeConn) Close() error          { f.closed = true; return nil }
-func (f *fakeConn) RemoteAddr() string    { return "192.0.2.1:1883" }
+func (f *fakeConn) RemoteAddr() string {
+	if f.remote != "" {
+		return f.remote
+	}
+	return "192.0.2.1:1883"
+}
 func (f *fakeConn) Wake() error           { f.wakes++; return nil }
 
 // newTestBroker returns a broker whose loops run posted work synchronously
