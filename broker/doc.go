@@ -27,6 +27,19 @@
 //     and shared by every delivery; per subscriber only the PUBLISH header
 //     is encoded and the payload is written as a second vector.
 //
+// # Authentication and authorization
+//
+// An Authenticator is asked on the connection's home loop after the
+// CONNECT (and after every v5 AUTH of an enhanced exchange). It answers
+// inline or later from any goroutine; a late verdict comes back as an
+// inbox item, the connection reads nothing meanwhile (its CONNECT is kept
+// as a copy and run again once accepted), and Options.AuthTimeout bounds
+// the wait (Tick). An Authorizer is asked on the loops, concurrently; each
+// session caches its verdicts by topic until the Authorizer's generation
+// changes, so the publish path pays a map lookup and no allocation. Bans
+// (ban.go) are broker-wide behind a mutex taken only at accept and on
+// failed CONNECTs.
+//
 // # Bounds
 //
 // Every queue is bounded: the inbox (Options.InboxSize: QoS 0 dropped and
