@@ -37,7 +37,7 @@ func (f *fakeConn) RemoteAddr() string {
 	}
 	return "192.0.2.1:1883"
 }
-func (f *fakeConn) Wake() error           { f.wakes++; return nil }
+func (f *fakeConn) Wake() error { f.wakes++; return nil }
 
 // newTestBroker returns a broker whose loops run posted work synchronously
 // on the caller's goroutine (tests are single-threaded).
