@@ -3,6 +3,7 @@ package broker
 import (
 	"io"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -270,18 +271,21 @@ func TestBans(t *testing.T) {
 	var now atomic.Int64
 	az := AuthenticatorFunc(func(r *AuthRequest) AuthResult { return AuthResult{Code: codec.BadUserNameOrPassword} })
 	b := authBroker(t, Options{Authenticator: az, BanThreshold: 3, BanWindow: time.Minute, BanDuration: 10 * time.Second}, &now)
-	addr := fakeAddr("192.0.2.1:5555")
+	addr := netip.MustParseAddr("192.0.2.1")
 	for i := 0; i < 3; i++ {
-		if !b.Admit(addr) {
-			t.Fatalf("refused after %d failures", i)
+		if err := b.Admit(addr); err != nil {
+			t.Fatalf("refused after %d failures: %v", i, err)
 		}
 		fc := &fakeConn{keep: true}
 		b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", "bad", codec.V5))
 	}
-	if b.Admit(addr) {
-		t.Fatal("banned source admitted")
+	if err := b.Admit(addr); err != ErrBanned {
+		t.Fatalf("banned source: %v", err)
 	}
-	if !b.Admit(fakeAddr("192.0.2.2:5555")) {
+	if err := b.Admit(netip.MustParseAddr("::ffff:192.0.2.1")); err != ErrBanned {
+		t.Fatalf("banned source as an IPv4-mapped address: %v", err)
+	}
+	if err := b.Admit(netip.MustParseAddr("192.0.2.2")); err != nil {
 		t.Fatal("another source refused")
 	}
 	// The client id is banned too, from any address; and the address is
@@ -298,18 +302,14 @@ func TestBans(t *testing.T) {
 	for b.clock.Load() < now.Load() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if !b.Admit(addr) {
+	if err := b.Admit(addr); err != nil {
 		t.Fatal("still refused after the ban expired")
 	}
-	if st := b.Stats(); st.Auth.BansIP != 1 || st.Auth.BansClientID != 1 || st.Auth.RefusedBannedIP != 2 || st.Auth.RefusedBannedClientID != 1 {
+	if st := b.Stats(); st.Auth.BansIP != 1 || st.Auth.BansClientID != 1 || st.Auth.RefusedBannedIP != 3 || st.Auth.RefusedBannedClientID != 1 {
 		t.Fatalf("ban stats %+v", st.Auth)
 	}
 }
 
-type fakeAddr string
-
-func (a fakeAddr) Network() string { return "tcp" }
-func (a fakeAddr) String() string  { return string(a) }
 
 // testACL denies what its maps say; gen is bumped to simulate a reload.
 type testACL struct {

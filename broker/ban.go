@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -114,7 +115,8 @@ func (t *bans) banned(m map[string]*banEntry, key string, now int64) bool {
 	return e != nil && e.until > now
 }
 
-// hostOf returns the IP of "host:port" (or of a bare host).
+// hostOf returns the IP of "host:port" (or of a bare host), in the form
+// bans are keyed by.
 func hostOf(remote string) string {
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		return ap.Addr().Unmap().String()
@@ -125,24 +127,29 @@ func hostOf(remote string) string {
 	return remote
 }
 
+// ErrBanned is Admit's refusal of a banned source address.
+var ErrBanned = errors.New("broker: source address banned after failed authentications (--ban-threshold)")
+
 // Admit is the accept-time admission check: the transport calls it for
 // every new connection with the peer's address, before any byte is read,
-// and closes the connection at once when it returns false. It refuses
-// sources banned for failed authentications. Safe for concurrent use.
-func (b *Broker) Admit(remote net.Addr) bool {
-	if b.bans.threshold <= 0 || remote == nil {
-		return true
+// and closes the connection at once when it returns an error. It refuses
+// source addresses banned for failed authentications (checkBan). An
+// invalid address (a Unix socket, a test) is admitted. Safe for
+// concurrent use.
+func (b *Broker) Admit(remote netip.Addr) error {
+	return b.checkBan(remote)
+}
+
+// checkBan refuses remote while it is banned; refusals are counted
+// (mcutie_connections_rejected_total{reason="banned_ip"}), not logged one
+// by one: the ban itself was.
+func (b *Broker) checkBan(remote netip.Addr) error {
+	if b.bans.threshold <= 0 || !remote.IsValid() {
+		return nil
 	}
-	ip := remote.String()
-	if ta, ok := remote.(*net.TCPAddr); ok {
-		ip = ta.IP.String()
-	} else {
-		ip = hostOf(ip)
-	}
-	if b.bans.banned(b.bans.ips, ip, b.clock.Load()) {
+	if b.bans.banned(b.bans.ips, remote.Unmap().String(), b.clock.Load()) {
 		b.bans.refusedIP.Add(1)
-		b.opts.Logger.Debug("refused at accept: banned source address", slog.String("ip", ip))
-		return false
+		return ErrBanned
 	}
-	return true
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -287,10 +288,13 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		carry = v.carry
 		moved = true
 	}
-	if !moved && !s.b.Admit(c.RemoteAddr()) {
+	if !moved {
 		// Accept-time admission (a banned source): closed before any
-		// byte is read. A moved connection was admitted already.
-		return nil, gnet.Close
+		// byte is read; Admit has counted the refusal. A moved
+		// connection was admitted on its first loop.
+		if err := s.b.Admit(remoteIP(c.RemoteAddr())); err != nil {
+			return nil, gnet.Close
+		}
 	}
 	l := s.loopFor(c.EventLoop())
 	st := &connState{remote: addrString(c.RemoteAddr()), gc: c}
@@ -409,6 +413,13 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 	}
 	k, err := g.st.gc.Writev(bufs)
 	return n + k, err
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr()
+	}
+	return netip.Addr{}
 }
 
 func addrString(a net.Addr) string {
