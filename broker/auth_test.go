@@ -310,7 +310,6 @@ func TestBans(t *testing.T) {
 	}
 }
 
-
 // testACL denies what its maps say; gen is bumped to simulate a reload.
 type testACL struct {
 	denyWrite, denyRead, denySub map[string]bool
