@@ -2,6 +2,7 @@ package broker
 
 import (
 	"log/slog"
+	"time"
 )
 
 // Per-session ACL cache entry bits.
@@ -54,8 +55,10 @@ func (s *Session) allowed(topic []byte, acc Access) bool {
 	if allow {
 		v |= ok
 	} else {
-		s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
-			slog.String("access", accessName(acc)), slog.String("topic", string(topic)))
+		if ok, suppressed := s.l.authLog.allow(s.l.now); ok {
+			s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+				slog.String("access", accessName(acc)), slog.String("topic", string(topic)), slog.Uint64("suppressed", suppressed))
+		}
 	}
 	s.acl[string(topic)] = v
 	return allow
@@ -83,8 +86,10 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 	if az.Allow(&s.ident, filter, AccessSubscribe) {
 		return true
 	}
-	s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
-		slog.String("access", "subscribe"), slog.String("filter", string(filter)))
+	if ok, suppressed := s.l.authLog.allow(s.l.now); ok {
+		s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+			slog.String("access", "subscribe"), slog.String("filter", string(filter)), slog.Uint64("suppressed", suppressed))
+	}
 	return false
 }
 
@@ -99,4 +104,22 @@ func (s *Session) setIdentity(id Identity) {
 	if s.acl != nil {
 		clear(s.acl)
 	}
+}
+
+// logThrottle lets one log line through per second and counts the ones
+// it held back, so a client provoking refusals in a loop cannot turn them
+// into a flood of log lines. Loop-only (one per loop).
+type logThrottle struct {
+	next       int64 // unix ns
+	suppressed uint64
+}
+
+func (t *logThrottle) allow(now int64) (bool, uint64) {
+	if now < t.next {
+		t.suppressed++
+		return false, 0
+	}
+	n := t.suppressed
+	t.next, t.suppressed = now+int64(time.Second), 0
+	return true, n
 }

@@ -259,8 +259,10 @@ func (c *Client) authExpired() {
 	if c.authReq != nil {
 		user = c.authReq.Username
 	}
-	l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.ident.ClientID),
-		slog.String("user", user), slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout))
+	if ok, suppressed := l.authLog.allow(l.now); ok {
+		l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.ident.ClientID), slog.String("user", user),
+			slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout), slog.Uint64("suppressed", suppressed))
+	}
 	c.authReq = nil
 	c.state = stateAwaitConnect
 	c.refuseAuth(c.version, codec.ServerUnavailable, "authentication timed out")

@@ -211,8 +211,11 @@ func (c *Client) refuseConnect(v codec.Version, err error) {
 // reason: one log line that names the client, user and peer.
 func (c *Client) refuseAuth(v codec.Version, code codec.ReasonCode, reason string) {
 	user := c.ident.Username
-	c.l.b.opts.Logger.Info("CONNECT refused", slog.String("client", c.ident.ClientID), slog.String("user", user),
-		slog.String("remote", c.conn.RemoteAddr()), slog.String("code", fmt.Sprintf("0x%02x", byte(code))), slog.String("reason", reason))
+	if ok, suppressed := c.l.authLog.allow(c.l.now); ok {
+		c.l.b.opts.Logger.Info("CONNECT refused", slog.String("client", c.ident.ClientID), slog.String("user", user),
+			slog.String("remote", c.conn.RemoteAddr()), slog.String("code", fmt.Sprintf("0x%02x", byte(code))),
+			slog.String("reason", reason), slog.Uint64("suppressed", suppressed))
+	}
 	c.refuse(v, &codec.ReasonError{Code: code, Reason: reason})
 }
 

@@ -69,6 +69,8 @@ type Loop struct {
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (ackWait.inSess)
 	gateOps    []*ackWait // marked publishes whose inbound record is in this pass's Apply (ackWait.gateOpen)
 
+	authLog logThrottle // CONNECT refusals and ACL denials: one log line a second
+
 	counters loopCounters
 	snap     counterSnapshot
 }
