@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"io"
 	"log/slog"
 	"os"
@@ -170,4 +171,27 @@ func TestSecurityDefaults(t *testing.T) {
 	f([]string{"tcp://0.0.0.0:1883"}, true, true, nil, false, false)
 	f([]string{"tcp://127.0.0.1:1883"}, false, true, nil, true, true)
 	f([]string{"tcp://127.0.0.1:1883"}, false, false, []string{"MCUTIE_USER_zed=pw"}, false, true)
+}
+
+// TestConfigFileSecurityKeys: the security flags are config keys too.
+func TestConfigFileSecurityKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mcutie.yaml")
+	yaml := "password-file: /etc/mcutie/passwd\nacl-file: /etc/mcutie/acl\nallow-anonymous: false\nban-threshold: 5\nban-window: 30s\nban-duration: 1h\nauth-timeout: 2s\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg config
+	fs := newFlagSet(&cfg)
+	if err := applyConfigFile(fs, path); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.passwordFile != "/etc/mcutie/passwd" || cfg.aclFile != "/etc/mcutie/acl" || cfg.banThreshold != 5 ||
+		cfg.banWindow.String() != "30s" || cfg.banDuration.String() != "1h0m0s" || cfg.authTimeout.String() != "2s" {
+		t.Fatalf("cfg %+v", cfg)
+	}
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "allow-anonymous" })
+	if !given {
+		t.Fatal("allow-anonymous from the file does not count as given (the loopback default would override it)")
+	}
 }
