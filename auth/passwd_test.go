@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
 )
 
 // testdata/mosquitto.passwd was written by mosquitto_passwd 2.0.11
@@ -144,5 +147,53 @@ func TestPasswordsFromEnv(t *testing.T) {
 	}
 	if _, _, err := PasswordsFromEnv([]string{EnvUsers + "=nocolon"}, 10); err == nil {
 		t.Fatal("bad MCUTIE_USERS accepted")
+	}
+}
+
+// TestPasswordAuthenticator: verdicts come from the worker goroutines;
+// a full queue answers Server busy at once; after Close, Server
+// unavailable (no panic).
+func TestPasswordAuthenticator(t *testing.T) {
+	p, err := LoadPasswords("testdata/mosquitto.passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewPasswordAuthenticator(p, 1, 1)
+	ask := func(user, pass string) codec.ReasonCode {
+		ch := make(chan broker.AuthResult, 1)
+		a.Authenticate(&broker.AuthRequest{Username: user, HasUsername: true, Password: []byte(pass), HasPassword: true}, func(r broker.AuthResult) { ch <- r })
+		return (<-ch).Code
+	}
+	if c := ask("alice", "secret"); c != codec.Success {
+		t.Fatalf("alice: %#x", c)
+	}
+	if c := ask("alice", "nope"); c != codec.BadUserNameOrPassword {
+		t.Fatalf("wrong password: %#x", c)
+	}
+	if c := ask("bob", ""); c != codec.BadUserNameOrPassword {
+		t.Fatalf("empty password: %#x", c)
+	}
+	// Fill the one-slot queue behind a busy worker: some request must be
+	// refused at once with Server busy.
+	results := make(chan codec.ReasonCode, 16)
+	for i := 0; i < 16; i++ {
+		a.Authenticate(&broker.AuthRequest{Username: "alice", HasUsername: true, Password: []byte("secret"), HasPassword: true},
+			func(r broker.AuthResult) { results <- r.Code })
+	}
+	busy := 0
+	for i := 0; i < 16; i++ {
+		if <-results == codec.ServerBusy {
+			busy++
+		}
+	}
+	if busy == 0 || a.QueueFull.Load() != uint64(busy) {
+		t.Fatalf("busy %d, counted %d", busy, a.QueueFull.Load())
+	}
+	a.Close()
+	if c := ask("alice", "secret"); c != codec.ServerUnavailable {
+		t.Fatalf("after Close: %#x", c)
+	}
+	if c := ask("x", "y"); c != codec.ServerUnavailable {
+		t.Fatalf("after Close: %#x", c)
 	}
 }

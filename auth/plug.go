@@ -17,10 +17,11 @@ import (
 // Safe for concurrent use. Swap replaces the users (a reload) without
 // disturbing checks in progress.
 type PasswordAuthenticator struct {
-	pw   atomic.Pointer[Passwords]
-	jobs chan pwJob
-	wg   sync.WaitGroup
-	once sync.Once
+	pw     atomic.Pointer[Passwords]
+	jobs   chan pwJob
+	wg     sync.WaitGroup
+	mu     sync.RWMutex // closed and the send on jobs
+	closed bool
 
 	// QueueFull counts CONNECTs refused because the queue was full.
 	QueueFull atomic.Uint64
@@ -66,9 +67,17 @@ func (a *PasswordAuthenticator) Authenticate(req *broker.AuthRequest, done func(
 		done(broker.AuthResult{Code: codec.BadAuthenticationMethod, Reason: "authentication method not supported"})
 		return
 	}
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		done(broker.AuthResult{Code: codec.ServerUnavailable, Reason: "shutting down"})
+		return
+	}
 	select {
 	case a.jobs <- pwJob{req: req, done: done}:
+		a.mu.RUnlock()
 	default:
+		a.mu.RUnlock()
 		a.QueueFull.Add(1)
 		done(broker.AuthResult{Code: codec.ServerBusy, Reason: "authentication queue full"})
 	}
@@ -90,9 +99,15 @@ func (a *PasswordAuthenticator) check(req *broker.AuthRequest) broker.AuthResult
 	return broker.AuthResult{Code: codec.BadUserNameOrPassword, Reason: "bad user name or password"}
 }
 
-// Close stops the workers after the queued checks.
+// Close stops the workers after the queued checks; later CONNECTs are
+// refused with 0x88 Server unavailable.
 func (a *PasswordAuthenticator) Close() {
-	a.once.Do(func() { close(a.jobs) })
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.jobs)
+	}
+	a.mu.Unlock()
 	a.wg.Wait()
 }
 
