@@ -241,6 +241,52 @@ func TestEnhancedAuth(t *testing.T) {
 		t.Fatalf("identity not taken from the verdict")
 	}
 
+	// Re-authentication [MQTT-4.12.1-1]: AUTH 0x19 starts the same
+	// exchange while connected; success is AUTH 0x00 with the final data.
+	reauth := func(code codec.ReasonCode, method, data string) []byte {
+		a := codec.Auth{Code: code}
+		a.Props.Set(codec.PropAuthMethod)
+		a.Props.AuthMethod = []byte(method)
+		a.Props.Set(codec.PropAuthData)
+		a.Props.AuthData = []byte(data)
+		return a.Append(nil)
+	}
+	lastAuth := func() *codec.Auth {
+		t.Helper()
+		hs, bodies := frames(t, fc.out)
+		if len(hs) == 0 || hs[len(hs)-1].Type != codec.AUTH {
+			t.Fatalf("want AUTH, got %v", hs)
+		}
+		var a codec.Auth
+		if err := a.Decode(hs[len(hs)-1], bodies[len(hs)-1], codec.V5); err != nil {
+			t.Fatal(err)
+		}
+		return &a
+	}
+	fc.out = fc.out[:0]
+	c.Feed(reauth(codec.ReAuthenticate, "TEST", "hello"))
+	if a := lastAuth(); a.Code != codec.ContinueAuthentication || string(a.Props.AuthData) != "challenge" {
+		t.Fatalf("re-auth step 0: %+v", a)
+	}
+	c.Feed(codec.AppendPingreq(nil)) // the connection keeps working meanwhile
+	c.Feed(reauth(codec.ContinueAuthentication, "TEST", "response"))
+	if a := lastAuth(); a.Code != codec.Success || string(a.Props.AuthData) != "welcome" || fc.closed {
+		t.Fatalf("re-auth end: %+v closed %v", a, fc.closed)
+	}
+	fc.out = fc.out[:0]
+	c.Feed(reauth(codec.ReAuthenticate, "TEST", "wrong"))
+	hs, bodies = frames(t, fc.out)
+	var d codec.Disconnect
+	if len(hs) != 1 || hs[0].Type != codec.DISCONNECT || d.Decode(hs[0], bodies[0], codec.V5) != nil || d.Code != codec.NotAuthorized || !fc.closed {
+		t.Fatalf("failed re-auth: %v %+v closed %v", hs, d, fc.closed)
+	}
+	// [MQTT-4.12.0-7] AUTH from a client that connected without a method.
+	plain, pfc := connectClient(t, b, "plain", codec.V5, true)
+	pfc.out = pfc.out[:0]
+	if _, res := plain.Feed(reauth(codec.ReAuthenticate, "TEST", "x")); res != FeedClose {
+		t.Fatal("AUTH without a method in CONNECT not refused")
+	}
+
 	// [MQTT-4.12.0-5] A different method in AUTH is a protocol error.
 	fc = &fakeConn{keep: true}
 	c = b.loops[0].NewClient(fc)

@@ -19,8 +19,9 @@ const (
 // loop before Authenticate returns (inline) or on any goroutine later
 // (async): phase settles which, with one compare-and-swap each side.
 type authCall struct {
-	c     *Client
-	fired atomic.Bool
+	c      *Client
+	reauth bool // a re-authentication of a connected client (reauth.go)
+	fired  atomic.Bool
 	phase atomic.Uint32
 	res   AuthResult
 }
@@ -44,7 +45,11 @@ func (a *authCall) done(r AuthResult) {
 		c := a.c
 		// Back to the connection's loop; if the inbox stays full the
 		// verdict is lost and the auth timeout refuses the connection.
-		c.l.post(inboxItem{kind: itemFunc, fn: func() { c.resumeAuth(a) }}, true)
+		fn := func() { c.resumeAuth(a) }
+		if a.reauth {
+			fn = func() { c.resumeReauth(a) }
+		}
+		c.l.post(inboxItem{kind: itemFunc, fn: fn}, true)
 	}
 }
 

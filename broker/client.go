@@ -85,6 +85,7 @@ type Client struct {
 	authData     []byte       // final Authentication Data for the CONNACK
 	authState    any
 	authDeadline int64 // unix ns
+	reauthing    bool  // a re-authentication is in progress (reauth.go)
 
 	wbuf    []byte   // encoded headers and control packets of the current flush
 	iov     [][]byte // vectors of the current flush
@@ -240,9 +241,7 @@ func (c *Client) dispatch(h codec.FixedHeader, body []byte) error {
 		if err := a.Decode(h, body, c.version); err != nil {
 			return err
 		}
-		// Re-authentication (AUTH 0x19 after CONNACK) is not supported:
-		// an AUTH after CONNACK is a protocol error.
-		return errProtocol("AUTH after CONNACK (re-authentication is not supported)", "MQTT-4.12.0-1")
+		return c.handleReauth(a)
 	case codec.CONNECT:
 		// [MQTT-3.1.0-2] A second CONNECT is a protocol error.
 		return errProtocol("second CONNECT", "MQTT-3.1.0-2")

@@ -28,6 +28,10 @@ func (l *Loop) Tick() {
 				c.authExpired()
 			}
 		case stateConnected:
+			if c.reauthing && now > c.authDeadline {
+				c.reauthExpired()
+				continue
+			}
 			if c.keepAlive > 0 && now-c.lastSeen > int64(c.keepAlive)*int64(time.Second)*3/2 {
 				// [MQTT-3.1.2-22] 1.5 × Keep Alive without a packet.
 				l.counters.keepAliveTimeouts++
