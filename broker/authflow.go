@@ -22,8 +22,8 @@ type authCall struct {
 	c      *Client
 	reauth bool // a re-authentication of a connected client (reauth.go)
 	fired  atomic.Bool
-	phase atomic.Uint32
-	res   AuthResult
+	phase  atomic.Uint32
+	res    AuthResult
 }
 
 const (
