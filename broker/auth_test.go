@@ -497,3 +497,46 @@ func TestAuthPendingFlood(t *testing.T) {
 		t.Fatal("not closed past the bound")
 	}
 }
+
+// A re-authentication whose verdict does not come within AuthTimeout ends
+// the connection with DISCONNECT 0x87; a late verdict is ignored.
+func TestReauthTimeout(t *testing.T) {
+	var now atomic.Int64
+	var pending func(AuthResult)
+	az := authFunc(func(r *AuthRequest, done func(AuthResult)) {
+		if r.Step == 0 && string(r.Data) == "first" {
+			done(AuthResult{Code: codec.Success})
+			return
+		}
+		pending = done // re-authentication: never answered in time
+	})
+	b := authBroker(t, Options{Authenticator: az, AuthTimeout: time.Second}, &now)
+	p := codec.Connect{ProtocolName: []byte("MQTT"), Version: codec.V5, CleanStart: true, ClientID: []byte("r1"), KeepAlive: 600}
+	p.Props.Set(codec.PropAuthMethod)
+	p.Props.AuthMethod = []byte("M")
+	p.Props.Set(codec.PropAuthData)
+	p.Props.AuthData = []byte("first")
+	fc := &fakeConn{keep: true}
+	c := b.loops[0].NewClient(fc)
+	c.Feed(p.Append(nil))
+	if a := connack(t, fc, codec.V5); a.Code != 0 {
+		t.Fatalf("CONNACK %#x", a.Code)
+	}
+	a := codec.Auth{Code: codec.ReAuthenticate}
+	a.Props.Set(codec.PropAuthMethod)
+	a.Props.AuthMethod = []byte("M")
+	c.Feed(a.Append(nil))
+	now.Add(int64(2 * time.Second))
+	for b.clock.Load() < now.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	fc.out = fc.out[:0]
+	b.loops[0].Tick()
+	hs, bodies := frames(t, fc.out)
+	var d codec.Disconnect
+	if len(hs) != 1 || d.Decode(hs[0], bodies[0], codec.V5) != nil || d.Code != codec.NotAuthorized || !fc.closed {
+		t.Fatalf("want DISCONNECT 0x87 and close, got %v %+v closed %v", hs, d, fc.closed)
+	}
+	c.Closed()
+	pending(AuthResult{Code: codec.Success}) // late: ignored
+}
