@@ -30,6 +30,16 @@ type Conn interface {
 	Wake() error
 }
 
+// IdentifiedConn is implemented by a Conn whose transport has already
+// established who the peer is (mTLS with the username taken from the client
+// certificate's Common Name). When Username reports ok, that name replaces
+// the CONNECT's User Name for everything that follows (authentication,
+// ACLs, logs): a client cannot claim another identity than its certificate
+// proves.
+type IdentifiedConn interface {
+	Username() (name string, ok bool)
+}
+
 // FeedResult tells the transport what to do after Feed.
 type FeedResult uint8
 

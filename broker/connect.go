@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -23,6 +24,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		return FeedClose
 	}
 	c.version = p.Version
+	if ic, ok := c.conn.(IdentifiedConn); ok {
+		if name, ok := ic.Username(); ok {
+			p.UsernameFlag, p.Username = true, []byte(name)
+		}
+	}
 	if p.Version == codec.V5 && p.Props.Has(codec.PropRequestProblemInfo) {
 		c.problemInfo = p.Props.RequestProblemInfo == 1
 	}
@@ -194,6 +200,10 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	c.state = stateConnected
 	l.counters.connects++
 	s.attach(c)
+	if lg := b.opts.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
+		lg.Debug("client connected", slog.String("client", id), slog.String("remote", c.conn.RemoteAddr()),
+			slog.String("username", string(p.Username)), slog.Int("version", int(p.Version)))
+	}
 	return FeedContinue
 }
 

@@ -16,6 +16,18 @@
 // carried along, and the original is closed. After that nothing about a
 // client ever crosses loops except messages through the loops' inboxes.
 //
+// # Transports
+//
+// tcp:// listeners are gnet's. tls://, ws:// and wss:// run on the
+// goroutine transport (goconn.go, golisten.go): crypto/tls and
+// gorilla/websocket connections with a reader and a writer goroutine each,
+// logically owned by a loop — the reader hands chunks to the loop with
+// EventLoop.Execute and waits for each to be consumed, the broker's writes
+// go to a buffer the writer drains. ?proxy=true on a listener expects a
+// PROXY protocol v1/v2 header first (proxy.go); its client address becomes
+// the connection's RemoteAddr. TLS certificates are served from an atomic
+// pointer that ReloadTLS swaps (tlsconfig.go).
+//
 // Nothing from gnet's inbound buffer outlives OnTraffic: Feed consumes
 // whole packets and copies whatever must outlive the call; the reactor
 // discards exactly what was consumed.

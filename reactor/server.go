@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strings"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,14 +19,36 @@ import (
 
 // Options configures the transport.
 type Options struct {
-	Listen           []string // "tcp://host:port", repeatable
-	ReadBufferCap    int      // gnet per-loop read buffer / per-connection inbound cap, bytes (0: gnet default 64 KiB)
-	WriteBufferCap   int      // gnet per-connection outbound ring cap, bytes (0: gnet default 64 KiB)
-	SocketRecvBuffer int      // SO_RCVBUF, bytes (0: kernel default)
-	SocketSendBuffer int      // SO_SNDBUF, bytes (0: kernel default)
-	LockOSThread     bool     // pin each event loop to an OS thread
+	// Listen lists the listeners: tcp://host:port (gnet event loops),
+	// tls://host:port, ws://host:port[/path], wss://host:port[/path]
+	// (goroutine transport, goconn.go); ?proxy=true on any of them
+	// expects a PROXY protocol v1/v2 header first.
+	Listen           []string
+	TLS              TLSOptions // certificates of the tls:// and wss:// listeners
+	ReadBufferCap    int        // gnet per-loop read buffer / per-connection inbound cap, bytes (0: gnet default 64 KiB)
+	WriteBufferCap   int        // gnet per-connection outbound ring cap, bytes (0: gnet default 64 KiB)
+	SocketRecvBuffer int        // SO_RCVBUF, bytes (0: kernel default)
+	SocketSendBuffer int        // SO_SNDBUF, bytes (0: kernel default)
+	LockOSThread     bool       // pin each event loop to an OS thread
 	TickInterval     time.Duration
 	Logger           *slog.Logger
+
+	// layer, when set, wraps every gnet connection in a wireLayer. Only
+	// the benchmarks set it: the on-loop TLS prototype measured against
+	// the goroutine transport (transport_timing_test.go).
+	layer func(gnet.Conn) wireLayer
+}
+
+// wireLayer transforms a gnet connection's bytes between the socket and
+// MQTT on the event loop. All methods are Loop-only.
+type wireLayer interface {
+	// Inbound takes socket bytes (it must copy what it keeps) and appends
+	// the MQTT bytes they carry to dst.
+	Inbound(dst, in []byte) ([]byte, error)
+	// Writev writes MQTT bytes to the socket.
+	Writev(bufs [][]byte) (int, error)
+	// Closed is called from OnClose.
+	Closed()
 }
 
 // Server runs a broker on gnet event loops.
@@ -51,6 +73,14 @@ type Server struct {
 
 	ticking atomic.Bool
 	stopped atomic.Bool
+
+	specs   []listener    // parsed Listen
+	tls     *tlsConfig    // nil without tls:// or wss:// listeners
+	golns   []*goListener // tls, ws, wss
+	goConns sync.WaitGroup
+	rr      atomic.Uint32 // spreads goroutine-transport connections over the loops
+	idleDir string        // holds gnet's placeholder Unix socket when no tcp:// listener is configured
+	ctr     transportCounters
 }
 
 type boundLoop struct {
@@ -61,8 +91,12 @@ type boundLoop struct {
 // anchorCtx marks the internal connections used to discover the loops.
 type anchorCtx struct{}
 
-// migration carries a connection's unconsumed bytes to its home loop.
-type migration struct{ carry []byte }
+// migration carries a connection's unconsumed bytes and its client
+// address to its home loop.
+type migration struct {
+	carry  []byte
+	remote string
+}
 
 // connState is the per-connection context.
 type connState struct {
@@ -70,6 +104,9 @@ type connState struct {
 	remote string
 	carry  []byte // bytes carried over by a migration, not yet consumed
 	gc     gnet.Conn
+	proxy  bool // a PROXY protocol header is expected before MQTT
+	layer  wireLayer
+	plain  []byte // MQTT bytes out of layer not yet consumed
 }
 
 // New returns a server for b.
@@ -95,20 +132,46 @@ func (s *Server) Start() error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("reactor: already started")
 	}
+	var gnetAddrs []string
+	needTLS := false
 	for _, a := range s.opts.Listen {
-		if !strings.HasPrefix(a, "tcp://") && !strings.HasPrefix(a, "tcp4://") && !strings.HasPrefix(a, "tcp6://") {
-			return fmt.Errorf("reactor: unsupported listener %q (want tcp://host:port)", a)
-		}
-		// SO_REUSEPORT, which gnet sets to spread accepts over the loops,
-		// would also let us bind a port that another process (a second
-		// broker, say) listens on and silently share its connections:
-		// probe the address with a plain listener first.
-		network, addr, _ := strings.Cut(a, "://")
-		ln, err := net.Listen(network, addr)
+		ln, err := parseListener(a)
 		if err != nil {
-			return fmt.Errorf("reactor: listen %s: %w", a, err)
+			return err
 		}
-		ln.Close()
+		s.specs = append(s.specs, ln)
+		if ln.onLoop() {
+			// SO_REUSEPORT, which gnet sets to spread accepts over the
+			// loops, would also let us bind a port that another process
+			// (a second broker, say) listens on and silently share its
+			// connections: probe the address with a plain listener first.
+			// The goroutine listeners bind without SO_REUSEPORT.
+			probe, err := net.Listen(ln.scheme, ln.addr)
+			if err != nil {
+				return fmt.Errorf("reactor: listen %s: %w", a, err)
+			}
+			probe.Close()
+			gnetAddrs = append(gnetAddrs, ln.gnetAddr())
+		}
+		needTLS = needTLS || ln.tls()
+	}
+	if len(gnetAddrs) == 0 {
+		// gnet runs no loops without a listener. Give it a Unix socket in
+		// a private directory: nothing can reach it, and MQTT only ever
+		// arrives through the goroutine listeners.
+		dir, err := os.MkdirTemp("", "mcutie-")
+		if err != nil {
+			return fmt.Errorf("reactor: %w", err)
+		}
+		s.idleDir = dir
+		gnetAddrs = append(gnetAddrs, "unix://"+filepath.Join(dir, "idle.sock"))
+	}
+	if needTLS {
+		tc, err := newTLSConfig(s.opts.TLS)
+		if err != nil {
+			return err
+		}
+		s.tls = tc
 	}
 	opts := []gnet.Option{
 		gnet.WithNumEventLoop(s.b.NumLoops()),
@@ -133,11 +196,25 @@ func (s *Server) Start() error {
 		opts = append(opts, gnet.WithSocketSendBuffer(s.opts.SocketSendBuffer))
 	}
 	go func() {
-		err := gnet.Rotate(s, s.opts.Listen, opts...)
+		err := gnet.Rotate(s, gnetAddrs, opts...)
 		s.runErr <- err
 	}()
 	select {
 	case <-s.ready:
+		// The goroutine listeners start once every loop is bound: their
+		// connections are spread over the bound loops.
+		for _, ln := range s.specs {
+			if ln.onLoop() {
+				continue
+			}
+			gl, err := s.startGoListener(ln)
+			if err != nil {
+				s.closeGoListeners()
+				_ = s.eng.Stop(context.Background())
+				return fmt.Errorf("reactor: listen %s: %w", ln.raw, err)
+			}
+			s.golns = append(s.golns, gl)
+		}
 		return nil
 	case err := <-s.runErr:
 		if err == nil {
@@ -155,7 +232,19 @@ func (s *Server) Stop(ctx context.Context) error {
 	if !s.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.closeGoListeners()
 	s.b.Shutdown()
+	// Goroutine-transport connections report Closed to their loops, so
+	// they end before the engine does.
+	waited := make(chan struct{})
+	go func() {
+		s.goConns.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+	}
 	for _, a := range s.anchors {
 		_ = a.Close()
 	}
@@ -165,8 +254,33 @@ func (s *Server) Stop(ctx context.Context) error {
 		return nil
 	}
 	err := s.eng.Stop(ctx)
+	if s.idleDir != "" {
+		_ = os.RemoveAll(s.idleDir)
+	}
 	return err
 }
+
+func (s *Server) closeGoListeners() {
+	for _, gl := range s.golns {
+		gl.close()
+	}
+}
+
+// ReloadTLS reads the TLS certificate, key and client CA files again.
+// Handshakes that start afterwards use the new files; established
+// connections keep theirs. On error the old files stay in force. Safe for
+// concurrent use.
+func (s *Server) ReloadTLS() error {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.reload()
+}
+
+// handshakeTimeout bounds everything before CONNECT on the goroutine
+// transport (PROXY header, TLS handshake, WebSocket upgrade): the broker's
+// connect timeout.
+func (s *Server) handshakeTimeout() time.Duration { return s.b.Options().ConnectTimeout }
 
 // OnBoot records the engine.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
@@ -288,16 +402,28 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		carry = v.carry
 		moved = true
 	}
+	proxy := false
 	if !moved {
+		proxy = s.proxyExpected(c.LocalAddr())
+	}
+	if !moved && !proxy {
 		// Accept-time admission (a banned source): closed before any
 		// byte is read; Admit has counted the refusal. A moved
-		// connection was admitted on its first loop.
+		// connection was admitted on its first loop; behind a PROXY
+		// header the socket's address is the balancer's, so admission
+		// waits for the client's (proxyPrelude).
 		if err := s.b.Admit(remoteIP(c.RemoteAddr())); err != nil {
 			return nil, gnet.Close
 		}
 	}
 	l := s.loopFor(c.EventLoop())
-	st := &connState{remote: addrString(c.RemoteAddr()), gc: c}
+	st := &connState{remote: addrString(c.RemoteAddr()), gc: c, proxy: proxy}
+	if m, ok := c.Context().(*migration); ok {
+		st.remote = m.remote // already past the PROXY header
+	}
+	if s.opts.layer != nil {
+		st.layer = s.opts.layer(c)
+	}
 	st.client = l.NewClient(gnetConn{st})
 	c.SetContext(st)
 	if len(carry) > 0 {
@@ -315,8 +441,88 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
+	if st.layer != nil {
+		return s.feedLayer(c, st, buf)
+	}
+	if st.proxy {
+		n, err := s.proxyPrelude(st, buf)
+		if err == errProxyIncomplete {
+			return gnet.None // the rest of the header stays buffered
+		}
+		if err != nil {
+			if err != errAdmission {
+				s.ctr.proxyRejected.Add(1)
+				s.log.Info("closing connection: bad PROXY protocol header", "remote", st.remote, "err", err)
+			}
+			return gnet.Close
+		}
+		_, _ = c.Discard(n)
+		buf = buf[n:]
+	}
 	return s.feed(c, st, buf)
 }
+
+// feedLayer runs buf through the connection's wireLayer and feeds the
+// MQTT bytes that come out. Loop-only.
+func (s *Server) feedLayer(c gnet.Conn, st *connState, buf []byte) gnet.Action {
+	var err error
+	st.plain, err = st.layer.Inbound(st.plain, buf)
+	_, _ = c.Discard(len(buf))
+	if err != nil {
+		return gnet.Close
+	}
+	return s.feedPlain(st)
+}
+
+// feedPlain feeds the layer's pending MQTT bytes to the client. Loop-only.
+func (s *Server) feedPlain(st *connState) gnet.Action {
+	if len(st.plain) == 0 {
+		return gnet.None
+	}
+	n, res := st.client.Feed(st.plain)
+	if res != broker.FeedContinue {
+		return gnet.Close // the prototype layer does not migrate
+	}
+	st.plain = st.plain[:copy(st.plain, st.plain[n:])]
+	return gnet.None
+}
+
+// proxyExpected reports whether the gnet listener that accepted a
+// connection at local has ?proxy=true.
+func (s *Server) proxyExpected(local net.Addr) bool {
+	for _, ln := range s.specs {
+		if ln.onLoop() && ln.proxy && ln.matches(local) {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyPrelude parses the PROXY header at the start of buf and takes the
+// client's address from it. Loop-only.
+func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
+	if len(buf) > proxyMaxLen {
+		buf = buf[:proxyMaxLen]
+	}
+	n, src, err := parseProxyHeader(buf)
+	if err != nil {
+		return 0, err
+	}
+	st.proxy = false
+	ip := remoteIP(st.gc.RemoteAddr())
+	if src != nil {
+		st.remote = src.String()
+		ip = remoteIP(src)
+	}
+	// Accept-time admission with the client's real address.
+	if s.b.Admit(ip) != nil {
+		return 0, errAdmission
+	}
+	return n, nil
+}
+
+// errAdmission: broker.Admit refused the client (it counted the refusal).
+var errAdmission = errors.New("refused at admission")
 
 func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	fromCarry := false
@@ -369,7 +575,7 @@ func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) {
 		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
 		return
 	}
-	m := &migration{carry: append([]byte(nil), rest...)}
+	m := &migration{carry: append([]byte(nil), rest...), remote: st.remote}
 	if _, err := target.Enroll(gnet.NewContext(context.Background(), m), nc); err != nil {
 		nc.Close()
 		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
@@ -379,6 +585,9 @@ func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) {
 // OnClose tells the broker the connection is gone.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, ok := c.Context().(*connState); ok {
+		if st.layer != nil {
+			st.layer.Closed()
+		}
 		st.client.Closed()
 	}
 	return gnet.None
@@ -402,6 +611,9 @@ const iovMax = 1024
 // leaves bytes unsent, gnet queues every later chunk behind them, so order
 // holds.
 func (g gnetConn) Writev(bufs [][]byte) (int, error) {
+	if g.st.layer != nil {
+		return g.st.layer.Writev(bufs)
+	}
 	n := 0
 	for len(bufs) > iovMax {
 		k, err := g.st.gc.Writev(bufs[:iovMax])

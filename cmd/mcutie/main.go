@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,6 +68,12 @@ type config struct {
 	socketSendBuffer int
 	lockOSThread     bool
 
+	tlsCert           string
+	tlsKey            string
+	tlsClientCA       string
+	tlsMinVersion     string
+	tlsUsernameFromCN bool
+
 	gomaxprocs  int
 	gogc        int
 	memoryLimit string
@@ -87,7 +94,7 @@ type config struct {
 
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("mcutie", flag.ContinueOnError)
-	fs.Var(&cfg.listen, "listen", "listener address, repeatable (tcp://host:port) (default tcp://127.0.0.1:1883)")
+	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header (default tcp://127.0.0.1:1883)")
 	fs.IntVar(&cfg.loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
 	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir) or memory (nothing written to disk)")
@@ -117,6 +124,11 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.socketRecvBuffer, "socket-recv-buffer", 0, "SO_RCVBUF per connection, bytes (0: kernel default)")
 	fs.IntVar(&cfg.socketSendBuffer, "socket-send-buffer", 0, "SO_SNDBUF per connection, bytes (0: kernel default)")
 	fs.BoolVar(&cfg.lockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate chain (leaf first) of the tls:// and wss:// listeners; re-read on SIGHUP")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read on SIGHUP")
+	fs.StringVar(&cfg.tlsClientCA, "tls-client-ca", "", "PEM CA certificates: clients of tls:// and wss:// must present a certificate they signed (mutual TLS); re-read on SIGHUP (empty: no client certificates)")
+	fs.StringVar(&cfg.tlsMinVersion, "tls-min-version", "1.2", "lowest TLS version accepted: 1.2 or 1.3")
+	fs.BoolVar(&cfg.tlsUsernameFromCN, "tls-username-from-cn", false, "use the Common Name of the verified client certificate as the username, replacing the CONNECT's (needs --tls-client-ca)")
 	fs.IntVar(&cfg.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0: Go's default, the CPU count or the GOMAXPROCS variable)")
 	fs.IntVar(&cfg.gogc, "gogc", 0, "GOGC percent; -1 turns the collector off (use with --memory-limit) (0: Go's default 100 or the GOGC variable)")
 	fs.StringVar(&cfg.memoryLimit, "memory-limit", "", "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (empty: none)")
@@ -166,6 +178,11 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "mcutie:", err)
 		return 2
 	}
+	// Signals are caught from here on: a SIGHUP during start-up must not
+	// kill the process (its default action).
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc}
 	if cfg.memoryLimit != "" {
 		n, err := tuning.ParseBytes(cfg.memoryLimit)
@@ -250,8 +267,20 @@ func run(args []string) int {
 		return 1
 	}
 	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
+	tlsMin, err := parseTLSVersion(cfg.tlsMinVersion)
+	if err != nil {
+		log.Error("bad --tls-min-version", "err", err)
+		return 2
+	}
 	srv := reactor.New(b, reactor.Options{
-		Listen:           cfg.listen,
+		Listen: cfg.listen,
+		TLS: reactor.TLSOptions{
+			CertFile:       cfg.tlsCert,
+			KeyFile:        cfg.tlsKey,
+			ClientCAFile:   cfg.tlsClientCA,
+			MinVersion:     tlsMin,
+			UsernameFromCN: cfg.tlsUsernameFromCN,
+		},
 		ReadBufferCap:    cfg.readBufferCap,
 		WriteBufferCap:   cfg.writeBufferCap,
 		SocketRecvBuffer: cfg.socketRecvBuffer,
@@ -264,6 +293,7 @@ func run(args []string) int {
 		return 1
 	}
 	metrics.RegisterMetricsWriter(b.WriteMetrics)
+	metrics.RegisterMetricsWriter(srv.WriteMetrics)
 	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
 
 	var httpSrv *http.Server
@@ -282,14 +312,21 @@ func run(args []string) int {
 		go func() { _ = httpSrv.Serve(ln) }()
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	s := <-sig
-	for s == syscall.SIGHUP {
-		// Reload the password and ACL files; connections stay.
+	var s os.Signal
+	for s = range sig {
+		if s != syscall.SIGHUP {
+			break
+		}
+		// SIGHUP: reload the password and ACL files, and the TLS
+		// certificates (new handshakes use the new files); connections
+		// stay.
 		log.Info("SIGHUP: reloading")
 		sec.reload()
-		s = <-sig
+		if err := srv.ReloadTLS(); err != nil {
+			log.Error("TLS reload failed; the previous certificates stay in force", "err", err)
+		} else if cfg.tlsCert != "" {
+			log.Info("TLS certificates reloaded", "cert", cfg.tlsCert, "client_ca", cfg.tlsClientCA)
+		}
 	}
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -302,6 +339,17 @@ func run(args []string) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// parseTLSVersion maps --tls-min-version to a crypto/tls constant.
+func parseTLSVersion(v string) (uint16, error) {
+	switch v {
+	case "1.2", "":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("%q (want 1.2 or 1.3)", v)
 }
 
 // applyProfile sets the profile's values for tuning flags that were not

@@ -1,0 +1,313 @@
+package reactor
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// The goroutine transport serves the tls://, ws:// and wss:// listeners:
+// gnet has neither TLS nor WebSocket, so these connections are ordinary
+// net.Conns (crypto/tls, gorilla/websocket) with one reader and one writer
+// goroutine each, logically owned by an event loop like any gnet
+// connection:
+//
+//   - The reader reads a chunk, hands it to the owning loop with
+//     EventLoop.Execute and waits until the loop has fed it to
+//     broker.Client.Feed: one chunk in flight per connection, so a fast
+//     sender is slowed by TCP, as on the gnet path. The partial packet at
+//     the end of a chunk is kept (carry) on the loop.
+//   - The broker's writes (Conn.Writev, on the loop) are copied into a
+//     buffer that the writer goroutine drains; OutboundBuffered counts it,
+//     so the broker's slow-consumer policy applies unchanged.
+//   - Moving a connection to its client id's home loop (FeedMigrate) needs
+//     no socket duplication: the connection is re-registered on the home
+//     loop and the reader posts there from then on.
+//
+// broker.Client and the fields marked "loop" are only touched on the
+// owning loop; chunk hand-over orders the reader's and the loop's accesses.
+
+const (
+	goReadChunk = 16 << 10 // one TLS record's worth
+	// goCloseGrace bounds how long Close waits for the writer to flush
+	// before the socket is closed anyway (a peer that stopped reading).
+	goCloseGrace = 5 * time.Second
+)
+
+// goConn is one connection of the goroutine transport. It implements
+// broker.Conn and gnet.Runnable (the chunk hand-over).
+type goConn struct {
+	s      *Server
+	nc     net.Conn
+	remote string
+	user   string // verified client certificate CN (TLSOptions.UsernameFromCN)
+
+	// owner is the loop the reader posts to; written on the loop during a
+	// migration, read by the reader after the chunk hand-over.
+	owner atomic.Pointer[boundLoop]
+
+	client *broker.Client // loop
+	carry  []byte         // loop: unconsumed bytes of earlier chunks
+	chunk  []byte         // the chunk being handed over
+	fed    chan struct{}  // the loop is done with chunk
+	dead   bool           // loop: Feed said close; later chunks are dropped
+	over   bool           // loop: the socket is gone and Closed was reported
+
+	mu      sync.Mutex
+	out     []byte       // written by the broker, not yet taken by the writer
+	spare   []byte       // the writer's buffer
+	pending atomic.Int64 // bytes in out plus bytes the writer is writing: OutboundBuffered without the lock (it runs per delivery)
+	closing bool         // Close was called: flush, then close the socket
+	grace   *time.Timer  // closes the socket if the flush takes longer than goCloseGrace
+	wake    chan struct{}
+	gone    atomic.Bool // the writer has exited: writes are dropped
+}
+
+var _ broker.Conn = (*goConn)(nil)
+
+// serveGo runs nc (already past TLS and WebSocket handshakes) until it
+// closes. It blocks: call it on the connection's own goroutine.
+func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
+	bl, ok := s.pickLoop()
+	if !ok {
+		_ = nc.Close()
+		return
+	}
+	g := &goConn{s: s, nc: nc, remote: remote, user: user, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	g.owner.Store(&bl)
+	if len(pre) > 0 {
+		g.carry = append([]byte(nil), pre...)
+	}
+	s.goConns.Add(1)
+	defer s.goConns.Done()
+	go g.writeLoop()
+
+	// Register on the loop at once, so the connect timeout covers a
+	// client that completes the handshake and then says nothing.
+	if err := s.exec(bl.el, func() { g.feed(nil) }); err != nil {
+		g.Close()
+		return
+	}
+	buf := make([]byte, goReadChunk)
+	for {
+		n, err := nc.Read(buf)
+		if n > 0 {
+			g.chunk = buf[:n]
+			if g.owner.Load().el.Execute(context.Background(), g) != nil {
+				break
+			}
+			<-g.fed
+		}
+		if err != nil {
+			break
+		}
+	}
+	g.Close()
+	_ = s.exec(g.owner.Load().el, g.ended)
+}
+
+// ended reports the end of the connection to its client. Loop.
+func (g *goConn) ended() {
+	g.over = true
+	if g.client != nil {
+		g.client.Closed()
+		g.client = nil
+	}
+}
+
+// pickLoop spreads new goroutine-transport connections over the loops.
+func (s *Server) pickLoop() (boundLoop, bool) {
+	loops := *s.loops.Load()
+	if len(loops) == 0 {
+		return boundLoop{}, false
+	}
+	return loops[int(s.rr.Add(1))%len(loops)], true
+}
+
+// Run feeds the handed-over chunk to the client. On the owning loop.
+func (g *goConn) Run(context.Context) error {
+	g.feed(g.chunk)
+	g.chunk = nil
+	g.fed <- struct{}{}
+	return nil
+}
+
+// feed hands b, after the carried bytes, to the client. Loop.
+func (g *goConn) feed(b []byte) {
+	if g.dead || g.over {
+		return
+	}
+	if g.client == nil {
+		// gnet's task queues are not strictly FIFO (a low-priority task
+		// can overtake another under load), so whichever task of this
+		// connection runs first on its loop registers it.
+		g.client = g.owner.Load().loop.NewClient(g)
+	}
+	if len(b) == 0 && len(g.carry) == 0 {
+		return
+	}
+	data := b
+	fromCarry := len(g.carry) > 0
+	if fromCarry {
+		g.carry = append(g.carry, b...)
+		data = g.carry
+	}
+	n, res := g.client.Feed(data)
+	switch res {
+	case broker.FeedClose:
+		g.dead = true
+		g.carry = nil
+		g.Close()
+		return
+	case broker.FeedMigrate:
+		g.migrate(data[n:])
+		return
+	}
+	rest := data[n:]
+	switch {
+	case len(rest) == 0:
+		g.carry = g.carry[:0]
+	case fromCarry:
+		g.carry = g.carry[:copy(g.carry, rest)]
+	default:
+		// A partial packet: keep it for the next chunk (the reader reuses
+		// its buffer). codec.Frame has already refused a packet that
+		// claims more than the maximum packet size, so this is bounded.
+		g.carry = append(g.carry[:0], rest...)
+	}
+}
+
+// migrate moves the connection to the client id's home loop, carrying
+// the unconsumed bytes (the CONNECT and whatever followed it). Loop.
+func (g *goConn) migrate(rest []byte) {
+	old := g.client
+	idx := old.MigrateTo
+	g.carry = append([]byte(nil), rest...)
+	old.Closed() // leaves the session alone: the client is migrating
+	g.client = nil
+	var target boundLoop
+	for _, bl := range *g.s.loops.Load() {
+		if bl.loop.Index() == idx {
+			target = bl
+		}
+	}
+	if target.loop == nil {
+		g.s.log.Error("cannot move connection: home loop not bound", "loop", idx)
+		g.dead = true
+		g.Close()
+		return
+	}
+	g.owner.Store(&target)
+	if err := g.s.exec(target.el, func() { g.feed(nil) }); err != nil {
+		g.dead = true
+		g.Close()
+	}
+}
+
+// Writev copies bufs for the writer goroutine. Loop.
+func (g *goConn) Writev(bufs [][]byte) (int, error) {
+	if g.gone.Load() {
+		return 0, net.ErrClosed
+	}
+	n := 0
+	g.mu.Lock()
+	for _, b := range bufs {
+		g.out = append(g.out, b...)
+		n += len(b)
+	}
+	g.pending.Add(int64(n))
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return n, nil
+}
+
+// OutboundBuffered is what the writer has not sent yet.
+func (g *goConn) OutboundBuffered() int {
+	return int(g.pending.Load())
+}
+
+// Close flushes what is buffered, then closes the socket. Safe from
+// anywhere; the reader then reports Closed on the loop.
+func (g *goConn) Close() error {
+	g.mu.Lock()
+	already := g.closing
+	g.closing = true
+	g.mu.Unlock()
+	if !already {
+		// A writer stuck on a peer that stopped reading is cut off.
+		g.mu.Lock()
+		if !g.gone.Load() {
+			g.grace = time.AfterFunc(goCloseGrace, func() { _ = g.nc.Close() })
+		}
+		g.mu.Unlock()
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Wake feeds the carried bytes again on the owning loop (the broker asks
+// once an asynchronous authentication has finished: the packets after the
+// CONNECT may already be here). Safe from anywhere.
+func (g *goConn) Wake() error {
+	return g.s.exec(g.owner.Load().el, func() { g.feed(nil) })
+}
+
+// RemoteAddr is the peer (after PROXY protocol, the real client).
+func (g *goConn) RemoteAddr() string { return g.remote }
+
+// Username implements broker.IdentifiedConn: the CN of the verified client
+// certificate when the listener takes usernames from certificates.
+func (g *goConn) Username() (string, bool) { return g.user, g.user != "" }
+
+// writeLoop sends what the broker wrote until Close or a write error.
+func (g *goConn) writeLoop() {
+	defer func() {
+		g.mu.Lock()
+		g.gone.Store(true)
+		if g.grace != nil {
+			g.grace.Stop()
+		}
+		g.mu.Unlock()
+		_ = g.nc.Close() // unblocks the reader
+	}()
+	for {
+		g.mu.Lock()
+		for len(g.out) == 0 && !g.closing {
+			g.mu.Unlock()
+			<-g.wake
+			g.mu.Lock()
+		}
+		if len(g.out) == 0 {
+			g.mu.Unlock()
+			return
+		}
+		g.out, g.spare = g.spare[:0], g.out
+		g.mu.Unlock()
+		_, err := g.nc.Write(g.spare)
+		g.pending.Add(-int64(len(g.spare)))
+		g.mu.Lock()
+		if cap(g.spare) > goReadChunk*64 {
+			g.spare = nil // do not keep a burst's buffer for the connection's life
+		}
+		g.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// tcpAddr is a net.Conn's remote address as text.
+func tcpAddr(c net.Conn) string { return addrString(c.RemoteAddr()) }
+
+var _ gnet.Runnable = (*goConn)(nil)

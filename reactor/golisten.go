@@ -1,0 +1,253 @@
+package reactor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pires/go-proxyproto"
+)
+
+// goListener is one tls://, ws:// or wss:// listener.
+type goListener struct {
+	s     *Server
+	spec  listener
+	ln    net.Listener
+	http  *http.Server  // ws, wss
+	conns chan net.Conn // ws, wss: connections past PROXY and TLS, for http
+	done  chan struct{}
+	once  sync.Once
+}
+
+// wsMaxHeaderBytes bounds the HTTP request of a WebSocket upgrade (a
+// browser's is well under 4 KiB); a bigger one is answered 431.
+const wsMaxHeaderBytes = 16 << 10
+
+// startGoListener listens on spec and serves it until Stop.
+func (s *Server) startGoListener(spec listener) (*goListener, error) {
+	ln, err := net.Listen("tcp", spec.addr)
+	if err != nil {
+		return nil, err
+	}
+	gl := &goListener{s: s, spec: spec, ln: ln, done: make(chan struct{})}
+	if spec.scheme == "ws" || spec.scheme == "wss" {
+		gl.conns = make(chan net.Conn)
+		mux := http.NewServeMux()
+		mux.HandleFunc(spec.path, gl.upgrade)
+		gl.http = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: s.handshakeTimeout(),
+			MaxHeaderBytes:    wsMaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		go func() { _ = gl.http.Serve(chanListener{gl}) }()
+	}
+	go gl.acceptLoop()
+	return gl, nil
+}
+
+func (gl *goListener) close() {
+	gl.once.Do(func() {
+		close(gl.done)
+		_ = gl.ln.Close()
+		if gl.http != nil {
+			_ = gl.http.Close() // hijacked WebSocket connections are not affected
+		}
+	})
+}
+
+func (gl *goListener) acceptLoop() {
+	var backoff time.Duration
+	for {
+		c, err := gl.ln.Accept()
+		if err != nil {
+			select {
+			case <-gl.done:
+				return
+			default:
+			}
+			// EMFILE and friends: wait a little rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			gl.s.log.Warn("accept failed", "listener", gl.spec.raw, "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		gl.s.goConns.Add(1)
+		gl.s.ctr.goOpen.Add(1)
+		go func() {
+			defer gl.s.goConns.Done()
+			defer gl.s.ctr.goOpen.Add(-1)
+			gl.handle(c)
+		}()
+	}
+}
+
+// handle runs the connection's prelude — PROXY header, TLS handshake —
+// within the connect timeout, then serves it.
+func (gl *goListener) handle(raw net.Conn) {
+	s := gl.s
+	deadline := time.Now().Add(s.handshakeTimeout())
+	_ = raw.SetDeadline(deadline)
+	c := raw
+	if gl.spec.proxy {
+		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE))
+		if _, err := pc.Read(nil); err != nil {
+			s.ctr.proxyRejected.Add(1)
+			s.log.Info("closing connection: bad PROXY protocol header", "listener", gl.spec.raw, "remote", tcpAddr(raw), "err", err)
+			_ = raw.Close()
+			return
+		}
+		c = pc
+	}
+	remote := tcpAddr(c)
+	// Accept-time admission (bans), with the client's real address when
+	// a PROXY header named it, before the TLS handshake costs anything.
+	if s.b.Admit(remoteIP(c.RemoteAddr())) != nil {
+		_ = raw.Close()
+		return
+	}
+	user := ""
+	if gl.spec.tls() {
+		tc := tls.Server(c, s.tls.base)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.ctr.tlsFailed.Add(1)
+			s.log.Info("closing connection: TLS handshake failed", "listener", gl.spec.raw, "remote", remote, "err", err)
+			_ = raw.Close()
+			return
+		}
+		if s.opts.TLS.UsernameFromCN {
+			user, _ = peerCN(tc.ConnectionState())
+		}
+		c = tc
+	}
+	if s.stopped.Load() {
+		_ = c.Close()
+		return
+	}
+	if gl.conns == nil {
+		_ = c.SetDeadline(time.Time{})
+		s.serveGo(c, remote, user, nil)
+		return
+	}
+	// WebSocket: the HTTP upgrade runs on http.Server's goroutine for
+	// this connection, under its ReadHeaderTimeout; the deadline set
+	// above still bounds the whole prelude.
+	select {
+	case gl.conns <- &userConn{Conn: c, user: user}:
+	case <-gl.done:
+		_ = c.Close()
+	}
+}
+
+// userConn carries the certificate username through http.Server to the
+// upgrade handler.
+type userConn struct {
+	net.Conn
+	user string
+}
+
+// chanListener hands connections that passed the prelude to http.Server.
+type chanListener struct{ gl *goListener }
+
+func (l chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.gl.conns:
+		return c, nil
+	case <-l.gl.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l chanListener) Close() error   { return nil }
+func (l chanListener) Addr() net.Addr { return l.gl.ln.Addr() }
+
+// upgrader accepts the "mqtt" subprotocol [MQTT-6.0.0-4] (and the
+// "mqttv3.1" of older clients). Browsers send an Origin header; MQTT has no
+// cookies or ambient credentials for a foreign page to abuse, so every
+// origin is accepted and authentication is the CONNECT's business.
+var upgrader = websocket.Upgrader{
+	Subprotocols:    []string{"mqtt", "mqttv3.1"},
+	CheckOrigin:     func(*http.Request) bool { return true },
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+}
+
+func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		gl.s.ctr.wsUpgradeFailed.Add(1)
+		gl.s.log.Info("closing connection: WebSocket upgrade failed", "listener", gl.spec.raw, "remote", r.RemoteAddr, "err", err)
+		return // Upgrade has answered with an HTTP error
+	}
+	user := ""
+	if uc, ok := ws.NetConn().(*userConn); ok {
+		user = uc.user
+	}
+	_ = ws.NetConn().SetDeadline(time.Time{})
+	// The handler's goroutine serves the connection; http.Server forgets
+	// a hijacked connection, so Stop tracks it through goConns.
+	gl.s.goConns.Add(1)
+	defer gl.s.goConns.Done()
+	gl.s.ctr.goOpen.Add(1)
+	defer gl.s.ctr.goOpen.Add(-1)
+	gl.s.serveGo(&wsConn{ws: ws}, r.RemoteAddr, user, nil)
+}
+
+// wsConn is a WebSocket connection as a byte stream: MQTT packets are not
+// aligned to frames [MQTT-6.0.0-2], so reads run across message
+// boundaries, and every write is one binary message.
+type wsConn struct {
+	ws *websocket.Conn
+	r  io.Reader
+}
+
+var errNotBinary = errors.New("WebSocket text frame: MQTT is carried in binary frames only (MQTT-6.0.0-1)")
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			mt, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if mt != websocket.BinaryMessage {
+				// [MQTT-6.0.0-1] Any other data frame closes the connection.
+				return 0, errNotBinary
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) Close() error                       { return c.ws.Close() }
+func (c *wsConn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
+func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
+func (c *wsConn) SetDeadline(t time.Time) error      { return c.ws.NetConn().SetDeadline(t) }
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }

@@ -1,0 +1,90 @@
+package reactor
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// listener is one parsed --listen address.
+type listener struct {
+	raw    string
+	scheme string // tcp, tcp4, tcp6 (gnet); tls, ws, wss (goroutine transport)
+	addr   string // host:port
+	path   string // ws/wss: HTTP path of the WebSocket endpoint
+	proxy  bool   // a PROXY protocol v1/v2 header precedes everything else
+}
+
+// onLoop reports whether the listener is served by the gnet event loops
+// (plain TCP); the others run a goroutine per connection (tlsconn.go).
+func (ln listener) onLoop() bool {
+	return ln.scheme == "tcp" || ln.scheme == "tcp4" || ln.scheme == "tcp6"
+}
+
+func (ln listener) tls() bool { return ln.scheme == "tls" || ln.scheme == "wss" }
+
+// gnetAddr is the address handed to gnet.
+func (ln listener) gnetAddr() string { return ln.scheme + "://" + ln.addr }
+
+// DefaultWSPath is the HTTP path of a ws:// or wss:// listener given
+// without one.
+const DefaultWSPath = "/mqtt"
+
+// parseListener parses scheme://host:port[/path][?proxy=true].
+func parseListener(s string) (listener, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return listener{}, fmt.Errorf("reactor: bad listener %q: %v", s, err)
+	}
+	ln := listener{raw: s, scheme: u.Scheme, addr: u.Host}
+	switch u.Scheme {
+	case "tcp", "tcp4", "tcp6", "tls":
+		if u.Path != "" {
+			return listener{}, fmt.Errorf("reactor: listener %q: only ws:// and wss:// take a path", s)
+		}
+	case "ws", "wss":
+		ln.path = u.Path
+		if ln.path == "" {
+			ln.path = DefaultWSPath
+		}
+	default:
+		return listener{}, fmt.Errorf("reactor: unsupported listener %q (want tcp://, tls://, ws:// or wss:// host:port)", s)
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		return listener{}, fmt.Errorf("reactor: listener %q: want host:port", s)
+	}
+	for k, v := range u.Query() {
+		switch k {
+		case "proxy":
+			b, err := strconv.ParseBool(strings.Join(v, ""))
+			if err != nil {
+				return listener{}, fmt.Errorf("reactor: listener %q: proxy=%q is not a boolean", s, strings.Join(v, ""))
+			}
+			ln.proxy = b
+		default:
+			return listener{}, fmt.Errorf("reactor: listener %q: unknown option %q (known: proxy)", s, k)
+		}
+	}
+	return ln, nil
+}
+
+// matches reports whether a connection accepted at local came through this
+// gnet listener: same port, and same IP unless the listener is on the
+// unspecified address.
+func (ln listener) matches(local net.Addr) bool {
+	ta, ok := local.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	host, port, _ := net.SplitHostPort(ln.addr)
+	if port != strconv.Itoa(ta.Port) {
+		return false
+	}
+	ip := net.ParseIP(host)
+	if host == "" || ip == nil || ip.IsUnspecified() {
+		return true
+	}
+	return ip.Equal(ta.IP)
+}

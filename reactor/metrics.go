@@ -1,0 +1,27 @@
+package reactor
+
+import (
+	"io"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// transportCounters count what the transports refuse before a connection
+// reaches the broker (the broker counts everything after). Safe for
+// concurrent use.
+type transportCounters struct {
+	proxyRejected   atomic.Uint64 // bad or missing PROXY header on a ?proxy=true listener
+	tlsFailed       atomic.Uint64 // TLS handshakes that failed or timed out
+	wsUpgradeFailed atomic.Uint64 // HTTP requests on a WebSocket path that were not a valid upgrade
+	goOpen          atomic.Int64  // connections on the goroutine transport (tls, ws, wss), prelude included
+}
+
+// WriteMetrics writes the transport's metrics in Prometheus text format.
+// Safe for concurrent use.
+func (s *Server) WriteMetrics(w io.Writer) {
+	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_header"}`, s.ctr.proxyRejected.Load())
+	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="tls_handshake"}`, s.ctr.tlsFailed.Load())
+	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="websocket_upgrade"}`, s.ctr.wsUpgradeFailed.Load())
+	metrics.WriteGaugeUint64(w, "mcutie_transport_goroutine_connections", uint64(max(s.ctr.goOpen.Load(), 0)))
+}

@@ -1,0 +1,484 @@
+package reactor
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// TLS design benchmark: a QoS 0 fan-in (fanInPubs publishers, one
+// subscriber, all on the transport under test) through
+//
+//	tcp           the gnet event loops, plain TCP (baseline)
+//	tls-goroutine crypto/tls on the goroutine transport (what ships: goconn.go)
+//	tls-onloop    prototype: crypto/tls driven on the event loop through an
+//	              in-memory net.Conn (onLoopTLS below; the handshake runs on a
+//	              goroutine, every record after it on the loop)
+//
+// The clients run in a child process (this test binary re-executed), so
+// the CPU time measured here (getrusage of this process) is the broker's
+// alone. Reported: delivered msgs/s, broker CPU µs per published message,
+// and the share of messages delivered (QoS 0 may be dropped for a slow
+// subscriber). Run:
+//
+//	go test ./reactor -run '^$' -bench FanIn -benchtime 200000x -count 3
+
+const (
+	fanInPubs    = 4
+	fanInPayload = 64
+	fanInBatch   = 64 // PUBLISH packets per client write
+)
+
+func BenchmarkFanIn(b *testing.B) {
+	for _, rate := range []int{0, 50000} {
+		for _, mode := range []string{"tcp", "tls-goroutine", "tls-onloop"} {
+			name := mode + "/max"
+			if rate > 0 {
+				name = fmt.Sprintf("%s/%dmsgs", mode, rate)
+			}
+			b.Run(name, func(b *testing.B) { benchFanIn(b, mode, rate) })
+		}
+	}
+}
+
+// benchFanIn runs b.N messages; rate > 0 paces the publishers to rate
+// messages/s in total, so the CPU per message is compared at equal load
+// (unpaced, a transport that reads faster than the subscriber drains has
+// more QoS 0 dropped, which is cheaper).
+func benchFanIn(b *testing.B, mode string, rate int) {
+	dir := b.TempDir()
+	ca, cert, key := benchCerts(b, dir)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	br := broker.New(broker.Options{Loops: 2, Logger: logger, MaxOutboundBytes: 64 << 20})
+	port := benchFreePort(b)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	o := Options{Logger: logger, TLS: TLSOptions{CertFile: cert, KeyFile: key}}
+	switch mode {
+	case "tcp":
+		o.Listen = []string{"tcp://" + addr}
+	case "tls-goroutine":
+		o.Listen = []string{"tls://" + addr}
+	case "tls-onloop":
+		o.Listen = []string{"tcp://" + addr}
+		tc, err := newTLSConfig(o.TLS)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var srv *Server
+		o.layer = func(c gnet.Conn) wireLayer { return newOnLoopTLS(srv, c, tc.base) }
+		srv = New(br, o)
+		benchRun(b, srv, mode, addr, ca, rate)
+		return
+	}
+	benchRun(b, New(br, o), mode, addr, ca, rate)
+}
+
+func benchRun(b *testing.B, srv *Server, mode, addr, ca string, rate int) {
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+	}()
+	perPub := max(b.N/fanInPubs, fanInBatch)
+	tlsMode := "tls"
+	if mode == "tcp" {
+		tlsMode = "tcp"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFanInClients$", "-test.v")
+	cmd.Env = append(os.Environ(), "MCUTIE_FANIN_CLIENT=1", "FANIN_ADDR="+addr, "FANIN_MODE="+tlsMode,
+		"FANIN_CA="+ca, "FANIN_PER_PUB="+strconv.Itoa(perPub), "FANIN_RATE="+strconv.Itoa(rate))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	waitLine := func(prefix string) string {
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), prefix) {
+				return sc.Text()
+			}
+		}
+		b.Fatalf("client process ended before %q", prefix)
+		return ""
+	}
+	waitLine("READY")
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	fmt.Fprintln(stdin, "GO")
+	res := waitLine("RESULT")
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	b.StopTimer()
+	var got, sent int
+	var elapsed time.Duration
+	if _, err := fmt.Sscanf(res, "RESULT %d %d %d", &got, &sent, &elapsed); err != nil {
+		b.Fatalf("bad result line %q: %v", res, err)
+	}
+	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()) - time.Duration(ru0.Utime.Nano()+ru0.Stime.Nano())
+	b.ReportMetric(float64(got)/elapsed.Seconds(), "delivered/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(sent), "broker-cpu-µs/msg")
+	b.ReportMetric(float64(got)/float64(sent), "delivered-share")
+}
+
+// TestFanInClients is the client process of BenchmarkFanIn; it does
+// nothing unless started by it.
+func TestFanInClients(t *testing.T) {
+	if os.Getenv("MCUTIE_FANIN_CLIENT") != "1" {
+		t.Skip("client process of BenchmarkFanIn")
+	}
+	addr, mode := os.Getenv("FANIN_ADDR"), os.Getenv("FANIN_MODE")
+	perPub, _ := strconv.Atoi(os.Getenv("FANIN_PER_PUB"))
+	rate, _ := strconv.Atoi(os.Getenv("FANIN_RATE"))
+	var every time.Duration // between two batches of one publisher
+	if rate > 0 {
+		every = time.Duration(float64(time.Second) * fanInBatch * fanInPubs / float64(rate))
+	}
+	pool := x509.NewCertPool()
+	if pemBytes, err := os.ReadFile(os.Getenv("FANIN_CA")); err == nil {
+		pool.AppendCertsFromPEM(pemBytes)
+	}
+	dial := func() net.Conn {
+		var c net.Conn
+		var err error
+		if mode == "tls" {
+			c, err = tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		} else {
+			c, err = net.Dial("tcp", addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	connect := func(c net.Conn, r *bufio.Reader) {
+		cp := codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), CleanStart: true}
+		if _, err := c.Write(cp.Append(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if h := readPacket(t, r); h != codec.CONNACK {
+			t.Fatalf("want CONNACK, got %d", h)
+		}
+	}
+	sub := dial()
+	sr := bufio.NewReaderSize(sub, 256<<10)
+	connect(sub, sr)
+	s := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte("fan/in")}}}
+	if _, err := sub.Write(s.Append(nil, codec.V311)); err != nil {
+		t.Fatal(err)
+	}
+	if h := readPacket(t, sr); h != codec.SUBACK {
+		t.Fatalf("want SUBACK, got %d", h)
+	}
+	pubs := make([]net.Conn, fanInPubs)
+	readers := make([]*bufio.Reader, fanInPubs)
+	for i := range pubs {
+		pubs[i] = dial()
+		readers[i] = bufio.NewReader(pubs[i])
+		connect(pubs[i], readers[i])
+	}
+	var batch []byte
+	for range fanInBatch {
+		batch = (&codec.Publish{Topic: []byte("fan/in"), Payload: make([]byte, fanInPayload)}).Append(batch, codec.V311)
+	}
+	fmt.Println("READY")
+	in := bufio.NewScanner(os.Stdin)
+	in.Scan()
+	start := time.Now()
+	total := fanInPubs * (perPub / fanInBatch) * fanInBatch
+	var last atomic.Int64
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for got.Load() < int64(total) {
+			_ = sub.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			h, err := readHeader(sr)
+			if err != nil {
+				return // idle: everything that was not dropped has arrived
+			}
+			if h == codec.PUBLISH {
+				got.Add(1)
+				last.Store(int64(time.Since(start)))
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for i, c := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := time.Now()
+			for range perPub / fanInBatch {
+				if every > 0 {
+					next = next.Add(every)
+					time.Sleep(time.Until(next))
+				}
+				if _, err := c.Write(batch); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			_, _ = c.Write([]byte{0xC0, 0}) // PINGREQ: answered after every PUBLISH before it
+			if h := readPacket(t, readers[i]); h != codec.PINGRESP {
+				t.Errorf("want PINGRESP, got %d", h)
+			}
+		}()
+	}
+	wg.Wait()
+	<-done
+	fmt.Printf("RESULT %d %d %d\n", got.Load(), total, last.Load())
+}
+
+func readPacket(t *testing.T, r *bufio.Reader) codec.Type {
+	t.Helper()
+	h, err := readHeader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// readHeader reads one packet and returns its type.
+func readHeader(r *bufio.Reader) (codec.Type, error) {
+	b0, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	n, mul := 0, 1
+	for {
+		x, err := r.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		n += int(x&127) * mul
+		if x < 128 {
+			break
+		}
+		mul *= 128
+	}
+	if _, err := r.Discard(n); err != nil {
+		return 0, err
+	}
+	return codec.Type(b0 >> 4), nil
+}
+
+func benchFreePort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// benchCerts writes a CA and a server certificate for 127.0.0.1.
+func benchCerts(b *testing.B, dir string) (ca, cert, key string) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bench"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	write := func(name string, typ string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: data}), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", kd)
+}
+
+// ---- the on-loop TLS prototype ----
+
+// onLoopTLS drives crypto/tls from the event loop through an in-memory
+// net.Conn. crypto/tls has no resumable handshake (a Read error during it
+// is final), so the handshake runs on a goroutine that blocks in Read
+// until the loop supplies bytes; its writes go out with AsyncWrite. Once
+// it is done, every record is decrypted and encrypted on the loop: Read
+// returns a temporary error when the buffered ciphertext runs out, which
+// crypto/tls treats as retryable, keeping the partial record.
+type onLoopTLS struct {
+	s  *Server
+	gc gnet.Conn
+	tc *tls.Conn
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	in     []byte // ciphertext not yet read by tc
+	closed bool
+
+	hsDone bool // loop: handshake finished, records are handled here
+	rbuf   []byte
+	wbuf   []byte
+}
+
+var errWouldBlock = &wouldBlock{}
+
+type wouldBlock struct{}
+
+func (*wouldBlock) Error() string   { return "would block" }
+func (*wouldBlock) Timeout() bool   { return false }
+func (*wouldBlock) Temporary() bool { return true }
+
+func newOnLoopTLS(s *Server, gc gnet.Conn, cfg *tls.Config) *onLoopTLS {
+	l := &onLoopTLS{s: s, gc: gc, rbuf: make([]byte, 16<<10)}
+	l.cond = sync.NewCond(&l.mu)
+	l.tc = tls.Server(shim{l}, cfg)
+	go l.handshake()
+	return l
+}
+
+func (l *onLoopTLS) handshake() {
+	err := l.tc.Handshake()
+	_ = l.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if err != nil {
+			_ = l.gc.Close()
+			return nil
+		}
+		l.mu.Lock()
+		l.hsDone = true
+		l.mu.Unlock()
+		if st, ok := l.gc.Context().(*connState); ok {
+			var derr error
+			st.plain, derr = l.drain(st.plain)
+			if derr != nil || l.s.feedPlain(st) != gnet.None {
+				_ = l.gc.Close()
+			}
+		}
+		return nil
+	}))
+}
+
+// Inbound implements wireLayer.
+func (l *onLoopTLS) Inbound(dst, in []byte) ([]byte, error) {
+	l.mu.Lock()
+	l.in = append(l.in, in...)
+	done := l.hsDone
+	l.mu.Unlock()
+	if !done {
+		l.cond.Signal()
+		return dst, nil
+	}
+	return l.drain(dst)
+}
+
+// drain decrypts every complete record buffered. Loop-only.
+func (l *onLoopTLS) drain(dst []byte) ([]byte, error) {
+	for {
+		n, err := l.tc.Read(l.rbuf)
+		dst = append(dst, l.rbuf[:n]...)
+		if err != nil {
+			if errors.Is(err, errWouldBlock) {
+				return dst, nil
+			}
+			return dst, err
+		}
+	}
+}
+
+// Writev implements wireLayer: the vectors of one flush are gathered and
+// written as few TLS records as fit (one record per vector would cost a
+// record header, a MAC and a write per PUBLISH header).
+func (l *onLoopTLS) Writev(bufs [][]byte) (int, error) {
+	if !l.hsDone {
+		return 0, net.ErrClosed
+	}
+	l.wbuf = l.wbuf[:0]
+	for _, b := range bufs {
+		l.wbuf = append(l.wbuf, b...)
+	}
+	return l.tc.Write(l.wbuf)
+}
+
+// Closed implements wireLayer.
+func (l *onLoopTLS) Closed() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.cond.Broadcast()
+}
+
+// shim is the net.Conn crypto/tls reads and writes.
+type shim struct{ l *onLoopTLS }
+
+func (s shim) Read(p []byte) (int, error) {
+	l := s.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.in) == 0 {
+		if l.closed {
+			return 0, io.EOF
+		}
+		if l.hsDone {
+			return 0, errWouldBlock
+		}
+		l.cond.Wait()
+	}
+	n := copy(p, l.in)
+	l.in = l.in[:copy(l.in, l.in[n:])]
+	return n, nil
+}
+
+func (s shim) Write(p []byte) (int, error) {
+	l := s.l
+	l.mu.Lock()
+	done := l.hsDone
+	l.mu.Unlock()
+	if !done { // handshake goroutine
+		if err := l.gc.AsyncWrite(append([]byte(nil), p...), nil); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return l.gc.Write(p) // on the loop
+}
+
+func (s shim) Close() error                     { return nil }
+func (s shim) LocalAddr() net.Addr              { return s.l.gc.LocalAddr() }
+func (s shim) RemoteAddr() net.Addr             { return s.l.gc.RemoteAddr() }
+func (s shim) SetDeadline(time.Time) error      { return nil }
+func (s shim) SetReadDeadline(time.Time) error  { return nil }
+func (s shim) SetWriteDeadline(time.Time) error { return nil }
