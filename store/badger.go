@@ -115,6 +115,8 @@ type Badger struct {
 
 	inflight   atomic.Int32
 	last, most atomic.Int64
+	lastErr    atomic.Pointer[error] // error of the last committed batch; nil after a good one
+	closed     atomic.Bool
 	logFull    throttle
 	logErr     throttle
 }
@@ -299,12 +301,25 @@ func (b *Badger) Stats() Stats {
 	}
 }
 
+// Healthy returns ErrClosed after Close, the error of the last batch when
+// it failed, and nil otherwise. Safe for concurrent use.
+func (b *Badger) Healthy() error {
+	if b.closed.Load() || b.db.IsClosed() {
+		return ErrClosed
+	}
+	if p := b.lastErr.Load(); p != nil {
+		return fmt.Errorf("store: last commit failed: %w", *p)
+	}
+	return nil
+}
+
 // Close stops taking ops, writes everything queued (calling its done
 // callbacks), stops the value-log GC and closes Badger. Later calls return
 // ErrClosed.
 func (b *Badger) Close() error {
 	err := ErrClosed
 	b.closeOnce.Do(func() {
+		b.closed.Store(true)
 		b.q.close()
 		close(b.closing)
 		<-b.committerDone

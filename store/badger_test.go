@@ -330,7 +330,13 @@ func TestBadgerCommitError(t *testing.T) {
 	if st := b.Stats(); st.Errors != 1 {
 		t.Fatalf("Stats.Errors = %d, want 1", st.Errors)
 	}
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "last commit failed") {
+		t.Fatalf("Healthy after a failed commit = %v, want the commit's error", err)
+	}
 	apply(t, b, fixture("c")...) // the store goes on
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("Healthy after a good commit = %v, want nil", err)
+	}
 }
 
 func TestBadgerCloseFlushes(t *testing.T) {

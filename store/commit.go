@@ -301,9 +301,14 @@ func (c *committer) finish(bt *batch) {
 	b.last.Store(int64(bt.ops))
 	storeMax(&b.most, int64(bt.ops))
 	if bt.err != nil {
+		err := bt.err
+		b.lastErr.Store(&err)
 		m.errors.Inc()
 		b.logErr.log(b.log, slog.LevelError, "store: commit failed", "ops", bt.ops, "units", len(bt.units), "durability", b.opt.Durability.String(), "err", bt.err)
 	} else {
+		if bt.ops > 0 {
+			b.lastErr.Store(nil)
+		}
 		if b.opt.Durability == DurabilitySync {
 			m.syncs.Add(bt.txns)
 		}

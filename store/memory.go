@@ -153,6 +153,17 @@ func (m *Memory) Stats() Stats {
 	}
 }
 
+// Healthy returns ErrClosed after Close and nil otherwise: a memory store
+// has no disk to fail. Safe for concurrent use.
+func (m *Memory) Healthy() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
 // Close marks m closed; the data stays for Reopen.
 func (m *Memory) Close() error {
 	m.mu.Lock()

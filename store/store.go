@@ -181,6 +181,11 @@ type Store interface {
 	Load(v Visitor) error
 	// Stats returns counters for metrics. Safe for concurrent use.
 	Stats() Stats
+	// Healthy reports why the store cannot take writes right now: ErrClosed
+	// after Close, or the error of the last commit when it failed (a later
+	// successful commit clears it). nil means healthy. Readiness probes
+	// (/readyz) call it. Safe for concurrent use.
+	Healthy() error
 	// Close flushes the queue, commits, and closes. Call it once; later
 	// calls return ErrClosed.
 	Close() error

@@ -494,8 +494,14 @@ func TestClosed(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be backend) {
 		s := be.open(t)
 		apply(t, s, fixture("c")...)
+		if err := s.Healthy(); err != nil {
+			t.Fatalf("Healthy of an open store = %v", err)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
+		}
+		if err := s.Healthy(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Healthy after Close = %v, want ErrClosed", err)
 		}
 		if err := s.Apply(fixture("d"), func(error) { t.Errorf("done called after Close") }); !errors.Is(err, ErrClosed) {
 			t.Fatalf("Apply after Close = %v, want ErrClosed", err)
