@@ -43,6 +43,10 @@ type Broker struct {
 	qos2Mark atomic.Uint64
 	bans     *bans
 	auth     authCounters
+
+	// droppedOffLoop counts inbox_full drops seen off any loop (a store
+	// goroutine posting an acknowledgement); loops count their own.
+	droppedOffLoop atomic.Uint64
 }
 
 // authCounters count authentication outcomes (CONNECT path only).

@@ -177,6 +177,8 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			if r == FeedMigrate {
 				return off, FeedMigrate
 			}
+			l.counters.packetsIn[codec.CONNECT]++
+			l.counters.bytesIn += uint64(h.Len())
 			if r == FeedClose {
 				res = FeedClose
 				break
@@ -185,6 +187,7 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			continue
 		}
 		l.counters.packetsIn[h.Type&15]++
+		l.counters.bytesIn += uint64(h.Len())
 		if err := c.dispatch(h, body); err != nil {
 			c.protocolViolation(err)
 			res = FeedClose
@@ -338,10 +341,11 @@ func (c *Client) Closed() {
 	l := c.l
 	l.tick()
 	l.removeClient(c)
-	l.counters.connectionsClosed++
 	if c.state == stateMigrating {
+		l.counters.migrated++ // counted again, opened and closed, on its home loop
 		return
 	}
+	l.counters.connectionsClosed++
 	c.state = stateClosing
 	c.dropRetained()
 	c.call = nil // a verdict still on its way is dropped
@@ -364,6 +368,7 @@ func (c *Client) controlBuf() []byte { return c.wbuf }
 func (c *Client) queueControl(b []byte) {
 	start := len(c.wbuf)
 	c.wbuf = b
+	c.l.counters.packetsOut[b[start]>>4]++
 	c.iov = append(c.iov, b[start:len(b):len(b)])
 	c.pending += len(b) - start
 	c.markDirty()

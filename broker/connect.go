@@ -234,9 +234,11 @@ func (c *Client) refuseAuth(v codec.Version, code codec.ReasonCode, reason strin
 func (c *Client) refuse(v codec.Version, re *codec.ReasonError) {
 	c.l.counters.connectsRefused++
 	if re == nil {
+		c.l.counters.refusedCode[codec.UnspecifiedError]++
 		c.close()
 		return
 	}
+	c.l.counters.refusedCode[re.Code]++
 	switch v {
 	case codec.V5:
 		ack := codec.Connack{Code: byte(re.Code)}

@@ -149,6 +149,7 @@ func (l *Loop) drain() {
 		if !ok {
 			break
 		}
+		l.counters.inboxItems++
 		switch it.kind {
 		case itemPublish:
 			l.publish(it.msg, it.msg.origin)

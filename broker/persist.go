@@ -79,7 +79,12 @@ func (a *ackWait) fireFrom(on *Loop) {
 		return
 	}
 	if !l.post(inboxItem{kind: itemFunc, fn: a.write}, true) {
-		l.counters.droppedInboxFull++
+		// Counted by the loop running this; l's counters belong to l.
+		if on != nil {
+			on.counters.droppedInboxFull++
+		} else {
+			l.b.droppedOffLoop.Add(1)
+		}
 	}
 }
 
@@ -207,7 +212,7 @@ func (l *Loop) submitted() {
 		if sl := a.inSess.l; sl == l {
 			a.storeInboundDeferred()
 		} else if !sl.post(inboxItem{kind: itemFunc, fn: a.storeInboundDeferred}, true) {
-			sl.counters.droppedInboxFull++
+			l.counters.droppedInboxFull++ // counted by the loop running this
 		}
 	}
 	l.afterApply = l.afterApply[:0]

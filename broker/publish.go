@@ -44,7 +44,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		return nil
 	}
 	l.counters.publishIn[p.QoS]++
-	l.counters.bytesIn += uint64(len(p.Payload))
+	l.counters.payloadIn[p.QoS] += uint64(len(p.Payload))
 
 	if p.QoS == 2 {
 		for _, id := range s.inboundQoS2 {
@@ -410,6 +410,8 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	c.rel = append(c.rel, m)
 	c.pending += len(c.wbuf) - start + len(m.Payload)
 	c.l.counters.publishOut[om.qos]++
+	c.l.counters.payloadOut[om.qos] += uint64(len(m.Payload))
+	c.l.counters.packetsOut[codec.PUBLISH]++
 	c.markDirty()
 }
 

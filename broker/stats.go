@@ -3,24 +3,30 @@ package broker
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/mcutie/mcutie/codec"
 )
 
 // loopCounters are plain per-loop counters, written only by their loop (no
-// atomics on the hot path). The loop copies them into a snapshot on every
-// Tick, so readers never race with the writer; metrics are at most one tick
-// old.
+// atomics and no shared cache line on the hot path: an increment is one
+// add to memory the loop already owns). The loop copies them into a
+// snapshot on every Tick, so readers never race with the writer; metrics
+// are at most one tick old.
 type loopCounters struct {
 	connectionsOpened, connectionsClosed uint64
+	migrated                             uint64 // connections moved to their home loop (opened twice, closed once)
 	connects, connectsRefused            uint64
+	refusedCode                          [256]uint64 // refused CONNECTs by reason code
 	takeovers                            uint64
 	connectTimeouts, keepAliveTimeouts   uint64
 	protocolErrors                       uint64
-	packetsIn                            [16]uint64
-	publishIn, publishOut                [3]uint64
-	bytesIn, bytesOut                    uint64
+	packetsIn, packetsOut                [16]uint64 // by packet type
+	publishIn, publishOut                [3]uint64  // PUBLISH by QoS (out: the delivered QoS)
+	payloadIn, payloadOut                [3]uint64  // PUBLISH payload bytes by QoS
+	bytesIn, bytesOut                    uint64     // bytes on the wire, every packet
 	queued                               uint64
 	willsPublished, sessionsExpired      uint64
 	droppedNoSubscribers                 uint64
@@ -36,10 +42,12 @@ type loopCounters struct {
 	acksDeferred                         uint64
 	aclDeniedPublish, aclDeniedSubscribe uint64
 	aclDeniedRead, aclDeniedWill         uint64
+	inboxItems                           uint64 // items taken from this loop's inbox
+	sysPublished                         uint64 // $SYS messages published by this loop
 
 	// Gauges, refreshed at snapshot time.
-	clients, sessions, subscriptions, inflight, queuedNow, inboxLen uint64
-	backlogOps                                                      uint64
+	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
+	backlogOps                                                                            uint64
 }
 
 type counterSnapshot struct {
@@ -50,31 +58,41 @@ type counterSnapshot struct {
 // snapshot publishes the loop's counters for readers. Loop-only.
 func (l *Loop) snapshot() {
 	c := &l.counters
-	c.clients = uint64(len(l.clients))
+	c.conns = uint64(len(l.clients))
 	c.sessions = uint64(len(l.sessions))
 	c.subscriptions = uint64(l.subCount.Load())
-	var inflight, queued uint64
+	var inflight, queued, online uint64
 	for _, s := range l.sessions {
 		inflight += uint64(s.inflight.len())
 		queued += uint64(s.queue.len())
+		if s.c != nil {
+			online++
+		}
 	}
-	c.inflight, c.queuedNow = inflight, queued
+	c.inflight, c.queuedNow, c.clients = inflight, queued, online
 	c.inboxLen = uint64(l.inbox.len())
 	c.backlogOps = uint64(len(l.backlog.ops))
+	c.inboxRejected = l.inbox.rejected.Load()
 	l.snap.mu.Lock()
 	l.snap.c = *c
 	l.snap.mu.Unlock()
 }
 
-// Stats is a snapshot of the broker's counters, summed over loops.
+// Stats is a snapshot of the broker's counters, summed over loops. Counts
+// are as of each loop's last tick.
 type Stats struct {
 	ConnectionsOpened, ConnectionsClosed uint64
 	Connects, ConnectsRefused, Takeovers uint64
+	RefusedByCode                        [256]uint64 // refused CONNECTs by CONNACK reason code
 	ConnectTimeouts, KeepAliveTimeouts   uint64
 	ProtocolErrors                       uint64
+	PacketsIn, PacketsOut                [16]uint64 // by packet type (codec.Type)
 	PublishIn, PublishOut                [3]uint64
+	PayloadIn, PayloadOut                [3]uint64
 	BytesIn, BytesOut                    uint64
-	Clients, Sessions, Subscriptions     uint64
+	Clients                              uint64 // open network connections (including those before CONNECT)
+	Connected                            uint64 // sessions with a connection (CONNACK sent)
+	Sessions, Subscriptions              uint64
 	SharedSubscriptions, Retained        uint64
 	Inflight, Queued                     uint64
 	WillsPublished, SessionsExpired      uint64
@@ -88,12 +106,14 @@ type Stats struct {
 	// RetainedSent counts retained messages sent after SUBSCRIBEs;
 	// RetainedStalls the times such sending waited for a connection.
 	RetainedSent, RetainedStalls uint64
+	SysPublished                 uint64
 	Dropped                      map[string]uint64
 	// ACLDenied counts refusals by the Authorizer (and of $SYS
 	// publishes): "publish", "subscribe", "read" (a delivery skipped),
 	// "will" (a CONNECT refused for its will topic).
 	ACLDenied map[string]uint64
 	Auth      AuthStats
+	Loops     []LoopStats
 }
 
 // AuthStats counts authentication outcomes and bans.
@@ -105,30 +125,60 @@ type AuthStats struct {
 	BanTrackingFull                        uint64
 }
 
+// LoopStats are one loop's figures.
+type LoopStats struct {
+	Index                            int
+	Connections, Sessions            uint64
+	InboxLen, InboxCap               uint64
+	InboxRejected, InboxItems        uint64
+	MessagesIn, MessagesOut          uint64 // PUBLISH packets received / sent on this loop
+	BytesIn, BytesOut                uint64 // wire bytes
+	SlowConsumerStalls, Queued       uint64
+	ConnectionsOpened, Migrated      uint64
+	ConnectionsClosed, Subscriptions uint64
+}
+
+// dropReasons are the label values of mcutie_messages_dropped_total.
+var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"}
+
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
 	var st Stats
-	st.Dropped = map[string]uint64{}
+	st.Dropped = make(map[string]uint64, len(dropReasons))
 	st.ACLDenied = map[string]uint64{}
-	for _, l := range b.loops {
+	st.Loops = make([]LoopStats, len(b.loops))
+	for i, l := range b.loops {
 		l.snap.mu.Lock()
 		c := l.snap.c
 		l.snap.mu.Unlock()
-		st.ConnectionsOpened += c.connectionsOpened
+		st.ConnectionsOpened += c.connectionsOpened - c.migrated
 		st.ConnectionsClosed += c.connectionsClosed
 		st.Connects += c.connects
 		st.ConnectsRefused += c.connectsRefused
+		for k, n := range c.refusedCode {
+			st.RefusedByCode[k] += n
+		}
 		st.Takeovers += c.takeovers
 		st.ConnectTimeouts += c.connectTimeouts
 		st.KeepAliveTimeouts += c.keepAliveTimeouts
 		st.ProtocolErrors += c.protocolErrors
+		var msgIn, msgOut uint64
 		for q := 0; q < 3; q++ {
 			st.PublishIn[q] += c.publishIn[q]
 			st.PublishOut[q] += c.publishOut[q]
+			st.PayloadIn[q] += c.payloadIn[q]
+			st.PayloadOut[q] += c.payloadOut[q]
+			msgIn += c.publishIn[q]
+			msgOut += c.publishOut[q]
+		}
+		for t := range c.packetsIn {
+			st.PacketsIn[t] += c.packetsIn[t]
+			st.PacketsOut[t] += c.packetsOut[t]
 		}
 		st.BytesIn += c.bytesIn
 		st.BytesOut += c.bytesOut
-		st.Clients += c.clients
+		st.Clients += c.conns
+		st.Connected += c.clients
 		st.Sessions += c.sessions
 		st.Subscriptions += c.subscriptions
 		st.Inflight += c.inflight
@@ -142,6 +192,7 @@ func (b *Broker) Stats() Stats {
 		st.RetainedSent += c.retainedSent
 		st.RetainedStalls += c.retainedStalls
 		st.StoreBacklogOps += c.backlogOps
+		st.SysPublished += c.sysPublished
 		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
 		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
 		st.Dropped["queue_full"] += c.droppedQueueFull
@@ -152,6 +203,14 @@ func (b *Broker) Stats() Stats {
 		st.ACLDenied["subscribe"] += c.aclDeniedSubscribe
 		st.ACLDenied["read"] += c.aclDeniedRead
 		st.ACLDenied["will"] += c.aclDeniedWill
+		st.Loops[i] = LoopStats{
+			Index: l.idx, Connections: c.conns, Sessions: c.sessions,
+			InboxLen: c.inboxLen, InboxCap: l.inbox.mask + 1, InboxRejected: c.inboxRejected, InboxItems: c.inboxItems,
+			MessagesIn: msgIn, MessagesOut: msgOut, BytesIn: c.bytesIn, BytesOut: c.bytesOut,
+			SlowConsumerStalls: c.slowConsumerStalls, Queued: c.queued,
+			ConnectionsOpened: c.connectionsOpened, Migrated: c.migrated, ConnectionsClosed: c.connectionsClosed,
+			Subscriptions: c.subscriptions,
+		}
 	}
 	st.Auth = AuthStats{
 		Succeeded: b.auth.ok.Load(), Failed: b.auth.failed.Load(), TimedOut: b.auth.timeouts.Load(),
@@ -160,17 +219,24 @@ func (b *Broker) Stats() Stats {
 		RefusedBannedIP: b.bans.refusedIP.Load(), RefusedBannedClientID: b.bans.refusedID.Load(),
 		BanTrackingFull: b.bans.trackingFull.Load(),
 	}
+	st.Dropped["inbox_full"] += b.droppedOffLoop.Load()
 	st.SharedSubscriptions = uint64(b.shared.Len())
 	st.Retained = uint64(b.retained.Len())
 	st.StoreErrors = b.storeErrors.Load()
 	return st
 }
 
+// packetTypeLabel is the label value of a packet type in metrics.
+func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(t))) }
+
 // WriteMetrics writes the broker's metrics in Prometheus text format; pass
-// it to metrics.RegisterMetricsWriter. Safe for concurrent use.
+// it to metrics.RegisterMetricsWriter. It formats names at scrape time, so
+// counting costs the hot path nothing but the loops' plain increments.
+// Safe for concurrent use.
 func (b *Broker) WriteMetrics(w io.Writer) {
 	st := b.Stats()
 	metrics.WriteGaugeUint64(w, "mcutie_connections", st.Clients)
+	metrics.WriteGaugeUint64(w, "mcutie_clients_connected", st.Connected)
 	metrics.WriteCounterUint64(w, "mcutie_connections_opened_total", st.ConnectionsOpened)
 	metrics.WriteCounterUint64(w, "mcutie_connections_closed_total", st.ConnectionsClosed)
 	metrics.WriteCounterUint64(w, "mcutie_connects_total", st.Connects)
@@ -178,12 +244,28 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="connect_timeout"}`, st.ConnectTimeouts)
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="keepalive_timeout"}`, st.KeepAliveTimeouts)
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="protocol_error"}`, st.ProtocolErrors)
+	for code, n := range st.RefusedByCode {
+		if n > 0 {
+			name := strings.ReplaceAll(codec.ReasonCode(code).String(), " ", "_")
+			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connects_refused_total{code="0x%02x",reason=%q}`, code, name), n)
+		}
+	}
 	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
+	for t := 1; t < 16; t++ {
+		if t != int(codec.CONNACK) && t != int(codec.SUBACK) && t != int(codec.UNSUBACK) && t != int(codec.PINGRESP) {
+			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_packets_received_total{type=%q}`, packetTypeLabel(t)), st.PacketsIn[t])
+		}
+		if t != int(codec.CONNECT) && t != int(codec.SUBSCRIBE) && t != int(codec.UNSUBSCRIBE) && t != int(codec.PINGREQ) {
+			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_packets_sent_total{type=%q}`, packetTypeLabel(t)), st.PacketsOut[t])
+		}
+	}
 	for q := 0; q < 3; q++ {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_received_total{qos="%d"}`, q), st.PublishIn[q])
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_sent_total{qos="%d"}`, q), st.PublishOut[q])
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_payload_bytes_received_total{qos="%d"}`, q), st.PayloadIn[q])
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_payload_bytes_sent_total{qos="%d"}`, q), st.PayloadOut[q])
 	}
-	metrics.WriteCounterUint64(w, "mcutie_payload_bytes_received_total", st.BytesIn)
+	metrics.WriteCounterUint64(w, "mcutie_bytes_received_total", st.BytesIn)
 	metrics.WriteCounterUint64(w, "mcutie_bytes_sent_total", st.BytesOut)
 	metrics.WriteGaugeUint64(w, "mcutie_sessions", st.Sessions)
 	metrics.WriteGaugeUint64(w, "mcutie_subscriptions", st.Subscriptions)
@@ -201,7 +283,8 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "mcutie_store_backlog_ops", st.StoreBacklogOps)
 	metrics.WriteCounterUint64(w, "mcutie_retained_sent_on_subscribe_total", st.RetainedSent)
 	metrics.WriteCounterUint64(w, "mcutie_retained_send_stalls_total", st.RetainedStalls)
-	for _, r := range []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"} {
+	metrics.WriteCounterUint64(w, "mcutie_sys_messages_published_total", st.SysPublished)
+	for _, r := range dropReasons {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}
 	for _, a := range []string{"publish", "subscribe", "read", "will"} {
@@ -218,10 +301,20 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_ip"}`, au.RefusedBannedIP)
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_client_id"}`, au.RefusedBannedClientID)
 	metrics.WriteCounterUint64(w, "mcutie_ban_tracking_full_total", au.BanTrackingFull)
-	for _, l := range b.loops {
-		l.snap.mu.Lock()
-		n := l.snap.c.inboxLen
-		l.snap.mu.Unlock()
-		metrics.WriteGaugeUint64(w, fmt.Sprintf(`mcutie_loop_inbox_len{loop="%d"}`, l.idx), n)
+	for _, ls := range st.Loops {
+		lbl := fmt.Sprintf(`{loop="%d"}`, ls.Index)
+		metrics.WriteGaugeUint64(w, "mcutie_loop_connections"+lbl, ls.Connections)
+		metrics.WriteGaugeUint64(w, "mcutie_loop_sessions"+lbl, ls.Sessions)
+		metrics.WriteGaugeUint64(w, "mcutie_loop_inbox_len"+lbl, ls.InboxLen)
+		metrics.WriteGaugeUint64(w, "mcutie_loop_inbox_capacity"+lbl, ls.InboxCap)
+		metrics.WriteCounterUint64(w, "mcutie_loop_inbox_items_total"+lbl, ls.InboxItems)
+		metrics.WriteCounterUint64(w, "mcutie_loop_inbox_rejected_total"+lbl, ls.InboxRejected)
+		metrics.WriteCounterUint64(w, "mcutie_loop_messages_received_total"+lbl, ls.MessagesIn)
+		metrics.WriteCounterUint64(w, "mcutie_loop_messages_sent_total"+lbl, ls.MessagesOut)
+		metrics.WriteCounterUint64(w, "mcutie_loop_bytes_received_total"+lbl, ls.BytesIn)
+		metrics.WriteCounterUint64(w, "mcutie_loop_bytes_sent_total"+lbl, ls.BytesOut)
+		metrics.WriteCounterUint64(w, "mcutie_loop_connections_migrated_total"+lbl, ls.Migrated)
+		metrics.WriteCounterUint64(w, "mcutie_loop_slow_consumer_stalls_total"+lbl, ls.SlowConsumerStalls)
+		metrics.WriteGaugeUint64(w, "mcutie_loop_subscriptions"+lbl, ls.Subscriptions)
 	}
 }

@@ -81,6 +81,7 @@ type Server struct {
 	rr      atomic.Uint32 // spreads goroutine-transport connections over the loops
 	idleDir string        // holds gnet's placeholder Unix socket when no tcp:// listener is configured
 	ctr     transportCounters
+	running atomic.Bool // every loop bound and the listeners bound; false once the engine ends
 }
 
 type boundLoop struct {
@@ -197,6 +198,7 @@ func (s *Server) Start() error {
 	}
 	go func() {
 		err := gnet.Rotate(s, gnetAddrs, opts...)
+		s.running.Store(false)
 		s.runErr <- err
 	}()
 	select {
@@ -232,6 +234,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if !s.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.running.Store(false)
 	s.closeGoListeners()
 	s.b.Shutdown()
 	// Goroutine-transport connections report Closed to their loops, so
@@ -298,6 +301,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 			s.runErr <- err
 			return 0, gnet.Shutdown
 		}
+		s.running.Store(true)
 		close(s.ready)
 		return s.opts.TickInterval, gnet.None
 	}
@@ -306,6 +310,37 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		_ = s.exec(bl.el, l.Tick)
 	}
 	return s.opts.TickInterval, gnet.None
+}
+
+// ErrNotReady is wrapped by Ready's error when the server does not take
+// connections.
+var ErrNotReady = errors.New("reactor: not ready")
+
+// Ready reports whether the server takes connections: started, not
+// stopped, the engine running (its listeners bound), and every event loop
+// answering, which a task run on each loop within ctx proves (a loop stuck
+// in a callback would not accept or serve anyone). Safe for concurrent
+// use; readiness probes (/readyz) call it.
+func (s *Server) Ready(ctx context.Context) error {
+	if !s.running.Load() {
+		return fmt.Errorf("%w: listeners not running", ErrNotReady)
+	}
+	loops := *s.loops.Load()
+	done := make(chan int, len(loops))
+	for _, bl := range loops {
+		idx := bl.loop.Index()
+		if err := s.exec(bl.el, func() { done <- idx }); err != nil {
+			return fmt.Errorf("%w: event loop %d: %v", ErrNotReady, idx, err)
+		}
+	}
+	for range loops {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: an event loop did not answer: %v", ErrNotReady, ctx.Err())
+		}
+	}
+	return nil
 }
 
 func (s *Server) exec(el gnet.EventLoop, fn func()) error {
