@@ -34,6 +34,7 @@ type Broker struct {
 	// times (keep-alive, expiry, will delay) needs better than
 	// milliseconds.
 	clock       atomic.Int64
+	started     int64 // unix ns at New, for $SYS/broker/uptime
 	storeErrors atomic.Uint64
 	clockStop   chan struct{}
 
@@ -69,6 +70,7 @@ func New(opts Options) *Broker {
 	}
 	b.bans = newBans(b)
 	b.clock.Store(opts.Now().UnixNano())
+	b.started = b.clock.Load()
 	go b.runClock()
 	b.loops = make([]*Loop, opts.Loops)
 	for i := range b.loops {

@@ -73,6 +73,8 @@ type Loop struct {
 
 	counters loopCounters
 	snap     counterSnapshot
+
+	sys *sysState // $SYS publisher (loop 0 only; nil elsewhere)
 }
 
 type itemKind uint8
@@ -93,13 +95,17 @@ type inboxItem struct {
 }
 
 func newLoop(b *Broker, idx int) *Loop {
-	return &Loop{
+	l := &Loop{
 		b:        b,
 		idx:      idx,
 		shard:    router.NewShard[*Session](),
 		inbox:    newInbox[inboxItem](b.opts.InboxSize),
 		sessions: make(map[string]*Session),
 	}
+	if idx == 0 && b.opts.SysInterval > 0 {
+		l.sys = newSysState()
+	}
+	return l
 }
 
 // Index is the loop's position in the broker.

@@ -54,6 +54,12 @@ type Options struct {
 	BanDuration   time.Duration // default 5m
 	BanMaxTracked int           // default 100000
 
+	// SysInterval is how often the $SYS/broker/... topics are published
+	// (retained); 0 turns them off (the binary's default is 10s).
+	SysInterval time.Duration
+	// Version is published on $SYS/broker/version; default "dev".
+	Version string
+
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.
 	Store store.Store
@@ -114,6 +120,9 @@ func (o *Options) Defaults() {
 	}
 	if o.BanMaxTracked <= 0 {
 		o.BanMaxTracked = 100000
+	}
+	if o.Version == "" {
+		o.Version = "dev"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -532,8 +532,8 @@ func (s *Session) storeWillGone() {
 }
 
 func (l *Loop) storeRetained(m *Message, aw *ackWait) {
-	if l.b.opts.Store == nil {
-		return
+	if l.b.opts.Store == nil || isSys(m.Topic) {
+		return // $SYS describes this process: nothing to restore
 	}
 	if len(m.Payload) == 0 {
 		l.addOp(store.Op{Delete: true, Retained: &store.Message{Topic: m.Topic}}, aw)

@@ -217,7 +217,8 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			l.counters.droppedInboxFull++
 		}
 	}
-	if n == 0 {
+	if n == 0 && !m.Retain {
+		// A retained message is kept, not dropped (MQTT-3.3.1-5).
 		l.counters.droppedNoSubscribers++
 	}
 	return n

@@ -61,6 +61,7 @@ func (l *Loop) Tick() {
 			i--
 		}
 	}
+	l.sysTick()
 	l.flush()
 	l.snapshot()
 }

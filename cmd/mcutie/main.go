@@ -8,9 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/monitor"
 	"github.com/mcutie/mcutie/reactor"
 	"github.com/mcutie/mcutie/store"
 	"github.com/mcutie/mcutie/tuning"
@@ -47,6 +47,7 @@ type config struct {
 	commitQueue   int
 	commitBacklog int
 	metricsListen string
+	sysInterval   time.Duration
 	logLevel      string
 	configFile    string
 
@@ -104,6 +105,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.commitQueue, "commit-queue-size", 65536, "store operations waiting for the committer, at most; beyond it event loops keep theirs in a backlog and retry")
 	fs.IntVar(&cfg.commitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
+	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
 
@@ -245,6 +247,8 @@ func run(args []string) int {
 		ConnectTimeout:    cfg.connectTimeout,
 		InboxSize:         cfg.inboxSize,
 		CommitBacklog:     cfg.commitBacklog,
+		SysInterval:       max(cfg.sysInterval, 0),
+		Version:           version,
 		Store:             st,
 		Logger:            log,
 		AuthTimeout:       cfg.authTimeout,
@@ -292,24 +296,23 @@ func run(args []string) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	metrics.RegisterMetricsWriter(b.WriteMetrics)
-	metrics.RegisterMetricsWriter(srv.WriteMetrics)
 	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
 
-	var httpSrv *http.Server
+	var mon *monitor.Server
 	if cfg.metricsListen != "" {
-		ln, err := net.Listen("tcp", cfg.metricsListen)
-		if err != nil {
-			log.Error("cannot listen for metrics", "addr", cfg.metricsListen, "err", err)
+		mon = monitor.New(monitor.Options{
+			Addr:    cfg.metricsListen,
+			Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics},
+			Checks: []monitor.Check{
+				{Name: "listeners", Fn: srv.Ready},
+				{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
+			},
+		})
+		if err := mon.Start(); err != nil {
+			log.Error("cannot serve metrics and health", "addr", cfg.metricsListen, "err", err)
 			_ = srv.Stop(context.Background())
 			return 1
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { metrics.WritePrometheus(w, true) })
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = httpSrv.Serve(ln) }()
 	}
 
 	var s os.Signal
@@ -331,8 +334,8 @@ func run(args []string) int {
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if httpSrv != nil {
-		_ = httpSrv.Shutdown(ctx)
+	if mon != nil {
+		_ = mon.Shutdown(ctx)
 	}
 	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("stop", "err", err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcutie/mcutie/auth"
 	"github.com/mcutie/mcutie/broker"
@@ -17,7 +18,7 @@ import (
 func TestConfigFileSetsFlagsCommandLineWins(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mcutie.yaml")
-	yaml := "max-inflight: 100\nlisten:\n  - tcp://127.0.0.1:1884\n  - tcp://127.0.0.1:1885\nmax-keepalive: 30\n"
+	yaml := "max-inflight: 100\nsys-interval: 30s\nlisten:\n  - tcp://127.0.0.1:1884\n  - tcp://127.0.0.1:1885\nmax-keepalive: 30\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +32,9 @@ func TestConfigFileSetsFlagsCommandLineWins(t *testing.T) {
 	}
 	if cfg.maxInflight != 100 {
 		t.Fatalf("max-inflight = %d, want 100 from the file", cfg.maxInflight)
+	}
+	if cfg.sysInterval != 30*time.Second {
+		t.Fatalf("sys-interval = %v, want 30s from the file", cfg.sysInterval)
 	}
 	if cfg.maxKeepAlive != 60 {
 		t.Fatalf("max-keepalive = %d, want 60 from the command line", cfg.maxKeepAlive)
@@ -79,7 +83,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	fs.PrintDefaults()
 	for _, name := range []string{"listen", "loops", "data-dir", "store", "durability", "metrics-listen", "log-level", "config", "max-packet-size", "max-inflight", "max-queued-messages", "profile", "memory-limit",
 		"password-file", "acl-file", "allow-anonymous", "auth-timeout", "auth-workers", "auth-queue", "acl-cache-size",
-		"ban-threshold", "ban-window", "ban-duration", "ban-max-tracked"} {
+		"ban-threshold", "ban-window", "ban-duration", "ban-max-tracked", "sys-interval"} {
 		if !strings.Contains(out.String(), "-"+name) {
 			t.Errorf("--help does not list --%s", name)
 		}
