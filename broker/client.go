@@ -62,31 +62,25 @@ const (
 
 // Client is one network connection speaking MQTT. All its methods are
 // Loop-only.
+//
+// Its fields are ordered by size so the struct fits a 128-byte allocation
+// class: every idle connection pays for it (see README, "Memory per
+// connection"); what only some connections need (output buffers, topic
+// aliases) hangs behind a pointer allocated on first use.
 type Client struct {
-	l     *Loop
-	conn  Conn
-	s     *Session
-	state clientState
-	idx   int
+	l    *Loop
+	conn Conn
+	s    *Session
+	ob   *outBuf // output of the current pass; nil while there is none
+	// aliases are the inbound topic aliases, index = alias-1, allocated
+	// on the first alias.
+	aliases *[][]byte
 
-	version   codec.Version
-	keepAlive uint16 // effective, seconds; 0 = none
-	lastSeen  int64
-	openedAt  int64
-
-	// Set from the v5 CONNECT.
-	sendQuota       int      // client's Receive Maximum: our QoS 1/2 send window
-	maxOut          int      // client's Maximum Packet Size; 0 = protocol limit
-	problemInfo     bool     // Request Problem Information
-	aliases         [][]byte // inbound topic aliases, index = alias-1, lazily sized
-	willOnClose     bool     // publish the will when the connection closes
-	cleanDisconnect bool
-
-	MigrateTo int // target loop when Feed returns FeedMigrate
+	lastSeen int64
+	openedAt int64
 
 	// Authentication (authflow.go).
 	ident        Identity
-	authDone     bool
 	assignedID   []byte       // an assigned client id survives the CONNECT's second run
 	connectRaw   []byte       // the CONNECT, copied while authentication waits
 	call         *authCall    // outstanding Authenticate call
@@ -95,13 +89,7 @@ type Client struct {
 	authData     []byte       // final Authentication Data for the CONNACK
 	authState    any
 	authDeadline int64 // unix ns
-	reauthing    bool  // a re-authentication is in progress (reauth.go)
 
-	wbuf    []byte   // encoded headers and control packets of the current flush
-	iov     [][]byte // vectors of the current flush
-	rel     []*Message
-	pending int // bytes in iov
-	dirty   bool
 	// holdUntil is the loop's Apply (commitOps) whose completion the
 	// queued output waits for: it carries QoS 2 state (a PUBLISH or a
 	// PUBREL) not yet stored. Written before its record is durable, a
@@ -110,15 +98,27 @@ type Client struct {
 	// for a duplicate and lost) or, for PUBREL, make the resent PUBLISH a
 	// second delivery.
 	holdUntil uint64
-	// gates are the QoS 2 messages in the pending output whose
-	// publisher's inbound record is not yet durable (outMsg.gate).
-	gates []*ackWait
+	// ret are the retained messages owed after a SUBSCRIBE (retained.go);
+	// nil when none are.
+	ret *retainedOwed
 
-	// Retained messages owed after a SUBSCRIBE (retained.go).
-	retQ       []retainedSend
-	retPos     int
-	retStalled bool // in l.retStalled
-	retSending bool // sendRetained is running (no re-entry from pump)
+	idx int
+
+	// Set from the v5 CONNECT.
+	sendQuota int // client's Receive Maximum: our QoS 1/2 send window
+	maxOut    int // client's Maximum Packet Size; 0 = protocol limit
+
+	MigrateTo int // target loop when Feed returns FeedMigrate
+
+	keepAlive       uint16 // effective, seconds; 0 = none
+	state           clientState
+	version         codec.Version
+	problemInfo     bool // Request Problem Information
+	willOnClose     bool // publish the will when the connection closes
+	cleanDisconnect bool
+	dirty           bool
+	authDone        bool
+	reauthing       bool // a re-authentication is in progress (reauth.go)
 }
 
 // NewClient registers a new connection on l. Loop-only.
@@ -313,7 +313,7 @@ func (c *Client) disconnect(code codec.ReasonCode, reason string) {
 			d.Props.ReasonString = []byte(reason)
 		}
 		b := d.Append(c.controlBuf(), codec.V5)
-		if c.maxOut == 0 || len(b)-len(c.wbuf) <= c.maxOut {
+		if c.maxOut == 0 || len(b)-len(c.ob.wbuf) <= c.maxOut {
 			c.queueControl(b)
 		}
 	}
@@ -341,6 +341,10 @@ func (c *Client) Closed() {
 	l := c.l
 	l.tick()
 	l.removeClient(c)
+	if c.ob != nil {
+		l.putOut(c.ob) // releases the messages it references
+		c.ob = nil
+	}
 	if c.state == stateMigrating {
 		l.counters.migrated++ // counted again, opened and closed, on its home loop
 		return
@@ -349,11 +353,6 @@ func (c *Client) Closed() {
 	c.state = stateClosing
 	c.dropRetained()
 	c.call = nil // a verdict still on its way is dropped
-	for _, m := range c.rel {
-		m.release()
-	}
-	c.rel = c.rel[:0]
-	c.iov = c.iov[:0]
 	if s := c.s; s != nil && s.c == c {
 		s.detach(c, !c.cleanDisconnect || c.willOnClose)
 	}
@@ -361,16 +360,43 @@ func (c *Client) Closed() {
 	l.flush() // a will, takeovers and store operations of the detach
 }
 
-// controlBuf returns c.wbuf for a control packet to be appended to.
-func (c *Client) controlBuf() []byte { return c.wbuf }
+// outBuf is what one connection has to write at the end of the current
+// pass: encoded headers and control packets (wbuf), the vectors for one
+// writev (iov: slices of wbuf and shared payloads) and the messages whose
+// payloads they reference (rel). A connection takes one from its loop's
+// free list when it has something to send and gives it back once flushed,
+// so an idle connection holds no output buffers at all.
+type outBuf struct {
+	wbuf    []byte
+	iov     [][]byte
+	rel     []*Message
+	pending int // bytes in iov
+	// gates are the QoS 2 messages in this output whose publisher's
+	// inbound record is not yet durable (outMsg.gate).
+	gates []*ackWait
+}
 
-// queueControl takes b = append(c.wbuf, packet...) and queues the packet.
+// out returns c's output buffer, taking one from the loop if c has none.
+func (c *Client) out() *outBuf {
+	if c.ob == nil {
+		c.ob = c.l.takeOut()
+	}
+	return c.ob
+}
+
+// controlBuf returns the output buffer's wbuf for a control packet to be
+// appended to.
+func (c *Client) controlBuf() []byte { return c.out().wbuf }
+
+// queueControl takes b = append(controlBuf(), packet...) and queues the
+// packet.
 func (c *Client) queueControl(b []byte) {
-	start := len(c.wbuf)
-	c.wbuf = b
+	ob := c.out()
+	start := len(ob.wbuf)
+	ob.wbuf = b
 	c.l.counters.packetsOut[b[start]>>4]++
-	c.iov = append(c.iov, b[start:len(b):len(b)])
-	c.pending += len(b) - start
+	ob.iov = append(ob.iov, b[start:len(b):len(b)])
+	ob.pending += len(b) - start
 	c.markDirty()
 }
 
@@ -381,31 +407,85 @@ func (c *Client) markDirty() {
 	}
 }
 
-// flush writes the queued vectors with one writev.
+// flush writes the queued vectors with one writev and gives the output
+// buffer back to the loop.
 func (c *Client) flush() {
 	c.dirty = false
-	if len(c.iov) > 0 && c.state != stateMigrating {
-		n := c.pending
-		if _, err := c.conn.Writev(c.iov); err == nil {
+	ob := c.ob
+	if ob == nil {
+		return
+	}
+	if len(ob.iov) > 0 && c.state != stateMigrating {
+		n := ob.pending
+		if _, err := c.conn.Writev(ob.iov); err == nil {
 			c.l.counters.bytesOut += uint64(n)
 		}
 	}
-	for i := range c.iov {
-		c.iov[i] = nil
-	}
-	c.iov = c.iov[:0]
-	c.pending = 0
-	c.wbuf = c.wbuf[:0]
-	for i, m := range c.rel {
-		m.release()
-		c.rel[i] = nil
-	}
-	c.rel = c.rel[:0]
+	c.ob = nil
+	c.l.putOut(ob)
 }
 
 // outboundFull reports whether c is a slow consumer right now.
 func (c *Client) outboundFull() bool {
-	return c.conn.OutboundBuffered()+c.pending > c.l.b.opts.MaxOutboundBytes
+	pending := 0
+	if c.ob != nil {
+		pending = c.ob.pending
+	}
+	return c.conn.OutboundBuffered()+pending > c.l.b.opts.MaxOutboundBytes
+}
+
+// Output buffers kept on a loop's free list are capped so that one burst
+// (a huge fan-out) does not pin its memory for good.
+const (
+	maxKeptWbuf = 64 << 10
+	maxKeptIov  = 4096
+)
+
+// takeOut returns an empty output buffer. Loop-only.
+func (l *Loop) takeOut() *outBuf {
+	l.outTaken++
+	l.outPeak = max(l.outPeak, l.outTaken)
+	if n := len(l.freeOut); n > 0 {
+		ob := l.freeOut[n-1]
+		l.freeOut[n-1] = nil
+		l.freeOut = l.freeOut[:n-1]
+		return ob
+	}
+	return new(outBuf)
+}
+
+// putOut releases what ob references and keeps it for reuse. Loop-only.
+func (l *Loop) putOut(ob *outBuf) {
+	l.outTaken--
+	clear(ob.iov)
+	ob.iov = ob.iov[:0]
+	ob.pending = 0
+	ob.wbuf = ob.wbuf[:0]
+	for i, m := range ob.rel {
+		m.release()
+		ob.rel[i] = nil
+	}
+	ob.rel = ob.rel[:0]
+	clear(ob.gates)
+	ob.gates = ob.gates[:0]
+	if cap(ob.wbuf) > maxKeptWbuf {
+		ob.wbuf = nil
+	}
+	if cap(ob.iov) > maxKeptIov {
+		ob.iov, ob.rel = nil, nil
+	}
+	l.freeOut = append(l.freeOut, ob)
+}
+
+// trimOut drops the free output buffers beyond the most that were in use
+// at once since the last call, so memory follows the load. Loop-only
+// (Tick).
+func (l *Loop) trimOut() {
+	if keep := max(l.outPeak-l.outTaken, 0); len(l.freeOut) > keep {
+		clear(l.freeOut[keep:])
+		l.freeOut = l.freeOut[:keep]
+	}
+	l.outPeak = l.outTaken
 }
 
 // mustWait reports whether the pending output waits for a commit: the
@@ -415,16 +495,20 @@ func (c *Client) mustWait(durable uint64) bool {
 	if c.holdUntil > durable {
 		return true
 	}
+	ob := c.ob
+	if ob == nil || len(ob.gates) == 0 {
+		return false
+	}
 	open := 0
-	for _, g := range c.gates {
+	for _, g := range ob.gates {
 		if g.gateOpen.Load() {
 			open++
 		}
 	}
-	if open < len(c.gates) {
+	if open < len(ob.gates) {
 		return true
 	}
-	clear(c.gates)
-	c.gates = c.gates[:0]
+	clear(ob.gates)
+	ob.gates = ob.gates[:0]
 	return false
 }

@@ -47,7 +47,10 @@ type Loop struct {
 	targets  []*Session
 	matchSeq uint64
 	dirty    []*Client // connections with bytes waiting for flush
-	retBuf   []*Message
+
+	freeOut           []*outBuf // output buffers not in use (Client.ob)
+	outTaken, outPeak int       // in use now, and the most at once since the last Tick
+	retBuf            []*Message
 
 	ops   []store.Op // store operations of this pass, submitted by commitOps
 	opAck []*ackWait // parallel to ops: the acknowledgement waiting for each, or nil

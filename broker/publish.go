@@ -134,9 +134,10 @@ func (c *Client) resolveAlias(p *codec.Publish) error {
 		return &codec.ReasonError{Code: codec.TopicAliasInvalid, Reason: "topic alias out of range", SpecID: "MQTT-3.3.2-12"}
 	}
 	if c.aliases == nil {
-		c.aliases = make([][]byte, max)
+		t := make([][]byte, max)
+		c.aliases = &t
 	}
-	slot := &c.aliases[a-1]
+	slot := &(*c.aliases)[a-1]
 	if len(p.Topic) > 0 {
 		*slot = append((*slot)[:0], p.Topic...)
 		return nil
@@ -394,22 +395,23 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	if om.storedIn > c.holdUntil {
 		c.holdUntil = om.storedIn
 	}
+	ob := c.out()
 	if g := om.gate; g != nil {
 		if g.gateOpen.Load() {
 			om.gate = nil
 		} else {
-			c.gates = append(c.gates, g)
+			ob.gates = append(ob.gates, g)
 		}
 	}
-	start := len(c.wbuf)
-	c.wbuf = codec.AppendPublishHeader(c.wbuf, &p, c.version)
-	c.iov = append(c.iov, c.wbuf[start:len(c.wbuf):len(c.wbuf)])
+	start := len(ob.wbuf)
+	ob.wbuf = codec.AppendPublishHeader(ob.wbuf, &p, c.version)
+	ob.iov = append(ob.iov, ob.wbuf[start:len(ob.wbuf):len(ob.wbuf)])
 	if len(m.Payload) > 0 {
-		c.iov = append(c.iov, m.Payload)
+		ob.iov = append(ob.iov, m.Payload)
 	}
 	m.retain()
-	c.rel = append(c.rel, m)
-	c.pending += len(c.wbuf) - start + len(m.Payload)
+	ob.rel = append(ob.rel, m)
+	ob.pending += len(ob.wbuf) - start + len(m.Payload)
 	c.l.counters.publishOut[om.qos]++
 	c.l.counters.payloadOut[om.qos] += uint64(len(m.Payload))
 	c.l.counters.packetsOut[codec.PUBLISH]++

@@ -25,11 +25,29 @@ type retainedSend struct {
 
 const retainedRetry = 2 * time.Millisecond
 
+// retainedOwed is what a connection still owes of retained messages
+// (Client.ret), allocated only while it owes some.
+type retainedOwed struct {
+	q       []retainedSend
+	pos     int
+	stalled bool // in l.retStalled
+	sending bool // sendRetained is running (no re-entry from pump)
+}
+
+// retPending reports whether retained messages are owed to c.
+func (c *Client) retPending() bool { return c.ret != nil && c.ret.pos < len(c.ret.q) }
+
 // queueRetained adds the retained messages owed to c and starts sending
 // them. Loop-only.
 func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32) {
+	if len(msgs) == 0 {
+		return
+	}
+	if c.ret == nil {
+		c.ret = new(retainedOwed)
+	}
 	for _, m := range msgs {
-		c.retQ = append(c.retQ, retainedSend{m: m, qos: qos, id: id})
+		c.ret.q = append(c.ret.q, retainedSend{m: m, qos: qos, id: id})
 	}
 	c.sendRetained()
 }
@@ -37,18 +55,19 @@ func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32) {
 // sendRetained sends owed retained messages while the connection takes
 // them. Loop-only.
 func (c *Client) sendRetained() {
-	if c.retPos == len(c.retQ) || c.retSending {
+	o := c.ret
+	if o == nil || o.pos == len(o.q) || o.sending {
 		return
 	}
 	l, s := c.l, c.s
-	c.retSending = true
-	defer func() { c.retSending = false }()
-	for c.retPos < len(c.retQ) {
+	o.sending = true
+	defer func() { o.sending = false }()
+	for o.pos < len(o.q) {
 		if c.state != stateConnected || s == nil || s.c != c {
 			c.dropRetained()
 			return
 		}
-		r := &c.retQ[c.retPos]
+		r := &o.q[o.pos]
 		if c.outboundFull() || (r.qos > 0 && r.m.QoS > 0 && s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued/2) {
 			l.stallRetained(c)
 			return
@@ -60,24 +79,27 @@ func (c *Client) sendRetained() {
 			l.counters.retainedSent++
 		}
 		*r = retainedSend{}
-		c.retPos++
+		o.pos++
 	}
 	c.dropRetained()
 }
 
 // dropRetained forgets what is owed. Loop-only.
 func (c *Client) dropRetained() {
-	clear(c.retQ[c.retPos:])
-	c.retQ, c.retPos = nil, 0
+	if o := c.ret; o != nil {
+		clear(o.q[o.pos:])
+		o.q, o.pos = nil, 0
+		c.ret = nil
+	}
 }
 
 // stallRetained notes that c waits for room and arms the loop's retry
 // timer. Loop-only.
 func (l *Loop) stallRetained(c *Client) {
-	if c.retStalled {
+	if c.ret.stalled {
 		return
 	}
-	c.retStalled = true
+	c.ret.stalled = true
 	l.retStalled = append(l.retStalled, c)
 	l.counters.retainedStalls++
 	if l.retTimerArmed {
@@ -103,7 +125,9 @@ func (l *Loop) resumeRetained() {
 	l.retStalled = nil
 	for i, c := range stalled {
 		stalled[i] = nil
-		c.retStalled = false
+		if c.ret != nil {
+			c.ret.stalled = false
+		}
 		c.sendRetained()
 	}
 }

@@ -300,7 +300,7 @@ func (s *Session) pump() {
 			s.available.Store(true)
 		}
 	}
-	if c := s.c; c != nil && c.retPos < len(c.retQ) {
+	if c := s.c; c != nil && c.retPending() {
 		c.sendRetained()
 	}
 }
