@@ -155,24 +155,28 @@ func (a *ackWait) storeInboundDeferred() {
 // the session's new qos2Mark, and drops the hold each took in
 // handlePublish. Loop-only.
 func (s *Session) drainQoS2() {
+	q := s.q
+	if q == nil {
+		return
+	}
 	n := 0
-	for n < len(s.qos2Pending) && s.qos2Pending[n].ready {
+	for n < len(q.qos2Pending) && q.qos2Pending[n].ready {
 		n++
 	}
 	if n == 0 {
 		return
 	}
-	done := s.qos2Pending[:n:n]
-	s.qos2Pending = s.qos2Pending[n:]
-	if len(s.qos2Pending) == 0 {
-		s.qos2Pending = nil
+	done := q.qos2Pending[:n:n]
+	q.qos2Pending = q.qos2Pending[n:]
+	if len(q.qos2Pending) == 0 {
+		q.qos2Pending = nil
 	}
 	live := s.l.sessions[s.id] == s && s.persistent() // not ended meanwhile
 	for _, a := range done {
 		if a.mark > s.qos2Mark {
 			s.qos2Mark = a.mark
 		}
-		if live && slices.Contains(s.inboundQoS2, a.pid) { // no PUBREL yet
+		if live && slices.Contains(q.inboundQoS2, a.pid) { // no PUBREL yet
 			s.storeInbound(a.pid, false, a)
 			s.l.gateOps = append(s.l.gateOps, a)
 		} else {

@@ -47,7 +47,8 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	l.counters.payloadIn[p.QoS] += uint64(len(p.Payload))
 
 	if p.QoS == 2 {
-		for _, id := range s.inboundQoS2 {
+		q := s.qos()
+		for _, id := range q.inboundQoS2 {
 			if id == p.PacketID {
 				// [MQTT-4.3.3-10] A resent PUBLISH before PUBREL is acknowledged
 				// again but not delivered again.
@@ -55,11 +56,11 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 				return nil
 			}
 		}
-		if len(s.inboundQoS2) >= int(l.b.opts.MaxInflight) {
+		if len(q.inboundQoS2) >= int(l.b.opts.MaxInflight) {
 			// Our Receive Maximum was exceeded (MQTT-3.3.4-7 binds the client).
 			return &codec.ReasonError{Code: codec.ReceiveMaximumExceeded, Reason: "more unacknowledged QoS 2 PUBLISHes than Receive Maximum", SpecID: "MQTT-3.3.4-7"}
 		}
-		s.inboundQoS2 = append(s.inboundQoS2, p.PacketID)
+		q.inboundQoS2 = append(q.inboundQoS2, p.PacketID)
 	}
 
 	m := newMessage(p, s, l.now)
@@ -75,7 +76,8 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 			aw.routing.Store(1) // this loop
 			aw.mark = l.b.qos2Mark.Add(1)
 			aw.hold() // until drainQoS2 has stored the inbound record
-			s.qos2Pending = append(s.qos2Pending, aw)
+			q := s.qos()
+			q.qos2Pending = append(q.qos2Pending, aw)
 		}
 	}
 	n := l.publish(m, s)
@@ -318,7 +320,8 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		l.counters.aclDeniedRead++
 		return
 	}
-	if s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued {
+	q := s.qos()
+	if q.queue.len()+q.inflight.len() >= l.b.opts.MaxQueued {
 		l.counters.droppedQueueFull++
 		if m.ack != nil {
 			m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
@@ -327,30 +330,30 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	om := new(outMsg)
 	*om = *tmpl
-	om.seq = s.nextSeq
-	s.nextSeq++
+	om.seq = q.nextSeq
+	q.nextSeq++
 	m.retain()
-	if c != nil && s.queue.len() == 0 && s.held == 0 && s.inflight.len() < c.sendQuota && !c.outboundFull() && s.takePID(om) {
+	if c != nil && q.queue.len() == 0 && q.held == 0 && q.inflight.len() < c.sendQuota && !c.outboundFull() && s.takePID(om) {
 		om.state = outSent
 		s.storeOutbound(om)
-		s.inflight.pushBack(om)
+		q.inflight.pushBack(om)
 		c.writePublish(om, false, l.now)
 		return
 	}
 	om.state = outQueued
 	s.storeOutbound(om)
-	s.queue.pushBack(om)
+	q.queue.pushBack(om)
 	l.counters.queued++
-	if c != nil && m.ack != nil && s.queue.len() >= l.b.opts.MaxQueued/2 {
+	if c != nil && m.ack != nil && q.queue.len() >= l.b.opts.MaxQueued/2 {
 		// Flow control: an online subscriber this far behind holds the
 		// publisher's acknowledgement until it catches up, so publishers
 		// that wait for acks (every QoS 1/2 client has a window) slow down
 		// instead of filling the queue until messages must be dropped.
 		m.ack.hold()
-		s.deferred = append(s.deferred, m.ack)
+		q.deferred = append(q.deferred, m.ack)
 		l.counters.acksDeferred++
 	}
-	if c != nil && s.queue.len() >= l.b.opts.MaxQueued/2 {
+	if c != nil && q.queue.len() >= l.b.opts.MaxQueued/2 {
 		s.available.Store(false) // shared groups skip a member this far behind
 	}
 }
@@ -429,11 +432,12 @@ func (c *Client) handleAck(a *codec.Ack) error {
 	s := c.s
 	switch a.Type {
 	case codec.PUBREL:
-		for i, id := range s.inboundQoS2 {
+		q := s.qos()
+		for i, id := range q.inboundQoS2 {
 			if id == a.PacketID {
-				last := len(s.inboundQoS2) - 1
-				s.inboundQoS2[i] = s.inboundQoS2[last]
-				s.inboundQoS2 = s.inboundQoS2[:last]
+				last := len(q.inboundQoS2) - 1
+				q.inboundQoS2[i] = q.inboundQoS2[last]
+				q.inboundQoS2 = q.inboundQoS2[:last]
 				// [MQTT-4.3.3-11] PUBREL → PUBCOMP, once the id is
 				// forgotten durably: otherwise a restart would take the
 				// next message with this id for a duplicate.
@@ -468,10 +472,11 @@ func (c *Client) handleAck(a *codec.Ack) error {
 			s.ackOutbound(a.PacketID, 2, true)
 			return nil
 		}
-		om := s.inflight.at(i)
+		q := s.q // not nil: findInflight found it
+		om := q.inflight.at(i)
 		if om.state != outPubrec {
 			if om.state == outHeld {
-				s.held--
+				q.held--
 			}
 			om.state = outPubrec
 			s.storeReleased(om)
@@ -486,8 +491,12 @@ func (c *Client) handleAck(a *codec.Ack) error {
 }
 
 func (s *Session) findInflight(pid uint16, qos byte) int {
-	for i := 0; i < s.inflight.len(); i++ {
-		if om := s.inflight.at(i); om.pid == pid && om.qos == qos {
+	q := s.q
+	if q == nil {
+		return -1
+	}
+	for i := 0; i < q.inflight.len(); i++ {
+		if om := q.inflight.at(i); om.pid == pid && om.qos == qos {
 			return i
 		}
 	}
@@ -500,9 +509,10 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 	if i < 0 {
 		return
 	}
-	om := s.inflight.remove(i)
+	q := s.q
+	om := q.inflight.remove(i)
 	if om.state == outHeld {
-		s.held--
+		q.held--
 	}
 	s.storeOutboundDone(om, nil)
 	if om.m != nil {
@@ -514,9 +524,13 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 
 // completeOutbound forgets an inflight message that was dropped as too large.
 func (s *Session) completeOutbound(pid uint16) {
-	for i := 0; i < s.inflight.len(); i++ {
-		if om := s.inflight.at(i); om.pid == pid {
-			s.inflight.remove(i)
+	q := s.q
+	if q == nil {
+		return
+	}
+	for i := 0; i < q.inflight.len(); i++ {
+		if om := q.inflight.at(i); om.pid == pid {
+			q.inflight.remove(i)
 			s.storeOutboundDone(om, nil)
 			if om.m != nil {
 				om.m.release()

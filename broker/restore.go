@@ -74,6 +74,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			if s == nil {
 				return
 			}
+			q := s.qos()
 			if ob.Origin != "" {
 				bump(ob.OriginMark)
 				if pub := session(ob.Origin); pub != nil && ob.OriginMark > pub.qos2Mark {
@@ -81,8 +82,8 @@ func (b *Broker) Restore() (RestoreStats, error) {
 					// it got no PUBREC and resends the message, which is
 					// routed again; this copy was never sent (Session.qos2Mark).
 					unconfirmed = append(unconfirmed, store.Op{Delete: true, Outbound: &store.Outbound{ClientID: ob.ClientID, Seq: ob.Seq}})
-					if ob.Seq >= s.nextSeq {
-						s.nextSeq = ob.Seq + 1
+					if ob.Seq >= q.nextSeq {
+						q.nextSeq = ob.Seq + 1
 					}
 					rs.Unconfirmed++
 					return
@@ -111,24 +112,25 @@ func (b *Broker) Restore() (RestoreStats, error) {
 					}
 				}
 			}
-			if ob.Seq >= s.nextSeq {
-				s.nextSeq = ob.Seq + 1
+			if ob.Seq >= q.nextSeq {
+				q.nextSeq = ob.Seq + 1
 			}
 			// Any stored message may have been sent: it goes back in
 			// flight with its derived packet id and is resent with DUP=1
 			// when the client resumes. Only if an older message holds the
 			// same id does it wait in the queue.
 			if s.takePID(om) {
-				s.inflight.pushBack(om)
+				q.inflight.pushBack(om)
 			} else {
 				om.state = outQueued
-				s.queue.pushBack(om)
+				q.queue.pushBack(om)
 			}
 			rs.Outbound++
 		},
 		Inbound: func(in store.InboundQoS2) {
 			if s := session(in.ClientID); s != nil {
-				s.inboundQoS2 = append(s.inboundQoS2, in.PacketID)
+				q := s.qos()
+				q.inboundQoS2 = append(q.inboundQoS2, in.PacketID)
 				rs.Inbound++
 			}
 		},

@@ -68,7 +68,7 @@ func (c *Client) sendRetained() {
 			return
 		}
 		r := &o.q[o.pos]
-		if c.outboundFull() || (r.qos > 0 && r.m.QoS > 0 && s.queue.len()+s.inflight.len() >= l.b.opts.MaxQueued/2) {
+		if c.outboundFull() || (r.qos > 0 && r.m.QoS > 0 && s.queuedLen()+s.inflightLen() >= l.b.opts.MaxQueued/2) {
 			l.stallRetained(c)
 			return
 		}

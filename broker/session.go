@@ -14,24 +14,18 @@ import (
 // (Loop-only), except available, which other loops read to pick a shared
 // subscription member.
 type Session struct {
-	id      string
-	l       *Loop
-	c       *Client // nil while offline
-	version codec.Version
-	expiry  uint32 // seconds after disconnect; 0xFFFFFFFF never
-
+	id   string
+	l    *Loop
+	c    *Client                      // nil while offline
 	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
+	// q is the QoS 1/2 state, allocated when the session first needs it:
+	// most sessions of a big deployment (sensors publishing at QoS 0,
+	// idle connections) never do, and every session pays for its struct.
+	q *sessionQoS
 
-	inflight ring[*outMsg] // sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order
-	held     int           // inflight PUBLISHes in state outHeld
-	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
-	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
-	nextSeq  uint64        // order of QoS 1/2 messages; the packet id derives from it
-	stored   bool          // a session record is in the store
-
-	deferred []*ackWait // publishers' acks held while this online session is far behind
-
-	inboundQoS2 []uint16 // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
+	will   *Message
+	willAt int64 // unix ns when a pending will is due; 0 = none
+	discAt int64 // unix ns of the last disconnect; 0 while connected
 
 	// Exactly once across a crash for QoS 2 messages from this
 	// (persistent) session that reach other loops: the subscribers'
@@ -44,14 +38,8 @@ type Session struct {
 	// outbound record whose mark is above its publisher's qos2Mark, and
 	// no subscriber is sent the message before its inbound record is
 	// durable (ackWait.gateOpen), so the dropped copy was never seen.
-	qos2Mark    uint64
-	qos2Pending []*ackWait // marked publishes whose inbound record is not yet submitted, in mark order
-
-	will      *Message
-	willDelay uint32
-	willAt    int64 // unix ns when a pending will is due; 0 = none
-	discAt    int64 // unix ns of the last disconnect; 0 while connected
-	waiting   bool  // in l.waiting
+	// (sessionQoS.qos2Pending holds the marked publishes in flight.)
+	qos2Mark uint64
 
 	// Who the session's connection authenticated as (ACL checks), and the
 	// per-topic verdict cache of the Authorizer (acl.go).
@@ -60,14 +48,59 @@ type Session struct {
 	acl        map[string]uint8
 	aclGen     uint64
 
-	available atomic.Bool // online and not congested: may take shared-subscription messages
-
 	// Per-route aggregation of overlapping subscriptions (MQTT-3.3.4-2/-3).
 	stamp  uint64
-	aggQoS byte
-	aggRAP bool
 	aggIDs [4]uint32
-	aggN   uint8
+
+	expiry    uint32 // seconds after disconnect; 0xFFFFFFFF never
+	willDelay uint32
+
+	available atomic.Bool // online and not congested: may take shared-subscription messages
+
+	version codec.Version
+	stored  bool // a session record is in the store
+	waiting bool // in l.waiting
+	aggQoS  byte
+	aggRAP  bool
+	aggN    uint8
+}
+
+// sessionQoS is a session's QoS 1/2 state (Session.q).
+type sessionQoS struct {
+	inflight ring[*outMsg] // sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order
+	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
+	held     int           // inflight PUBLISHes in state outHeld
+	pidUsed  *[1024]uint64 // packet ids in flight (bitset, allocated on first QoS ≥ 1 send)
+	nextSeq  uint64        // order of QoS 1/2 messages; the packet id derives from it
+
+	deferred []*ackWait // publishers' acks held while this online session is far behind
+
+	inboundQoS2 []uint16   // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
+	qos2Pending []*ackWait // marked publishes whose inbound record is not yet submitted, in mark order (Session.qos2Mark)
+}
+
+// qos returns s's QoS 1/2 state, allocating it on first use.
+func (s *Session) qos() *sessionQoS {
+	if s.q == nil {
+		s.q = new(sessionQoS)
+	}
+	return s.q
+}
+
+// queuedLen is the number of messages waiting for the inflight window.
+func (s *Session) queuedLen() int {
+	if s.q == nil {
+		return 0
+	}
+	return s.q.queue.len()
+}
+
+// inflightLen is the number of messages sent and not yet acknowledged.
+func (s *Session) inflightLen() int {
+	if s.q == nil {
+		return 0
+	}
+	return s.q.inflight.len()
 }
 
 type outMsg struct {
@@ -109,19 +142,21 @@ func (s *Session) attach(c *Client) {
 	c.s = s
 	s.discAt = 0
 	s.available.Store(true)
-	s.held = 0
-	for i := 0; i < s.inflight.len(); i++ {
-		om := s.inflight.at(i)
-		if om.state == outPubrec {
-			c.queueAck(codec.PUBREL, om.pid, codec.Success)
-			continue
+	if q := s.q; q != nil {
+		q.held = 0
+		for i := 0; i < q.inflight.len(); i++ {
+			om := q.inflight.at(i)
+			if om.state == outPubrec {
+				c.queueAck(codec.PUBREL, om.pid, codec.Success)
+				continue
+			}
+			// pump resends it within the new connection's Receive Maximum
+			// [MQTT-3.3.4-9], which may be smaller than what is in flight.
+			// [MQTT-4.3.3-7] Expiry no longer applies once a QoS 2 flow started;
+			// for simplicity an inflight message is always resent.
+			om.state = outHeld
+			q.held++
 		}
-		// pump resends it within the new connection's Receive Maximum
-		// [MQTT-3.3.4-9], which may be smaller than what is in flight.
-		// [MQTT-4.3.3-7] Expiry no longer applies once a QoS 2 flow started;
-		// for simplicity an inflight message is always resent.
-		om.state = outHeld
-		s.held++
 	}
 	s.pump()
 }
@@ -172,18 +207,20 @@ func (s *Session) end(publishWill bool) {
 		s.removeSub(f, o)
 	}
 	s.subs = nil
-	for s.inflight.len() > 0 {
-		om := s.inflight.popFront()
-		if om.m != nil {
+	if q := s.q; q != nil {
+		for q.inflight.len() > 0 {
+			om := q.inflight.popFront()
+			if om.m != nil {
+				om.m.release()
+			}
+		}
+		for q.queue.len() > 0 {
+			om := q.queue.popFront()
 			om.m.release()
 		}
+		q.held = 0
+		q.inboundQoS2 = nil
 	}
-	for s.queue.len() > 0 {
-		om := s.queue.popFront()
-		om.m.release()
-	}
-	s.held = 0
-	s.inboundQoS2 = nil
 	s.releaseDeferred()
 	s.storeDelete()
 	l.unwait(s)
@@ -270,21 +307,22 @@ func pidForSeq(seq uint64) uint16 { return uint16(seq%65535) + 1 }
 // takePID marks om's packet id in flight and reports false when an older
 // message still holds it [MQTT-2.2.1-4]: sending then waits for its ack.
 func (s *Session) takePID(om *outMsg) bool {
-	if s.pidUsed == nil {
-		s.pidUsed = new([1024]uint64)
+	q := s.qos()
+	if q.pidUsed == nil {
+		q.pidUsed = new([1024]uint64)
 	}
 	p := pidForSeq(om.seq)
-	if s.pidUsed[p>>6]&(1<<(p&63)) != 0 {
+	if q.pidUsed[p>>6]&(1<<(p&63)) != 0 {
 		return false
 	}
-	s.pidUsed[p>>6] |= 1 << (p & 63)
+	q.pidUsed[p>>6] |= 1 << (p & 63)
 	om.pid = p
 	return true
 }
 
 func (s *Session) freePID(p uint16) {
-	if s.pidUsed != nil {
-		s.pidUsed[p>>6] &^= 1 << (p & 63)
+	if q := s.q; q != nil && q.pidUsed != nil {
+		q.pidUsed[p>>6] &^= 1 << (p & 63)
 	}
 }
 
@@ -292,8 +330,8 @@ func (s *Session) freePID(p uint16) {
 // Receive Maximum allows [MQTT-3.3.4-9] and the connection keeps up.
 func (s *Session) pump() {
 	s.pumpQueue()
-	if s.queue.len() < s.l.b.opts.MaxQueued/4 {
-		if len(s.deferred) > 0 {
+	if s.queuedLen() < s.l.b.opts.MaxQueued/4 {
+		if s.q != nil && len(s.q.deferred) > 0 {
 			s.releaseDeferred()
 		}
 		if s.c != nil && !s.available.Load() {
@@ -306,33 +344,33 @@ func (s *Session) pump() {
 }
 
 func (s *Session) pumpQueue() {
-	c := s.c
-	if c == nil {
+	c, q := s.c, s.q
+	if c == nil || q == nil {
 		return
 	}
 	now := s.l.now
 	// Inflight PUBLISHes held back by attach go first, in order, DUP=1
 	// with their original ids [MQTT-4.4.0-1].
-	for i := 0; s.held > 0 && i < s.inflight.len() && s.inflight.len()-s.held < c.sendQuota; i++ {
-		om := s.inflight.at(i)
+	for i := 0; q.held > 0 && i < q.inflight.len() && q.inflight.len()-q.held < c.sendQuota; i++ {
+		om := q.inflight.at(i)
 		if om.state != outHeld {
 			continue
 		}
 		om.state = outSent
-		s.held--
-		n := s.inflight.len()
-		if c.writePublish(om, true, now); s.inflight.len() < n {
+		q.held--
+		n := q.inflight.len()
+		if c.writePublish(om, true, now); q.inflight.len() < n {
 			i-- // dropped as too large: the next one moved to i
 		}
 	}
-	for s.held == 0 && s.queue.len() > 0 && s.inflight.len() < c.sendQuota {
+	for q.held == 0 && q.queue.len() > 0 && q.inflight.len() < c.sendQuota {
 		if c.outboundFull() {
 			s.l.counters.slowConsumerStalls++
 			return
 		}
-		om := s.queue.at(0)
+		om := q.queue.at(0)
 		if om.m.expired(now) {
-			s.queue.popFront()
+			q.queue.popFront()
 			s.l.counters.droppedExpired++
 			s.storeOutboundDone(om, nil)
 			om.m.release()
@@ -341,22 +379,26 @@ func (s *Session) pumpQueue() {
 		if !s.takePID(om) {
 			return
 		}
-		s.queue.popFront()
+		q.queue.popFront()
 		om.state = outSent
-		s.inflight.pushBack(om)
+		q.inflight.pushBack(om)
 		c.writePublish(om, false, now)
 	}
 }
 
 // releaseDeferred lets the held publisher acknowledgements go.
 func (s *Session) releaseDeferred() {
-	for i, a := range s.deferred {
+	q := s.q
+	if q == nil {
+		return
+	}
+	for i, a := range q.deferred {
 		if a.release(nil) {
 			a.fireFrom(s.l)
 		}
-		s.deferred[i] = nil
+		q.deferred[i] = nil
 	}
-	s.deferred = s.deferred[:0]
+	q.deferred = q.deferred[:0]
 }
 
 // wait puts s on the loop's list of offline sessions to check on ticks.

@@ -63,8 +63,8 @@ func (l *Loop) snapshot() {
 	c.subscriptions = uint64(l.subCount.Load())
 	var inflight, queued, online uint64
 	for _, s := range l.sessions {
-		inflight += uint64(s.inflight.len())
-		queued += uint64(s.queue.len())
+		inflight += uint64(s.inflightLen())
+		queued += uint64(s.queuedLen())
 		if s.c != nil {
 			online++
 		}

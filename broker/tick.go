@@ -37,7 +37,7 @@ func (l *Loop) Tick() {
 				l.counters.keepAliveTimeouts++
 				c.willOnClose = true
 				c.disconnect(codec.KeepAliveTimeout, "keep alive timeout")
-			} else if c.s != nil && (c.s.queue.len() > 0 || c.retPending()) {
+			} else if c.s != nil && (c.s.queuedLen() > 0 || c.retPending()) {
 				c.s.pump() // a slow consumer may have drained
 			}
 		}

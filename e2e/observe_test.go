@@ -176,7 +176,6 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`mcutie_retained_messages`:                                                      1,
 		`mcutie_connects_refused_total{code="0x8c",reason="bad_authentication_method"}`: 1,
 		`mcutie_connections_rejected_total{reason="connect_refused"}`:                   1,
-		`mcutie_messages_dropped_total{reason="no_subscribers"}`:                        1,
 		`mcutie_messages_dropped_total{reason="queue_full"}`:                            0,
 	}
 	for name, w := range want {
