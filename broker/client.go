@@ -102,11 +102,11 @@ type Client struct {
 	// nil when none are.
 	ret *retainedOwed
 
-	idx int
+	idx int32 // in l.clients
 
 	// Set from the v5 CONNECT.
-	sendQuota int // client's Receive Maximum: our QoS 1/2 send window
-	maxOut    int // client's Maximum Packet Size; 0 = protocol limit
+	sendQuota int32 // client's Receive Maximum (≤ 65535): our QoS 1/2 send window
+	maxOut    int   // client's Maximum Packet Size; 0 = protocol limit
 
 	MigrateTo int // target loop when Feed returns FeedMigrate
 

@@ -79,10 +79,10 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 
 	// Connection-scoped v5 settings.
-	c.sendQuota = int(b.opts.MaxInflight)
+	c.sendQuota = int32(b.opts.MaxInflight)
 	if p.Version == codec.V5 {
 		if p.Props.Has(codec.PropReceiveMaximum) {
-			c.sendQuota = int(min(p.Props.ReceiveMaximum, b.opts.MaxInflight))
+			c.sendQuota = int32(min(p.Props.ReceiveMaximum, b.opts.MaxInflight))
 		}
 		if p.Props.Has(codec.PropMaximumPacketSize) {
 			c.maxOut = int(p.Props.MaximumPacketSize)

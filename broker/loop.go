@@ -238,18 +238,18 @@ func (l *Loop) flushHeld() {
 }
 
 func (l *Loop) addClient(c *Client) {
-	c.idx = len(l.clients)
+	c.idx = int32(len(l.clients))
 	l.clients = append(l.clients, c)
 }
 
 func (l *Loop) removeClient(c *Client) {
-	i := c.idx
+	i := int(c.idx)
 	if i < 0 || i >= len(l.clients) || l.clients[i] != c {
 		return
 	}
 	last := len(l.clients) - 1
 	l.clients[i] = l.clients[last]
-	l.clients[i].idx = i
+	l.clients[i].idx = int32(i)
 	l.clients[last] = nil
 	l.clients = l.clients[:last]
 	c.idx = -1

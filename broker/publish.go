@@ -333,7 +333,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	om.seq = q.nextSeq
 	q.nextSeq++
 	m.retain()
-	if c != nil && q.queue.len() == 0 && q.held == 0 && q.inflight.len() < c.sendQuota && !c.outboundFull() && s.takePID(om) {
+	if c != nil && q.queue.len() == 0 && q.held == 0 && q.inflight.len() < int(c.sendQuota) && !c.outboundFull() && s.takePID(om) {
 		om.state = outSent
 		s.storeOutbound(om)
 		q.inflight.pushBack(om)

@@ -351,7 +351,7 @@ func (s *Session) pumpQueue() {
 	now := s.l.now
 	// Inflight PUBLISHes held back by attach go first, in order, DUP=1
 	// with their original ids [MQTT-4.4.0-1].
-	for i := 0; q.held > 0 && i < q.inflight.len() && q.inflight.len()-q.held < c.sendQuota; i++ {
+	for i := 0; q.held > 0 && i < q.inflight.len() && q.inflight.len()-q.held < int(c.sendQuota); i++ {
 		om := q.inflight.at(i)
 		if om.state != outHeld {
 			continue
@@ -363,7 +363,7 @@ func (s *Session) pumpQueue() {
 			i-- // dropped as too large: the next one moved to i
 		}
 	}
-	for q.held == 0 && q.queue.len() > 0 && q.inflight.len() < c.sendQuota {
+	for q.held == 0 && q.queue.len() > 0 && q.inflight.len() < int(c.sendQuota) {
 		if c.outboundFull() {
 			s.l.counters.slowConsumerStalls++
 			return
