@@ -100,13 +100,13 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	if method {
 		req.Method = string(p.Props.AuthMethod)
 		req.Data = append([]byte(nil), p.Props.AuthData...)
-		c.authMethod = req.Method
+		c.flow().authMethod = req.Method
 	}
-	c.authReq = req
-	c.authDeadline = l.now + int64(b.opts.AuthTimeout)
+	c.flow().authReq = req
+	c.flow().authDeadline = l.now + int64(b.opts.AuthTimeout)
 	r := c.callAuth(req)
-	if r == feedPending && c.connectRaw == nil {
-		c.connectRaw = append([]byte(nil), raw...)
+	if r == feedPending && c.flow().connectRaw == nil {
+		c.flow().connectRaw = append([]byte(nil), raw...)
 	}
 	return r
 }
@@ -116,14 +116,14 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 // Loop-only.
 func (c *Client) callAuth(req *AuthRequest) FeedResult {
 	a := &authCall{c: c}
-	c.call = a
+	c.flow().call = a
 	prev := c.state
 	c.state = stateAuthPending
 	c.l.b.opts.Authenticator.Authenticate(req, a.done)
 	if a.phase.CompareAndSwap(phaseCalling, phaseAsync) {
 		return feedPending
 	}
-	c.call = nil
+	c.flow().call = nil
 	c.state = prev
 	return c.applyVerdict(a.res)
 }
@@ -134,7 +134,7 @@ func (c *Client) callAuth(req *AuthRequest) FeedResult {
 func (c *Client) applyVerdict(r AuthResult) FeedResult {
 	l := c.l
 	b := l.b
-	req := c.authReq
+	req := c.flow().authReq
 	switch {
 	case r.Code == codec.Success:
 		b.auth.ok.Add(1)
@@ -142,16 +142,16 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		if r.Username != "" {
 			c.ident.Username, c.ident.HasUsername = r.Username, true
 		}
-		c.authData = r.Data
-		c.authReq = nil
+		c.flow().authData = r.Data
+		c.flow().authReq = nil
 		return feedGo
-	case r.Code == codec.ContinueAuthentication && c.authMethod != "":
+	case r.Code == codec.ContinueAuthentication && c.flow().authMethod != "":
 		// [MQTT-4.12.0-2] The server answers with AUTH 0x18 and the same
 		// Authentication Method.
-		c.authState = r.State
+		c.flow().authState = r.State
 		a := codec.Auth{Code: codec.ContinueAuthentication}
 		a.Props.Set(codec.PropAuthMethod)
-		a.Props.AuthMethod = []byte(c.authMethod)
+		a.Props.AuthMethod = []byte(c.flow().authMethod)
 		if len(r.Data) > 0 {
 			a.Props.Set(codec.PropAuthData)
 			a.Props.AuthData = r.Data
@@ -172,7 +172,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		b.auth.failed.Add(1)
 		b.bans.fail(hostOf(req.Remote), req.ClientID, l.now)
 	}
-	c.authReq = nil
+	c.flow().authReq = nil
 	c.refuseAuth(c.version, code, reason)
 	return FeedClose
 }
@@ -180,11 +180,11 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 // resumeAuth applies an asynchronous verdict, on the loop. A verdict for a
 // connection that closed or timed out meanwhile is dropped. Loop-only.
 func (c *Client) resumeAuth(a *authCall) {
-	if c.call != a || c.state != stateAuthPending {
+	if c.af == nil || c.af.call != a || c.state != stateAuthPending {
 		return
 	}
 	c.tickClient()
-	c.call = nil
+	c.flow().call = nil
 	c.state = stateAwaitConnect
 	if c.applyVerdict(a.res) == feedGo {
 		c.finishConnect()
@@ -199,7 +199,7 @@ func (c *Client) resumeAuth(a *authCall) {
 
 // finishConnect runs the copied CONNECT again, authenticated. Loop-only.
 func (c *Client) finishConnect() FeedResult {
-	raw := c.connectRaw
+	raw := c.flow().connectRaw
 	h, err := codec.Frame(raw, 0)
 	if err != nil {
 		panic("BUG: broker: stored CONNECT does not frame: " + err.Error())
@@ -225,17 +225,17 @@ func (c *Client) handleAuthStep(h codec.FixedHeader, body []byte) FeedResult {
 			c.protocolViolation(errProtocol("AUTH before CONNACK with a reason code other than Continue authentication", "MQTT-4.12.0-3"))
 			return FeedClose
 		}
-		if string(a.Props.AuthMethod) != c.authMethod {
+		if string(a.Props.AuthMethod) != c.flow().authMethod {
 			// [MQTT-4.12.0-5] The method must stay the CONNECT's.
 			c.protocolViolation(errProtocol("AUTH with a different Authentication Method", "MQTT-4.12.0-5"))
 			return FeedClose
 		}
-		req := *c.authReq
+		req := *c.flow().authReq
 		req.Step++
 		req.Data = append([]byte(nil), a.Props.AuthData...)
-		req.State = c.authState
+		req.State = c.flow().authState
 		req.Password = nil
-		c.authReq = &req
+		c.flow().authReq = &req
 		switch r := c.callAuth(&req); r {
 		case feedGo:
 			return c.finishConnect()
@@ -259,16 +259,16 @@ func (c *Client) tickClient() { c.l.tick() }
 func (c *Client) authExpired() {
 	l := c.l
 	l.b.auth.timeouts.Add(1)
-	c.call = nil
+	c.flow().call = nil
 	user := ""
-	if c.authReq != nil {
-		user = c.authReq.Username
+	if c.flow().authReq != nil {
+		user = c.flow().authReq.Username
 	}
 	if ok, suppressed := l.authLog.allow(l.now); ok {
 		l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.ident.ClientID), slog.String("user", user),
 			slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout), slog.Uint64("suppressed", suppressed))
 	}
-	c.authReq = nil
+	c.flow().authReq = nil
 	c.state = stateAwaitConnect
 	c.refuseAuth(c.version, codec.ServerUnavailable, "authentication timed out")
 }

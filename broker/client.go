@@ -79,16 +79,11 @@ type Client struct {
 	lastSeen int64
 	openedAt int64
 
-	// Authentication (authflow.go).
-	ident        Identity
-	assignedID   []byte       // an assigned client id survives the CONNECT's second run
-	connectRaw   []byte       // the CONNECT, copied while authentication waits
-	call         *authCall    // outstanding Authenticate call
-	authReq      *AuthRequest // the request of the current step
-	authMethod   string       // v5 Authentication Method; "" = none
-	authData     []byte       // final Authentication Data for the CONNACK
-	authState    any
-	authDeadline int64 // unix ns
+	// Authentication (authflow.go): who the client is, and the state of
+	// an authentication in progress behind af (nil when none is: an idle
+	// connection does not pay for it).
+	ident Identity
+	af    *authFlow
 
 	// holdUntil is the loop's Apply (commitOps) whose completion the
 	// queued output waits for: it carries QoS 2 state (a PUBLISH or a
@@ -105,20 +100,51 @@ type Client struct {
 	idx int32 // in l.clients
 
 	// Set from the v5 CONNECT.
-	sendQuota int32 // client's Receive Maximum (≤ 65535): our QoS 1/2 send window
-	maxOut    int   // client's Maximum Packet Size; 0 = protocol limit
+	sendQuota int32  // client's Receive Maximum (≤ 65535): our QoS 1/2 send window
+	maxOut    uint32 // client's Maximum Packet Size; 0 = protocol limit
+
+	keepAlive uint16 // effective, seconds; 0 = none
+	state     clientState
+	version   codec.Version
 
 	MigrateTo int // target loop when Feed returns FeedMigrate
 
-	keepAlive       uint16 // effective, seconds; 0 = none
-	state           clientState
-	version         codec.Version
 	problemInfo     bool // Request Problem Information
 	willOnClose     bool // publish the will when the connection closes
 	cleanDisconnect bool
 	dirty           bool
 	authDone        bool
 	reauthing       bool // a re-authentication is in progress (reauth.go)
+}
+
+// authFlow is the state of a CONNECT's authentication, and of v5
+// re-authentication: kept after the CONNACK only when the client uses an
+// Authentication Method (enhanced authentication, MQTT-4.12).
+type authFlow struct {
+	assignedID   []byte       // an assigned client id survives the CONNECT's second run
+	connectRaw   []byte       // the CONNECT, copied while authentication waits
+	call         *authCall    // outstanding Authenticate call
+	authReq      *AuthRequest // the request of the current step
+	authMethod   string       // v5 Authentication Method; "" = none
+	authData     []byte       // final Authentication Data for the CONNACK
+	authState    any
+	authDeadline int64 // unix ns
+}
+
+// flow returns c's authentication state, allocating it on first use.
+func (c *Client) flow() *authFlow {
+	if c.af == nil {
+		c.af = new(authFlow)
+	}
+	return c.af
+}
+
+// authMethod is the v5 Authentication Method of the CONNECT ("" = none).
+func (c *Client) authMethod() string {
+	if c.af == nil {
+		return ""
+	}
+	return c.af.authMethod
 }
 
 // NewClient registers a new connection on l. Loop-only.
@@ -313,7 +339,7 @@ func (c *Client) disconnect(code codec.ReasonCode, reason string) {
 			d.Props.ReasonString = []byte(reason)
 		}
 		b := d.Append(c.controlBuf(), codec.V5)
-		if c.maxOut == 0 || len(b)-len(c.ob.wbuf) <= c.maxOut {
+		if c.maxOut == 0 || len(b)-len(c.ob.wbuf) <= int(c.maxOut) {
 			c.queueControl(b)
 		}
 	}
@@ -352,7 +378,9 @@ func (c *Client) Closed() {
 	l.counters.connectionsClosed++
 	c.state = stateClosing
 	c.dropRetained()
-	c.call = nil // a verdict still on its way is dropped
+	if c.af != nil {
+		c.af.call = nil // a verdict still on its way is dropped
+	}
 	if s := c.s; s != nil && s.c == c {
 		s.detach(c, !c.cleanDisconnect || c.willOnClose)
 	}

@@ -54,10 +54,10 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		// [MQTT-3.1.3-6] Assign a unique id; pick one whose home is this
 		// loop so the connection does not have to move. The same one is
 		// kept when the CONNECT runs again after authentication.
-		if c.assignedID == nil {
-			c.assignedID = c.assignClientID()
+		if c.flow().assignedID == nil {
+			c.flow().assignedID = c.assignClientID()
 		}
-		cid = c.assignedID
+		cid = c.flow().assignedID
 		assigned = true
 	} else if home := b.homeLoop(cid); home != l.idx {
 		c.MigrateTo = home
@@ -85,7 +85,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			c.sendQuota = int32(min(p.Props.ReceiveMaximum, b.opts.MaxInflight))
 		}
 		if p.Props.Has(codec.PropMaximumPacketSize) {
-			c.maxOut = int(p.Props.MaximumPacketSize)
+			c.maxOut = p.Props.MaximumPacketSize
 		}
 	}
 	c.keepAlive = p.KeepAlive
@@ -180,14 +180,14 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			pr.Set(codec.PropAssignedClientID)
 			pr.AssignedClientID = cid
 		}
-		if c.authMethod != "" {
+		if c.authMethod() != "" {
 			// Enhanced authentication ends with the method (and any
 			// final data) in the CONNACK [MQTT-4.12.0-1].
 			pr.Set(codec.PropAuthMethod)
-			pr.AuthMethod = []byte(c.authMethod)
-			if len(c.authData) > 0 {
+			pr.AuthMethod = []byte(c.flow().authMethod)
+			if len(c.flow().authData) > 0 {
 				pr.Set(codec.PropAuthData)
-				pr.AuthData = c.authData
+				pr.AuthData = c.flow().authData
 			}
 		}
 		if serverKeepAlive {
@@ -196,7 +196,13 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 	}
 	c.queueControl(ack.Append(c.controlBuf(), p.Version))
-	c.connectRaw, c.authData, c.authState = nil, nil, nil
+	if af := c.af; af != nil {
+		if af.authMethod == "" {
+			c.af = nil // no re-authentication possible (MQTT-4.12.0-7): forget it all
+		} else {
+			af.connectRaw, af.authData, af.authState, af.assignedID = nil, nil, nil, nil
+		}
+	}
 	c.state = stateConnected
 	l.counters.connects++
 	s.attach(c)

@@ -386,7 +386,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 		}
 		return
 	}
-	if c.maxOut > 0 && p.Len(c.version) > c.maxOut {
+	if c.maxOut > 0 && p.Len(c.version) > int(c.maxOut) {
 		// [MQTT-3.1.2-24/-25] Never exceed the client's Maximum Packet
 		// Size: drop the message and behave as if it had been sent.
 		c.l.counters.droppedTooLarge++

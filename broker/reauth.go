@@ -16,37 +16,37 @@ import (
 // handleReauth processes an AUTH from a connected client. Loop-only.
 func (c *Client) handleReauth(a *codec.Auth) error {
 	l := c.l
-	if c.authMethod == "" {
+	if c.authMethod() == "" {
 		// [MQTT-4.12.0-7] No Authentication Method in CONNECT: no AUTH.
 		return errProtocol("AUTH from a client that connected without an Authentication Method", "MQTT-4.12.0-7")
 	}
-	if string(a.Props.AuthMethod) != c.authMethod {
+	if string(a.Props.AuthMethod) != c.flow().authMethod {
 		// [MQTT-4.12.1-1] Re-authentication uses the CONNECT's method.
 		return errProtocol("AUTH with a different Authentication Method", "MQTT-4.12.1-1")
 	}
 	req := &AuthRequest{ClientID: c.ident.ClientID, Username: c.ident.Username, HasUsername: c.ident.HasUsername,
-		Remote: c.conn.RemoteAddr(), Version: c.version, Method: c.authMethod,
+		Remote: c.conn.RemoteAddr(), Version: c.version, Method: c.flow().authMethod,
 		Data: append([]byte(nil), a.Props.AuthData...)}
 	switch {
 	case !c.reauthing && a.Code == codec.ReAuthenticate:
 		c.reauthing = true
-		c.authDeadline = l.now + int64(l.b.opts.AuthTimeout)
-	case c.reauthing && a.Code == codec.ContinueAuthentication && c.call == nil:
-		req.Step = c.authReq.Step + 1
-		req.State = c.authState
+		c.flow().authDeadline = l.now + int64(l.b.opts.AuthTimeout)
+	case c.reauthing && a.Code == codec.ContinueAuthentication && c.flow().call == nil:
+		req.Step = c.flow().authReq.Step + 1
+		req.State = c.flow().authState
 	default:
 		// §4.12.1: 0x19 starts a re-authentication; within one the
 		// client answers the server's AUTH 0x18 with 0x18.
 		return errProtocol("AUTH reason code out of sequence for re-authentication", "")
 	}
-	c.authReq = req
+	c.flow().authReq = req
 	call := &authCall{c: c, reauth: true}
-	c.call = call
+	c.flow().call = call
 	l.b.opts.Authenticator.Authenticate(req, call.done)
 	if call.phase.CompareAndSwap(phaseCalling, phaseAsync) {
 		return nil // the verdict comes through the inbox: resumeReauth
 	}
-	c.call = nil
+	c.flow().call = nil
 	c.applyReauth(call.res)
 	return nil
 }
@@ -54,11 +54,11 @@ func (c *Client) handleReauth(a *codec.Auth) error {
 // resumeReauth applies an asynchronous re-authentication verdict.
 // Loop-only.
 func (c *Client) resumeReauth(a *authCall) {
-	if c.call != a || c.state != stateConnected || !c.reauthing {
+	if c.af == nil || c.af.call != a || c.state != stateConnected || !c.reauthing {
 		return
 	}
 	c.l.tick()
-	c.call = nil
+	c.flow().call = nil
 	c.applyReauth(a.res)
 	c.l.flush()
 }
@@ -71,7 +71,7 @@ func (c *Client) applyReauth(r AuthResult) {
 	send := func(code codec.ReasonCode) {
 		a := codec.Auth{Code: code}
 		a.Props.Set(codec.PropAuthMethod)
-		a.Props.AuthMethod = []byte(c.authMethod)
+		a.Props.AuthMethod = []byte(c.flow().authMethod)
 		if len(r.Data) > 0 {
 			a.Props.Set(codec.PropAuthData)
 			a.Props.AuthData = r.Data
@@ -81,7 +81,7 @@ func (c *Client) applyReauth(r AuthResult) {
 	switch r.Code {
 	case codec.Success:
 		b.auth.ok.Add(1)
-		c.reauthing, c.authReq, c.authState = false, nil, nil
+		c.reauthing, c.flow().authReq, c.flow().authState = false, nil, nil
 		if r.Username != "" && (r.Username != c.ident.Username || !c.ident.HasUsername) {
 			c.ident.Username, c.ident.HasUsername = r.Username, true
 			if c.s != nil {
@@ -91,7 +91,7 @@ func (c *Client) applyReauth(r AuthResult) {
 		send(codec.Success)
 		return
 	case codec.ContinueAuthentication:
-		c.authState = r.State
+		c.flow().authState = r.State
 		send(codec.ContinueAuthentication)
 		return
 	}
@@ -107,7 +107,7 @@ func (c *Client) applyReauth(r AuthResult) {
 		b.opts.Logger.Info("re-authentication refused", slog.String("client", c.ident.ClientID), slog.String("user", c.ident.Username),
 			slog.String("remote", c.conn.RemoteAddr()), slog.String("reason", reason), slog.Uint64("suppressed", suppressed))
 	}
-	c.reauthing, c.authReq, c.authState = false, nil, nil
+	c.reauthing, c.flow().authReq, c.flow().authState = false, nil, nil
 	// DISCONNECT has no 0x86 or 0x8C: every refusal is 0x87.
 	c.disconnect(codec.NotAuthorized, reason)
 }
@@ -116,7 +116,7 @@ func (c *Client) applyReauth(r AuthResult) {
 // than Options.AuthTimeout. Loop-only.
 func (c *Client) reauthExpired() {
 	c.l.b.auth.timeouts.Add(1)
-	c.call = nil
-	c.reauthing, c.authReq, c.authState = false, nil, nil
+	c.flow().call = nil
+	c.reauthing, c.flow().authReq, c.flow().authState = false, nil, nil
 	c.disconnect(codec.NotAuthorized, "re-authentication timed out")
 }

@@ -24,11 +24,11 @@ func (l *Loop) Tick() {
 				c.close()
 			}
 		case stateAuthPending, stateAuthContinue:
-			if now > c.authDeadline {
+			if now > c.flow().authDeadline {
 				c.authExpired()
 			}
 		case stateConnected:
-			if c.reauthing && now > c.authDeadline {
+			if c.reauthing && now > c.af.authDeadline { // reauthing: af is set
 				c.reauthExpired()
 				continue
 			}
