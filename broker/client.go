@@ -443,13 +443,15 @@ func (c *Client) flush() {
 	if ob == nil {
 		return
 	}
+	// Detached first: Writev may close the connection at once, and
+	// Closed must not give the buffer back while it is being written.
+	c.ob = nil
 	if len(ob.iov) > 0 && c.state != stateMigrating {
 		n := ob.pending
 		if _, err := c.conn.Writev(ob.iov); err == nil {
 			c.l.counters.bytesOut += uint64(n)
 		}
 	}
-	c.ob = nil
 	c.l.putOut(ob)
 }
 

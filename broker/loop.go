@@ -69,6 +69,9 @@ type Loop struct {
 	holding  atomic.Bool   // held is not empty: a done must wake the loop
 	held     []*Client     // connections whose output waits for a commit (Client.holdUntil)
 
+	heldSpare    []*Client // flushHeld's second buffer for held
+	flushingHeld bool      // flushHeld is running (a write closed a connection and flushed again)
+
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (ackWait.inSess)
 	gateOps    []*ackWait // marked publishes whose inbound record is in this pass's Apply (ackWait.gateOpen)
 
@@ -202,16 +205,22 @@ func (l *Loop) flush() {
 	if len(l.afterApply) > 0 {
 		l.submitted()
 	}
-	for i, c := range l.dirty {
-		l.dirty[i] = nil
+	// Pop one connection at a time until none is left: a write can close
+	// its connection at once (gnet calls OnClose from inside Writev on a
+	// reset peer), and Client.Closed flushes again (its will, its
+	// takeovers), so this runs nested; each level takes what is left, and
+	// connections made dirty meanwhile are not dropped.
+	for n := len(l.dirty); n > 0; n = len(l.dirty) {
+		c := l.dirty[n-1]
+		l.dirty[n-1] = nil
+		l.dirty = l.dirty[:n-1]
 		if c.mustWait(l.durableN.Load()) {
 			l.held = append(l.held, c) // stays marked dirty
 			continue
 		}
 		c.flush()
 	}
-	l.dirty = l.dirty[:0]
-	if len(l.held) > 0 {
+	if len(l.held) > 0 && !l.flushingHeld {
 		l.flushHeld()
 	}
 }
@@ -222,17 +231,23 @@ func (l *Loop) flushHeld() {
 	// durableN before reading holding, so one of the two sees the other.
 	l.holding.Store(true)
 	d := l.durableN.Load()
-	kept := l.held[:0]
-	for _, c := range l.held {
+	// Walk a swapped-out list: a write may close its connection and
+	// flush again (see flush), which may hold more connections; those go
+	// to the fresh l.held, and the nested flush does not re-enter here.
+	l.flushingHeld = true
+	held := l.held
+	l.held = l.heldSpare[:0]
+	for i, c := range held {
+		held[i] = nil
 		if c.state == stateConnected && c.mustWait(d) {
-			kept = append(kept, c)
+			l.held = append(l.held, c)
 			continue
 		}
 		c.flush()
 	}
-	clear(l.held[len(kept):])
-	l.held = kept
-	if len(kept) == 0 {
+	l.heldSpare = held[:0]
+	l.flushingHeld = false
+	if len(l.held) == 0 {
 		l.holding.Store(false)
 	}
 }
