@@ -5,7 +5,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn fuzz lint fmt vet staticcheck clean
+.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn bench-bin bench-compare bench-scaling bench-profiles mosquitto fuzz lint fmt vet staticcheck clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,25 @@ bench-retained-1m: build bin/durbench ## 1,000,000 retained messages: fill, rest
 
 bench-churn: build bin/durbench ## retained replacement + session churn for DUR (default 10m); data dir size over time
 	bench/durbench/run_churn.sh
+
+bench-bin: build ## build the load generator bin/mcutie-bench, mochi-mqtt's main bin/mochi (nested module bench/mochi) and the driver bin/compare
+	$(GO) build -o bin/mcutie-bench ./bench
+	$(GO) build -o bin/compare ./bench/compare
+	cd bench/mochi && $(GO) build -o ../../bin/mochi .
+
+mosquitto: ## install Mosquitto (Debian package) if it is missing
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing mosquitto"; $$SUDO apt-get update -q && $$SUDO apt-get install -y -q mosquitto; }
+
+bench-compare: bench-bin mosquitto ## mcutie vs Mosquitto vs mochi-mqtt, same scenarios; writes bench/results/latest.{md,svg,json} (~7 min)
+	./bin/compare --suite compare $(COMPARE_FLAGS)
+
+bench-scaling: bench-bin ## mcutie fan-in/fan-out with --loops 1 and 2; writes bench/results/scaling.{md,json}
+	./bin/compare --suite scaling $(COMPARE_FLAGS)
+
+bench-profiles: bench-bin ## mcutie with each --profile; writes bench/results/profiles.{md,json}
+	./bin/compare --suite profiles $(COMPARE_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for pkg in $$($(GO) list ./...); do \

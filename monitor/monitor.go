@@ -37,9 +37,16 @@ type Options struct {
 // Server is the HTTP endpoint. Start and Shutdown are safe for concurrent
 // use with the requests it serves.
 type Server struct {
-	opts Options
-	ln   net.Listener
-	srv  *http.Server
+	opts  Options
+	ln    net.Listener
+	srv   *http.Server
+	extra []func(*http.ServeMux)
+}
+
+// Handle adds handlers to the endpoint's mux (e.g. /debug/pprof/ with
+// mcutie --pprof). Call it before Start.
+func (s *Server) Handle(register func(*http.ServeMux)) {
+	s.extra = append(s.extra, register)
 }
 
 // New returns a server for o; call Start.
@@ -68,6 +75,9 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", s.readyz)
+	for _, register := range s.extra {
+		register(mux)
+	}
 	return mux
 }
 

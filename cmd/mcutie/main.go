@@ -50,6 +50,7 @@ type config struct {
 	sysInterval   time.Duration
 	logLevel      string
 	configFile    string
+	pprof         bool
 
 	maxPacketSize    int
 	maxTopicLength   int
@@ -107,6 +108,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
 
 	fs.IntVar(&cfg.maxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
@@ -308,6 +310,9 @@ func run(args []string) int {
 				{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
 			},
 		})
+		if cfg.pprof {
+			mon.Handle(registerPprof)
+		}
 		if err := mon.Start(); err != nil {
 			log.Error("cannot serve metrics and health", "addr", cfg.metricsListen, "err", err)
 			_ = srv.Stop(context.Background())
