@@ -189,6 +189,15 @@ func renderScenario(b *strings.Builder, ri *runInfo, s scenario) {
 		}
 	}
 	p("\n")
+	for _, rw := range rows {
+		if r := rw.res.rep; r != nil && len(r.Errors) > 0 {
+			var es []string
+			for _, e := range r.Errors {
+				es = append(es, fmt.Sprintf("%s × %s (first: %s)", num(e.Count), e.Name, e.Sample))
+			}
+			p("Errors, %s: %s.\n\n", rw.label, strings.Join(es, "; "))
+		}
+	}
 	if ri.Suite == "compare" {
 		if line := ratioLine(ri, s, kind); line != "" {
 			p("%s\n\n", line)
