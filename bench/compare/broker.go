@@ -77,6 +77,7 @@ type env struct {
 	pin        bool
 	brokerCPUs string // taskset list for brokers, e.g. "1"
 	benchCPUs  string // taskset list for the generator, e.g. "0"
+	nice       int    // niceness of brokers and generator (0: inherit)
 }
 
 // freePort asks the kernel for an unused loopback port. Another process
@@ -90,12 +91,20 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// command returns path and args, behind taskset when pinning.
+// command returns path and args, behind taskset when pinning and nice
+// when a niceness is set. Both exec the next program, so the pid is the
+// broker's (or bench's), and every thread it starts inherits the CPU
+// affinity and the niceness (both are per thread on Linux: setting them
+// on a running Go process would miss the threads it already has).
 func (e *env) command(cpus, path string, args ...string) *exec.Cmd {
+	argv := append([]string{path}, args...)
 	if e.pin {
-		return exec.Command("taskset", append([]string{"-c", cpus, path}, args...)...)
+		argv = append([]string{"taskset", "-c", cpus}, argv...)
 	}
-	return exec.Command(path, args...)
+	if e.nice != 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(e.nice)}, argv...)
+	}
+	return exec.Command(argv[0], argv[1:]...)
 }
 
 // start launches t on a free port and waits until it accepts connections.

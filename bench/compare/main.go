@@ -38,6 +38,7 @@ type options struct {
 	note      string
 	pin       string
 	halfRate  float64
+	nice      int
 	loops     string
 	cfg       suiteConfig
 }
@@ -54,6 +55,7 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	fs.StringVar(&o.mosquitto, "mosquitto", "", "path of the mosquitto binary (default: PATH, then /usr/sbin/mosquitto)")
 	fs.StringVar(&o.note, "note", "", "free text for the report's header, e.g. what else ran on the machine")
 	fs.StringVar(&o.pin, "pin", "auto", "bind the broker and the load generator to separate CPUs with taskset: auto (on for compare and profiles, off for scaling), on, off")
+	fs.IntVar(&o.nice, "nice", 0, "run brokers and the load generator under nice -n N (e.g. -5 to be scheduled ahead of builds running at 0 or 10 on the same machine; negative needs root) (0: inherit)")
 	fs.Float64Var(&o.halfRate, "half-rate", 0, "lat-half: total msg/s to offer (0: half of Mosquitto's fanin-q0 in this run, else of the first broker's)")
 	fs.StringVar(&o.loops, "loops", "1,2", "scaling: the --loops values to compare, comma-separated")
 	fs.StringVar(&o.cfg.Only, "scenarios", "", "comma-separated scenario ids to run (default: all of the suite)")
@@ -79,6 +81,9 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	}
 	if o.cfg.Duration <= 0 || o.cfg.Duration > 10*time.Minute || o.cfg.LatDur <= 0 || o.cfg.LatDur > 10*time.Minute {
 		return nil, errors.New("compare: --duration and --latency-duration must be in (0, 10m]")
+	}
+	if o.nice < -20 || o.nice > 19 {
+		return nil, errors.New("compare: --nice must be in [-20, 19]")
 	}
 	if o.cfg.IdleConns < 1 || o.cfg.IdleConns > 500_000 {
 		return nil, errors.New("compare: --idle-conns must be in [1, 500000]")
@@ -149,6 +154,7 @@ type runInfo struct {
 	GoVersion  string            `json:"go"`
 	Versions   map[string]string `json:"versions"`
 	Pinned     bool              `json:"pinned"`
+	Nice       int               `json:"nice,omitempty"`
 	BrokerCPUs string            `json:"broker_cpus,omitempty"`
 	BenchCPUs  string            `json:"bench_cpus,omitempty"`
 	LoadBefore string            `json:"loadavg_before"`
@@ -194,7 +200,7 @@ func realMain(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	e := &env{bin: o.bin}
+	e := &env{bin: o.bin, nice: o.nice}
 	for _, t := range ts {
 		if t.Kind == "mosquitto" {
 			if e.mosquitto, err = findMosquitto(o.mosquitto); err != nil {
@@ -242,7 +248,7 @@ func realMain(args []string, stderr io.Writer) int {
 	defer stop()
 	ri := &runInfo{
 		Suite: o.suite, Started: time.Now().UTC(), Machine: machine(), GoVersion: runtime.Version(),
-		Versions: map[string]string{}, Pinned: e.pin, BrokerCPUs: e.brokerCPUs, BenchCPUs: e.benchCPUs,
+		Versions: map[string]string{}, Pinned: e.pin, Nice: e.nice, BrokerCPUs: e.brokerCPUs, BenchCPUs: e.benchCPUs,
 		LoadBefore: loadavg(), Note: o.note, Targets: ts, Scenarios: ss,
 		Command: "go run ./bench/compare " + strings.Join(args, " "),
 	}

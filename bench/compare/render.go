@@ -34,6 +34,9 @@ func renderMarkdown(ri *runInfo, base string) string {
 	} else {
 		p("- No CPU pinning: the broker and the load generator share every CPU.\n")
 	}
+	if ri.Nice != 0 {
+		p("- Brokers and load generator ran under `nice -n %d`, the same for every broker.\n", ri.Nice)
+	}
 	p("- Each scenario ran against a freshly started broker, one broker at a time; every broker got the same bench flags.\n")
 	p("- Load average (1/5/15 min) before: %s, after: %s.", ri.LoadBefore, ri.LoadAfter)
 	if ri.Note != "" {
