@@ -68,6 +68,7 @@ type running struct {
 	log    string // path of its stderr/stdout
 	dir    string // temporary directory, removed by stop
 	exited chan struct{}
+	err    error // from Wait, once exited is closed
 }
 
 // env is what every run of a suite shares.
@@ -157,7 +158,7 @@ func (e *env) start(t target) (*running, error) {
 		return nil, fmt.Errorf("compare: cannot start %s: %w", t.Label, err)
 	}
 	r.pid = r.cmd.Process.Pid // taskset execs the broker: same pid
-	go func() { _ = r.cmd.Wait(); close(r.exited) }()
+	go func() { r.err = r.cmd.Wait(); close(r.exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", r.addr, 200*time.Millisecond)
@@ -175,23 +176,36 @@ func (e *env) start(t target) (*running, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			r.stop()
+			_ = r.stop()
 			return nil, fmt.Errorf("compare: %s did not accept connections on %s within 15s: %s", t.Label, r.addr, tail(r.log))
 		}
 	}
 }
 
 // stop sends SIGTERM, waits at most 10 s, then kills; it removes the
-// temporary directory.
-func (r *running) stop() {
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+// temporary directory. It returns an error when the broker had already
+// died, or did not exit cleanly on SIGTERM (a crash while the load
+// generator disconnected counts against the run).
+func (r *running) stop() error {
+	var err error
 	select {
 	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		_ = r.cmd.Process.Kill()
-		<-r.exited
+		err = fmt.Errorf("exited before it was stopped (%v): %s", r.err, tail(r.log))
+	default:
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.exited:
+			if r.err != nil {
+				err = fmt.Errorf("did not exit cleanly on SIGTERM (%v): %s", r.err, tail(r.log))
+			}
+		case <-time.After(10 * time.Second):
+			_ = r.cmd.Process.Kill()
+			<-r.exited
+			err = fmt.Errorf("did not exit within 10s of SIGTERM: %s", tail(r.log))
+		}
 	}
 	os.RemoveAll(r.dir)
+	return err
 }
 
 // tail returns the last lines of a log file, for error messages.

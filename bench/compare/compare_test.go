@@ -293,7 +293,6 @@ func TestMosquittoStartsWithGeneratedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.stop()
 	c, err := net.DialTimeout("tcp", b.addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -309,6 +308,9 @@ func TestMosquittoStartsWithGeneratedConfig(t *testing.T) {
 		t.Fatalf("CONNACK %x, err %v: want 20 02 00 00", ack, err)
 	}
 	c.Close()
+	if err := b.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
 	if v := e.versionOf("mosquitto", "."); v == "" || v == "?" {
 		t.Errorf("mosquitto version %q", v)
 	}

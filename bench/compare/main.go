@@ -331,7 +331,12 @@ func runOne(ctx context.Context, e *env, t target, s scenario, halfRate float64)
 			return res
 		}
 		rep, cmdline, err := e.benchRun(ctx, b.addr, b.pid, args, bound)
-		b.stop()
+		// A broker that crashed under load (or as the clients left) is a
+		// result, not noise: it is reported and not run again.
+		if serr := b.stop(); serr != nil {
+			res.Command, res.Err, res.rep, res.Raw = cmdline, t.Label+" "+serr.Error(), nil, nil
+			return res
+		}
 		res.Command = cmdline
 		if err != nil {
 			res.Err = err.Error()
