@@ -119,15 +119,3 @@ func (r *report) p99() int64 {
 	}
 	return 0
 }
-
-func (r *report) p50() int64 {
-	switch {
-	case r == nil:
-		return 0
-	case r.Latency != nil:
-		return r.Latency.P50
-	case r.Connections.Connack != nil:
-		return r.Connections.Connack.P50
-	}
-	return 0
-}
