@@ -192,6 +192,9 @@ func TestRenderCompare(t *testing.T) {
 		"![delivered msg/s and p99 latency per scenario and broker](latest.svg)",
 		"listener 0 127.0.0.1", // the Mosquitto settings, verbatim
 		"- fanin-q0: `mcutie-bench --scenario fanin-q0`",
+		"| fanin-q0 | 30,000 · 12.00 · 1.000 | 20,000 · 17.00 · 2.000 | 60,000 · 4.00 · 1.000 |", // summary
+		"| fanin-q1-badger: mcutie (Badger) | | | 29,999 · 3.00 · 0.500 |",
+		"| idle | – | – | 1.0 KiB per connection (", // Mosquitto's idle run failed
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

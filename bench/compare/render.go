@@ -49,6 +49,7 @@ func renderMarkdown(ri *runInfo, base string) string {
 	p("\n")
 	switch ri.Suite {
 	case "compare":
+		renderSummary(&b, ri)
 		renderTargets(&b, ri)
 		p("## Chart\n\n![delivered msg/s and p99 latency per scenario and broker](%s.svg)\n\n", base)
 	case "scaling":
@@ -306,6 +307,95 @@ func goals(ri *runInfo) []goal {
 		gs = append(gs, g)
 	}
 	return gs
+}
+
+// renderSummary is one table of every message scenario (delivered msg/s,
+// CPU µs per message, p99 per broker) and one of the connection ones.
+func renderSummary(b *strings.Builder, ri *runInfo) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
+	var ts []target
+	for _, t := range ri.Targets {
+		if len(t.Only) == 0 {
+			ts = append(ts, t)
+		}
+	}
+	p("## Summary\n\nDelivered msg/s · broker CPU µs per delivered message · p99 latency ms, per broker (details and ratios below).\n\n| scenario |")
+	for _, t := range ts {
+		p(" %s |", t.Label)
+	}
+	p("\n| --- |%s\n", strings.Repeat(" ---: |", len(ts)))
+	cell := func(r *report) string {
+		if r == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%s · %.2f · %s", rateStr(r), r.cpuPer(), ms(r.p99()))
+	}
+	var conn []scenario
+	for _, s := range ri.Scenarios {
+		if s.OwnTargets {
+			continue
+		}
+		kind := ""
+		for _, t := range ts {
+			if r := ri.rep(s.ID, t.Label); r != nil && (r.Idle != nil || r.Messages == nil && r.Retained == nil) {
+				kind = "conn"
+			}
+		}
+		if kind == "conn" {
+			conn = append(conn, s)
+			continue
+		}
+		p("| %s |", s.ID)
+		for _, t := range ts {
+			p(" %s |", cell(ri.rep(s.ID, t.Label)))
+		}
+		p("\n")
+		for _, o := range ri.Scenarios {
+			if !o.OwnTargets || o.RefScenario != s.ID {
+				continue
+			}
+			for _, t := range ri.Targets {
+				r := ri.rep(o.ID, t.Label)
+				if r == nil {
+					continue
+				}
+				p("| %s: %s |", o.ID, t.Label)
+				for _, col := range ts { // in the column of its own kind of broker
+					if col.Kind == t.Kind {
+						p(" %s |", cell(r))
+					} else {
+						p(" |")
+					}
+				}
+				p("\n")
+			}
+		}
+	}
+	p("\n")
+	if len(conn) == 0 {
+		return
+	}
+	p("| scenario |")
+	for _, t := range ts {
+		p(" %s |", t.Label)
+	}
+	p("\n| --- |%s\n", strings.Repeat(" ---: |", len(ts)))
+	for _, s := range conn {
+		p("| %s |", s.ID)
+		for _, t := range ts {
+			r := ri.rep(s.ID, t.Label)
+			switch {
+			case r == nil:
+				p(" – |")
+			case r.Idle != nil:
+				p(" %s per connection (%s held) |", bytesPer(r.Idle.BytesPerConn), num(r.Idle.Held))
+			default:
+				p(" %s conn/s · %.1f µs CPU each · CONNACK p99 %s ms |", rateStr(r), r.cpuPer(), ms(r.p99()))
+			}
+		}
+		p("\n")
+	}
+	p("\n")
 }
 
 func renderTargets(b *strings.Builder, ri *runInfo) {
