@@ -42,6 +42,7 @@ type config struct {
 	SourceAddrs        int
 	Drain              time.Duration
 	Progress           bool
+	SessionExpiry      uint
 }
 
 // preset holds a scenario's defaults for the flags the user did not give.
@@ -130,6 +131,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "per connection: dial, CONNACK and SUBACK within this")
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, "bind connections round-robin to source addresses 127.0.0.1 … 127.0.0.N, each good for ~28k connections to one port (0: enough for the connection count)")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "after the window, wait at most this for messages in flight to arrive before counting losses")
+	fs.UintVar(&c.SessionExpiry, "session-expiry", 0, "0: clean sessions; N > 0: persistent sessions (3.x Clean Session 0, kept as long as the broker keeps them; v5 Clean Start 0 with Session Expiry Interval N s), so a broker with durable state stores the QoS 1/2 messages in flight")
 	fs.BoolVar(&c.Progress, "progress", true, "print a progress line on stderr every second for runs longer than 3s")
 	fs.Usage = func() {
 		w := fs.Output()
@@ -205,6 +207,7 @@ func (c *config) validate() error {
 		}
 	}
 	check(c.QoS >= 0 && c.QoS <= 2, "--qos %d: want 0, 1 or 2", c.QoS)
+	check(c.SessionExpiry <= math.MaxUint32, "--session-expiry %d: at most 4294967295", c.SessionExpiry)
 	check(c.MQTT >= 3 && c.MQTT <= 5, "--mqtt %d: want 3, 4 or 5", c.MQTT)
 	check(c.Payload >= 16 && c.Payload <= maxPayload, "--payload %d: want 16 B … 64 KiB", c.Payload)
 	check(c.Duration > 0 && c.Duration <= maxDuration, "--duration %v: want more than 0 and at most %v", c.Duration, maxDuration)

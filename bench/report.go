@@ -47,6 +47,8 @@ type Params struct {
 	KeepAlive   int     `json:"keepalive_s"`
 	Loops       int     `json:"loops"`
 	SourceAddrs int     `json:"source_addrs"`
+	// SessionExpiry is --session-expiry: 0 clean sessions, else persistent.
+	SessionExpiry uint `json:"session_expiry_s"`
 }
 
 // ConnStats are the connection outcomes.

@@ -41,7 +41,7 @@ func runBench(c *config, stderr io.Writer) (*Report, error) {
 	r.pfx = "bench/" + r.id + "/"
 	r.rep = &Report{Scenario: c.Scenario, Description: r.describe(), Params: Params{
 		Addr: c.addr.String(), MQTT: c.MQTT, QoS: c.QoS, Payload: c.Payload, Rate: c.Rate, Window: c.Window,
-		Count: c.Count, DurationSec: c.Duration.Seconds(), KeepAlive: c.KeepAlive, Loops: c.Loops,
+		Count: c.Count, DurationSec: c.Duration.Seconds(), KeepAlive: c.KeepAlive, Loops: c.Loops, SessionExpiry: c.SessionExpiry,
 	}, Errors: []client.ErrorCount{}}
 	p := &r.rep.Params
 	conns := c.Publishers + c.Subscribers
@@ -102,6 +102,9 @@ func sourceAddrs(c *config, conns int) []netip.Addr {
 func (r *runner) describe() string {
 	c := r.c
 	q := fmt.Sprintf("QoS %d, %d B payload, MQTT level %d", c.QoS, c.Payload, c.MQTT)
+	if c.SessionExpiry > 0 {
+		q += fmt.Sprintf(", persistent sessions (expiry %d s)", c.SessionExpiry)
+	}
 	rate := "as fast as possible"
 	if c.Rate > 0 {
 		rate = fmt.Sprintf("%s msg/s per publisher", num(uint64(c.Rate)))
@@ -131,7 +134,7 @@ func (r *runner) engine() (*client.Engine, error) {
 	c := r.c
 	return client.New(client.Options{
 		Addr: c.addr, Loops: c.Loops, Version: codec.Version(c.MQTT), KeepAlive: uint16(c.KeepAlive),
-		SourceAddrs: r.srcs, ConnectTimeout: c.ConnectTimeout, Base: r.base,
+		SourceAddrs: r.srcs, ConnectTimeout: c.ConnectTimeout, Base: r.base, SessionExpiry: uint32(c.SessionExpiry),
 	})
 }
 

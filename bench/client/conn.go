@@ -130,6 +130,13 @@ func (c *conn) trackFor(id uint32) *track {
 func (c *conn) appendConnect() {
 	v := c.l.e.o.Version
 	p := codec.Connect{Version: v, CleanStart: true, KeepAlive: c.l.e.o.KeepAlive, ClientID: []byte(c.spec.ClientID)}
+	if exp := c.l.e.o.SessionExpiry; exp > 0 {
+		p.CleanStart = false
+		if v == codec.V5 {
+			p.Props.Set(codec.PropSessionExpiry)
+			p.Props.SessionExpiry = exp
+		}
+	}
 	c.out = p.Append(c.out)
 }
 

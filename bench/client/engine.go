@@ -25,6 +25,12 @@ type Options struct {
 	SourceAddrs    []netip.Addr   // local addresses bound round-robin (with IP_BIND_ADDRESS_NO_PORT); empty: the kernel's choice
 	ConnectTimeout time.Duration  // dial + CONNACK + SUBACK, per connection; default 10s
 	Base           time.Time      // origin of payload timestamps; share it between engines of one run; default now
+	// SessionExpiry 0 connects with clean sessions. Above 0 sessions
+	// persist: Clean Session 0 (3.x; the broker keeps them until it
+	// decides otherwise) or Clean Start 0 with this Session Expiry
+	// Interval in seconds (v5). A broker then stores what such a session
+	// holds (QoS 1/2 messages in flight) where it keeps durable state.
+	SessionExpiry uint32
 }
 
 // Spec describes one connection.

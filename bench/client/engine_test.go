@@ -234,3 +234,45 @@ func TestConnectTimeout(t *testing.T) {
 		t.Fatalf("connect after %v: %+v", time.Since(start), cr)
 	}
 }
+
+// TestSessionExpiryConnect checks the CONNECT of each session mode: clean
+// by default; with SessionExpiry, Clean Session 0 in 3.1.1 and Clean Start
+// 0 plus the Session Expiry Interval property in v5.
+func TestSessionExpiryConnect(t *testing.T) {
+	f := func(v codec.Version, expiry uint32, wantClean bool, wantProp uint32) {
+		t.Helper()
+		got := make(chan codec.Connect, 1)
+		addr := fakeBroker(t, func(s *scripted) {
+			h, body := s.next()
+			var p codec.Connect
+			if err := p.Decode(h, body); err != nil {
+				s.t.Errorf("fake broker: CONNECT: %v", err)
+			}
+			got <- p
+			s.send((&codec.Connack{}).Append(nil, v))
+		})
+		e, err := New(Options{Addr: addr, Loops: 1, Version: v, SessionExpiry: expiry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		if cr := e.Connect(context.Background(), []*Spec{{ClientID: "x"}}, ConnectOptions{}); cr.OK != 1 {
+			t.Fatalf("connect: %+v", cr)
+		}
+		p := <-got
+		if p.CleanStart != wantClean {
+			t.Errorf("v%d expiry %d: clean start %v, want %v", v, expiry, p.CleanStart, wantClean)
+		}
+		prop := uint32(0)
+		if p.Props.Has(codec.PropSessionExpiry) {
+			prop = p.Props.SessionExpiry
+		}
+		if prop != wantProp {
+			t.Errorf("v%d expiry %d: Session Expiry Interval %d, want %d", v, expiry, prop, wantProp)
+		}
+	}
+	f(codec.V311, 0, true, 0)
+	f(codec.V311, 300, false, 0)
+	f(codec.V5, 0, true, 0)
+	f(codec.V5, 300, false, 300)
+}
