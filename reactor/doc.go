@@ -31,4 +31,14 @@
 // Nothing from gnet's inbound buffer outlives OnTraffic: Feed consumes
 // whole packets and copies whatever must outlive the call; the reactor
 // discards exactly what was consumed.
+//
+// # Writes
+//
+// The broker hands each connection's output of a pass as vectors (a
+// PUBLISH header, then the shared payload). The reactor writes them as
+// plain writes of up to 64 KiB, copied into its loop's scratch buffer, not
+// with writev: golang.org/x/sys/unix.Writev under gnet allocates its iovec
+// array beyond 8 vectors, once per flush, which was all the garbage the
+// publish path made (see gnetConn.Writev). A vector larger than that is
+// written where it is, without a copy.
 package reactor
