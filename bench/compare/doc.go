@@ -25,6 +25,15 @@
 // CPU affinity) and the generator never competes with it. The figure that
 // does not depend on the generator is broker CPU µs per delivered message
 // (utime+stime from /proc/PID/stat over the measured window ÷ deliveries).
+// On a machine shared with other work, --nice runs brokers and generator
+// at a higher priority (the same for every broker). A broker that dies
+// during a run, or does not exit cleanly on SIGTERM afterwards, is
+// reported as that run's error.
+//
+// The Badger row (fanin-q1-badger) uses persistent sessions
+// (bench --session-expiry), so every QoS 1 message in flight is stored
+// and its PUBACK waits for the commit; it is compared with the other
+// brokers' in-memory fanin-q1, as issue 5's target is worded.
 //
 // # Design choices
 //
