@@ -250,7 +250,7 @@ func realMain(args []string, stderr io.Writer) int {
 		Suite: o.suite, Started: time.Now().UTC(), Machine: machine(), GoVersion: runtime.Version(),
 		Versions: map[string]string{}, Pinned: e.pin, Nice: e.nice, BrokerCPUs: e.brokerCPUs, BenchCPUs: e.benchCPUs,
 		LoadBefore: loadavg(), Note: o.note, Targets: ts, Scenarios: ss,
-		Command: "go run ./bench/compare " + strings.Join(args, " "),
+		Command: "bin/compare " + strings.Join(args, " "),
 	}
 	for _, t := range ts {
 		if _, ok := ri.Versions[t.Kind]; !ok {

@@ -20,7 +20,7 @@ func renderMarkdown(ri *runInfo, base string) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# %s\n\n", suiteTitles[ri.Suite])
-	p("Written by `%s` on %s UTC; the run took %s.\n\n", ri.Command, ri.Started.Format("2006-01-02 15:04"), (time.Duration(ri.TookSec) * time.Second).String())
+	p("Written by `%s` (`make bench-%s` builds bin/ and runs it) on %s UTC; the run took %s.\n\n", ri.Command, ri.Suite, ri.Started.Format("2006-01-02 15:04"), (time.Duration(ri.TookSec) * time.Second).String())
 	p("- Machine: %s; %s.\n", ri.Machine, ri.GoVersion)
 	var vs []string
 	for _, k := range []string{"mcutie", "mosquitto", "mochi"} {
