@@ -208,6 +208,15 @@ func renderScenario(b *strings.Builder, ri *runInfo, s scenario) {
 		}
 	}
 	for _, rw := range rows {
+		if len(rw.res.P99s) > 1 {
+			var ps []string
+			for _, v := range rw.res.P99s {
+				ps = append(ps, ms(v))
+			}
+			p("%s: %d runs, p99 %s ms; the table shows the median run.\n\n", rw.label, len(ps), strings.Join(ps, " / "))
+		}
+	}
+	for _, rw := range rows {
 		if rw.res.Repeated {
 			p("† the first run looked off (nothing delivered or a connection failed) and was run again.\n\n")
 			break
