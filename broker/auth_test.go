@@ -319,19 +319,19 @@ func TestBans(t *testing.T) {
 	b := authBroker(t, Options{Authenticator: az, BanThreshold: 3, BanWindow: time.Minute, BanDuration: 10 * time.Second}, &now)
 	addr := netip.MustParseAddr("192.0.2.1")
 	for i := 0; i < 3; i++ {
-		if err := b.Admit(addr); err != nil {
+		if _, err := b.Admit(addr); err != nil {
 			t.Fatalf("refused after %d failures: %v", i, err)
 		}
 		fc := &fakeConn{keep: true}
 		b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", "bad", codec.V5))
 	}
-	if err := b.Admit(addr); err != ErrBanned {
+	if _, err := b.Admit(addr); err != ErrBanned {
 		t.Fatalf("banned source: %v", err)
 	}
-	if err := b.Admit(netip.MustParseAddr("::ffff:192.0.2.1")); err != ErrBanned {
+	if _, err := b.Admit(netip.MustParseAddr("::ffff:192.0.2.1")); err != ErrBanned {
 		t.Fatalf("banned source as an IPv4-mapped address: %v", err)
 	}
-	if err := b.Admit(netip.MustParseAddr("192.0.2.2")); err != nil {
+	if _, err := b.Admit(netip.MustParseAddr("192.0.2.2")); err != nil {
 		t.Fatal("another source refused")
 	}
 	// The client id is banned too, from any address; and the address is
@@ -348,7 +348,7 @@ func TestBans(t *testing.T) {
 	for b.clock.Load() < now.Load() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if err := b.Admit(addr); err != nil {
+	if _, err := b.Admit(addr); err != nil {
 		t.Fatal("still refused after the ban expired")
 	}
 	if st := b.Stats(); st.Auth.BansIP != 1 || st.Auth.BansClientID != 1 || st.Auth.RefusedBannedIP != 3 || st.Auth.RefusedBannedClientID != 1 {

@@ -130,16 +130,6 @@ func hostOf(remote string) string {
 // ErrBanned is Admit's refusal of a banned source address.
 var ErrBanned = errors.New("broker: source address banned after failed authentications (--ban-threshold)")
 
-// Admit is the accept-time admission check: the transport calls it for
-// every new connection with the peer's address, before any byte is read,
-// and closes the connection at once when it returns an error. It refuses
-// source addresses banned for failed authentications (checkBan). An
-// invalid address (a Unix socket, a test) is admitted. Safe for
-// concurrent use.
-func (b *Broker) Admit(remote netip.Addr) error {
-	return b.checkBan(remote)
-}
-
 // checkBan refuses remote while it is banned; refusals are counted
 // (mcutie_connections_rejected_total{reason="banned_ip"}), not logged one
 // by one: the ban itself was.

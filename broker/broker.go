@@ -48,6 +48,16 @@ type Broker struct {
 	// droppedOffLoop counts inbox_full drops seen off any loop (a store
 	// goroutine posting an acknowledgement); loops count their own.
 	droppedOffLoop atomic.Uint64
+
+	admit admission // connection limits checked at accept (limits.go)
+
+	rateLimited bool // a publish rate limit is set: Feed charges every PUBLISH
+
+	// readerLimit is the most bytes a connection may leave unread before
+	// its next packets are refused (Client.Feed): deliveries stop at
+	// MaxOutboundBytes, so only a client that sends without reading
+	// what it is answered gets this far.
+	readerLimit int
 }
 
 // authCounters count authentication outcomes (CONNECT path only).
@@ -69,6 +79,9 @@ func New(opts Options) *Broker {
 		clockStop: make(chan struct{}),
 	}
 	b.bans = newBans(b)
+	b.admit.seed = maphash.MakeSeed()
+	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
+	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize
 	b.clock.Store(opts.Now().UnixNano())
 	b.started = b.clock.Load()
 	go b.runClock()

@@ -67,3 +67,21 @@ func BenchmarkManyToOne(b *testing.B) {
 		pubs[j].Feed(raws[j])
 	}
 }
+
+// BenchmarkPublishLocalRateLimited is BenchmarkPublishLocal (v5) with
+// --publish-rate and --publish-byte-rate set high enough never to close:
+// the cost of charging both token buckets per PUBLISH.
+func BenchmarkPublishLocalRateLimited(b *testing.B) {
+	br := limitBroker(b, Options{PublishRate: 1e12, PublishByteRate: 1e15})
+	sub, _ := connectClient(b, br, "sub", codec.V5, false)
+	subscribe(b, sub, codec.V5, "sensors/+/temp", 0)
+	pub, _ := connectClient(b, br, "pub", codec.V5, false)
+	p := codec.Publish{Topic: []byte("sensors/42/temp"), Payload: make([]byte, 64)}
+	raw := p.Append(nil, codec.V5)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pub.Feed(raw)
+	}
+}

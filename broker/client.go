@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 
@@ -173,13 +174,38 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 		c.close()
 		return len(buf), FeedClose
 	}
+	if c.state == stateConnected && len(buf) > 0 {
+		if n := c.conn.OutboundBuffered(); n > l.b.readerLimit {
+			// The client sends but does not read what it is answered
+			// (PINGRESP, SUBACK, acks): every response would grow the
+			// transport's outbound buffer without bound.
+			l.counters.slowReader++
+			c.logClose("closing connection: the client does not read what it is sent", slog.Int("unsent_bytes", n))
+			c.close()
+			return len(buf), FeedClose
+		}
+	}
 	for off < len(buf) && (c.state <= stateConnected || c.state == stateAuthContinue) {
+		if c.state == stateAwaitConnect && codec.Type(buf[off]>>4) != codec.CONNECT {
+			// [MQTT-3.1.0-1] The first packet must be CONNECT: known from
+			// its first byte, so the rest is never waited for.
+			c.logViolation("first packet is not CONNECT", "MQTT-3.1.0-1")
+			l.counters.protocolErrors++
+			res = FeedClose
+			break
+		}
 		h, err := codec.Frame(buf[off:], l.b.opts.MaxPacketSize)
 		if err == codec.ErrIncomplete {
 			break
 		}
 		if err != nil {
-			c.protocolViolation(err)
+			if c.state == stateAwaitConnect && connectLevel(buf[off:], h) == byte(codec.V5) {
+				// A v5 CONNECT over the maximum packet size: CONNACK 0x95
+				// says why, as soon as its protocol level has arrived.
+				c.refuseConnect(codec.V5, err)
+			} else {
+				c.protocolViolation(err)
+			}
 			res = FeedClose
 			break
 		}
@@ -193,12 +219,6 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			continue
 		}
 		if c.state == stateAwaitConnect {
-			if h.Type != codec.CONNECT {
-				// [MQTT-3.1.0-1] The first packet must be CONNECT.
-				c.logViolation("first packet is not CONNECT", "MQTT-3.1.0-1")
-				res = FeedClose
-				break
-			}
 			r := c.handleConnect(h, body, buf[off:off+h.Len()])
 			if r == FeedMigrate {
 				return off, FeedMigrate
@@ -214,6 +234,10 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 		}
 		l.counters.packetsIn[h.Type&15]++
 		l.counters.bytesIn += uint64(h.Len())
+		if h.Type == codec.PUBLISH && l.b.rateLimited && !c.chargePublish(h.Len()) {
+			res = FeedClose
+			break
+		}
 		if err := c.dispatch(h, body); err != nil {
 			c.protocolViolation(err)
 			res = FeedClose
@@ -229,6 +253,38 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 		return len(buf), FeedClose
 	}
 	return off, res
+}
+
+// connectLevel returns the protocol level of the CONNECT whose fixed
+// header h starts buf, or 0 if it has not arrived or the protocol name is
+// not "MQTT" (§3.1.2.1: a 2-byte length, the name, then the level).
+func connectLevel(buf []byte, h codec.FixedHeader) byte {
+	v := buf[h.HeaderLen:]
+	if h.HeaderLen == 0 || len(v) < 7 || v[0] != 0 || v[1] != 4 || string(v[2:6]) != "MQTT" {
+		return 0
+	}
+	return v[6]
+}
+
+// NeedMore reports whether Feed would consume nothing from a buffer of
+// buffered bytes starting with head (its first 5 bytes, or all of them if
+// fewer): head starts a packet allowed in c's state whose fixed header is
+// complete and within the maximum packet size, but whose body has not all
+// arrived. The transport then waits for more bytes without handing the
+// whole buffer over (which may cost it a copy of everything buffered, per
+// read: quadratic in the size of a packet that trickles in). Loop-only.
+func (c *Client) NeedMore(head []byte, buffered int) bool {
+	if len(head) == 0 || c.state > stateConnected {
+		return false
+	}
+	if c.state == stateAwaitConnect && codec.Type(head[0]>>4) != codec.CONNECT {
+		return false // Feed refuses it at once
+	}
+	if c.state == stateConnected && c.conn.OutboundBuffered() > c.l.b.readerLimit {
+		return false // Feed closes a slow reader at once
+	}
+	h, err := codec.Frame(head, c.l.b.opts.MaxPacketSize)
+	return err == codec.ErrIncomplete && h.HeaderLen > 0 && buffered < h.Len()
 }
 
 func (c *Client) dispatch(h codec.FixedHeader, body []byte) error {
@@ -320,14 +376,56 @@ func (c *Client) protocolViolation(err error) {
 	}
 }
 
+// logViolation logs a protocol violation naming the client and the rule.
+// Lines are throttled per loop (a flood of garbage connections must not
+// become a flood of log lines); the next line that passes says how many
+// were suppressed.
 func (c *Client) logViolation(reason, spec string) {
+	c.logClose("closing connection: protocol violation", slog.String("rule", spec), slog.String("reason", reason))
+}
+
+// logClose logs why the broker closes c, throttled per loop.
+func (c *Client) logClose(msg string, attrs ...slog.Attr) {
+	l := c.l
+	ok, suppressed := l.logs.allow(l.now)
+	if !ok {
+		return
+	}
 	id := ""
 	if c.s != nil {
 		id = c.s.id
 	}
-	c.l.b.opts.Logger.Info("closing connection: protocol violation",
-		slog.String("client", id), slog.String("remote", c.conn.RemoteAddr()),
-		slog.String("rule", spec), slog.String("reason", reason))
+	attrs = append(attrs, slog.String("client", id), slog.String("remote", c.conn.RemoteAddr()))
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+	}
+	l.b.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+}
+
+// pubRates are a connection's publish rate buckets (Loop.rates).
+type pubRates struct{ msgs, bytes bucket }
+
+// chargePublish takes one PUBLISH of n bytes from c's rate buckets and
+// reports whether it was within the limits; if not, c is disconnected
+// (v5 DISCONNECT 0x96 for messages/s, 0x97 for bytes/s; 3.x closed).
+// Loop-only.
+func (c *Client) chargePublish(n int) bool {
+	l := c.l
+	o := &l.b.opts
+	r := &l.rates[c.idx]
+	if o.PublishRate > 0 && !r.msgs.take(l.now, o.PublishRate, float64(o.PublishBurst), 1) {
+		l.counters.publishRateExceeded++
+		c.logClose("closing connection: publish rate limit", slog.String("limit", "--publish-rate"), slog.Float64("per_second", o.PublishRate))
+		c.disconnect(codec.MessageRateTooHigh, "more PUBLISH packets per second than the server allows")
+		return false
+	}
+	if o.PublishByteRate > 0 && !r.bytes.take(l.now, o.PublishByteRate, float64(o.PublishByteBurst), float64(n)) {
+		l.counters.publishBytesExceeded++
+		c.logClose("closing connection: publish byte rate limit", slog.String("limit", "--publish-byte-rate"), slog.Float64("bytes_per_second", o.PublishByteRate))
+		c.disconnect(codec.QuotaExceeded, "more PUBLISH bytes per second than the server allows")
+		return false
+	}
+	return true
 }
 
 // disconnect sends a v5 DISCONNECT with code (3.x: nothing) and closes.

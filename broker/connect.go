@@ -59,6 +59,12 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 		cid = c.flow().assignedID
 		assigned = true
+	} else if len(cid) > b.opts.MaxClientIDLength {
+		// [MQTT-3.1.3-5] allows refusing ids longer than 23 bytes; ours
+		// is --max-client-id-length (at least 23).
+		l.counters.clientIDTooLong++
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "client identifier longer than the server allows (--max-client-id-length)", SpecID: "MQTT-3.1.3-5"})
+		return FeedClose
 	} else if home := b.homeLoop(cid); home != l.idx {
 		c.MigrateTo = home
 		c.state = stateMigrating
@@ -90,10 +96,19 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 	c.keepAlive = p.KeepAlive
 	serverKeepAlive := false
-	if mk := b.opts.MaxKeepAlive; mk > 0 && p.Version == codec.V5 && (p.KeepAlive == 0 || p.KeepAlive > mk) {
-		// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
-		c.keepAlive = mk
-		serverKeepAlive = true
+	if ka, ok := b.keepAliveFor(p.KeepAlive); !ok {
+		if p.Version == codec.V5 {
+			// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
+			c.keepAlive = ka
+			serverKeepAlive = true
+		} else {
+			// 3.x has no way to tell the client: refuse, as Mosquitto
+			// does for max_keepalive, with "identifier rejected" (the
+			// only return code that refuses the client's parameters).
+			l.counters.keepAliveRefused++
+			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "keep alive outside the server's range (--min-keepalive, --max-keepalive)"})
+			return FeedClose
+		}
 	}
 
 	expiry := uint32(0)
@@ -213,12 +228,29 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	return FeedContinue
 }
 
+// keepAliveFor checks a requested keep-alive against --min-keepalive and
+// --max-keepalive; when it is outside, it returns the value the server
+// wants instead (v5 Server Keep Alive) and false. 0 (no keep-alive) is
+// outside a maximum, not below a minimum.
+func (b *Broker) keepAliveFor(ka uint16) (uint16, bool) {
+	mx, mn := b.opts.MaxKeepAlive, b.opts.MinKeepAlive
+	switch {
+	case mx > 0 && (ka == 0 || ka > mx):
+		return mx, false
+	case mn > 0 && ka != 0 && ka < mn:
+		return mn, false
+	}
+	return ka, true
+}
+
 // refuseConnect answers a refused CONNECT with a CONNACK where the protocol
 // has a code for the failure, and closes (MQTT-3.2.2-6/-7, MQTT-3.1.4-1).
 func (c *Client) refuseConnect(v codec.Version, err error) {
 	re := codec.AsReasonError(err)
 	if re != nil {
 		c.logViolation("CONNECT refused: "+re.Reason, re.SpecID)
+	} else {
+		c.logViolation("CONNECT refused: "+err.Error(), "")
 	}
 	c.refuse(v, re)
 }

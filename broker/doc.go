@@ -47,4 +47,16 @@
 // bytes of a connection (Options.MaxOutboundBytes: QoS 0 dropped, QoS 1/2
 // held in the session queue), and a session's QoS 1/2 messages
 // (Options.MaxQueued: newer messages dropped and counted).
+//
+// # Limits and hostile input
+//
+// Connection limits (total, per source address, new connections per
+// second per address) are checked by Broker.Admit, which the transport
+// calls when it accepts a connection; it is safe for concurrent use and
+// keeps per-address state in a sharded map (limits.go). Every other
+// limit is checked on the connection's loop with loop-owned state: the
+// publish rate buckets of a Client, the subscription count and queued
+// bytes of a Session. A protocol violation or a limit closes only that
+// connection, with a v5 reason code where the protocol has one, and a
+// throttled log line naming the client, its address and the rule.
 package broker

@@ -16,9 +16,16 @@ type fakeConn struct {
 	writes int
 	wakes  int
 	remote string // default 192.0.2.1:1883
+	// afterClose counts writes after Close: bytes a real transport
+	// would drop.
+	afterClose int
+	buffered   int // what OutboundBuffered reports: a peer that does not read
 }
 
 func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
+	if f.closed {
+		f.afterClose++
+	}
 	n := 0
 	for _, b := range bufs {
 		n += len(b)
@@ -29,7 +36,7 @@ func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
 	f.writes++
 	return n, nil
 }
-func (f *fakeConn) OutboundBuffered() int { return 0 }
+func (f *fakeConn) OutboundBuffered() int { return f.buffered }
 func (f *fakeConn) Close() error          { f.closed = true; return nil }
 func (f *fakeConn) RemoteAddr() string {
 	if f.remote != "" {

@@ -80,7 +80,9 @@ type Loop struct {
 	counters loopCounters
 	snap     counterSnapshot
 
-	sys *sysState // $SYS publisher (loop 0 only; nil elsewhere)
+	sys   *sysState   // $SYS publisher (loop 0 only; nil elsewhere)
+	logs  logThrottle // lines about connections the broker closes (Client.logClose): one a second
+	rates []pubRates  // publish rate buckets of l.clients, same index (only with a publish rate limit)
 }
 
 type itemKind uint8
@@ -255,6 +257,14 @@ func (l *Loop) flushHeld() {
 func (l *Loop) addClient(c *Client) {
 	c.idx = int32(len(l.clients))
 	l.clients = append(l.clients, c)
+	if o := &l.b.opts; l.b.rateLimited {
+		// The publish rate buckets sit beside l.clients, at the same
+		// index: a Client stays in its size class (size_test.go).
+		var r pubRates
+		r.msgs.fill(l.now, float64(o.PublishBurst))
+		r.bytes.fill(l.now, float64(o.PublishByteBurst))
+		l.rates = append(l.rates, r)
+	}
 }
 
 func (l *Loop) removeClient(c *Client) {
@@ -267,6 +277,10 @@ func (l *Loop) removeClient(c *Client) {
 	l.clients[i].idx = int32(i)
 	l.clients[last] = nil
 	l.clients = l.clients[:last]
+	if l.b.rateLimited {
+		l.rates[i] = l.rates[last]
+		l.rates = l.rates[:last]
+	}
 	c.idx = -1
 }
 

@@ -49,10 +49,23 @@ const maxPooledMessageBuf = 64 << 10
 
 var messagePool = sync.Pool{New: func() any { return new(Message) }}
 
+// liveMessages counts Messages made by newMessage whose last reference is
+// not yet released, while trackMessages is set. Only tests set it (before
+// any broker runs): the wire fuzz target checks that every reference a
+// connection's packets created is released once its sessions end. Reading
+// one bool per message keeps the counter off the production hot path.
+var (
+	trackMessages bool
+	liveMessages  atomic.Int64
+)
+
 // newMessage copies p into a pooled Message with one reference.
 func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 	m := messagePool.Get().(*Message)
 	m.refs.Store(1)
+	if trackMessages {
+		liveMessages.Add(1)
+	}
 	n := len(p.Topic) + len(p.Payload) + len(p.Props.ContentType) + len(p.Props.ResponseTopic) + len(p.Props.CorrelationData)
 	for _, u := range p.Props.User {
 		n += len(u.Key) + len(u.Value)
@@ -129,6 +142,9 @@ func (m *Message) release() {
 	}
 	if n < 0 && !m.pinned {
 		panic("BUG: broker: Message released more often than retained")
+	}
+	if trackMessages && n == 0 {
+		liveMessages.Add(-1)
 	}
 	m.origin = nil
 	if m.pinned || cap(m.buf) > maxPooledMessageBuf {

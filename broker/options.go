@@ -15,12 +15,14 @@ type Options struct {
 	MaxPacketSize     int    // largest packet accepted and advertised (v5 Maximum Packet Size); default 1 MiB
 	MaxTopicLength    int    // bytes; default 65535
 	MaxTopicLevels    int    // default 128
-	MaxKeepAlive      uint16 // seconds; a client asking for more (or 0) is told the Server Keep Alive (v5) — 3.x clients keep theirs; default 0 = no limit
+	MaxKeepAlive      uint16 // seconds; a v5 client asking for more (or 0) is told the Server Keep Alive, a 3.x one is refused (CONNACK 0x02, as Mosquitto); default 0 = no limit
+	MinKeepAlive      uint16 // seconds; a v5 client asking for less (not 0) is told the Server Keep Alive, a 3.x one is refused (CONNACK 0x02); default 0 = no limit
 	MaxInflight       uint16 // QoS 1/2 messages sent and not yet acknowledged, per session (and our v5 Receive Maximum); default 1024
 	MaxQueued         int    // QoS 1/2 messages queued per session beyond the inflight window or while offline; default 10000
 	MaxOutboundBytes  int    // bytes buffered for one connection before it counts as a slow consumer (QoS 0 dropped); default 4 MiB
 	TopicAliasMaximum uint16 // inbound topic aliases accepted from v5 clients; default 64
 	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
+	MaxQueuedBytes    int    // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted; default 0 = no limit beyond MaxQueued
 	ConnectTimeout    time.Duration
 	InboxSize         int // cross-loop inbox capacity per loop; default 16384
 	// CommitBacklog bounds, per loop, the store operations kept while the
@@ -53,6 +55,18 @@ type Options struct {
 	BanWindow     time.Duration // default 1m
 	BanDuration   time.Duration // default 5m
 	BanMaxTracked int           // default 100000
+	// Limits on clients (see limits.go and the README's "Security"
+	// section). 0 means no limit unless a default is named.
+	MaxConnections      int     // open connections in total; more are closed at accept
+	MaxConnectionsPerIP int     // open connections per source address; more are closed at accept
+	ConnectRatePerIP    float64 // new connections per second per source address (token bucket); more are closed at accept
+	ConnectBurstPerIP   int     // bucket size of ConnectRatePerIP; default max(1, 2 × rate)
+	MaxClientIDLength   int     // bytes; a longer client id is refused (CONNACK 0x85 / 0x02); default 256
+	MaxSubscriptions    int     // subscriptions per session; a filter beyond it gets SUBACK 0x97 (v5) / 0x80; default 10000
+	PublishRate         float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishBurst        int     // bucket size of PublishRate; default max(1, 2 × rate)
+	PublishByteRate     float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishByteBurst    int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
 
 	// SysInterval is how often the $SYS/broker/... topics are published
 	// (retained); 0 turns them off (the binary's default is 10s).
@@ -99,6 +113,26 @@ func (o *Options) Defaults() {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
+	}
+	if o.MaxClientIDLength <= 0 {
+		o.MaxClientIDLength = 256
+	}
+	// [MQTT-3.1.3-5] A server must accept ids of 1 to 23 bytes.
+	o.MaxClientIDLength = max(o.MaxClientIDLength, 23)
+	if o.MaxKeepAlive > 0 && o.MinKeepAlive > o.MaxKeepAlive {
+		o.MinKeepAlive = o.MaxKeepAlive
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = 10000
+	}
+	if o.ConnectRatePerIP > 0 && o.ConnectBurstPerIP <= 0 {
+		o.ConnectBurstPerIP = max(1, int(2*o.ConnectRatePerIP))
+	}
+	if o.PublishRate > 0 && o.PublishBurst <= 0 {
+		o.PublishBurst = max(1, int(2*o.PublishRate))
+	}
+	if o.PublishByteRate > 0 && o.PublishByteBurst <= 0 {
+		o.PublishByteBurst = max(o.MaxPacketSize, int(2*o.PublishByteRate))
 	}
 	if o.InboxSize <= 0 {
 		o.InboxSize = 16384

@@ -99,6 +99,7 @@ func (a *ackWait) write() {
 		// refuse rather than acknowledge (v5 0x80; 3.x has no code).
 		c.l.counters.storeRefused++
 		if c.version != codec.V5 {
+			c.logClose("closing connection: acknowledgement refused, its state was not stored")
 			c.close()
 			return
 		}

@@ -23,6 +23,8 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		}
 	}
 	if len(p.Topic) > l.b.opts.MaxTopicLength || bytes.Count(p.Topic, []byte{'/'})+1 > l.b.opts.MaxTopicLevels {
+		// --max-topic-length / --max-topic-levels.
+		l.counters.droppedTopicLimit++
 		if p.QoS > 0 && c.version == codec.V5 {
 			c.queueAck(ackFor(p.QoS), p.PacketID, codec.TopicNameInvalid)
 			return nil
@@ -302,6 +304,13 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		return
 	}
 	c := s.c
+	if c != nil && c.state != stateConnected {
+		// Closing: the socket is going away (found by FuzzWire: a will
+		// published on a tick was written to a connection closed for
+		// its keep-alive). Deliver as to an offline session: QoS 1/2
+		// waits in the queue for the next connection.
+		c = nil
+	}
 	if tmpl.qos == 0 {
 		if c == nil {
 			return // QoS 0 is not queued for offline sessions
@@ -321,8 +330,13 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		return
 	}
 	q := s.qos()
-	if q.queue.len()+q.inflight.len() >= l.b.opts.MaxQueued {
-		l.counters.droppedQueueFull++
+	size := len(m.Topic) + len(m.Payload)
+	if full, overBytes := q.queue.len()+q.inflight.len() >= l.b.opts.MaxQueued, l.b.opts.MaxQueuedBytes > 0 && q.bytes+size > l.b.opts.MaxQueuedBytes; full || overBytes {
+		if full {
+			l.counters.droppedQueueFull++ // --max-queued-messages
+		} else {
+			l.counters.droppedQueueBytes++ // --max-queued-bytes
+		}
 		if m.ack != nil {
 			m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
 		}
@@ -330,6 +344,8 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	om := new(outMsg)
 	*om = *tmpl
+	om.size = size
+	q.bytes += size
 	om.seq = q.nextSeq
 	q.nextSeq++
 	m.retain()
@@ -480,8 +496,7 @@ func (c *Client) handleAck(a *codec.Ack) error {
 			}
 			om.state = outPubrec
 			s.storeReleased(om)
-			om.m.release() // the message itself is no longer needed
-			om.m = nil
+			s.dropMsg(om) // the message itself is no longer needed
 		}
 		c.queueAck(codec.PUBREL, a.PacketID, codec.Success)
 	case codec.PUBCOMP:
@@ -515,9 +530,7 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 		q.held--
 	}
 	s.storeOutboundDone(om, nil)
-	if om.m != nil {
-		om.m.release()
-	}
+	s.dropMsg(om)
 	s.freePID(pid)
 	s.pump()
 }
@@ -532,9 +545,7 @@ func (s *Session) completeOutbound(pid uint16) {
 		if om := q.inflight.at(i); om.pid == pid {
 			q.inflight.remove(i)
 			s.storeOutboundDone(om, nil)
-			if om.m != nil {
-				om.m.release()
-			}
+			s.dropMsg(om)
 			s.freePID(pid)
 			return
 		}

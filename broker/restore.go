@@ -119,6 +119,10 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			// flight with its derived packet id and is resent with DUP=1
 			// when the client resumes. Only if an older message holds the
 			// same id does it wait in the queue.
+			if om.m != nil {
+				om.size = len(om.m.Topic) + len(om.m.Payload)
+				q.bytes += om.size
+			}
 			if s.takePID(om) {
 				q.inflight.pushBack(om)
 			} else {

@@ -77,6 +77,8 @@ type sessionQoS struct {
 
 	inboundQoS2 []uint16   // received QoS 2 ids awaiting PUBREL [MQTT-4.3.3-10]
 	qos2Pending []*ackWait // marked publishes whose inbound record is not yet submitted, in mark order (Session.qos2Mark)
+
+	bytes int // topic + payload bytes of the messages in inflight and queue (--max-queued-bytes)
 }
 
 // qos returns s's QoS 1/2 state, allocating it on first use.
@@ -112,6 +114,7 @@ type outMsg struct {
 	retain bool
 	ids    [4]uint32
 	nids   uint8
+	size   int // topic + payload bytes counted in sessionQoS.bytes while m is held
 	// storedIn is the loop's Apply that stores a QoS 2 message (0: stored
 	// already, or not persistent); a PUBLISH of it waits for that commit.
 	storedIn uint64
@@ -209,14 +212,10 @@ func (s *Session) end(publishWill bool) {
 	s.subs = nil
 	if q := s.q; q != nil {
 		for q.inflight.len() > 0 {
-			om := q.inflight.popFront()
-			if om.m != nil {
-				om.m.release()
-			}
+			s.dropMsg(q.inflight.popFront())
 		}
 		for q.queue.len() > 0 {
-			om := q.queue.popFront()
-			om.m.release()
+			s.dropMsg(q.queue.popFront())
 		}
 		q.held = 0
 		q.inboundQoS2 = nil
@@ -299,6 +298,16 @@ func (s *Session) removeSub(filter string, o router.SubOptions) {
 	}
 }
 
+// dropMsg releases om's message, if it still holds one, and takes its
+// bytes off the session's count.
+func (s *Session) dropMsg(om *outMsg) {
+	if om.m != nil {
+		s.q.bytes -= om.size
+		om.m.release()
+		om.m = nil
+	}
+}
+
 // pidForSeq derives a message's packet id from its sequence number, so a
 // message resent after a restart keeps the id it may already have been
 // sent with (MQTT-4.4.0-1), without a store write per send.
@@ -345,7 +354,7 @@ func (s *Session) pump() {
 
 func (s *Session) pumpQueue() {
 	c, q := s.c, s.q
-	if c == nil || q == nil {
+	if c == nil || q == nil || c.state != stateConnected {
 		return
 	}
 	now := s.l.now
@@ -373,7 +382,7 @@ func (s *Session) pumpQueue() {
 			q.queue.popFront()
 			s.l.counters.droppedExpired++
 			s.storeOutboundDone(om, nil)
-			om.m.release()
+			s.dropMsg(om)
 			continue
 		}
 		if !s.takePID(om) {

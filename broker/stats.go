@@ -44,6 +44,13 @@ type loopCounters struct {
 	aclDeniedRead, aclDeniedWill         uint64
 	inboxItems                           uint64 // items taken from this loop's inbox
 	sysPublished                         uint64 // $SYS messages published by this loop
+	droppedQueueBytes                    uint64
+	droppedTopicLimit                    uint64
+	clientIDTooLong, keepAliveRefused    uint64
+	publishRateExceeded                  uint64
+	publishBytesExceeded                 uint64
+	slowReader                           uint64
+	subsRefusedQuota, subsRefusedTopic   uint64
 
 	// Gauges, refreshed at snapshot time.
 	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
@@ -114,6 +121,12 @@ type Stats struct {
 	ACLDenied map[string]uint64
 	Auth      AuthStats
 	Loops     []LoopStats
+	// Rejected counts connections refused or closed by a limit, by the
+	// reason label of mcutie_connections_rejected_total.
+	Rejected map[string]uint64
+	// SubscriptionsRefused counts SUBSCRIBE filters refused by a limit.
+	SubscriptionsRefused map[string]uint64
+	OpenConnections      int64 // admitted and not yet closed (Broker.Admit)
 }
 
 // AuthStats counts authentication outcomes and bans.
@@ -139,13 +152,19 @@ type LoopStats struct {
 }
 
 // dropReasons are the label values of mcutie_messages_dropped_total.
-var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "expired", "too_large", "inbox_full"}
+var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "expired", "too_large", "inbox_full", "topic_limit"}
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
 	var st Stats
 	st.Dropped = make(map[string]uint64, len(dropReasons))
 	st.ACLDenied = map[string]uint64{}
+	st.Rejected = map[string]uint64{}
+	st.SubscriptionsRefused = map[string]uint64{}
+	for i, r := range admitReasons {
+		st.Rejected[r] = b.admit.refused[i].Load()
+	}
+	st.OpenConnections = b.admit.open.Load()
 	st.Loops = make([]LoopStats, len(b.loops))
 	for i, l := range b.loops {
 		l.snap.mu.Lock()
@@ -199,6 +218,19 @@ func (b *Broker) Stats() Stats {
 		st.Dropped["expired"] += c.droppedExpired
 		st.Dropped["too_large"] += c.droppedTooLarge
 		st.Dropped["inbox_full"] += c.droppedInboxFull
+		st.Dropped["queue_bytes_full"] += c.droppedQueueBytes
+		st.Dropped["topic_limit"] += c.droppedTopicLimit
+		st.Rejected["connect_refused"] += c.connectsRefused
+		st.Rejected["connect_timeout"] += c.connectTimeouts
+		st.Rejected["keepalive_timeout"] += c.keepAliveTimeouts
+		st.Rejected["protocol_error"] += c.protocolErrors
+		st.Rejected["client_id_too_long"] += c.clientIDTooLong
+		st.Rejected["keepalive_out_of_range"] += c.keepAliveRefused
+		st.Rejected["publish_rate"] += c.publishRateExceeded
+		st.Rejected["publish_byte_rate"] += c.publishBytesExceeded
+		st.Rejected["slow_reader"] += c.slowReader
+		st.SubscriptionsRefused["max_subscriptions"] += c.subsRefusedQuota
+		st.SubscriptionsRefused["topic_limit"] += c.subsRefusedTopic
 		st.ACLDenied["publish"] += c.aclDeniedPublish
 		st.ACLDenied["subscribe"] += c.aclDeniedSubscribe
 		st.ACLDenied["read"] += c.aclDeniedRead
@@ -229,6 +261,16 @@ func (b *Broker) Stats() Stats {
 // packetTypeLabel is the label value of a packet type in metrics.
 func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(t))) }
 
+// rejectReasons are the reason labels of mcutie_connections_rejected_total:
+// connections refused at accept, CONNECTs refused, and connections the
+// broker closed for a timeout, a protocol violation or a limit.
+var rejectReasons = []string{
+	"max_connections", "max_connections_per_ip", "connection_rate", // at accept (Admit)
+	"connect_refused", "client_id_too_long", "keepalive_out_of_range", // CONNECT refused (connect_refused counts them all)
+	"connect_timeout", "keepalive_timeout", "protocol_error",
+	"publish_rate", "publish_byte_rate", "slow_reader",
+}
+
 // WriteMetrics writes the broker's metrics in Prometheus text format; pass
 // it to metrics.RegisterMetricsWriter. It formats names at scrape time, so
 // counting costs the hot path nothing but the loops' plain increments.
@@ -249,6 +291,17 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 			name := strings.ReplaceAll(codec.ReasonCode(code).String(), " ", "_")
 			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connects_refused_total{code="0x%02x",reason=%q}`, code, name), n)
 		}
+	}
+	metrics.WriteGaugeUint64(w, "mcutie_connections_admitted", uint64(max(st.OpenConnections, 0)))
+	for _, r := range rejectReasons {
+		switch r {
+		case "connect_refused", "connect_timeout", "keepalive_timeout", "protocol_error":
+			continue // written above
+		}
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r), st.Rejected[r])
+	}
+	for _, r := range []string{"max_subscriptions", "topic_limit"} {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_subscriptions_refused_total{reason=%q}`, r), st.SubscriptionsRefused[r])
 	}
 	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
 	for t := 1; t < 16; t++ {

@@ -44,7 +44,9 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 			// 3.1.1 MQTT-4.7.1-2/-3]: refused in the SUBACK (0x8F; 3.x 0x80).
 			code = codec.TopicFilterInvalid
 		case len(sub.Filter) > l.b.opts.MaxTopicLength || bytes.Count(filter, []byte{'/'})+1 > l.b.opts.MaxTopicLevels:
+			// --max-topic-length / --max-topic-levels.
 			code = codec.TopicFilterInvalid
+			l.counters.subsRefusedTopic++
 		case shared && sub.NoLocal:
 			// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
 			return errProtocol("No Local set on a shared subscription", "MQTT-3.8.3-4")
@@ -52,6 +54,13 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 			// Refused for this filter only: v5 0x87, 3.x 0x80.
 			l.counters.aclDeniedSubscribe++
 			code = codec.NotAuthorized
+		case len(s.subs) >= l.b.opts.MaxSubscriptions:
+			// --max-subscriptions: a new filter beyond the quota is
+			// refused (v5 0x97); replacing an existing one is not.
+			if _, ok := s.subs[string(sub.Filter)]; !ok {
+				code = codec.QuotaExceeded
+				l.counters.subsRefusedQuota++
+			}
 		}
 		if code.IsError() {
 			if c.version != codec.V5 {

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
@@ -20,7 +21,9 @@ func (l *Loop) Tick() {
 		switch c.state {
 		case stateAwaitConnect:
 			if now-c.openedAt > connectTimeout {
+				// Never-speaking and half-open connections end here.
 				l.counters.connectTimeouts++
+				c.logClose("closing connection: no CONNECT within --connect-timeout", slog.Duration("timeout", l.b.opts.ConnectTimeout))
 				c.close()
 			}
 		case stateAuthPending, stateAuthContinue:
@@ -35,6 +38,7 @@ func (l *Loop) Tick() {
 			if c.keepAlive > 0 && now-c.lastSeen > int64(c.keepAlive)*int64(time.Second)*3/2 {
 				// [MQTT-3.1.2-22] 1.5 × Keep Alive without a packet.
 				l.counters.keepAliveTimeouts++
+				c.logClose("closing connection: keep alive timeout", slog.String("rule", "MQTT-3.1.2-22"), slog.Int("keep_alive", int(c.keepAlive)))
 				c.willOnClose = true
 				c.disconnect(codec.KeepAliveTimeout, "keep alive timeout")
 			} else if c.s != nil && (c.s.queuedLen() > 0 || c.retPending()) {

@@ -28,6 +28,17 @@
 // the connection's RemoteAddr. TLS certificates are served from an atomic
 // pointer that ReloadTLS swaps (tlsconfig.go).
 //
+// # Admission
+//
+// A new connection is admitted by broker.Broker.Admit (bans, connection
+// limits) before anything else: in OnOpen on a gnet listener, after the
+// PROXY header when one is expected (proxyPrelude), before the TLS
+// handshake on the goroutine transport. Its ticket follows it through a
+// move and is released when it closes (OnClose; ticketConn.Close). While
+// the buffered bytes are only the start of a packet
+// (broker.Client.NeedMore), OnTraffic waits for more without feeding the
+// broker.
+//
 // Nothing from gnet's inbound buffer outlives OnTraffic: Feed consumes
 // whole packets and copies whatever must outlive the call; the reactor
 // discards exactly what was consumed.

@@ -83,7 +83,10 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 	if len(pre) > 0 {
 		g.carry = append([]byte(nil), pre...)
 	}
-	s.goConns.Add(1)
+	if !s.goAdd() {
+		_ = nc.Close()
+		return
+	}
 	defer s.goConns.Done()
 	go g.writeLoop()
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/mcutie/mcutie/broker"
 	"github.com/pires/go-proxyproto"
 )
 
@@ -80,7 +81,10 @@ func (gl *goListener) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		gl.s.goConns.Add(1)
+		if !gl.s.goAdd() {
+			_ = c.Close()
+			return
+		}
 		gl.s.ctr.goOpen.Add(1)
 		go func() {
 			defer gl.s.goConns.Done()
@@ -108,12 +112,16 @@ func (gl *goListener) handle(raw net.Conn) {
 		c = pc
 	}
 	remote := tcpAddr(c)
-	// Accept-time admission (bans), with the client's real address when
-	// a PROXY header named it, before the TLS handshake costs anything.
-	if s.b.Admit(remoteIP(c.RemoteAddr())) != nil {
+	// Accept-time admission (bans, connection limits), with the client's
+	// real address when a PROXY header named it, before the TLS
+	// handshake costs anything. The ticket is released when the
+	// connection is closed, whoever closes it (ticketConn).
+	t, err := s.b.Admit(remoteIP(c.RemoteAddr()))
+	if err != nil {
 		_ = raw.Close()
 		return
 	}
+	c = &ticketConn{Conn: c, t: t}
 	user := ""
 	if gl.spec.tls() {
 		tc := tls.Server(c, s.tls.base)
@@ -123,7 +131,7 @@ func (gl *goListener) handle(raw net.Conn) {
 		if err != nil {
 			s.ctr.tlsFailed.Add(1)
 			s.log.Info("closing connection: TLS handshake failed", "listener", gl.spec.raw, "remote", remote, "err", err)
-			_ = raw.Close()
+			_ = c.Close()
 			return
 		}
 		if s.opts.TLS.UsernameFromCN {
@@ -148,6 +156,18 @@ func (gl *goListener) handle(raw net.Conn) {
 	case <-gl.done:
 		_ = c.Close()
 	}
+}
+
+// ticketConn releases the connection's admission ticket (broker.Admit)
+// when it is closed.
+type ticketConn struct {
+	net.Conn
+	t *broker.Ticket
+}
+
+func (c *ticketConn) Close() error {
+	c.t.Release()
+	return c.Conn.Close()
 }
 
 // userConn carries the certificate username through http.Server to the
@@ -196,7 +216,10 @@ func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	// The handler's goroutine serves the connection; http.Server forgets
 	// a hijacked connection, so Stop tracks it through goConns.
-	gl.s.goConns.Add(1)
+	if !gl.s.goAdd() {
+		_ = ws.Close()
+		return
+	}
 	defer gl.s.goConns.Done()
 	gl.s.ctr.goOpen.Add(1)
 	defer gl.s.ctr.goOpen.Add(-1)

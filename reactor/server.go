@@ -78,6 +78,8 @@ type Server struct {
 	tls     *tlsConfig    // nil without tls:// or wss:// listeners
 	golns   []*goListener // tls, ws, wss
 	goConns sync.WaitGroup
+	goMu    sync.Mutex    // orders goAdd with Stop's goConns.Wait
+	goStop  bool          // Stop waits for goConns: no more may be added
 	rr      atomic.Uint32 // spreads goroutine-transport connections over the loops
 	idleDir string        // holds gnet's placeholder Unix socket when no tcp:// listener is configured
 	ctr     transportCounters
@@ -98,11 +100,12 @@ type boundLoop struct {
 // anchorCtx marks the internal connections used to discover the loops.
 type anchorCtx struct{}
 
-// migration carries a connection's unconsumed bytes and its client
-// address to its home loop.
+// migration carries a connection's unconsumed bytes, its client address
+// and its admission ticket to its home loop.
 type migration struct {
 	carry  []byte
 	remote string
+	ticket *broker.Ticket
 }
 
 // connState is the per-connection context.
@@ -117,6 +120,8 @@ type connState struct {
 	// scratch is its loop's coalescing buffer (Server.scratch): a
 	// connection stays on one loop (a move opens a new connState).
 	scratch *[]byte
+	ticket  *broker.Ticket // share of the connection limits; released on close unless moved
+	moved   bool           // the connection lives on in its home loop, with the ticket
 }
 
 // New returns a server for b.
@@ -241,6 +246,19 @@ func (s *Server) Start() error {
 	}
 }
 
+// goAdd counts one goroutine-transport goroutine for Stop to wait for, and
+// reports false once Stop waits: WaitGroup.Add from a zero count must not
+// race with Wait (the race detector found an upgrade handler doing so).
+func (s *Server) goAdd() bool {
+	s.goMu.Lock()
+	defer s.goMu.Unlock()
+	if s.goStop {
+		return false
+	}
+	s.goConns.Add(1)
+	return true
+}
+
 // Stop disconnects every client (v5: DISCONNECT 0x8B) and stops the
 // engine.
 func (s *Server) Stop(ctx context.Context) error {
@@ -252,6 +270,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.b.Shutdown()
 	// Goroutine-transport connections report Closed to their loops, so
 	// they end before the engine does.
+	s.goMu.Lock()
+	s.goStop = true
+	s.goMu.Unlock()
 	waited := make(chan struct{})
 	go func() {
 		s.goConns.Wait()
@@ -441,13 +462,14 @@ func (s *Server) elFor(idx int) gnet.EventLoop {
 // OnOpen creates the broker client of a new connection.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	var carry []byte
+	var ticket *broker.Ticket
 	moved := false
 	switch v := c.Context().(type) {
 	case anchorCtx:
 		c.SetContext(v)
 		return nil, gnet.None
 	case *migration:
-		carry = v.carry
+		carry, ticket = v.carry, v.ticket
 		moved = true
 	}
 	proxy := false
@@ -455,17 +477,19 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		proxy = s.proxyExpected(c.LocalAddr())
 	}
 	if !moved && !proxy {
-		// Accept-time admission (a banned source): closed before any
-		// byte is read; Admit has counted the refusal. A moved
-		// connection was admitted on its first loop; behind a PROXY
-		// header the socket's address is the balancer's, so admission
-		// waits for the client's (proxyPrelude).
-		if err := s.b.Admit(remoteIP(c.RemoteAddr())); err != nil {
+		// Accept-time admission (bans, connection limits): closed
+		// before any byte is read; Admit has counted the refusal. A
+		// moved connection was admitted on its first loop and carries
+		// its ticket; behind a PROXY header the socket's address is the
+		// balancer's, so admission waits for the client's (proxyPrelude).
+		t, err := s.b.Admit(remoteIP(c.RemoteAddr()))
+		if err != nil {
 			return nil, gnet.Close
 		}
+		ticket = t
 	}
 	l := s.loopFor(c.EventLoop())
-	st := &connState{remote: addrString(c.RemoteAddr()), gc: c, proxy: proxy, scratch: s.scratch[l.Index()]}
+	st := &connState{remote: addrString(c.RemoteAddr()), gc: c, proxy: proxy, scratch: s.scratch[l.Index()], ticket: ticket}
 	if m, ok := c.Context().(*migration); ok {
 		st.remote = m.remote // already past the PROXY header
 	}
@@ -486,6 +510,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	st, ok := c.Context().(*connState)
 	if !ok {
 		_, _ = c.Discard(-1) // anchor: nothing is ever sent on it
+		return gnet.None
+	}
+	if st.layer == nil && !st.proxy && len(st.carry) == 0 && awaitingBody(c, st.client) {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
@@ -563,10 +590,30 @@ func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
 		ip = remoteIP(src)
 	}
 	// Accept-time admission with the client's real address.
-	if s.b.Admit(ip) != nil {
+	t, err := s.b.Admit(ip)
+	if err != nil {
 		return 0, errAdmission
 	}
+	st.ticket = t
 	return n, nil
+}
+
+// awaitingBody reports whether the bytes buffered on c are the start of a
+// packet whose body has not all arrived (broker.Client.NeedMore). Feeding
+// then would achieve nothing, and Peek(-1) copies everything buffered
+// whenever the bytes span gnet's ring and its read buffer: a large packet
+// trickling in would cost time quadratic in its size. Peeking the fixed
+// header copies at most 5 bytes.
+func awaitingBody(c gnet.Conn, cl *broker.Client) bool {
+	n := c.InboundBuffered()
+	if n < 2 {
+		return false
+	}
+	head, err := c.Peek(min(n, 5))
+	if err != nil {
+		return false
+	}
+	return cl.NeedMore(head, n)
 }
 
 // errAdmission: broker.Admit refused the client (it counted the refusal).
@@ -589,7 +636,7 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	case broker.FeedClose:
 		return gnet.Close
 	case broker.FeedMigrate:
-		s.migrate(c, st, buf[n:])
+		st.moved = s.migrate(c, st, buf[n:])
 		return gnet.Close
 	}
 	if fromCarry {
@@ -604,39 +651,46 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	return gnet.None
 }
 
-// migrate moves c to its client id's home loop.
-func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) {
+// migrate moves c to its client id's home loop and reports whether the
+// connection (and its admission ticket) now lives there.
+func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
 	target := s.elFor(st.client.MigrateTo)
 	if target == nil {
 		s.log.Error("cannot move connection: home loop not bound", "loop", st.client.MigrateTo)
-		return
+		return false
 	}
 	fd, err := c.Dup()
 	if err != nil {
 		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
-		return
+		return false
 	}
 	f := os.NewFile(uintptr(fd), "mqtt")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
 		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
-		return
+		return false
 	}
-	m := &migration{carry: append([]byte(nil), rest...), remote: st.remote}
+	m := &migration{carry: append([]byte(nil), rest...), remote: st.remote, ticket: st.ticket}
 	if _, err := target.Enroll(gnet.NewContext(context.Background(), m), nc); err != nil {
 		nc.Close()
 		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		return false
 	}
+	return true
 }
 
-// OnClose tells the broker the connection is gone.
+// OnClose tells the broker the connection is gone and releases its share
+// of the connection limits.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, ok := c.Context().(*connState); ok {
 		if st.layer != nil {
 			st.layer.Closed()
 		}
 		st.client.Closed()
+		if !st.moved {
+			st.ticket.Release()
+		}
 	}
 	return gnet.None
 }

@@ -64,6 +64,19 @@ type config struct {
 	connectTimeout   time.Duration
 	inboxSize        int
 
+	maxConnections    int
+	maxConnsPerIP     int
+	connRatePerIP     float64
+	connBurstPerIP    int
+	maxClientIDLength int
+	minKeepAlive      uint
+	maxSubscriptions  int
+	maxQueuedBytes    int
+	publishRate       float64
+	publishBurst      int
+	publishByteRate   float64
+	publishByteBurst  int
+
 	readBufferCap    int
 	writeBufferCap   int
 	socketRecvBuffer int
@@ -114,7 +127,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.maxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
 	fs.IntVar(&cfg.maxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
 	fs.IntVar(&cfg.maxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
-	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive (0: no limit)")
+	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
+	fs.UintVar(&cfg.minKeepAlive, "min-keepalive", 0, "smallest keep-alive, seconds; v5 clients asking for less (but not 0) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
 	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
 	fs.IntVar(&cfg.maxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
 	fs.IntVar(&cfg.maxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
@@ -122,6 +136,17 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", 0xFFFFFFFF, "cap on a session's expiry interval, seconds (4294967295: never expires)")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
 	fs.IntVar(&cfg.inboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
+	fs.IntVar(&cfg.maxQueuedBytes, "max-queued-bytes", 0, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (0: no limit but --max-queued-messages)")
+	fs.IntVar(&cfg.maxConnections, "max-connections", 0, "open connections in total; more are closed at accept (0: no limit but the process's open files limit)")
+	fs.IntVar(&cfg.maxConnsPerIP, "max-connections-per-ip", 0, "open connections per source IP address; more are closed at accept (0: no limit)")
+	fs.Float64Var(&cfg.connRatePerIP, "connection-rate-per-ip", 0, "new connections per second per source IP address (token bucket); more are closed at accept (0: no limit)")
+	fs.IntVar(&cfg.connBurstPerIP, "connection-burst-per-ip", 0, "bucket size of --connection-rate-per-ip (0: twice the rate)")
+	fs.IntVar(&cfg.maxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
+	fs.IntVar(&cfg.maxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	fs.Float64Var(&cfg.publishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
+	fs.IntVar(&cfg.publishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
+	fs.Float64Var(&cfg.publishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
+	fs.IntVar(&cfg.publishByteBurst, "publish-byte-burst", 0, "bucket size of --publish-byte-rate, bytes (0: twice the rate, at least --max-packet-size)")
 
 	fs.IntVar(&cfg.readBufferCap, "read-buffer-cap", 0, "gnet read buffer per loop and inbound cap per connection, bytes (0: 64 KiB)")
 	fs.IntVar(&cfg.writeBufferCap, "write-buffer-cap", 0, "gnet outbound ring per connection, bytes (0: 64 KiB)")
@@ -235,31 +260,10 @@ func run(args []string) int {
 
 	anonGiven := false
 	fs.Visit(func(f *flag.Flag) { anonGiven = anonGiven || f.Name == "allow-anonymous" })
-	bopts := broker.Options{
-		Loops:             cfg.loops,
-		MaxPacketSize:     cfg.maxPacketSize,
-		MaxTopicLength:    cfg.maxTopicLength,
-		MaxTopicLevels:    cfg.maxTopicLevels,
-		MaxKeepAlive:      uint16(min(cfg.maxKeepAlive, 65535)),
-		MaxInflight:       uint16(min(max(cfg.maxInflight, 1), 65535)),
-		MaxQueued:         cfg.maxQueued,
-		MaxOutboundBytes:  cfg.maxOutboundBytes,
-		TopicAliasMaximum: uint16(min(cfg.topicAliasMax, 65535)),
-		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
-		ConnectTimeout:    cfg.connectTimeout,
-		InboxSize:         cfg.inboxSize,
-		CommitBacklog:     cfg.commitBacklog,
-		SysInterval:       max(cfg.sysInterval, 0),
-		Version:           version,
-		Store:             st,
-		Logger:            log,
-		AuthTimeout:       cfg.authTimeout,
-		ACLCacheSize:      cfg.aclCacheSize,
-		BanThreshold:      cfg.banThreshold,
-		BanWindow:         cfg.banWindow,
-		BanDuration:       cfg.banDuration,
-		BanMaxTracked:     cfg.banMaxTracked,
-	}
+	bopts := brokerOptions(&cfg)
+	bopts.Version = version
+	bopts.Store = st
+	bopts.Logger = log
 	sec, err := setupSecurity(&cfg, anonGiven, os.Environ(), &bopts, log)
 	if err != nil {
 		log.Error("cannot set up authentication", "err", err)
@@ -358,6 +362,46 @@ func parseTLSVersion(v string) (uint16, error) {
 		return tls.VersionTLS13, nil
 	}
 	return 0, fmt.Errorf("%q (want 1.2 or 1.3)", v)
+}
+
+// brokerOptions maps the flags onto broker.Options (store and logger
+// aside).
+func brokerOptions(cfg *config) broker.Options {
+	return broker.Options{
+		Loops:             cfg.loops,
+		MaxPacketSize:     cfg.maxPacketSize,
+		MaxTopicLength:    cfg.maxTopicLength,
+		MaxTopicLevels:    cfg.maxTopicLevels,
+		MaxKeepAlive:      uint16(min(cfg.maxKeepAlive, 65535)),
+		MaxInflight:       uint16(min(max(cfg.maxInflight, 1), 65535)),
+		MaxQueued:         cfg.maxQueued,
+		MaxOutboundBytes:  cfg.maxOutboundBytes,
+		TopicAliasMaximum: uint16(min(cfg.topicAliasMax, 65535)),
+		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
+		ConnectTimeout:    cfg.connectTimeout,
+		InboxSize:         cfg.inboxSize,
+		CommitBacklog:     cfg.commitBacklog,
+		SysInterval:       max(cfg.sysInterval, 0),
+		MaxQueuedBytes:    cfg.maxQueuedBytes,
+
+		MaxConnections:      cfg.maxConnections,
+		MaxConnectionsPerIP: cfg.maxConnsPerIP,
+		ConnectRatePerIP:    cfg.connRatePerIP,
+		ConnectBurstPerIP:   cfg.connBurstPerIP,
+		MaxClientIDLength:   cfg.maxClientIDLength,
+		MinKeepAlive:        uint16(min(cfg.minKeepAlive, 65535)),
+		MaxSubscriptions:    cfg.maxSubscriptions,
+		PublishRate:         cfg.publishRate,
+		PublishBurst:        cfg.publishBurst,
+		PublishByteRate:     cfg.publishByteRate,
+		PublishByteBurst:    cfg.publishByteBurst,
+		AuthTimeout:         cfg.authTimeout,
+		ACLCacheSize:        cfg.aclCacheSize,
+		BanThreshold:        cfg.banThreshold,
+		BanWindow:           cfg.banWindow,
+		BanDuration:         cfg.banDuration,
+		BanMaxTracked:       cfg.banMaxTracked,
+	}
 }
 
 // applyProfile sets the profile's values for tuning flags that were not

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -86,7 +87,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	fs.PrintDefaults()
 	for _, name := range []string{"listen", "loops", "data-dir", "store", "durability", "metrics-listen", "log-level", "config", "max-packet-size", "max-inflight", "max-queued-messages", "profile", "memory-limit",
 		"password-file", "acl-file", "allow-anonymous", "auth-timeout", "auth-workers", "auth-queue", "acl-cache-size",
-		"ban-threshold", "ban-window", "ban-duration", "ban-max-tracked", "sys-interval"} {
+		"ban-threshold", "ban-window", "ban-duration", "ban-max-tracked", "sys-interval",
+		"max-connections", "max-connections-per-ip", "connection-rate-per-ip", "max-client-id-length", "min-keepalive", "max-subscriptions", "max-queued-bytes", "publish-rate", "publish-byte-rate"} {
 		if !strings.Contains(out.String(), "-"+name) {
 			t.Errorf("--help does not list --%s", name)
 		}
@@ -277,4 +279,75 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestLimitKeysReachBrokerOptions: every limit of the README's "Security"
+// table is a config file key (and so a flag) that reaches broker.Options.
+func TestLimitKeysReachBrokerOptions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "limits.yaml")
+	yaml := `max-connections: 1000
+max-connections-per-ip: 20
+connection-rate-per-ip: 5
+connection-burst-per-ip: 10
+max-client-id-length: 64
+min-keepalive: 5
+max-keepalive: 300
+max-subscriptions: 50
+max-queued-bytes: 1048576
+publish-rate: 100
+publish-burst: 200
+publish-byte-rate: 65536
+publish-byte-burst: 131072
+connect-timeout: 3s
+max-packet-size: 65536
+max-topic-length: 256
+max-topic-levels: 16
+max-inflight: 32
+max-queued-messages: 500
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg config
+	fs := newFlagSet(&cfg)
+	if err := applyConfigFile(fs, path); err != nil {
+		t.Fatal(err)
+	}
+	o := brokerOptions(&cfg)
+	got := fmt.Sprintf("%d %d %g %d %d %d %d %d %d %g %d %g %d %v %d %d %d %d %d",
+		o.MaxConnections, o.MaxConnectionsPerIP, o.ConnectRatePerIP, o.ConnectBurstPerIP, o.MaxClientIDLength,
+		o.MinKeepAlive, o.MaxKeepAlive, o.MaxSubscriptions, o.MaxQueuedBytes, o.PublishRate, o.PublishBurst,
+		o.PublishByteRate, o.PublishByteBurst, o.ConnectTimeout, o.MaxPacketSize, o.MaxTopicLength, o.MaxTopicLevels,
+		o.MaxInflight, o.MaxQueued)
+	want := "1000 20 5 10 64 5 300 50 1048576 100 200 65536 131072 3s 65536 256 16 32 500"
+	if got != want {
+		t.Fatalf("options from the config file:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestReadmeSecureConfigParses: the internet-facing configuration shown in
+// the README's "Security" section is a valid config file.
+func TestReadmeSecureConfigParses(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "A configuration for a broker facing the internet")
+	if !ok {
+		t.Fatal("README has no internet-facing configuration")
+	}
+	_, block, _ := strings.Cut(after, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	path := filepath.Join(t.TempDir(), "secure.yaml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg config
+	fs := newFlagSet(&cfg)
+	if err := applyConfigFile(fs, path); err != nil {
+		t.Fatalf("README configuration: %v", err)
+	}
+	if o := brokerOptions(&cfg); o.MaxConnectionsPerIP == 0 || o.PublishRate == 0 || o.MaxKeepAlive == 0 {
+		t.Fatalf("README configuration sets no limits: %+v", o)
+	}
 }

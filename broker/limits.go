@@ -1,0 +1,234 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits enforced before a connection has said anything: total
+// connections, connections per source address and new connections per
+// second per source address. The transport asks Admit when it accepts a
+// connection and closes it at once when Admit refuses; the refusal is
+// counted (mcutie_connections_rejected_total{reason=…}) and logged at most
+// once a second (a flood must not become a flood of log lines).
+//
+// Per-address state lives in a sharded map: event loops accept
+// concurrently, and a shard's mutex is held for a few map operations per
+// accepted connection, never on the publish path. An address's entry is
+// dropped once it has no connection and its rate bucket is full again, so
+// the map holds only the addresses active within the last burst/rate
+// seconds.
+
+// Admission refusals. Each is also the reason label of its metric.
+var (
+	ErrMaxConnections      = errors.New("broker: too many connections (--max-connections)")
+	ErrMaxConnectionsPerIP = errors.New("broker: too many connections from this address (--max-connections-per-ip)")
+	ErrConnectRate         = errors.New("broker: too many new connections per second from this address (--connection-rate-per-ip)")
+)
+
+const admitShards = 64
+
+type admission struct {
+	open    atomic.Int64 // admitted connections not yet released
+	seed    maphash.Seed
+	shards  [admitShards]admitShard
+	refused [3]atomic.Uint64 // max_connections, max_connections_per_ip, connection_rate
+	log     throttle
+}
+
+type admitShard struct {
+	mu    sync.Mutex
+	ips   map[netip.Addr]*ipEntry
+	admit uint32 // admissions since the last sweep
+	_     [40]byte
+}
+
+type ipEntry struct {
+	conns int
+	rate  bucket
+}
+
+// Ticket is an admitted connection's share of the connection limits. The
+// transport calls Release exactly once, when the connection is gone (a
+// connection moved to its home loop keeps its ticket).
+type Ticket struct {
+	b     *Broker
+	addr  netip.Addr
+	perIP bool
+	done  atomic.Bool
+}
+
+// Admit is the accept-time admission check: the transport calls it for
+// every new connection with the peer's address, before any byte is read.
+// It refuses banned sources (ErrBanned, ban.go), then applies the
+// connection limits. On success the caller must Release the ticket when
+// the connection closes; on failure it closes the connection at once (the
+// error says why; it has been counted, and logged unless a ban). An
+// invalid remote (a Unix socket, a test) is subject to the total limit
+// only. Safe for concurrent use.
+func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
+	o := &b.opts
+	a := &b.admit
+	remote = remote.Unmap()
+	// A banned source first (ban.go): counted there, not logged one by
+	// one (the ban itself was).
+	if err := b.checkBan(remote); err != nil {
+		return nil, err
+	}
+	if n := a.open.Add(1); o.MaxConnections > 0 && n > int64(o.MaxConnections) {
+		a.open.Add(-1)
+		return nil, b.refuseAdmit(remote, 0, ErrMaxConnections)
+	}
+	t := &Ticket{b: b, addr: remote}
+	if !remote.IsValid() || (o.MaxConnectionsPerIP <= 0 && o.ConnectRatePerIP <= 0) {
+		return t, nil
+	}
+	now := b.clock.Load()
+	sh := &a.shards[maphash.Comparable(a.seed, remote)%admitShards]
+	sh.mu.Lock()
+	if sh.ips == nil {
+		sh.ips = make(map[netip.Addr]*ipEntry)
+	}
+	if sh.admit++; sh.admit >= 1024 {
+		sh.admit = 0
+		b.sweepShard(sh, now)
+	}
+	e := sh.ips[remote]
+	if e == nil {
+		e = &ipEntry{}
+		e.rate.fill(now, float64(o.ConnectBurstPerIP))
+		sh.ips[remote] = e
+	}
+	var err error
+	var reason int
+	switch {
+	case o.MaxConnectionsPerIP > 0 && e.conns >= o.MaxConnectionsPerIP:
+		err, reason = ErrMaxConnectionsPerIP, 1
+	case o.ConnectRatePerIP > 0 && !e.rate.take(now, o.ConnectRatePerIP, float64(o.ConnectBurstPerIP), 1):
+		err, reason = ErrConnectRate, 2
+	default:
+		e.conns++
+	}
+	sh.mu.Unlock()
+	if err != nil {
+		a.open.Add(-1)
+		return nil, b.refuseAdmit(remote, reason, err)
+	}
+	t.perIP = true
+	return t, nil
+}
+
+// Release returns the ticket's share of the limits. Calling it again does
+// nothing; safe for concurrent use (a transport may close a connection
+// from more than one goroutine).
+func (t *Ticket) Release() {
+	if t == nil || !t.done.CompareAndSwap(false, true) {
+		return
+	}
+	a := &t.b.admit
+	a.open.Add(-1)
+	if !t.perIP {
+		return
+	}
+	o := &t.b.opts
+	sh := &a.shards[maphash.Comparable(a.seed, t.addr)%admitShards]
+	sh.mu.Lock()
+	if e := sh.ips[t.addr]; e != nil {
+		e.conns--
+		if e.conns <= 0 && (o.ConnectRatePerIP <= 0 || e.rate.full(t.b.clock.Load(), o.ConnectRatePerIP, float64(o.ConnectBurstPerIP))) {
+			delete(sh.ips, t.addr)
+		}
+	}
+	sh.mu.Unlock()
+}
+
+// sweepShard drops the entries of addresses with no connection whose
+// bucket has refilled. The caller holds sh.mu.
+func (b *Broker) sweepShard(sh *admitShard, now int64) {
+	o := &b.opts
+	for ip, e := range sh.ips {
+		if e.conns <= 0 && (o.ConnectRatePerIP <= 0 || e.rate.full(now, o.ConnectRatePerIP, float64(o.ConnectBurstPerIP))) {
+			delete(sh.ips, ip)
+		}
+	}
+}
+
+var admitReasons = [...]string{"max_connections", "max_connections_per_ip", "connection_rate"}
+
+func (b *Broker) refuseAdmit(remote netip.Addr, reason int, err error) error {
+	a := &b.admit
+	a.refused[reason].Add(1)
+	if ok, suppressed := a.log.allow(b.clock.Load()); ok {
+		attrs := []slog.Attr{slog.String("remote", remote.String()), slog.String("limit", admitReasons[reason]), slog.String("reason", err.Error())}
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Uint64("suppressed", suppressed))
+		}
+		b.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "connection refused at accept", attrs...)
+	}
+	return err
+}
+
+// OpenConnections is the number of admitted connections not yet released.
+// Safe for concurrent use.
+func (b *Broker) OpenConnections() int64 { return b.admit.open.Load() }
+
+// bucket is a token bucket: tokens refill at rate per second up to burst.
+// It is not safe for concurrent use: a Client's buckets belong to its loop,
+// an address's bucket to its shard's mutex.
+type bucket struct {
+	tokens float64
+	last   int64 // unix ns of the last refill
+}
+
+func (k *bucket) fill(now int64, burst float64) { k.tokens, k.last = burst, now }
+
+func (k *bucket) refill(now int64, rate, burst float64) {
+	if d := now - k.last; d > 0 {
+		k.tokens = min(burst, k.tokens+float64(d)*rate*1e-9) // d is in ns
+		k.last = now
+	}
+}
+
+// take removes n tokens and reports whether there were enough.
+func (k *bucket) take(now int64, rate, burst, n float64) bool {
+	k.refill(now, rate, burst)
+	if k.tokens < n {
+		return false
+	}
+	k.tokens -= n
+	return true
+}
+
+func (k *bucket) full(now int64, rate, burst float64) bool {
+	k.refill(now, rate, burst)
+	return k.tokens >= burst
+}
+
+// throttle lets at most throttleLines log lines through per second and
+// counts the rest; the next line that passes reports how many were
+// suppressed. Safe for concurrent use.
+type throttle struct {
+	window     atomic.Int64 // start of the current one-second window, unix ns
+	lines      atomic.Int32 // lines let through in the window
+	suppressed atomic.Uint64
+}
+
+const throttleLines = 5
+
+func (t *throttle) allow(now int64) (bool, uint64) {
+	w := t.window.Load()
+	if now-w >= int64(time.Second) && t.window.CompareAndSwap(w, now) {
+		t.lines.Store(0)
+	}
+	if t.lines.Add(1) > throttleLines {
+		t.suppressed.Add(1)
+		return false, 0
+	}
+	return true, t.suppressed.Swap(0)
+}
