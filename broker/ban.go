@@ -137,7 +137,7 @@ func (b *Broker) checkBan(remote netip.Addr) error {
 	if b.bans.threshold <= 0 || !remote.IsValid() {
 		return nil
 	}
-	if b.bans.banned(b.bans.ips, remote.Unmap().String(), b.clock.Load()) {
+	if b.bans.banned(b.bans.ips, remote.Unmap().String(), b.readClock()) {
 		b.bans.refusedIP.Add(1)
 		return ErrBanned
 	}

@@ -32,8 +32,13 @@ type Broker struct {
 	// one goroutine: reading the system clock costs ~100 ns on some
 	// virtual machines, too much to do per packet, and nothing the broker
 	// times (keep-alive, expiry, will delay) needs better than
-	// milliseconds.
+	// milliseconds. The goroutine ticks only while the broker is busy: it
+	// parks after clockLinger without being asked for the time, and the
+	// next reader (readClock) refreshes the clock itself and wakes it, so
+	// an idle broker does not wake up 500 times a second.
 	clock       atomic.Int64
+	clockIdle   atomic.Bool
+	clockWake   chan struct{}
 	started     int64 // unix ns at New, for $SYS/broker/uptime
 	storeErrors atomic.Uint64
 	clockStop   chan struct{}
@@ -65,7 +70,10 @@ type authCounters struct {
 	ok, failed, timeouts, anonymousRefused, methodRefused atomic.Uint64
 }
 
-const clockStep = 2 * time.Millisecond
+const (
+	clockStep   = 2 * time.Millisecond
+	clockLinger = 20 * time.Millisecond // ticks kept after the last wake
+)
 
 // New returns a broker with opts (defaults filled in). Its loops must be
 // bound to executors (Loop.Bind) before clients are fed to them.
@@ -77,6 +85,7 @@ func New(opts Options) *Broker {
 		retained:  router.NewRetained[*Message](),
 		seed:      maphash.MakeSeed(),
 		clockStop: make(chan struct{}),
+		clockWake: make(chan struct{}, 1),
 	}
 	b.bans = newBans(b)
 	b.admit.seed = maphash.MakeSeed()
@@ -95,14 +104,43 @@ func New(opts Options) *Broker {
 func (b *Broker) runClock() {
 	t := time.NewTicker(clockStep)
 	defer t.Stop()
+	ticks := 0
 	for {
 		select {
 		case <-t.C:
 			b.clock.Store(b.opts.Now().UnixNano())
+			if ticks++; ticks < int(clockLinger/clockStep) {
+				continue
+			}
+			// Park until a reader finds the clock idle.
+			t.Stop()
+			b.clockIdle.Store(true)
+			select {
+			case <-b.clockWake:
+			case <-b.clockStop:
+				return
+			}
+			ticks = 0
+			t.Reset(clockStep)
+		case <-b.clockWake: // a reader found it idle just before it parked
 		case <-b.clockStop:
 			return
 		}
 	}
+}
+
+// readClock returns the coarse clock; if its goroutine is parked it reads
+// the system clock, stores it and wakes the goroutine. Safe for concurrent
+// use.
+func (b *Broker) readClock() int64 {
+	if b.clockIdle.Load() && b.clockIdle.CompareAndSwap(true, false) {
+		b.clock.Store(b.opts.Now().UnixNano())
+		select {
+		case b.clockWake <- struct{}{}:
+		default:
+		}
+	}
+	return b.clock.Load()
 }
 
 // Options returns the effective options.
@@ -144,7 +182,7 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 	}
 	p := codec.Publish{Topic: []byte(topic), Payload: payload, QoS: qos, Retain: retain}
 	l := b.loops[int(b.rr.Add(1))%len(b.loops)]
-	m := newMessage(&p, nil, b.clock.Load())
+	m := newMessage(&p, nil, b.readClock())
 	if !l.post(inboxItem{kind: itemPublish, msg: m}, true) {
 		m.release()
 		return ErrInboxFull

@@ -89,7 +89,7 @@ func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
 	if !remote.IsValid() || (o.MaxConnectionsPerIP <= 0 && o.ConnectRatePerIP <= 0) {
 		return t, nil
 	}
-	now := b.clock.Load()
+	now := b.readClock()
 	sh := &a.shards[maphash.Comparable(a.seed, remote)%admitShards]
 	sh.mu.Lock()
 	if sh.ips == nil {
@@ -141,7 +141,7 @@ func (t *Ticket) Release() {
 	sh.mu.Lock()
 	if e := sh.ips[t.addr]; e != nil {
 		e.conns--
-		if e.conns <= 0 && (o.ConnectRatePerIP <= 0 || e.rate.full(t.b.clock.Load(), o.ConnectRatePerIP, float64(o.ConnectBurstPerIP))) {
+		if e.conns <= 0 && (o.ConnectRatePerIP <= 0 || e.rate.full(t.b.readClock(), o.ConnectRatePerIP, float64(o.ConnectBurstPerIP))) {
 			delete(sh.ips, t.addr)
 		}
 	}
@@ -164,7 +164,7 @@ var admitReasons = [...]string{"max_connections", "max_connections_per_ip", "con
 func (b *Broker) refuseAdmit(remote netip.Addr, reason int, err error) error {
 	a := &b.admit
 	a.refused[reason].Add(1)
-	if ok, suppressed := a.log.allow(b.clock.Load()); ok {
+	if ok, suppressed := a.log.allow(b.readClock()); ok {
 		attrs := []slog.Attr{slog.String("remote", remote.String()), slog.String("limit", admitReasons[reason]), slog.String("reason", err.Error())}
 		if suppressed > 0 {
 			attrs = append(attrs, slog.Uint64("suppressed", suppressed))

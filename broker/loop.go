@@ -196,7 +196,7 @@ func (l *Loop) afterRoute(m *Message) {
 }
 
 // tick refreshes the loop's clock. Loop-only.
-func (l *Loop) tick() { l.now = l.b.clock.Load() }
+func (l *Loop) tick() { l.now = l.b.readClock() }
 
 // flush submits the pass's store operations, then writes every
 // connection's pending bytes with one writev each; a connection whose
