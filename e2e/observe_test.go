@@ -148,13 +148,6 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Fatalf("CONNACK code 0x%x, want 0x8c", ack.Code)
 	}
 
-	// Loops publish counter snapshots on their tick (100 ms here).
-	var m map[string]float64
-	v3WaitFor(t, "the counters to reach the traffic", func() bool {
-		m = scrape(t, o)
-		return m[`mcutie_messages_sent_total{qos="0"}`] >= 11 && m[`mcutie_connects_refused_total{code="0x8c",reason="bad_authentication_method"}`] >= 1 &&
-			m[`mcutie_packets_received_total{type="puback"}`] >= 20
-	})
 	want := map[string]float64{
 		`mcutie_messages_received_total{qos="1"}`:                                       20,
 		`mcutie_messages_received_total{qos="0"}`:                                       12,
@@ -177,6 +170,22 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`mcutie_connects_refused_total{code="0x8c",reason="bad_authentication_method"}`: 1,
 		`mcutie_connections_rejected_total{reason="connect_refused"}`:                   1,
 		`mcutie_messages_dropped_total{reason="queue_full"}`:                            0,
+	}
+	// Loops publish counter snapshots on their own tick (100 ms here),
+	// so the families reach their values at different moments: wait for
+	// all of them, then report any that did not.
+	var m map[string]float64
+	settled := func() bool {
+		for name, w := range want {
+			if got, ok := m[name]; !ok || got-before[name] != w {
+				return false
+			}
+		}
+		return sumPrefix(m, "mcutie_loop_messages_received_total{") == 32
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m = scrape(t, o); !settled() && time.Now().Before(deadline); m = scrape(t, o) {
+		time.Sleep(50 * time.Millisecond)
 	}
 	for name, w := range want {
 		if got, ok := m[name]; !ok || got-before[name] != w {
