@@ -83,6 +83,13 @@ func v5TryConnect(t testing.TB, addr string, cp *paho.Connect) (*v5Paho, *paho.C
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v5TryConnectOver(t, nc, cp)
+}
+
+// v5TryConnectOver is v5TryConnect over an established connection (TLS,
+// WebSocket, a PROXY-prefixed socket).
+func v5TryConnectOver(t testing.TB, nc net.Conn, cp *paho.Connect) (*v5Paho, *paho.Connack, error) {
+	t.Helper()
 	c := &v5Paho{
 		msgs: make(chan *paho.Publish, 1024),
 		disc: make(chan *paho.Disconnect, 1),

@@ -80,31 +80,14 @@ func v5RoundTrip(t *testing.T, nc net.Conn, cid string) {
 	}
 }
 
-// newV5OverConn runs a paho.golang client over an established conn.
+// newV5OverConn runs a paho.golang client over an established conn and
+// fails the test unless it connects.
 func newV5OverConn(t *testing.T, nc net.Conn, cp *paho.Connect) *v5Paho {
 	t.Helper()
-	c := &v5Paho{msgs: make(chan *paho.Publish, 16), disc: make(chan *paho.Disconnect, 1), errs: make(chan error, 16)}
-	c.Client = paho.NewClient(paho.ClientConfig{
-		Conn: nc,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			c.msgs <- pr.Packet
-			return true, nil
-		}},
-		OnServerDisconnect: func(d *paho.Disconnect) {
-			select {
-			case c.disc <- d:
-			default:
-			}
-		},
-		PacketTimeout: v5Timeout,
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
-	defer cancel()
-	ack, err := c.Connect(ctx, cp)
+	c, ack, err := v5TryConnectOver(t, nc, cp)
 	if err != nil || ack.ReasonCode != 0 {
 		t.Fatalf("connect: %v (%+v)", err, ack)
 	}
-	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
 	return c
 }
 
