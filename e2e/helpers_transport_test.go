@@ -3,26 +3,16 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/internal/testpki"
 	"github.com/mcutie/mcutie/reactor"
 	"github.com/mcutie/mcutie/store"
 )
@@ -31,138 +21,10 @@ import (
 // a throw-away PKI made at run time, a broker with several listeners and a
 // log that tests can wait on.
 
-// testPKI is a CA, a server certificate for 127.0.0.1/localhost, a client
-// certificate (CN "alice") signed by the CA, and a client certificate
-// (CN "mallory") signed by another CA. Keys are fresh ECDSA P-256 keys
-// written to a temporary directory; nothing is committed.
-type testPKI struct {
-	dir                       string
-	CA, ServerCert, ServerKey string
-	ClientCert, ClientKey     string
-	RogueCert, RogueKey       string
-	Pool                      *x509.CertPool
-	caCert                    *x509.Certificate
-	caKey                     *ecdsa.PrivateKey
-}
+// testPKI is the throw-away PKI of internal/testpki.
+type testPKI = testpki.PKI
 
-func newPKI(t testing.TB) *testPKI {
-	t.Helper()
-	p := &testPKI{dir: t.TempDir(), Pool: x509.NewCertPool()}
-	p.caCert, p.caKey = selfSigned(t, "mcutie test CA")
-	p.Pool.AddCert(p.caCert)
-	p.CA = p.write(t, "ca.pem", pemCert(p.caCert.Raw))
-	p.ServerCert, p.ServerKey = p.issue(t, "server", "mcutie-server", true)
-	p.ClientCert, p.ClientKey = p.issue(t, "alice", "alice", false)
-	rogueCA, rogueKey := selfSigned(t, "rogue CA")
-	cert, key := leaf(t, "mallory", false, rogueCA, rogueKey)
-	p.RogueCert = p.write(t, "mallory.pem", cert)
-	p.RogueKey = p.write(t, "mallory.key", key)
-	return p
-}
-
-// issue signs a new leaf with the test CA and writes name.pem and name.key.
-func (p *testPKI) issue(t testing.TB, name, cn string, server bool) (certFile, keyFile string) {
-	t.Helper()
-	cert, key := leaf(t, cn, server, p.caCert, p.caKey)
-	return p.write(t, name+".pem", cert), p.write(t, name+".key", key)
-}
-
-func (p *testPKI) write(t testing.TB, name string, data []byte) string {
-	t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// clientTLS is a client configuration trusting the test CA, with the
-// given client certificate files (none when empty).
-func (p *testPKI) clientTLS(t testing.TB, certFile, keyFile string) *tls.Config {
-	t.Helper()
-	c := &tls.Config{RootCAs: p.Pool, ServerName: "127.0.0.1"}
-	if certFile != "" {
-		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Certificates = []tls.Certificate{kp}
-	}
-	return c
-}
-
-var serial struct {
-	sync.Mutex
-	n int64
-}
-
-func nextSerial() *big.Int {
-	serial.Lock()
-	defer serial.Unlock()
-	serial.n++
-	return big.NewInt(time.Now().UnixNano() + serial.n)
-}
-
-func selfSigned(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-// leaf returns PEM certificate and key signed by ca.
-func leaf(t testing.TB, cn string, server bool, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: nextSerial(),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pemCert(der), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
+func newPKI(t testing.TB) *testPKI { return testpki.New(t) }
 
 // logBuf is a debug-level log the tests can search.
 type logBuf struct {

@@ -94,8 +94,8 @@ func newV5OverConn(t *testing.T, nc net.Conn, cp *paho.Connect) *v5Paho {
 func TestTLS_Paho311AndV5(t *testing.T) {
 	p := newPKI(t)
 	tb := startTransport(t, serverTLS(p), "tls")
-	v3RoundTrip(t, "tls://"+tb.Addrs["tls"], p.clientTLS(t, "", ""), "tls-v3")
-	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	v3RoundTrip(t, "tls://"+tb.Addrs["tls"], p.ClientTLS(t, "", ""), "tls-v3")
+	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestTLS_MinVersion13RefusesTLS12(t *testing.T) {
 	o := serverTLS(p)
 	o.MinVersion = tls.VersionTLS13
 	tb := startTransport(t, o, "tls")
-	c := p.clientTLS(t, "", "")
+	c := p.ClientTLS(t, "", "")
 	c.MaxVersion = tls.VersionTLS12
 	if nc, err := tls.Dial("tcp", tb.Addrs["tls"], c); err == nil {
 		nc.Close()
@@ -210,7 +210,7 @@ func TestMTLS_UsernameFromCN(t *testing.T) {
 		return broker.AuthResult{Code: codec.Success}
 	})
 	tb := startTransportWith(t, broker.Options{ConnectTimeout: 3 * time.Second, Authenticator: auth}, o, "tls", "wss")
-	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, p.ClientCert, p.ClientKey))
+	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, p.ClientCert, p.ClientKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestMTLS_UsernameFromCN(t *testing.T) {
 	tb.Log.waitFor(t, "client connected", "client=cn-client", "username=alice")
 
 	// The same through a WebSocket over TLS, with a 3.1.1 client.
-	ws, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, p.ClientCert, p.ClientKey), v5Timeout, nil, nil)
+	ws, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, p.ClientCert, p.ClientKey), v5Timeout, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestMTLS_UsernameFromCN(t *testing.T) {
 	}
 
 	// Without a client certificate the handshake fails on both.
-	if _, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, "", ""), v5Timeout, nil, nil); err == nil {
+	if _, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, "", ""), v5Timeout, nil, nil); err == nil {
 		t.Fatal("wss without a client certificate was accepted under mTLS")
 	}
 }
@@ -288,8 +288,8 @@ func TestWS_Paho311AndV5(t *testing.T) {
 func TestWSS_Paho311AndV5(t *testing.T) {
 	p := newPKI(t)
 	tb := startTransport(t, serverTLS(p), "wss")
-	v3RoundTrip(t, "wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, "", ""), "wss-v3")
-	nc, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, "", ""), v5Timeout, nil, nil)
+	v3RoundTrip(t, "wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, "", ""), "wss-v3")
+	nc, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, "", ""), v5Timeout, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func TestProxyProtocol_V1V2(t *testing.T) {
 			t.Fatal(err)
 		}
 		cid = fmt.Sprintf("proxied-tls-v%d", v)
-		newV5OverConn(t, tls.Client(raw, p.clientTLS(t, "", "")), &paho.Connect{ClientID: cid, CleanStart: true})
+		newV5OverConn(t, tls.Client(raw, p.ClientTLS(t, "", "")), &paho.Connect{ClientID: cid, CleanStart: true})
 		tb.Log.waitFor(t, "client connected", "client="+cid, "remote="+client)
 
 		// And before a WebSocket upgrade.
@@ -469,7 +469,7 @@ func TestTLS_ReloadCertificates(t *testing.T) {
 	tb := startTransport(t, serverTLS(p), "tls")
 	leafCN := func(c *tls.Conn) string { return c.ConnectionState().PeerCertificates[0].Subject.CommonName }
 
-	old, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	old, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +480,7 @@ func TestTLS_ReloadCertificates(t *testing.T) {
 	oldClient.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "reload/t", QoS: 1}}})
 
 	// Replace the files in place, as a certificate manager would.
-	cert, key := p.issue(t, "renewed", "mcutie-server-renewed", true)
+	cert, key := p.Issue(t, "renewed", "mcutie-server-renewed", true)
 	for src, dst := range map[string]string{cert: p.ServerCert, key: p.ServerKey} {
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -493,7 +493,7 @@ func TestTLS_ReloadCertificates(t *testing.T) {
 	if err := tb.srv.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	fresh, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +513,7 @@ func TestTLS_ReloadCertificates(t *testing.T) {
 	if err := tb.srv.ReloadTLS(); err == nil {
 		t.Fatal("reload of a broken key succeeded")
 	}
-	again, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	again, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,23 +532,23 @@ func TestTLS_ManyClientsMigrateAndTakeover(t *testing.T) {
 	p := newPKI(t)
 	tb := startTransport(t, serverTLS(p), "tls", "wss")
 	for i := range 6 {
-		nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+		nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 		if err != nil {
 			t.Fatal(err)
 		}
 		v5RoundTrip(t, nc, fmt.Sprintf("many-tls-%d", i))
-		ws, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, "", ""), v5Timeout, nil, nil)
+		ws, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, "", ""), v5Timeout, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		v5RoundTrip(t, ws, fmt.Sprintf("many-wss-%d", i))
 	}
-	first, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	first, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	old := newV5OverConn(t, first, &paho.Connect{ClientID: "taken", CleanStart: true})
-	second, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.clientTLS(t, "", ""), v5Timeout, nil, nil)
+	second, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, "", ""), v5Timeout, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +571,7 @@ func TestTLS_SilentConnectionsClosed(t *testing.T) {
 	tb := startTransportWith(t, broker.Options{ConnectTimeout: 500 * time.Millisecond}, serverTLS(p), "tls", "ws")
 	silent := dialRaw(t, tb.Addrs["tls"], codec.V311)
 	silent.expectClosed(v3Wait)
-	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.clientTLS(t, "", ""))
+	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,7 +618,7 @@ func TestProxyProtocol_BansTheClientNotTheBalancer(t *testing.T) {
 			t.Fatal(err)
 		}
 		if listener == "tls?proxy=true" {
-			return tls.Client(c, p.clientTLS(t, "", ""))
+			return tls.Client(c, p.ClientTLS(t, "", ""))
 		}
 		return c
 	}

@@ -3,22 +3,15 @@ package reactor
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +22,7 @@ import (
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/internal/testpki"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -72,8 +66,8 @@ func BenchmarkFanIn(b *testing.B) {
 // (unpaced, a transport that reads faster than the subscriber drains has
 // more QoS 0 dropped, which is cheaper).
 func benchFanIn(b *testing.B, mode string, rate int) {
-	dir := b.TempDir()
-	ca, cert, key := benchCerts(b, dir)
+	pki := testpki.New(b)
+	ca, cert, key := pki.CA, pki.ServerCert, pki.ServerKey
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	br := broker.New(broker.Options{Loops: 2, Logger: logger, MaxOutboundBytes: 64 << 20})
 	port := benchFreePort(b)
@@ -301,34 +295,6 @@ func benchFreePort(b *testing.B) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// benchCerts writes a CA and a server certificate for 127.0.0.1.
-func benchCerts(b *testing.B, dir string) (ca, cert, key string) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bench"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(k)
-	write := func(name string, typ string, data []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: data}), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		return p
-	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", kd)
 }
 
 // ---- the on-loop TLS prototype ----

@@ -1,15 +1,8 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,39 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// writeSelfSigned writes a fresh self-signed certificate for 127.0.0.1
-// with common name cn to certFile and keyFile.
-func writeSelfSigned(t *testing.T, cn, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+	"github.com/mcutie/mcutie/internal/testpki"
+)
 
 // The binary re-reads --tls-cert and --tls-key on SIGHUP: a new handshake
 // sees the new certificate, and the process keeps running. TLS settings
@@ -57,7 +20,7 @@ func writeSelfSigned(t *testing.T, cn, certFile, keyFile string) {
 func TestSIGHUPReloadsTLSCertificates(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
-	writeSelfSigned(t, "first", cert, key)
+	testpki.WriteSelfSigned(t, "first", cert, key)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +69,7 @@ func TestSIGHUPReloadsTLSCertificates(t *testing.T) {
 		}
 	}
 	waitCN("first")
-	writeSelfSigned(t, "second", cert, key)
+	testpki.WriteSelfSigned(t, "second", cert, key)
 	if cn, _ := serverCN(); cn != "first" {
 		t.Fatalf("certificate changed to %q before SIGHUP", cn)
 	}
