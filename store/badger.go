@@ -18,6 +18,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/skl"
+	"github.com/dgraph-io/ristretto/v2/z"
 )
 
 // BadgerOptions configure OpenBadger. Zero values take the defaults.
@@ -156,6 +157,16 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 	// submit a transaction while the previous one is being written (in
 	// normal mode NewTransaction waits for every earlier commit to finish).
 	db, err := badger.OpenManaged(bo)
+	// Badger wraps errors without keeping the chain: match the text too.
+	if err != nil && (errors.Is(err, z.NewFile) || strings.Contains(err.Error(), z.NewFile.Error())) {
+		// A kill between creating a value-log file and writing its header
+		// leaves it empty, and Badger's open then fails on it with
+		// z.NewFile although that open has just initialised the file; a
+		// second open succeeds (TestBadgerEmptyValueLogAfterKill). Found
+		// by TestDurable_CrashDuringRecovery.
+		log.Warn("store: an empty value-log file (the broker was killed while creating it) was initialised; opening again", "dir", o.Dir)
+		db, err = badger.OpenManaged(bo)
+	}
 	if err != nil {
 		return nil, openError(o.Dir, err)
 	}

@@ -359,3 +359,33 @@ func TestBadgerCloseFlushes(t *testing.T) {
 		t.Fatalf("%d subscriptions after reopen, want 1000", got)
 	}
 }
+
+// A value-log file left empty by a kill right after its creation (before
+// Badger wrote its header) does not make the store unopenable, and what
+// was stored before is intact.
+func TestBadgerEmptyValueLogAfterKill(t *testing.T) {
+	dir := t.TempDir()
+	b, err := OpenBadger(BadgerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, b, Op{Retained: &Message{Topic: []byte("kept"), Payload: []byte("v")}})
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "000009.vlog"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err = OpenBadger(BadgerOptions{Dir: dir})
+	if err != nil {
+		t.Fatalf("open after an empty value-log file appeared: %v", err)
+	}
+	defer b.Close()
+	var got []string
+	if err := b.Load(Visitor{Retained: func(m Message) { got = append(got, string(m.Topic)+"="+string(m.Payload)) }}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "kept=v" {
+		t.Fatalf("retained after reopen: %q", got)
+	}
+}
