@@ -59,7 +59,11 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	l := c.l
 	b := l.b
 	remote := c.conn.RemoteAddr()
-	c.ident = Identity{ClientID: string(cid), Username: string(p.Username), HasUsername: p.UsernameFlag}
+	id := c.ident.ClientID // set by the claim (connect.go)
+	if id != string(cid) {
+		id = string(cid)
+	}
+	c.ident = Identity{ClientID: id, Username: string(p.Username), HasUsername: p.UsernameFlag}
 	if b.bans.banned(b.bans.ips, hostOf(remote), l.now) {
 		// Banned after this connection was accepted.
 		b.bans.refusedIP.Add(1)

@@ -56,6 +56,9 @@ type Broker struct {
 
 	admit admission // connection limits checked at accept (limits.go)
 
+	// dir says which loop owns each client id (directory.go).
+	dir *clientDir
+
 	rateLimited bool // a publish rate limit is set: Feed charges every PUBLISH
 
 	// readerLimit is the most bytes a connection may leave unread before
@@ -88,6 +91,7 @@ func New(opts Options) *Broker {
 		clockWake: make(chan struct{}, 1),
 	}
 	b.bans = newBans(b)
+	b.dir = newClientDir()
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
 	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize
@@ -152,10 +156,8 @@ func (b *Broker) NumLoops() int { return len(b.loops) }
 // Loop returns loop i.
 func (b *Broker) Loop(i int) *Loop { return b.loops[i] }
 
-// homeLoop is the loop that owns every piece of state of a client id: its
-// session, subscriptions, queues and will. A connection is moved to its
-// client id's home loop right after CONNECT, so takeover, resume and expiry
-// never cross loops.
+// homeLoop is the loop Restore puts a stored session on (its owner from then
+// on, see clientDir): a fixed hash, so sessions spread over the loops.
 func (b *Broker) homeLoop(clientID []byte) int {
 	if len(b.loops) == 1 {
 		return 0

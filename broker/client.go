@@ -116,6 +116,9 @@ type Client struct {
 	dirty           bool
 	authDone        bool
 	reauthing       bool // a re-authentication is in progress (reauth.go)
+	// claimed: the connection holds a directory reference on its client
+	// id (clientDir) that no session has taken over yet.
+	claimed bool
 }
 
 // authFlow is the state of a CONNECT's authentication, and of v5
@@ -465,6 +468,10 @@ func (c *Client) Closed() {
 	l := c.l
 	l.tick()
 	l.removeClient(c)
+	if c.claimed {
+		c.claimed = false
+		l.b.dir.release(l.b.dir.keyString(c.ident.ClientID), l.idx)
+	}
 	if c.ob != nil {
 		l.putOut(c.ob) // releases the messages it references
 		c.ob = nil

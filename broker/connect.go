@@ -51,9 +51,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "empty client identifier requires clean session", SpecID: "MQTT-3.1.3-8"})
 			return FeedClose
 		}
-		// [MQTT-3.1.3-6] Assign a unique id; pick one whose home is this
-		// loop so the connection does not have to move. The same one is
-		// kept when the CONNECT runs again after authentication.
+		// [MQTT-3.1.3-6] Assign a unique id, claimed on this loop. The
+		// same one is kept when the CONNECT runs again after
+		// authentication.
 		if c.flow().assignedID == nil {
 			c.flow().assignedID = c.assignClientID()
 		}
@@ -65,10 +65,17 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		l.counters.clientIDTooLong++
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "client identifier longer than the server allows (--max-client-id-length)", SpecID: "MQTT-3.1.3-5"})
 		return FeedClose
-	} else if home := b.homeLoop(cid); home != l.idx {
-		c.MigrateTo = home
-		c.state = stateMigrating
-		return FeedMigrate
+	} else if !c.claimed {
+		// The id's state lives on the loop that owns it (clientDir):
+		// this one when the id is free, so a new client stays where it
+		// landed; else the connection moves to the owner.
+		if owner := b.dir.claim(b.dir.key(cid), l.idx); owner != l.idx {
+			c.MigrateTo = owner
+			c.state = stateMigrating
+			return FeedMigrate
+		}
+		c.claimed = true
+		c.ident.ClientID = string(cid)
 	}
 
 	if !c.authDone {
@@ -120,7 +127,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		expiry = min(uint32(0xFFFFFFFF), b.opts.MaxSessionExpiry)
 	}
 
-	id := string(cid)
+	id := c.ident.ClientID // string(cid), made once by the claim
 	s := l.sessions[id]
 	if s != nil && s.c == nil && s.expiry != 0xFFFFFFFF && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 		// [MQTT-4.1.0-2] The session expired and the next Tick has not
@@ -157,9 +164,12 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		present = true
 		s.cancelWill() // [MQTT-3.1.3-9] reconnected within the will delay
 		l.unwait(s)
+		c.claimed = false // the session holds the id's reference
+		b.dir.release(b.dir.keyString(id), l.idx)
 	} else {
 		s = newSession(l, id)
 		l.sessions[id] = s
+		c.claimed = false // the connection's reference is the session's now
 	}
 	s.version = p.Version
 	s.expiry = expiry
@@ -300,14 +310,21 @@ func (c *Client) refuse(v codec.Version, re *codec.ReasonError) {
 	c.close()
 }
 
-// assignClientID returns a fresh random id homed on c's loop.
+// assignClientID returns a fresh random id claimed on c's loop.
 func (c *Client) assignClientID() []byte {
 	var raw [12]byte
+	d := c.l.b.dir
 	for {
 		_, _ = rand.Read(raw[:])
-		id := []byte("auto-" + hex.EncodeToString(raw[:]))
-		if c.l.b.homeLoop(id) == c.l.idx {
-			return id
+		id := "auto-" + hex.EncodeToString(raw[:])
+		k := d.keyString(id)
+		if d.claim(k, c.l.idx) == c.l.idx {
+			if _, busy := c.l.sessions[id]; !busy { // 96 random bits: never, in practice
+				c.claimed = true
+				c.ident.ClientID = id
+				return []byte(id)
+			}
+			d.release(k, c.l.idx)
 		}
 	}
 }

@@ -66,8 +66,11 @@ type Loop struct {
 
 	applyN   uint64        // Apply calls made by commitOps
 	durableN atomic.Uint64 // the last of them whose done has run
-	holding  atomic.Bool   // held is not empty: a done must wake the loop
-	held     []*Client     // connections whose output waits for a commit (Client.holdUntil)
+	// dirPending are directory references of ended sessions waiting
+	// for the store (directory.go).
+	dirPending []pendingRelease
+	holding    atomic.Bool // held is not empty: a done must wake the loop
+	held       []*Client   // connections whose output waits for a commit (Client.holdUntil)
 
 	heldSpare    []*Client // flushHeld's second buffer for held
 	flushingHeld bool      // flushHeld is running (a write closed a connection and flushed again)

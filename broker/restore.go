@@ -44,6 +44,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 	err := st.Load(store.Visitor{
 		Session: func(ss store.Session) {
 			l := b.loops[b.homeLoop([]byte(ss.ClientID))]
+			b.dir.claim(b.dir.keyString(ss.ClientID), l.idx)
 			s := newSession(l, ss.ClientID)
 			s.version = codec.Version(ss.Version)
 			s.expiry = ss.ExpiryInterval

@@ -225,6 +225,7 @@ func (s *Session) end(publishWill bool) {
 	l.unwait(s)
 	if l.sessions[s.id] == s {
 		delete(l.sessions, s.id)
+		l.releaseSession(s.id)
 	}
 }
 

@@ -127,6 +127,10 @@ type Stats struct {
 	// SubscriptionsRefused counts SUBSCRIBE filters refused by a limit.
 	SubscriptionsRefused map[string]uint64
 	OpenConnections      int64 // admitted and not yet closed (Broker.Admit)
+	// ClientIDsOwned counts client ids a loop owns (directory.go): those
+	// with a session, authenticating or whose ended session's store
+	// operations are not finished yet.
+	ClientIDsOwned uint64
 }
 
 // AuthStats counts authentication outcomes and bans.
@@ -165,6 +169,7 @@ func (b *Broker) Stats() Stats {
 		st.Rejected[r] = b.admit.refused[i].Load()
 	}
 	st.OpenConnections = b.admit.open.Load()
+	st.ClientIDsOwned = uint64(b.dir.len())
 	st.Loops = make([]LoopStats, len(b.loops))
 	for i, l := range b.loops {
 		l.snap.mu.Lock()
@@ -321,6 +326,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "mcutie_bytes_received_total", st.BytesIn)
 	metrics.WriteCounterUint64(w, "mcutie_bytes_sent_total", st.BytesOut)
 	metrics.WriteGaugeUint64(w, "mcutie_sessions", st.Sessions)
+	metrics.WriteGaugeUint64(w, "mcutie_client_ids_owned", st.ClientIDsOwned)
 	metrics.WriteGaugeUint64(w, "mcutie_subscriptions", st.Subscriptions)
 	metrics.WriteGaugeUint64(w, "mcutie_shared_subscriptions", st.SharedSubscriptions)
 	metrics.WriteGaugeUint64(w, "mcutie_retained_messages", st.Retained)

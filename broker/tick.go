@@ -65,6 +65,7 @@ func (l *Loop) Tick() {
 			i--
 		}
 	}
+	l.releasePending()
 	l.sysTick()
 	l.flush()
 	l.trimOut()
