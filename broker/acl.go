@@ -34,33 +34,34 @@ func (s *Session) allowed(topic []byte, acc Access) bool {
 	if acc == AccessWrite {
 		known, ok = aclWriteKnown, aclWriteOK
 	}
-	if gen := az.Generation(); gen != s.aclGen || s.acl == nil {
-		if s.acl == nil {
-			s.acl = make(map[string]uint8)
+	x := s.aux()
+	if gen := az.Generation(); gen != x.aclGen || x.acl == nil {
+		if x.acl == nil {
+			x.acl = make(map[string]uint8)
 		} else {
-			clear(s.acl)
+			clear(x.acl)
 		}
-		s.aclGen = gen
+		x.aclGen = gen
 	}
-	v, hit := s.acl[string(topic)]
+	v, hit := x.acl[string(topic)]
 	if hit && v&known != 0 {
 		return v&ok != 0
 	}
 	// Slow path: ask, remember, and log a refusal once per cached topic.
-	allow := az.Allow(&s.ident, topic, acc)
-	if !hit && len(s.acl) >= s.l.b.opts.ACLCacheSize {
-		clear(s.acl)
+	allow := az.Allow(&x.ident, topic, acc)
+	if !hit && len(x.acl) >= s.l.b.opts.ACLCacheSize {
+		clear(x.acl)
 	}
 	v |= known
 	if allow {
 		v |= ok
 	} else {
 		if ok, suppressed := s.l.authLog.allow(s.l.now); ok {
-			s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+			s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", x.ident.Username),
 				slog.String("access", accessName(acc)), slog.String("topic", string(topic)), slog.Uint64("suppressed", suppressed))
 		}
 	}
-	s.acl[string(topic)] = v
+	x.acl[string(topic)] = v
 	return allow
 }
 
@@ -83,11 +84,12 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 	if az == nil {
 		return true
 	}
-	if az.Allow(&s.ident, filter, AccessSubscribe) {
+	x := s.aux()
+	if az.Allow(&x.ident, filter, AccessSubscribe) {
 		return true
 	}
 	if ok, suppressed := s.l.authLog.allow(s.l.now); ok {
-		s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", s.ident.Username),
+		s.l.b.opts.Logger.Info("ACL denied", slog.String("client", s.id), slog.String("user", x.ident.Username),
 			slog.String("access", "subscribe"), slog.String("filter", string(filter)), slog.Uint64("suppressed", suppressed))
 	}
 	return false
@@ -96,13 +98,17 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 // setIdentity records who the session's connection authenticated as;
 // a different identity forgets the cached verdicts. Loop-only.
 func (s *Session) setIdentity(id Identity) {
-	if s.identKnown && s.ident == id {
+	if s.x == nil && s.l.b.opts.Authorizer == nil {
+		return // only ACL checks read it
+	}
+	x := s.aux()
+	if x.identKnown && x.ident == id {
 		return
 	}
-	s.ident = id
-	s.identKnown = true
-	if s.acl != nil {
-		clear(s.acl)
+	x.ident = id
+	x.identKnown = true
+	if x.acl != nil {
+		clear(x.acl)
 	}
 }
 

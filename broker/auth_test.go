@@ -237,7 +237,7 @@ func TestEnhancedAuth(t *testing.T) {
 	if ack.Code != 0 || string(ack.Props.AuthMethod) != "TEST" || string(ack.Props.AuthData) != "welcome" {
 		t.Fatalf("CONNACK %+v", ack)
 	}
-	if s := c.s; s == nil || s.ident.Username != "proved" {
+	if c.s == nil || c.af == nil || c.af.user != "proved" {
 		t.Fatalf("identity not taken from the verdict")
 	}
 

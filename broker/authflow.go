@@ -58,35 +58,31 @@ func (a *authCall) done(r AuthResult) {
 func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	l := c.l
 	b := l.b
-	remote := c.conn.RemoteAddr()
-	id := c.ident.ClientID // set by the claim (connect.go)
-	if id != string(cid) {
-		id = string(cid)
-	}
-	c.ident = Identity{ClientID: id, Username: string(p.Username), HasUsername: p.UsernameFlag}
-	if b.bans.banned(b.bans.ips, hostOf(remote), l.now) {
+	id := c.id // set by the claim (connect.go)
+	user := string(p.Username)
+	if b.bans.anyIP(l.now) && b.bans.banned(b.bans.ips, hostOf(c.conn.RemoteAddr()), l.now) {
 		// Banned after this connection was accepted.
 		b.bans.refusedIP.Add(1)
-		c.refuseAuth(p.Version, codec.Banned, "source address banned after failed authentications")
+		c.refuseAuth(p.Version, user, codec.Banned, "source address banned after failed authentications")
 		return FeedClose
 	}
-	if b.bans.banned(b.bans.ids, c.ident.ClientID, l.now) {
+	if b.bans.anyID(l.now) && b.bans.banned(b.bans.ids, id, l.now) {
 		b.bans.refusedID.Add(1)
-		c.refuseAuth(p.Version, codec.Banned, "client id banned after failed authentications")
+		c.refuseAuth(p.Version, user, codec.Banned, "client id banned after failed authentications")
 		return FeedClose
 	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
 	az := b.opts.Authenticator
 	if method && az == nil {
 		b.auth.methodRefused.Add(1)
-		c.refuseAuth(p.Version, codec.BadAuthenticationMethod, "authentication method not supported")
+		c.refuseAuth(p.Version, user, codec.BadAuthenticationMethod, "authentication method not supported")
 		return FeedClose
 	}
 	if !method && !p.UsernameFlag {
 		if b.opts.DenyAnonymous {
 			b.auth.anonymousRefused.Add(1)
-			b.bans.fail(hostOf(remote), c.ident.ClientID, l.now)
-			c.refuseAuth(p.Version, codec.NotAuthorized, "anonymous access is off: a user name is required")
+			b.bans.fail(hostOf(c.conn.RemoteAddr()), id, l.now)
+			c.refuseAuth(p.Version, user, codec.NotAuthorized, "anonymous access is off: a user name is required")
 			return FeedClose
 		}
 		c.authDone = true
@@ -97,15 +93,17 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 		return feedGo
 	}
 	req := &AuthRequest{
-		ClientID: c.ident.ClientID, Username: c.ident.Username, HasUsername: p.UsernameFlag,
+		ClientID: id, Username: user, HasUsername: p.UsernameFlag,
 		Password: append([]byte(nil), p.Password...), HasPassword: p.PasswordFlag,
-		Remote: remote, Version: p.Version,
+		Remote: c.conn.RemoteAddr(), Version: p.Version,
 	}
 	if method {
 		req.Method = string(p.Props.AuthMethod)
 		req.Data = append([]byte(nil), p.Props.AuthData...)
 		c.flow().authMethod = req.Method
 	}
+	af := c.flow()
+	af.user, af.hasUser, af.userSet = user, p.UsernameFlag, true
 	c.flow().authReq = req
 	c.flow().authDeadline = l.now + int64(b.opts.AuthTimeout)
 	r := c.callAuth(req)
@@ -144,7 +142,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		b.auth.ok.Add(1)
 		c.authDone = true
 		if r.Username != "" {
-			c.ident.Username, c.ident.HasUsername = r.Username, true
+			c.flow().user, c.flow().hasUser = r.Username, true
 		}
 		c.flow().authData = r.Data
 		c.flow().authReq = nil
@@ -177,7 +175,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		b.bans.fail(hostOf(req.Remote), req.ClientID, l.now)
 	}
 	c.flow().authReq = nil
-	c.refuseAuth(c.version, code, reason)
+	c.refuseAuth(c.version, c.flow().user, code, reason)
 	return FeedClose
 }
 
@@ -269,10 +267,10 @@ func (c *Client) authExpired() {
 		user = c.flow().authReq.Username
 	}
 	if ok, suppressed := l.authLog.allow(l.now); ok {
-		l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.ident.ClientID), slog.String("user", user),
+		l.b.opts.Logger.Warn("authentication timed out", slog.String("client", c.id), slog.String("user", user),
 			slog.String("remote", c.conn.RemoteAddr()), slog.Duration("timeout", l.b.opts.AuthTimeout), slog.Uint64("suppressed", suppressed))
 	}
 	c.flow().authReq = nil
 	c.state = stateAwaitConnect
-	c.refuseAuth(c.version, codec.ServerUnavailable, "authentication timed out")
+	c.refuseAuth(c.version, user, codec.ServerUnavailable, "authentication timed out")
 }

@@ -31,6 +31,11 @@ type bans struct {
 	ips map[string]*banEntry
 	ids map[string]*banEntry
 
+	// untilIP and untilID are the latest end of any ban issued (unix
+	// ns): past it nothing is banned, and a connection is not checked at
+	// all (no lock, no address formatted).
+	untilIP, untilID atomic.Int64
+
 	issuedIP, issuedID     atomic.Uint64
 	refusedIP, refusedID   atomic.Uint64
 	failures, trackingFull atomic.Uint64
@@ -58,11 +63,13 @@ func (t *bans) fail(ip, id string, now int64) {
 	defer t.mu.Unlock()
 	if ip != "" && t.record(t.ips, ip, now) {
 		t.issuedIP.Add(1)
+		raise(&t.untilIP, now+t.duration)
 		t.b.opts.Logger.Warn("banned source address: too many failed authentications",
 			slog.String("ip", ip), slog.Int("failures", t.threshold), slog.Duration("for", time.Duration(t.duration)))
 	}
 	if id != "" && t.record(t.ids, id, now) {
 		t.issuedID.Add(1)
+		raise(&t.untilID, now+t.duration)
 		t.b.opts.Logger.Warn("banned client id: too many failed authentications",
 			slog.String("client", id), slog.Int("failures", t.threshold), slog.Duration("for", time.Duration(t.duration)))
 	}
@@ -105,6 +112,19 @@ func (t *bans) sweep(m map[string]*banEntry, now int64) {
 	}
 }
 
+func raise(v *atomic.Int64, to int64) {
+	for {
+		cur := v.Load()
+		if cur >= to || v.CompareAndSwap(cur, to) {
+			return
+		}
+	}
+}
+
+// anyIP and anyID report whether a ban of that kind may be in force at now.
+func (t *bans) anyIP(now int64) bool { return now < t.untilIP.Load() }
+func (t *bans) anyID(now int64) bool { return now < t.untilID.Load() }
+
 func (t *bans) banned(m map[string]*banEntry, key string, now int64) bool {
 	if t.threshold <= 0 || key == "" {
 		return false
@@ -137,7 +157,7 @@ func (b *Broker) checkBan(remote netip.Addr) error {
 	if b.bans.threshold <= 0 || !remote.IsValid() {
 		return nil
 	}
-	if b.bans.banned(b.bans.ips, remote.Unmap().String(), b.readClock()) {
+	if now := b.readClock(); b.bans.anyIP(now) && b.bans.banned(b.bans.ips, remote.Unmap().String(), now) {
 		b.bans.refusedIP.Add(1)
 		return ErrBanned
 	}

@@ -77,14 +77,16 @@ type Client struct {
 	// on the first alias.
 	aliases *[][]byte
 
+	// lastSeen is when the last bytes came; before CONNECT, when the
+	// connection opened (the connect timeout counts from there).
 	lastSeen int64
-	openedAt int64
 
-	// Authentication (authflow.go): who the client is, and the state of
-	// an authentication in progress behind af (nil when none is: an idle
-	// connection does not pay for it).
-	ident Identity
-	af    *authFlow
+	// id is the client identifier, set when the connection claims it
+	// (connect.go). The user name is in the session (ACL checks) or, while
+	// an Authenticator is involved, in af (nil when not: an idle connection
+	// does not pay for it).
+	id string
+	af *authFlow
 
 	// holdUntil is the loop's Apply (commitOps) whose completion the
 	// queued output waits for: it carries QoS 2 state (a PUBLISH or a
@@ -108,7 +110,7 @@ type Client struct {
 	state     clientState
 	version   codec.Version
 
-	MigrateTo int // target loop when Feed returns FeedMigrate
+	MigrateTo int32 // target loop when Feed returns FeedMigrate
 
 	problemInfo     bool // Request Problem Information
 	willOnClose     bool // publish the will when the connection closes
@@ -133,6 +135,11 @@ type authFlow struct {
 	authData     []byte       // final Authentication Data for the CONNACK
 	authState    any
 	authDeadline int64 // unix ns
+	// user is the identity's user name (and hasUser whether there is
+	// one): the CONNECT's, replaced by a verdict that names one.
+	user    string
+	hasUser bool
+	userSet bool // user and hasUser are set (the Authenticator is asked)
 }
 
 // flow returns c's authentication state, allocating it on first use.
@@ -144,6 +151,14 @@ func (c *Client) flow() *authFlow {
 }
 
 // authMethod is the v5 Authentication Method of the CONNECT ("" = none).
+// identity is who the client is, for the CONNECT p being handled.
+func (c *Client) identity(p *codec.Connect) Identity {
+	if af := c.af; af != nil && af.userSet {
+		return Identity{ClientID: c.id, Username: af.user, HasUsername: af.hasUser}
+	}
+	return Identity{ClientID: c.id, Username: string(p.Username), HasUsername: p.UsernameFlag}
+}
+
 func (c *Client) authMethod() string {
 	if c.af == nil {
 		return ""
@@ -153,11 +168,19 @@ func (c *Client) authMethod() string {
 
 // NewClient registers a new connection on l. Loop-only.
 func (l *Loop) NewClient(conn Conn) *Client {
+	c := new(Client)
+	l.InitClient(c, conn)
+	return c
+}
+
+// InitClient is NewClient for a Client the transport holds, a zero value
+// inside its per-connection state: an idle connection then costs one
+// allocation instead of two. c must not be copied afterwards. Loop-only.
+func (l *Loop) InitClient(c *Client, conn Conn) {
 	l.tick()
-	c := &Client{l: l, conn: conn, openedAt: l.now, lastSeen: l.now, problemInfo: true}
+	*c = Client{l: l, conn: conn, lastSeen: l.now, problemInfo: true}
 	l.addClient(c)
 	l.counters.connectionsOpened++
-	return c
 }
 
 // Feed handles every complete packet in buf and reports how many bytes it
@@ -166,7 +189,9 @@ func (l *Loop) NewClient(conn Conn) *Client {
 func (c *Client) Feed(buf []byte) (int, FeedResult) {
 	l := c.l
 	l.tick()
-	c.lastSeen = l.now
+	if c.state != stateAwaitConnect {
+		c.lastSeen = l.now
+	}
 	off := 0
 	res := FeedContinue
 	if c.state == stateAuthPending && len(buf) > l.b.opts.MaxPacketSize {
@@ -470,7 +495,7 @@ func (c *Client) Closed() {
 	l.removeClient(c)
 	if c.claimed {
 		c.claimed = false
-		l.b.dir.release(l.b.dir.keyString(c.ident.ClientID), l.idx)
+		l.b.dir.release(l.b.dir.keyString(c.id), l.idx)
 	}
 	if c.ob != nil {
 		l.putOut(c.ob) // releases the messages it references

@@ -70,12 +70,12 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		// this one when the id is free, so a new client stays where it
 		// landed; else the connection moves to the owner.
 		if owner := b.dir.claim(b.dir.key(cid), l.idx); owner != l.idx {
-			c.MigrateTo = owner
+			c.MigrateTo = int32(owner)
 			c.state = stateMigrating
 			return FeedMigrate
 		}
 		c.claimed = true
-		c.ident.ClientID = string(cid)
+		c.id = string(cid)
 	}
 
 	if !c.authDone {
@@ -83,11 +83,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			return r
 		}
 	}
-	if b.opts.Authorizer != nil && p.WillFlag && (isSys(p.WillTopic) || !b.opts.Authorizer.Allow(&c.ident, p.WillTopic, AccessWrite)) {
+	if b.opts.Authorizer != nil && p.WillFlag && (isSys(p.WillTopic) || !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
 		// The will is published on the client's behalf later: it needs
 		// the same write access as a PUBLISH now.
 		l.counters.aclDeniedWill++
-		c.refuseAuth(p.Version, codec.NotAuthorized, "will topic not authorized: "+string(p.WillTopic))
+		c.refuseAuth(p.Version, string(p.Username), codec.NotAuthorized, "will topic not authorized: "+string(p.WillTopic))
 		return FeedClose
 	}
 
@@ -127,7 +127,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		expiry = min(uint32(0xFFFFFFFF), b.opts.MaxSessionExpiry)
 	}
 
-	id := c.ident.ClientID // string(cid), made once by the claim
+	id := c.id // string(cid), made once by the claim
 	s := l.sessions[id]
 	if s != nil && s.c == nil && s.expiry != 0xFFFFFFFF && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 		// [MQTT-4.1.0-2] The session expired and the next Tick has not
@@ -173,7 +173,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 	s.version = p.Version
 	s.expiry = expiry
-	s.setIdentity(c.ident)
+	if s.x != nil || b.opts.Authorizer != nil {
+		s.setIdentity(c.identity(p))
+	}
 	s.storeSession()
 
 	// The will belongs to this connection (MQTT-3.1.2-8 and -10).
@@ -229,6 +231,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 	}
 	c.state = stateConnected
+	c.lastSeen = l.now // keep-alive counts from here, not from the connection's opening
 	l.counters.connects++
 	s.attach(c)
 	if lg := b.opts.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
@@ -267,10 +270,9 @@ func (c *Client) refuseConnect(v codec.Version, err error) {
 
 // refuseAuth refuses a CONNECT for an authentication or authorization
 // reason: one log line that names the client, user and peer.
-func (c *Client) refuseAuth(v codec.Version, code codec.ReasonCode, reason string) {
-	user := c.ident.Username
+func (c *Client) refuseAuth(v codec.Version, user string, code codec.ReasonCode, reason string) {
 	if ok, suppressed := c.l.authLog.allow(c.l.now); ok {
-		c.l.b.opts.Logger.Info("CONNECT refused", slog.String("client", c.ident.ClientID), slog.String("user", user),
+		c.l.b.opts.Logger.Info("CONNECT refused", slog.String("client", c.id), slog.String("user", user),
 			slog.String("remote", c.conn.RemoteAddr()), slog.String("code", fmt.Sprintf("0x%02x", byte(code))),
 			slog.String("reason", reason), slog.Uint64("suppressed", suppressed))
 	}
@@ -321,7 +323,7 @@ func (c *Client) assignClientID() []byte {
 		if d.claim(k, c.l.idx) == c.l.idx {
 			if _, busy := c.l.sessions[id]; !busy { // 96 random bits: never, in practice
 				c.claimed = true
-				c.ident.ClientID = id
+				c.id = id
 				return []byte(id)
 			}
 			d.release(k, c.l.idx)

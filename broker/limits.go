@@ -56,10 +56,12 @@ type ipEntry struct {
 
 // Ticket is an admitted connection's share of the connection limits. The
 // transport calls Release exactly once, when the connection is gone (a
-// connection moved to its home loop keeps its ticket).
+// connection moved to another loop keeps its ticket). 32 bytes: a transport
+// keeps one per connection (the address is held as 16 bytes, not as a
+// netip.Addr, which is 24).
 type Ticket struct {
 	b     *Broker
-	addr  netip.Addr
+	addr  [16]byte // the admitted IP (IPv4 mapped), when perIP
 	perIP bool
 	done  atomic.Bool
 }
@@ -73,21 +75,33 @@ type Ticket struct {
 // invalid remote (a Unix socket, a test) is subject to the total limit
 // only. Safe for concurrent use.
 func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
+	t := new(Ticket)
+	if err := b.AdmitInto(t, remote); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// AdmitInto is Admit filling a Ticket the caller holds (a transport keeps
+// it in its per-connection state: one allocation per connection fewer).
+// t must be zero.
+func (b *Broker) AdmitInto(t *Ticket, remote netip.Addr) error {
 	o := &b.opts
 	a := &b.admit
-	remote = remote.Unmap()
+	// Keyed without the zone: the Ticket keeps 16 bytes of address.
+	remote = remote.Unmap().WithZone("")
 	// A banned source first (ban.go): counted there, not logged one by
 	// one (the ban itself was).
 	if err := b.checkBan(remote); err != nil {
-		return nil, err
+		return err
 	}
 	if n := a.open.Add(1); o.MaxConnections > 0 && n > int64(o.MaxConnections) {
 		a.open.Add(-1)
-		return nil, b.refuseAdmit(remote, 0, ErrMaxConnections)
+		return b.refuseAdmit(remote, 0, ErrMaxConnections)
 	}
-	t := &Ticket{b: b, addr: remote}
+	*t = Ticket{b: b, addr: remote.As16()}
 	if !remote.IsValid() || (o.MaxConnectionsPerIP <= 0 && o.ConnectRatePerIP <= 0) {
-		return t, nil
+		return nil
 	}
 	now := b.readClock()
 	sh := &a.shards[maphash.Comparable(a.seed, remote)%admitShards]
@@ -118,17 +132,25 @@ func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
 	sh.mu.Unlock()
 	if err != nil {
 		a.open.Add(-1)
-		return nil, b.refuseAdmit(remote, reason, err)
+		return b.refuseAdmit(remote, reason, err)
 	}
 	t.perIP = true
-	return t, nil
+	return nil
+}
+
+// MoveTo hands t's share of the limits to dst, a zero Ticket, and leaves
+// t spent (its Release does nothing): for a transport whose connection
+// state is rebuilt elsewhere, a move to another loop.
+func (t *Ticket) MoveTo(dst *Ticket) {
+	dst.b, dst.addr, dst.perIP = t.b, t.addr, t.perIP
+	dst.done.Store(t.done.Swap(true))
 }
 
 // Release returns the ticket's share of the limits. Calling it again does
 // nothing; safe for concurrent use (a transport may close a connection
 // from more than one goroutine).
 func (t *Ticket) Release() {
-	if t == nil || !t.done.CompareAndSwap(false, true) {
+	if t == nil || t.b == nil || !t.done.CompareAndSwap(false, true) {
 		return
 	}
 	a := &t.b.admit
@@ -137,12 +159,13 @@ func (t *Ticket) Release() {
 		return
 	}
 	o := &t.b.opts
-	sh := &a.shards[maphash.Comparable(a.seed, t.addr)%admitShards]
+	ip := netip.AddrFrom16(t.addr).Unmap()
+	sh := &a.shards[maphash.Comparable(a.seed, ip)%admitShards]
 	sh.mu.Lock()
-	if e := sh.ips[t.addr]; e != nil {
+	if e := sh.ips[ip]; e != nil {
 		e.conns--
 		if e.conns <= 0 && (o.ConnectRatePerIP <= 0 || e.rate.full(t.b.readClock(), o.ConnectRatePerIP, float64(o.ConnectBurstPerIP))) {
-			delete(sh.ips, t.addr)
+			delete(sh.ips, ip)
 		}
 	}
 	sh.mu.Unlock()

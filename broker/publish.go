@@ -259,17 +259,13 @@ func (l *Loop) routeLocal(m *Message, origin *Session) int {
 		}
 		if s.stamp != seq {
 			s.stamp = seq
-			s.aggQoS = e.Opts.QoS
-			s.aggRAP = e.Opts.RetainAsPublished
-			s.aggN = 0
+			s.agg = 0
 			targets = append(targets, s)
-		} else {
-			s.aggQoS = max(s.aggQoS, e.Opts.QoS)
-			s.aggRAP = s.aggRAP || e.Opts.RetainAsPublished
 		}
-		if e.Opts.ID != 0 && int(s.aggN) < len(s.aggIDs) {
-			s.aggIDs[s.aggN] = e.Opts.ID
-			s.aggN++
+		s.agg = s.agg.with(e.Opts.QoS, e.Opts.RetainAsPublished)
+		if n := s.agg.n(); e.Opts.ID != 0 && n < len(s.aggIDs) {
+			s.aggIDs[n] = e.Opts.ID
+			s.agg += aggOne
 		}
 	}
 	clearEntries(l.matches)
@@ -282,7 +278,7 @@ func (l *Loop) routeLocal(m *Message, origin *Session) int {
 }
 
 func (l *Loop) deliverAgg(s *Session, m *Message) {
-	om := outMsg{m: m, qos: min(m.QoS, s.aggQoS), retain: s.aggRAP && m.Retain, nids: s.aggN, ids: s.aggIDs}
+	om := outMsg{m: m, qos: min(m.QoS, s.agg.qos()), retain: s.agg.rap() && m.Retain, nids: uint8(s.agg.n()), ids: s.aggIDs}
 	l.deliver(s, &om)
 }
 
@@ -322,7 +318,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		c.writePublish(tmpl, false, l.now)
 		return
 	}
-	if s.identKnown && l.b.opts.Authorizer != nil && !s.allowed(m.Topic, AccessRead) {
+	if s.x != nil && s.x.identKnown && l.b.opts.Authorizer != nil && !s.allowed(m.Topic, AccessRead) {
 		// Read access is checked per delivered message (cached per
 		// session and topic), as Mosquitto does; checked here too so a
 		// refused message is not queued or stored.

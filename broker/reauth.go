@@ -24,7 +24,8 @@ func (c *Client) handleReauth(a *codec.Auth) error {
 		// [MQTT-4.12.1-1] Re-authentication uses the CONNECT's method.
 		return errProtocol("AUTH with a different Authentication Method", "MQTT-4.12.1-1")
 	}
-	req := &AuthRequest{ClientID: c.ident.ClientID, Username: c.ident.Username, HasUsername: c.ident.HasUsername,
+	af := c.flow()
+	req := &AuthRequest{ClientID: c.id, Username: af.user, HasUsername: af.hasUser,
 		Remote: c.conn.RemoteAddr(), Version: c.version, Method: c.flow().authMethod,
 		Data: append([]byte(nil), a.Props.AuthData...)}
 	switch {
@@ -82,10 +83,10 @@ func (c *Client) applyReauth(r AuthResult) {
 	case codec.Success:
 		b.auth.ok.Add(1)
 		c.reauthing, c.flow().authReq, c.flow().authState = false, nil, nil
-		if r.Username != "" && (r.Username != c.ident.Username || !c.ident.HasUsername) {
-			c.ident.Username, c.ident.HasUsername = r.Username, true
+		if af := c.flow(); r.Username != "" && (r.Username != af.user || !af.hasUser) {
+			af.user, af.hasUser = r.Username, true
 			if c.s != nil {
-				c.s.setIdentity(c.ident) // ACL verdicts of the old identity are dropped
+				c.s.setIdentity(Identity{ClientID: c.id, Username: af.user, HasUsername: true}) // ACL verdicts of the old identity are dropped
 			}
 		}
 		send(codec.Success)
@@ -101,10 +102,10 @@ func (c *Client) applyReauth(r AuthResult) {
 	}
 	if r.Code == codec.BadUserNameOrPassword || r.Code == codec.NotAuthorized {
 		b.auth.failed.Add(1)
-		b.bans.fail(hostOf(c.conn.RemoteAddr()), c.ident.ClientID, l.now)
+		b.bans.fail(hostOf(c.conn.RemoteAddr()), c.id, l.now)
 	}
 	if ok, suppressed := l.authLog.allow(l.now); ok {
-		b.opts.Logger.Info("re-authentication refused", slog.String("client", c.ident.ClientID), slog.String("user", c.ident.Username),
+		b.opts.Logger.Info("re-authentication refused", slog.String("client", c.id), slog.String("user", c.flow().user),
 			slog.String("remote", c.conn.RemoteAddr()), slog.String("reason", reason), slog.Uint64("suppressed", suppressed))
 	}
 	c.reauthing, c.flow().authReq, c.flow().authState = false, nil, nil

@@ -14,10 +14,9 @@ import (
 // (Loop-only), except available, which other loops read to pick a shared
 // subscription member.
 type Session struct {
-	id   string
-	l    *Loop
-	c    *Client                      // nil while offline
-	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
+	id string
+	l  *Loop
+	c  *Client // nil while offline
 	// q is the QoS 1/2 state, allocated when the session first needs it:
 	// most sessions of a big deployment (sensors publishing at QoS 0,
 	// idle connections) never do, and every session pays for its struct.
@@ -41,12 +40,9 @@ type Session struct {
 	// (sessionQoS.qos2Pending holds the marked publishes in flight.)
 	qos2Mark uint64
 
-	// Who the session's connection authenticated as (ACL checks), and the
-	// per-topic verdict cache of the Authorizer (acl.go).
-	ident      Identity
-	identKnown bool
-	acl        map[string]uint8
-	aclGen     uint64
+	// x is what only some sessions need (subscriptions, identity and ACL
+	// cache), allocated on first use.
+	x *sessionAux
 
 	// Per-route aggregation of overlapping subscriptions (MQTT-3.3.4-2/-3).
 	stamp  uint64
@@ -60,9 +56,58 @@ type Session struct {
 	version codec.Version
 	stored  bool // a session record is in the store
 	waiting bool // in l.waiting
-	aggQoS  byte
-	aggRAP  bool
-	aggN    uint8
+	agg     aggState
+}
+
+// sessionAux is the part of a Session that an idle connection without
+// subscriptions (and without an Authorizer) does not need.
+type sessionAux struct {
+	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
+
+	// Who the session's connection authenticated as (ACL checks), and the
+	// per-topic verdict cache of the Authorizer (acl.go).
+	ident      Identity
+	identKnown bool
+	acl        map[string]uint8
+	aclGen     uint64
+}
+
+func (s *Session) aux() *sessionAux {
+	if s.x == nil {
+		s.x = new(sessionAux)
+	}
+	return s.x
+}
+
+// subscriptions is the session's filters (nil when none). Read only:
+// add through aux().subs.
+func (s *Session) subscriptions() map[string]router.SubOptions {
+	if s.x == nil {
+		return nil
+	}
+	return s.x.subs
+}
+
+// aggState aggregates one route's subscriptions of a session in one byte
+// (Session must fit 128 bytes): granted QoS (bits 0-1), Retain As
+// Published (bit 2), subscription ids in Session.aggIDs (bits 3-5).
+type aggState uint8
+
+const aggOne aggState = 1 << 3 // one more subscription id
+
+func (a aggState) qos() byte { return byte(a & 3) }
+func (a aggState) rap() bool { return a&4 != 0 }
+func (a aggState) n() int    { return int(a >> 3) }
+
+// with merges a subscription's QoS and Retain As Published.
+func (a aggState) with(qos byte, rap bool) aggState {
+	if qos > a.qos() {
+		a = a&^3 | aggState(qos)
+	}
+	if rap {
+		a |= 4
+	}
+	return a
 }
 
 // sessionQoS is a session's QoS 1/2 state (Session.q).
@@ -206,10 +251,12 @@ func (s *Session) end(publishWill bool) {
 			s.dropWill()
 		}
 	}
-	for f, o := range s.subs {
+	for f, o := range s.subscriptions() {
 		s.removeSub(f, o)
 	}
-	s.subs = nil
+	if s.x != nil {
+		s.x.subs = nil
+	}
 	if q := s.q; q != nil {
 		for q.inflight.len() > 0 {
 			s.dropMsg(q.inflight.popFront())
@@ -274,11 +321,12 @@ func (s *Session) publishWill() {
 // addSub adds (or replaces) one subscription in s and the router.
 func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	l := s.l
-	if s.subs == nil {
-		s.subs = make(map[string]router.SubOptions)
+	x := s.aux()
+	if x.subs == nil {
+		x.subs = make(map[string]router.SubOptions)
 	}
-	_, existed = s.subs[filter]
-	s.subs[filter] = o
+	_, existed = x.subs[filter]
+	x.subs[filter] = o
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Subscribe(group, f, s, o)
 	} else if !l.shard.Subscribe([]byte(filter), s, o) {

@@ -54,10 +54,10 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 			// Refused for this filter only: v5 0x87, 3.x 0x80.
 			l.counters.aclDeniedSubscribe++
 			code = codec.NotAuthorized
-		case len(s.subs) >= l.b.opts.MaxSubscriptions:
+		case len(s.subscriptions()) >= l.b.opts.MaxSubscriptions:
 			// --max-subscriptions: a new filter beyond the quota is
 			// refused (v5 0x97); replacing an existing one is not.
-			if _, ok := s.subs[string(sub.Filter)]; !ok {
+			if _, ok := s.subscriptions()[string(sub.Filter)]; !ok {
 				code = codec.QuotaExceeded
 				l.counters.subsRefusedQuota++
 			}
@@ -71,11 +71,12 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		}
 		o := router.SubOptions{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, ID: subID}
 		key := string(sub.Filter)
-		_, existed := s.subs[key]
-		if s.subs == nil {
-			s.subs = make(map[string]router.SubOptions)
+		x := s.aux()
+		_, existed := x.subs[key]
+		if x.subs == nil {
+			x.subs = make(map[string]router.SubOptions)
 		}
-		s.subs[key] = o
+		x.subs[key] = o
 		if shared {
 			l.b.shared.Subscribe(group, filter, s, o)
 		} else if !l.shard.Subscribe(sub.Filter, s, o) {
@@ -144,12 +145,12 @@ func (c *Client) handleUnsubscribe(p *codec.Unsubscribe) error {
 	ack.Codes = ack.Codes[:0]
 	ack.Props = codec.Properties{}
 	for _, f := range p.Filters {
-		o, ok := s.subs[string(f)]
+		o, ok := s.subscriptions()[string(f)]
 		if !ok {
 			ack.Codes = append(ack.Codes, codec.NoSubscriptionExisted)
 			continue
 		}
-		delete(s.subs, string(f))
+		delete(s.x.subs, string(f))
 		s.removeSub(string(f), o)
 		s.storeUnsub(string(f))
 		ack.Codes = append(ack.Codes, codec.Success)

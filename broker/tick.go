@@ -20,7 +20,7 @@ func (l *Loop) Tick() {
 		c := l.clients[i]
 		switch c.state {
 		case stateAwaitConnect:
-			if now-c.openedAt > connectTimeout {
+			if now-c.lastSeen > connectTimeout { // lastSeen: when it opened
 				// Never-speaking and half-open connections end here.
 				l.counters.connectTimeouts++
 				c.logClose("closing connection: no CONNECT within --connect-timeout", slog.Duration("timeout", l.b.opts.ConnectTimeout))

@@ -189,7 +189,7 @@ func (g *goConn) feed(b []byte) {
 // the unconsumed bytes (the CONNECT and whatever followed it). Loop.
 func (g *goConn) migrate(rest []byte) {
 	old := g.client
-	idx := old.MigrateTo
+	idx := int(old.MigrateTo)
 	g.carry = append([]byte(nil), rest...)
 	old.Closed() // leaves the session alone: the client is migrating
 	g.client = nil

@@ -105,23 +105,69 @@ type anchorCtx struct{}
 type migration struct {
 	carry  []byte
 	remote string
-	ticket *broker.Ticket
+	ticket broker.Ticket
 }
 
-// connState is the per-connection context.
+// connState is the per-connection context: one allocation per connection,
+// the broker's Client and the admission Ticket included, since every idle
+// connection pays for it (README, "Memory per connection"). What only some
+// connections need is behind x.
 type connState struct {
-	client *broker.Client
-	remote string
-	carry  []byte // bytes carried over by a migration, not yet consumed
+	client broker.Client // initialised by broker.Loop.InitClient; never copied
+	// ticket is the connection's share of the connection limits, zero
+	// until admitted (behind a PROXY header); released on close unless
+	// handed over by a move.
+	ticket broker.Ticket
 	gc     gnet.Conn
-	proxy  bool // a PROXY protocol header is expected before MQTT
-	layer  wireLayer
-	plain  []byte // MQTT bytes out of layer not yet consumed
 	// scratch is its loop's coalescing buffer (Server.scratch): a
 	// connection stays on one loop (a move opens a new connState).
 	scratch *[]byte
-	ticket  *broker.Ticket // share of the connection limits; released on close unless moved
-	moved   bool           // the connection lives on in its home loop, with the ticket
+	x       *connExtra
+}
+
+// connExtra is the state of the connections that are not plain TCP on
+// their first loop.
+type connExtra struct {
+	proxy  bool   // a PROXY protocol header is expected before MQTT
+	remote string // the client's address from a PROXY header ("": the socket's)
+	carry  []byte // bytes carried over by a migration, not yet consumed
+	layer  wireLayer
+	plain  []byte // MQTT bytes out of layer not yet consumed
+}
+
+func (st *connState) extra() *connExtra {
+	if st.x == nil {
+		st.x = new(connExtra)
+	}
+	return st.x
+}
+
+// direct reports whether the socket's bytes are MQTT for the client as
+// they are: no PROXY header ahead, no layer, nothing carried over.
+func (st *connState) direct() bool {
+	x := st.x
+	return x == nil || (!x.proxy && x.layer == nil && len(x.carry) == 0)
+}
+
+// carrying reports whether bytes carried over by a move wait to be fed.
+func (st *connState) carrying() bool { return st.x != nil && len(st.x.carry) > 0 }
+
+// layer is the connection's wireLayer, nil for plain TCP.
+func (st *connState) layer() wireLayer {
+	if st.x == nil {
+		return nil
+	}
+	return st.x.layer
+}
+
+// remote names the peer: the address from a PROXY header, else the
+// socket's (formatted on demand: it is for logs and the CONNECT-time ban
+// check, and keeping the string would cost every idle connection 32 bytes).
+func (st *connState) remote() string {
+	if st.x != nil && st.x.remote != "" {
+		return st.x.remote
+	}
+	return addrString(st.gc.RemoteAddr())
 }
 
 // New returns a server for b.
@@ -461,45 +507,35 @@ func (s *Server) elFor(idx int) gnet.EventLoop {
 
 // OnOpen creates the broker client of a new connection.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	var carry []byte
-	var ticket *broker.Ticket
-	moved := false
+	l := s.loopFor(c.EventLoop())
+	st := &connState{gc: c, scratch: s.scratch[l.Index()]}
 	switch v := c.Context().(type) {
 	case anchorCtx:
 		c.SetContext(v)
 		return nil, gnet.None
 	case *migration:
-		carry, ticket = v.carry, v.ticket
-		moved = true
-	}
-	proxy := false
-	if !moved {
-		proxy = s.proxyExpected(c.LocalAddr())
-	}
-	if !moved && !proxy {
+		// Admitted on its first loop: the ticket comes along. The
+		// address is the one already taken from a PROXY header.
+		v.ticket.MoveTo(&st.ticket)
+		x := st.extra()
+		x.carry, x.remote = v.carry, v.remote
+	default:
 		// Accept-time admission (bans, connection limits): closed
-		// before any byte is read; Admit has counted the refusal. A
-		// moved connection was admitted on its first loop and carries
-		// its ticket; behind a PROXY header the socket's address is the
-		// balancer's, so admission waits for the client's (proxyPrelude).
-		t, err := s.b.Admit(remoteIP(c.RemoteAddr()))
-		if err != nil {
+		// before any byte is read; Admit has counted the refusal.
+		// Behind a PROXY header the socket's address is the balancer's,
+		// so admission waits for the client's (proxyPrelude).
+		if s.proxyExpected(c.LocalAddr()) {
+			st.extra().proxy = true
+		} else if s.b.AdmitInto(&st.ticket, remoteIP(c.RemoteAddr())) != nil {
 			return nil, gnet.Close
 		}
-		ticket = t
-	}
-	l := s.loopFor(c.EventLoop())
-	st := &connState{remote: addrString(c.RemoteAddr()), gc: c, proxy: proxy, scratch: s.scratch[l.Index()], ticket: ticket}
-	if m, ok := c.Context().(*migration); ok {
-		st.remote = m.remote // already past the PROXY header
 	}
 	if s.opts.layer != nil {
-		st.layer = s.opts.layer(c)
+		st.extra().layer = s.opts.layer(c)
 	}
-	st.client = l.NewClient(gnetConn{st})
+	l.InitClient(&st.client, gnetConn{st})
 	c.SetContext(st)
-	if len(carry) > 0 {
-		st.carry = carry
+	if st.carrying() {
 		return nil, s.feed(c, st, nil)
 	}
 	return nil, gnet.None
@@ -512,14 +548,14 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Discard(-1) // anchor: nothing is ever sent on it
 		return gnet.None
 	}
-	if st.layer == nil && !st.proxy && len(st.carry) == 0 && awaitingBody(c, st.client) {
+	if st.direct() && awaitingBody(c, &st.client) {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
-	if st.layer != nil {
+	if st.layer() != nil {
 		return s.feedLayer(c, st, buf)
 	}
-	if st.proxy {
+	if st.x != nil && st.x.proxy {
 		n, err := s.proxyPrelude(st, buf)
 		if err == errProxyIncomplete {
 			return gnet.None // the rest of the header stays buffered
@@ -527,7 +563,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		if err != nil {
 			if err != errAdmission {
 				s.ctr.proxyRejected.Add(1)
-				s.log.Info("closing connection: bad PROXY protocol header", "remote", st.remote, "err", err)
+				s.log.Info("closing connection: bad PROXY protocol header", "remote", st.remote(), "err", err)
 			}
 			return gnet.Close
 		}
@@ -541,7 +577,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // MQTT bytes that come out. Loop-only.
 func (s *Server) feedLayer(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	var err error
-	st.plain, err = st.layer.Inbound(st.plain, buf)
+	x := st.x
+	x.plain, err = x.layer.Inbound(x.plain, buf)
 	_, _ = c.Discard(len(buf))
 	if err != nil {
 		return gnet.Close
@@ -551,14 +588,15 @@ func (s *Server) feedLayer(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 
 // feedPlain feeds the layer's pending MQTT bytes to the client. Loop-only.
 func (s *Server) feedPlain(st *connState) gnet.Action {
-	if len(st.plain) == 0 {
+	x := st.x
+	if len(x.plain) == 0 {
 		return gnet.None
 	}
-	n, res := st.client.Feed(st.plain)
+	n, res := st.client.Feed(x.plain)
 	if res != broker.FeedContinue {
 		return gnet.Close // the prototype layer does not migrate
 	}
-	st.plain = st.plain[:copy(st.plain, st.plain[n:])]
+	x.plain = x.plain[:copy(x.plain, x.plain[n:])]
 	return gnet.None
 }
 
@@ -583,18 +621,16 @@ func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	st.proxy = false
+	st.x.proxy = false
 	ip := remoteIP(st.gc.RemoteAddr())
 	if src != nil {
-		st.remote = src.String()
+		st.extra().remote = src.String()
 		ip = remoteIP(src)
 	}
 	// Accept-time admission with the client's real address.
-	t, err := s.b.Admit(ip)
-	if err != nil {
+	if s.b.AdmitInto(&st.ticket, ip) != nil {
 		return 0, errAdmission
 	}
-	st.ticket = t
 	return n, nil
 }
 
@@ -621,14 +657,15 @@ var errAdmission = errors.New("refused at admission")
 
 func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	fromCarry := false
-	if len(st.carry) > 0 {
+	if st.carrying() {
 		// Bytes carried over a migration come first; this path copies,
 		// and only runs for the first packets of a moved connection.
-		st.carry = append(st.carry, buf...)
+		x := st.x
+		x.carry = append(x.carry, buf...)
 		if len(buf) > 0 {
 			_, _ = c.Discard(len(buf))
 		}
-		buf = st.carry
+		buf = x.carry
 		fromCarry = true
 	}
 	n, res := st.client.Feed(buf)
@@ -636,14 +673,15 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	case broker.FeedClose:
 		return gnet.Close
 	case broker.FeedMigrate:
-		st.moved = s.migrate(c, st, buf[n:])
+		s.migrate(c, st, buf[n:])
 		return gnet.Close
 	}
 	if fromCarry {
-		rest := copy(st.carry, st.carry[n:])
-		st.carry = st.carry[:rest]
+		x := st.x
+		rest := copy(x.carry, x.carry[n:])
+		x.carry = x.carry[:rest]
 		if rest == 0 {
-			st.carry = nil
+			x.carry = nil
 		}
 	} else if n > 0 {
 		_, _ = c.Discard(n)
@@ -651,30 +689,35 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	return gnet.None
 }
 
-// migrate moves c to its client id's home loop and reports whether the
-// connection (and its admission ticket) now lives there.
+// migrate moves c to the loop that owns its client id and reports whether
+// the connection (and its admission ticket) now lives there.
 func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
-	target := s.elFor(st.client.MigrateTo)
+	target := s.elFor(int(st.client.MigrateTo))
 	if target == nil {
 		s.log.Error("cannot move connection: home loop not bound", "loop", st.client.MigrateTo)
 		return false
 	}
 	fd, err := c.Dup()
 	if err != nil {
-		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		s.log.Error("cannot move connection", "remote", st.remote(), "err", err)
 		return false
 	}
 	f := os.NewFile(uintptr(fd), "mqtt")
 	nc, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
-		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		s.log.Error("cannot move connection", "remote", st.remote(), "err", err)
 		return false
 	}
-	m := &migration{carry: append([]byte(nil), rest...), remote: st.remote, ticket: st.ticket}
+	m := &migration{carry: append([]byte(nil), rest...)}
+	if st.x != nil {
+		m.remote = st.x.remote
+	}
+	st.ticket.MoveTo(&m.ticket)
 	if _, err := target.Enroll(gnet.NewContext(context.Background(), m), nc); err != nil {
+		m.ticket.Release()
 		nc.Close()
-		s.log.Error("cannot move connection", "remote", st.remote, "err", err)
+		s.log.Error("cannot move connection", "remote", st.remote(), "err", err)
 		return false
 	}
 	return true
@@ -684,13 +727,12 @@ func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
 // of the connection limits.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, ok := c.Context().(*connState); ok {
-		if st.layer != nil {
-			st.layer.Closed()
+		if l := st.layer(); l != nil {
+			l.Closed()
 		}
 		st.client.Closed()
-		if !st.moved {
-			st.ticket.Release()
-		}
+		st.ticket.Release() // spent when moved
+
 	}
 	return gnet.None
 }
@@ -700,7 +742,7 @@ type gnetConn struct{ st *connState }
 
 func (g gnetConn) OutboundBuffered() int { return g.st.gc.OutboundBuffered() }
 func (g gnetConn) Close() error          { return g.st.gc.Close() }
-func (g gnetConn) RemoteAddr() string    { return g.st.remote }
+func (g gnetConn) RemoteAddr() string    { return g.st.remote() }
 func (g gnetConn) Wake() error           { return g.st.gc.Wake(nil) }
 
 // Writev writes bufs in order as plain writes of at most coalesceMax
@@ -719,8 +761,8 @@ func (g gnetConn) Wake() error           { return g.st.gc.Wake(nil) }
 // copies them anyway, and gnet (v2.9.7) would also hand more than
 // IOV_MAX vectors to one writev, which fails with EINVAL.
 func (g gnetConn) Writev(bufs [][]byte) (int, error) {
-	if g.st.layer != nil {
-		return g.st.layer.Writev(bufs)
+	if l := g.st.layer(); l != nil {
+		return l.Writev(bufs)
 	}
 	sc := (*g.st.scratch)[:0]
 	n := 0

@@ -349,7 +349,8 @@ func (l *onLoopTLS) handshake() {
 		l.mu.Unlock()
 		if st, ok := l.gc.Context().(*connState); ok {
 			var derr error
-			st.plain, derr = l.drain(st.plain)
+			x := st.extra()
+			x.plain, derr = l.drain(x.plain)
 			if derr != nil || l.s.feedPlain(st) != gnet.None {
 				_ = l.gc.Close()
 			}
