@@ -64,7 +64,7 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	fs.StringVar(&o.cfg.Only, "scenarios", "", "comma-separated scenario ids to run (default: all of the suite)")
 	fs.DurationVar(&o.cfg.Duration, "duration", 5*time.Second, "measured window of each throughput scenario")
 	fs.DurationVar(&o.cfg.LatDur, "latency-duration", 10*time.Second, "measured window of each fixed-rate latency scenario")
-	fs.IntVar(&o.cfg.IdleConns, "idle-conns", 9000, "connections in the idle scenario (each side needs one descriptor per connection: the hard RLIMIT_NOFILE bounds it)")
+	fs.IntVar(&o.cfg.IdleConns, "idle-conns", 0, "connections in the idle scenario; 0: as many as the hard RLIMIT_NOFILE allows (each side needs one descriptor per connection; 1,000 kept spare), at most 100,000")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "compare — run mcutie, Mosquitto and mochi-mqtt through the same bench scenarios and write a report.\n\nUsage: go run ./bench/compare [flags]   (make bench-compare)\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -91,8 +91,8 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	if o.nice < -20 || o.nice > 19 {
 		return nil, errors.New("compare: --nice must be in [-20, 19]")
 	}
-	if o.cfg.IdleConns < 1 || o.cfg.IdleConns > 500_000 {
-		return nil, errors.New("compare: --idle-conns must be in [1, 500000]")
+	if o.cfg.IdleConns < 0 || o.cfg.IdleConns > 500_000 {
+		return nil, errors.New("compare: --idle-conns must be in [0, 500000]")
 	}
 	switch o.pin {
 	case "auto", "on", "off":
@@ -249,6 +249,12 @@ func realMain(args []string, stderr io.Writer) int {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
 		rl.Cur = rl.Max
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
+	}
+	if o.cfg.IdleConns == 0 {
+		o.cfg.IdleConns = 9000
+		if rl.Max > 2000 {
+			o.cfg.IdleConns = int(min(rl.Max-1000, 100_000))
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
