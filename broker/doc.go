@@ -7,12 +7,15 @@
 // # Ownership (the whole concurrency contract)
 //
 //   - A Broker has a fixed set of Loops, one per event loop. A Loop owns a
-//     router shard, the sessions homed on it, its connections (Clients)
+//     router shard, the sessions of the client ids it owns, its connections (Clients)
 //     and a bounded lock-free inbox. Everything a Loop owns is touched
 //     only on that loop ("Loop-only" in the docs).
-//   - A client id's home loop is a hash of the id. The transport moves a
-//     connection to its home loop right after CONNECT, so session
-//     takeover, resume, expiry and wills never cross loops.
+//   - A client id is owned by one loop (clientDir, directory.go): the loop
+//     its first CONNECT arrived on, for as long as it has a session there.
+//     A CONNECT for an id another loop owns makes the transport move the
+//     connection there, so session takeover, resume, expiry and wills
+//     never cross loops; a new client is never moved. Restore puts a
+//     stored session on a loop chosen by a hash of its id.
 //   - A PUBLISH is matched against the publishing loop's shard and
 //     delivered there at once; every other loop that holds subscriptions
 //     gets a reference to the message through its inbox and matches its
@@ -29,7 +32,7 @@
 //
 // # Authentication and authorization
 //
-// An Authenticator is asked on the connection's home loop after the
+// An Authenticator is asked on the loop that owns the client id after the
 // CONNECT (and after every v5 AUTH of an enhanced exchange). It answers
 // inline or later from any goroutine; a late verdict comes back as an
 // inbox item, the connection reads nothing meanwhile (its CONNECT is kept

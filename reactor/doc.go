@@ -10,10 +10,12 @@
 // loops) to learn each loop's handle, and binds broker loop i to it, so
 // other loops can run work there with EventLoop.Execute.
 //
-// A client id's state lives on its home loop (broker.Broker.homeLoop). When
-// a CONNECT arrives on another loop, the connection is moved: its socket is
-// duplicated and enrolled on the home loop with the unconsumed bytes
-// carried along, and the original is closed. After that nothing about a
+// A client id's state lives on the loop that owns the id (the one its first
+// connection landed on; see broker's clientDir). When a CONNECT for an id
+// owned elsewhere arrives (a resume or takeover that landed on another
+// loop), the connection is moved: its socket is duplicated and enrolled on
+// the owner with the unconsumed bytes carried along, and the original is
+// closed. After that nothing about a
 // client ever crosses loops except messages through the loops' inboxes.
 //
 // # Transports

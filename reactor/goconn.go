@@ -25,9 +25,9 @@ import (
 //   - The broker's writes (Conn.Writev, on the loop) are copied into a
 //     buffer that the writer goroutine drains; OutboundBuffered counts it,
 //     so the broker's slow-consumer policy applies unchanged.
-//   - Moving a connection to its client id's home loop (FeedMigrate) needs
-//     no socket duplication: the connection is re-registered on the home
-//     loop and the reader posts there from then on.
+//   - Moving a connection to the loop that owns its client id
+//     (FeedMigrate) needs no socket duplication: the connection is
+//     re-registered there and the reader posts there from then on.
 //
 // broker.Client and the fields marked "loop" are only touched on the
 // owning loop; chunk hand-over orders the reader's and the loop's accesses.
@@ -185,7 +185,7 @@ func (g *goConn) feed(b []byte) {
 	}
 }
 
-// migrate moves the connection to the client id's home loop, carrying
+// migrate moves the connection to the loop that owns its client id, carrying
 // the unconsumed bytes (the CONNECT and whatever followed it). Loop.
 func (g *goConn) migrate(rest []byte) {
 	old := g.client
@@ -200,7 +200,7 @@ func (g *goConn) migrate(rest []byte) {
 		}
 	}
 	if target.loop == nil {
-		g.s.log.Error("cannot move connection: home loop not bound", "loop", idx)
+		g.s.log.Error("cannot move connection: owning loop not bound", "loop", idx)
 		g.dead = true
 		g.Close()
 		return

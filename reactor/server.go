@@ -101,7 +101,7 @@ type boundLoop struct {
 type anchorCtx struct{}
 
 // migration carries a connection's unconsumed bytes, its client address
-// and its admission ticket to its home loop.
+// and its admission ticket to the loop that owns its client id.
 type migration struct {
 	carry  []byte
 	remote string
@@ -694,7 +694,7 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
 	target := s.elFor(int(st.client.MigrateTo))
 	if target == nil {
-		s.log.Error("cannot move connection: home loop not bound", "loop", st.client.MigrateTo)
+		s.log.Error("cannot move connection: owning loop not bound", "loop", st.client.MigrateTo)
 		return false
 	}
 	fd, err := c.Dup()

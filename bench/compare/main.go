@@ -94,6 +94,9 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	if o.cfg.IdleConns < 0 || o.cfg.IdleConns > 500_000 {
 		return nil, errors.New("compare: --idle-conns must be in [0, 500000]")
 	}
+	if o.cfg.IdleConns == 0 {
+		o.cfg.IdleConns = idleConnsAllowed()
+	}
 	switch o.pin {
 	case "auto", "on", "off":
 	default:
@@ -250,12 +253,7 @@ func realMain(args []string, stderr io.Writer) int {
 		rl.Cur = rl.Max
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
 	}
-	if o.cfg.IdleConns == 0 {
-		o.cfg.IdleConns = 9000
-		if rl.Max > 2000 {
-			o.cfg.IdleConns = int(min(rl.Max-1000, 100_000))
-		}
-	}
+
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -496,4 +494,16 @@ func write(o *options, ri *runInfo) error {
 		fmt.Fprintln(os.Stderr, "compare: wrote", p)
 	}
 	return nil
+}
+
+// idleConnsAllowed is the idle scenario's default: as many connections as
+// the hard descriptor limit allows each side (the driver raises the soft
+// limit to it for the brokers it starts), 1,000 kept spare, at most
+// 100,000.
+func idleConnsAllowed() int {
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil || rl.Max < 2000 {
+		return 1000
+	}
+	return int(min(rl.Max-1000, 100_000))
 }
