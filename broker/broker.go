@@ -91,7 +91,7 @@ func New(opts Options) *Broker {
 		clockWake: make(chan struct{}, 1),
 	}
 	b.bans = newBans(b)
-	b.dir = newClientDir()
+	b.dir = newClientDir(opts.Loops)
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
 	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize

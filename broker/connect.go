@@ -151,7 +151,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 		// The old connection closed abnormally: its will goes out unless
 		// a delay gives the new connection the chance to cancel it.
-		if s.will != nil && (s.willDelay == 0 || p.CleanStart) {
+		if s.w != nil && (s.w.delay == 0 || p.CleanStart) {
 			s.publishWill()
 		}
 	}

@@ -27,10 +27,14 @@ const dirShards = 64
 // (a session, or a connection between its CONNECT and its session) takes a
 // reference; the last release removes the entry.
 //
+// With one loop there is nothing to decide: the directory keeps nothing
+// (single), which saves an entry per client id.
+//
 // Concurrency: safe for concurrent use; claim and release are called by the
 // owning loop, lookups by any.
 type clientDir struct {
 	seed   maphash.Seed
+	single bool
 	shards [dirShards]dirShard
 }
 
@@ -45,8 +49,11 @@ type dirEntry struct {
 	refs int32
 }
 
-func newClientDir() *clientDir {
-	d := &clientDir{seed: maphash.MakeSeed()}
+func newClientDir(loops int) *clientDir {
+	d := &clientDir{seed: maphash.MakeSeed(), single: loops <= 1}
+	if d.single {
+		return d
+	}
 	for i := range d.shards {
 		d.shards[i].m = make(map[uint64]dirEntry)
 	}
@@ -62,6 +69,9 @@ func (d *clientDir) keyString(id string) uint64 { return maphash.String(d.seed, 
 // the id was free or already loop's (the reference is taken), another loop
 // otherwise (nothing is taken).
 func (d *clientDir) claim(k uint64, loop int) int {
+	if d.single {
+		return loop
+	}
 	sh := &d.shards[k%dirShards]
 	sh.mu.Lock()
 	e, ok := sh.m[k]
@@ -81,6 +91,9 @@ func (d *clientDir) claim(k uint64, loop int) int {
 
 // release drops one of loop's references on k.
 func (d *clientDir) release(k uint64, loop int) {
+	if d.single {
+		return
+	}
 	sh := &d.shards[k%dirShards]
 	sh.mu.Lock()
 	if e, ok := sh.m[k]; ok && int(e.loop) == loop {
@@ -95,6 +108,9 @@ func (d *clientDir) release(k uint64, loop int) {
 
 // owner reports the loop that owns k, if any.
 func (d *clientDir) owner(k uint64) (int, bool) {
+	if d.single {
+		return 0, false
+	}
 	sh := &d.shards[k%dirShards]
 	sh.mu.Lock()
 	e, ok := sh.m[k]
@@ -102,8 +118,11 @@ func (d *clientDir) owner(k uint64) (int, bool) {
 	return int(e.loop), ok
 }
 
-// len is the number of ids with an owner (a metric).
+// len is the number of ids with an owner (a metric); -1 when single.
 func (d *clientDir) len() int {
+	if d.single {
+		return -1
+	}
 	n := 0
 	for i := range d.shards {
 		sh := &d.shards[i]
@@ -127,6 +146,9 @@ type pendingRelease struct {
 // at once when the loop has no store operation unfinished, else once those
 // are (releasePending). Loop-only.
 func (l *Loop) releaseSession(id string) {
+	if l.b.dir.single {
+		return
+	}
 	k := l.b.dir.keyString(id)
 	if l.b.opts.Store == nil || (len(l.ops) == 0 && len(l.backlog.ops) == 0 && l.durableN.Load() >= l.applyN) {
 		l.b.dir.release(k, l.idx)

@@ -523,10 +523,10 @@ func (s *Session) storeInbound(pid uint16, del bool, aw *ackWait) {
 }
 
 func (s *Session) storeWill() {
-	if !s.persistent() || s.will == nil {
+	if !s.persistent() || s.w == nil {
 		return
 	}
-	s.l.addOp(store.Op{Will: &store.Will{ClientID: s.id, Msg: storeMessage(s.will), PublishAt: s.willAt}}, nil)
+	s.l.addOp(store.Op{Will: &store.Will{ClientID: s.id, Msg: storeMessage(s.w.m), PublishAt: s.w.at}}, nil)
 }
 
 func (s *Session) storeWillGone() {

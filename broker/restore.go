@@ -160,10 +160,9 @@ func (b *Broker) Restore() (RestoreStats, error) {
 				fail(fmt.Errorf("will of %q: %w", w.ClientID, err))
 				return
 			}
-			s.will = m
-			s.willAt = w.PublishAt
-			if s.willAt == 0 {
-				s.willAt = now // the connection ended with the broker: the will is due
+			s.w = &sessionWill{m: m, at: w.PublishAt}
+			if s.w.at == 0 {
+				s.w.at = now // the connection ended with the broker: the will is due
 			}
 			s.l.wait(s)
 			rs.Wills++

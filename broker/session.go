@@ -22,9 +22,8 @@ type Session struct {
 	// idle connections) never do, and every session pays for its struct.
 	q *sessionQoS
 
-	will   *Message
-	willAt int64 // unix ns when a pending will is due; 0 = none
-	discAt int64 // unix ns of the last disconnect; 0 while connected
+	w      *sessionWill // the will; nil = none
+	discAt int64        // unix ns of the last disconnect; 0 while connected
 
 	// Exactly once across a crash for QoS 2 messages from this
 	// (persistent) session that reach other loops: the subscribers'
@@ -48,8 +47,7 @@ type Session struct {
 	stamp  uint64
 	aggIDs [4]uint32
 
-	expiry    uint32 // seconds after disconnect; 0xFFFFFFFF never
-	willDelay uint32
+	expiry uint32 // seconds after disconnect; 0xFFFFFFFF never
 
 	available atomic.Bool // online and not congested: may take shared-subscription messages
 
@@ -57,6 +55,22 @@ type Session struct {
 	stored  bool // a session record is in the store
 	waiting bool // in l.waiting
 	agg     aggState
+}
+
+// sessionWill is a session's will message and its timing: only sessions
+// with a will pay for it.
+type sessionWill struct {
+	m     *Message
+	at    int64  // unix ns when the pending will is due; 0 = not pending
+	delay uint32 // Will Delay Interval, seconds
+}
+
+// willAt is when the session's pending will is due; 0 = none pending.
+func (s *Session) willAt() int64 {
+	if s.w == nil {
+		return 0
+	}
+	return s.w.at
 }
 
 // sessionAux is the part of a Session that an idle connection without
@@ -217,11 +231,11 @@ func (s *Session) detach(c *Client, abnormal bool) {
 	s.available.Store(false)
 	l := s.l
 	s.discAt = l.now
-	if abnormal && s.will != nil {
-		if s.willDelay == 0 || s.expiry == 0 {
+	if abnormal && s.w != nil {
+		if s.w.delay == 0 || s.expiry == 0 {
 			s.publishWill()
 		} else {
-			s.willAt = l.now + int64(s.willDelay)*int64(time.Second)
+			s.w.at = l.now + int64(s.w.delay)*int64(time.Second)
 		}
 	} else {
 		s.dropWill()
@@ -232,10 +246,10 @@ func (s *Session) detach(c *Client, abnormal bool) {
 		return
 	}
 	s.storeSession()
-	if s.will != nil {
+	if s.w != nil {
 		s.storeWill()
 	}
-	if s.expiry != 0xFFFFFFFF || s.willAt != 0 {
+	if s.expiry != 0xFFFFFFFF || s.willAt() != 0 {
 		l.wait(s)
 	}
 }
@@ -244,8 +258,8 @@ func (s *Session) detach(c *Client, abnormal bool) {
 // first if publishWill and one is pending) [MQTT-4.1.0-2].
 func (s *Session) end(publishWill bool) {
 	l := s.l
-	if s.will != nil {
-		if publishWill || s.willAt != 0 {
+	if s.w != nil {
+		if publishWill || s.w.at != 0 {
 			s.publishWill()
 		} else {
 			s.dropWill()
@@ -278,20 +292,18 @@ func (s *Session) end(publishWill bool) {
 
 func (s *Session) setWill(m *Message, delay uint32) {
 	s.dropWill()
-	s.will = m
-	s.willDelay = delay
+	s.w = &sessionWill{m: m, delay: delay}
 }
 
 func (s *Session) dropWill() {
-	if s.will != nil {
-		s.will.release()
-		s.will = nil
+	if s.w != nil {
+		s.w.m.release()
+		s.w = nil
 	}
-	s.willAt = 0
 }
 
 func (s *Session) cancelWill() {
-	if s.will != nil {
+	if s.w != nil {
 		s.storeWillGone()
 	}
 	s.dropWill()
@@ -299,12 +311,12 @@ func (s *Session) cancelWill() {
 
 // publishWill routes the will message from the session's loop.
 func (s *Session) publishWill() {
-	m := s.will
-	s.will = nil
-	s.willAt = 0
-	if m == nil {
+	w := s.w
+	if w == nil {
 		return
 	}
+	s.w = nil
+	m := w.m
 	s.l.counters.willsPublished++
 	s.storeWillGone()
 	m.origin = nil // No Local does not apply to a will: the session is gone

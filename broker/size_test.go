@@ -21,5 +21,5 @@ func TestIdleConnectionStructSizes(t *testing.T) {
 		}
 	}
 	f("Client", unsafe.Sizeof(Client{}), 128)
-	f("Session", unsafe.Sizeof(Session{}), 128)
+	f("Session", unsafe.Sizeof(Session{}), 112)
 }

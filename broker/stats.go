@@ -169,7 +169,7 @@ func (b *Broker) Stats() Stats {
 		st.Rejected[r] = b.admit.refused[i].Load()
 	}
 	st.OpenConnections = b.admit.open.Load()
-	st.ClientIDsOwned = uint64(b.dir.len())
+	owned := b.dir.len()
 	st.Loops = make([]LoopStats, len(b.loops))
 	for i, l := range b.loops {
 		l.snap.mu.Lock()
@@ -260,6 +260,10 @@ func (b *Broker) Stats() Stats {
 	st.SharedSubscriptions = uint64(b.shared.Len())
 	st.Retained = uint64(b.retained.Len())
 	st.StoreErrors = b.storeErrors.Load()
+	st.ClientIDsOwned = uint64(owned)
+	if owned < 0 { // one loop: no directory; every id is its session's
+		st.ClientIDsOwned = st.Sessions
+	}
 	return st
 }
 

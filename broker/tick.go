@@ -51,7 +51,7 @@ func (l *Loop) Tick() {
 		if s.c != nil {
 			continue
 		}
-		if s.willAt != 0 && now >= s.willAt {
+		if at := s.willAt(); at != 0 && now >= at {
 			s.publishWill()
 		}
 		if s.expiry != 0xFFFFFFFF && now-s.discAt >= int64(s.expiry)*int64(time.Second) {
@@ -60,7 +60,7 @@ func (l *Loop) Tick() {
 			i--
 			continue
 		}
-		if s.willAt == 0 && s.expiry == 0xFFFFFFFF {
+		if s.willAt() == 0 && s.expiry == 0xFFFFFFFF {
 			l.unwait(s)
 			i--
 		}

@@ -254,7 +254,6 @@ func realMain(args []string, stderr io.Writer) int {
 		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
 	}
 
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ri := &runInfo{
