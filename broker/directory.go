@@ -106,18 +106,6 @@ func (d *clientDir) release(k uint64, loop int) {
 	sh.mu.Unlock()
 }
 
-// owner reports the loop that owns k, if any.
-func (d *clientDir) owner(k uint64) (int, bool) {
-	if d.single {
-		return 0, false
-	}
-	sh := &d.shards[k%dirShards]
-	sh.mu.Lock()
-	e, ok := sh.m[k]
-	sh.mu.Unlock()
-	return int(e.loop), ok
-}
-
 // len is the number of ids with an owner (a metric); -1 when single.
 func (d *clientDir) len() int {
 	if d.single {
