@@ -150,7 +150,6 @@ func (c *Client) flow() *authFlow {
 	return c.af
 }
 
-// authMethod is the v5 Authentication Method of the CONNECT ("" = none).
 // identity is who the client is, for the CONNECT p being handled.
 func (c *Client) identity(p *codec.Connect) Identity {
 	if af := c.af; af != nil && af.userSet {
@@ -159,6 +158,7 @@ func (c *Client) identity(p *codec.Connect) Identity {
 	return Identity{ClientID: c.id, Username: string(p.Username), HasUsername: p.UsernameFlag}
 }
 
+// authMethod is the v5 Authentication Method of the CONNECT ("" = none).
 func (c *Client) authMethod() string {
 	if c.af == nil {
 		return ""

@@ -507,12 +507,13 @@ func (s *Server) elFor(idx int) gnet.EventLoop {
 
 // OnOpen creates the broker client of a new connection.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if v, ok := c.Context().(anchorCtx); ok {
+		c.SetContext(v)
+		return nil, gnet.None
+	}
 	l := s.loopFor(c.EventLoop())
 	st := &connState{gc: c, scratch: s.scratch[l.Index()]}
 	switch v := c.Context().(type) {
-	case anchorCtx:
-		c.SetContext(v)
-		return nil, gnet.None
 	case *migration:
 		// Admitted on its first loop: the ticket comes along. The
 		// address is the one already taken from a PROXY header.
