@@ -111,6 +111,9 @@ func startTransportWith(t testing.TB, bo broker.Options, tlsOpts reactor.TLSOpti
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Stop(ctx)
+		if t.Failed() {
+			t.Logf("broker log:\n%s", lb.String())
+		}
 	})
 	tb.testBroker = &testBroker{B: b, Addr: tb.Addrs[schemes[0]], srv: srv}
 	return tb
