@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 
@@ -106,4 +111,107 @@ func TestClientDirectory_ReleasedOnEnd(t *testing.T) {
 	if m := migrated(tb.B); m != 0 {
 		t.Fatalf("%d connections moved; want 0 once the id was released", m)
 	}
+}
+
+// Many connections race for one client id from both loops: every CONNECT
+// is answered (takeovers, moves and claims in flight; 3.1.1 ones without
+// keep-alive are refused after their claim, --max-keepalive), and when they
+// are gone the directory holds exactly what is left — one persistent
+// session's id, nothing for the clean ones (no reference leaked by a
+// claim, a refusal, a move or a takeover).
+func TestClientDirectory_ConcurrentSameID(t *testing.T) {
+	tb := start(t, broker.Options{MaxKeepAlive: 60})
+	const workers, rounds = 8, 25
+	errs := make(chan error, workers*rounds)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				id, persistent := "contended-clean", false
+				if (w+i)%3 == 0 {
+					id, persistent = "contended-kept", true
+				}
+				err := connectOnce(tb.Addr, id, persistent)
+				if i%4 == 1 {
+					err = connectRefused(tb.Addr, id)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("worker %d round %d (%s): %w", w, i, id, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	v5Wait(t, "every connection closed and only the kept session left", func() bool {
+		st := tb.B.Stats()
+		return st.Clients == 0 && st.Sessions == 1 && st.ClientIDsOwned == 1
+	})
+}
+
+// connectOnce connects as id (v5), expects a successful CONNACK and closes
+// the socket without DISCONNECT half the time.
+func connectOnce(addr, id string, persistent bool) error {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p := codec.Connect{Version: codec.V5, ProtocolName: []byte("MQTT"), ClientID: []byte(id), CleanStart: !persistent, KeepAlive: 30}
+	if persistent {
+		p.Props.Set(codec.PropSessionExpiry)
+		p.Props.SessionExpiry = 300
+	}
+	if _, err := nc.Write(p.Append(nil)); err != nil {
+		return err
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var hdr [2]byte
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+		return fmt.Errorf("no CONNACK: %w", err)
+	}
+	if codec.Type(hdr[0]>>4) != codec.CONNACK || hdr[1] < 2 {
+		return fmt.Errorf("want CONNACK, got % x", hdr)
+	}
+	body := make([]byte, hdr[1])
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return err
+	}
+	if body[1] != 0 {
+		return fmt.Errorf("CONNACK reason 0x%02x", body[1])
+	}
+	if rand.IntN(2) == 0 {
+		d := codec.Disconnect{Code: codec.NormalDisconnection}
+		_, _ = nc.Write(d.Append(nil, codec.V5))
+	}
+	return nil
+}
+
+// connectRefused sends a 3.1.1 CONNECT without keep-alive, which the
+// broker (--max-keepalive) refuses with 0x02 after claiming the id.
+func connectRefused(addr, id string) error {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	p := codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), ClientID: []byte(id), CleanStart: true}
+	if _, err := nc.Write(p.Append(nil)); err != nil {
+		return err
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ack [4]byte
+	if _, err := io.ReadFull(nc, ack[:]); err != nil {
+		return fmt.Errorf("no CONNACK: %w", err)
+	}
+	if ack[0] != 0x20 || ack[3] != 0x02 {
+		return fmt.Errorf("want CONNACK 0x02 (keep-alive refused), got % x", ack)
+	}
+	return nil
 }
