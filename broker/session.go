@@ -103,7 +103,7 @@ func (s *Session) subscriptions() map[string]router.SubOptions {
 }
 
 // aggState aggregates one route's subscriptions of a session in one byte
-// (Session must fit 128 bytes): granted QoS (bits 0-1), Retain As
+// (Session fits its 112-byte size class): granted QoS (bits 0-1), Retain As
 // Published (bit 2), subscription ids in Session.aggIDs (bits 3-5).
 type aggState uint8
 
