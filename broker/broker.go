@@ -5,7 +5,6 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
@@ -28,24 +27,9 @@ type Broker struct {
 	rr       atomic.Uint32 // round robin for server-side publishes
 	closed   atomic.Bool
 
-	// clock is a coarse wall clock (unix ns) refreshed every clockStep by
-	// one goroutine while the broker is busy: reading the system clock
-	// costs 60–100 ns on virtual machines, too much to do per packet at a
-	// million packets a second, and nothing the broker times (keep-alive,
-	// expiry, will delay) needs better than milliseconds. At light load
-	// the goroutine's 500 wake-ups a second cost more than they save (at
-	// 1,000 msg/s they doubled the broker's CPU per message), so it ticks
-	// for clockLinger and parks; while it is parked readers read the
-	// system clock themselves (readClock) and wake it once they read more
-	// than clockWakeReads times within clockLinger.
-	clock       atomic.Int64
-	clockIdle   atomic.Bool
-	clockReads  atomic.Int64 // reads while parked, in the current window
-	clockWindow atomic.Int64 // unix ns: the window began
-	clockWake   chan struct{}
-	started     int64 // unix ns at New, for $SYS/broker/uptime
+	clock       *coarseClock // clock.go
+	started     int64        // unix ns at New, for $SYS/broker/uptime
 	storeErrors atomic.Uint64
-	clockStop   chan struct{}
 
 	// qos2Mark numbers the QoS 2 publishes of persistent sessions, across
 	// restarts (Restore resumes after the highest stored); see
@@ -77,34 +61,26 @@ type authCounters struct {
 	ok, failed, timeouts, anonymousRefused, methodRefused atomic.Uint64
 }
 
-const (
-	clockStep   = 2 * time.Millisecond
-	clockLinger = 20 * time.Millisecond // ticks kept after the last wake
-	// clockWakeReads within clockLinger (5,000 reads a second) wake the
-	// ticking goroutine.
-	clockWakeReads = 100
-)
-
 // New returns a broker with opts (defaults filled in). Its loops must be
 // bound to executors (Loop.Bind) before clients are fed to them.
 func New(opts Options) *Broker {
+	// A clock set by the caller is read directly, so a test moving it is
+	// seen at once (clock.go).
+	directClock := opts.Now != nil
 	opts.Defaults()
 	b := &Broker{
-		opts:      opts,
-		shared:    router.NewShared[*Session](),
-		retained:  router.NewRetained[*Message](),
-		seed:      maphash.MakeSeed(),
-		clockStop: make(chan struct{}),
-		clockWake: make(chan struct{}, 1),
+		opts:     opts,
+		shared:   router.NewShared[*Session](),
+		retained: router.NewRetained[*Message](),
+		seed:     maphash.MakeSeed(),
 	}
 	b.bans = newBans(b)
 	b.dir = newClientDir(opts.Loops)
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
 	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize
-	b.clock.Store(opts.Now().UnixNano())
-	b.started = b.clock.Load()
-	go b.runClock()
+	b.clock = newClock(opts.Now, directClock)
+	b.started = b.clock.read()
 	b.loops = make([]*Loop, opts.Loops)
 	for i := range b.loops {
 		b.loops[i] = newLoop(b, i)
@@ -112,62 +88,9 @@ func New(opts Options) *Broker {
 	return b
 }
 
-func (b *Broker) runClock() {
-	t := time.NewTicker(clockStep)
-	defer t.Stop()
-	ticks := 0
-	for {
-		select {
-		case <-t.C:
-			b.clock.Store(b.opts.Now().UnixNano())
-			if ticks++; ticks < int(clockLinger/clockStep) {
-				continue
-			}
-			// Park until readers find themselves reading often.
-			t.Stop()
-			b.clockWindow.Store(b.opts.Now().UnixNano())
-			b.clockReads.Store(0)
-			b.clockIdle.Store(true)
-			select {
-			case <-b.clockWake:
-			case <-b.clockStop:
-				return
-			}
-			ticks = 0
-			t.Reset(clockStep)
-		case <-b.clockWake: // a reader found it idle just before it parked
-		case <-b.clockStop:
-			return
-		}
-	}
-}
-
-// readClock returns the coarse clock while its goroutine ticks; while it
-// is parked, the system clock, and it wakes the goroutine when reads have
-// become frequent. Safe for concurrent use.
-func (b *Broker) readClock() int64 {
-	if !b.clockIdle.Load() {
-		return b.clock.Load()
-	}
-	now := b.opts.Now().UnixNano()
-	if b.clockReads.Add(1) < clockWakeReads {
-		return now
-	}
-	if now-b.clockWindow.Load() >= int64(clockLinger) {
-		// Fewer than clockWakeReads in the window: stay direct.
-		b.clockWindow.Store(now)
-		b.clockReads.Store(0)
-		return now
-	}
-	if b.clockIdle.CompareAndSwap(true, false) {
-		b.clock.Store(now)
-		select {
-		case b.clockWake <- struct{}{}:
-		default:
-		}
-	}
-	return now
-}
+// readClock is the broker's time in unix ns (clock.go). Safe for
+// concurrent use.
+func (b *Broker) readClock() int64 { return b.clock.read() }
 
 // Options returns the effective options.
 func (b *Broker) Options() Options { return b.opts }
@@ -224,7 +147,7 @@ func (b *Broker) Shutdown() {
 	if !b.closed.CompareAndSwap(false, true) {
 		return
 	}
-	defer close(b.clockStop)
+	defer b.clock.stop()
 	var wg sync.WaitGroup
 	for _, l := range b.loops {
 		wg.Add(1)

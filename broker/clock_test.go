@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,12 +11,12 @@ import (
 func TestClockParksAndWakes(t *testing.T) {
 	var fake atomic.Int64
 	fake.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	b := New(Options{Loops: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return time.Unix(0, fake.Load()) }})
-	defer close(b.clockStop)
+	// A coarse (not direct) clock over a fake system clock.
+	c := newClock(func() time.Time { return time.Unix(0, fake.Load()) }, false)
+	defer c.stop()
 	parked := func() bool {
 		deadline := time.Now().Add(5 * time.Second)
-		for !b.clockIdle.Load() {
+		for !c.idle.Load() {
 			if time.Now().After(deadline) {
 				return false
 			}
@@ -34,25 +32,25 @@ func TestClockParksAndWakes(t *testing.T) {
 	// Reads slower than clockWakeReads per clockLinger do not wake it.
 	for i := range 3 * clockWakeReads {
 		fake.Add(int64(clockLinger) / clockWakeReads * 2)
-		if got, want := b.readClock(), fake.Load(); got != want {
+		if got, want := c.read(), fake.Load(); got != want {
 			t.Fatalf("read %d while parked: %d, want the system clock %d", i, got, want)
 		}
 	}
-	if !b.clockIdle.Load() {
+	if !c.idle.Load() {
 		t.Fatal("2,500 reads a second woke the clock goroutine")
 	}
 
 	// Frequent reads wake it; from then on readers get the coarse clock.
 	for range clockWakeReads {
 		fake.Add(1000)
-		b.readClock()
+		c.read()
 	}
-	if b.clockIdle.Load() {
+	if c.idle.Load() {
 		t.Fatal("clockWakeReads reads within 100 µs did not wake the clock goroutine")
 	}
-	frozen := b.readClock()
+	frozen := c.read()
 	fake.Add(int64(time.Hour))
-	if got := b.readClock(); got != frozen && got != fake.Load() {
+	if got := c.read(); got != frozen && got != fake.Load() {
 		t.Fatalf("awake clock read %d, want the coarse %d or a tick's %d", got, frozen, fake.Load())
 	}
 	if !parked() {

@@ -1,10 +1,12 @@
 package broker
 
 import (
-	"github.com/mcutie/mcutie/store"
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/store"
 )
 
 // Options configures a Broker. The zero value of a field means its default
@@ -79,7 +81,10 @@ type Options struct {
 	Store store.Store
 
 	Logger *slog.Logger
-	Now    func() time.Time // for tests; default time.Now
+	// Now is the broker's clock; default time.Now, read through a coarse
+	// clock refreshed every 2 ms while busy. When set, it is called on
+	// every read, so a test that moves it is seen at once.
+	Now func() time.Time
 }
 
 // Defaults fills unset fields.
@@ -89,6 +94,9 @@ func (o *Options) Defaults() {
 	}
 	if o.MaxPacketSize <= 0 {
 		o.MaxPacketSize = 1 << 20
+	}
+	if o.MaxPacketSize > codec.MaxPacketSize {
+		o.MaxPacketSize = codec.MaxPacketSize // nothing larger can be framed
 	}
 	if o.MaxTopicLength <= 0 || o.MaxTopicLength > 65535 {
 		o.MaxTopicLength = 65535

@@ -23,7 +23,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 	if st == nil {
 		return rs, nil
 	}
-	now := b.clock.Load()
+	now := b.readClock()
 	var firstErr error
 	fail := func(err error) {
 		if firstErr == nil {

@@ -122,7 +122,6 @@ func newWireHarness(t testing.TB) *wireHarness {
 	o.Authenticator = wireAuth{h}
 	o.Authorizer = wireACL{}
 	h.b = New(o)
-	h.b.clock.Store(h.now.Load())
 	for _, l := range h.b.loops {
 		l.Bind(h.exec)
 	}
@@ -222,7 +221,7 @@ func (h *wireHarness) feed(slot int, wc *wireConn) {
 func (h *wireHarness) segment(hdr byte, length int, data []byte) {
 	slot := int(hdr & 3)
 	if slot == segClock {
-		h.b.clock.Store(h.now.Add(int64(length) * int64(time.Second)))
+		h.now.Add(int64(length) * int64(time.Second))
 		// Verdicts come from another goroutine in real life; done posts
 		// them to the loop either way.
 		vs := h.verdicts

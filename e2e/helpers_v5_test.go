@@ -42,13 +42,9 @@ type v5Clock struct{ off atomic.Int64 }
 
 func (c *v5Clock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
 
-// Advance moves the clock forward by d. The broker reads Options.Now into
-// a coarse clock every few milliseconds, so Advance gives it time to
-// notice before returning.
-func (c *v5Clock) Advance(d time.Duration) {
-	c.off.Add(int64(d))
-	time.Sleep(50 * time.Millisecond)
-}
+// Advance moves the clock forward by d. A broker given Options.Now calls
+// it on every read, so the next packet or tick sees the new time.
+func (c *v5Clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 func v5U32(v uint32) *uint32 { return &v }
 func v5Byte(v byte) *byte    { return &v }
