@@ -398,9 +398,16 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 		}
 		return
 	}
-	if c.maxOut > 0 && p.Len(c.version) > int(c.maxOut) {
+	limit := codec.MaxPacketSize
+	if c.maxOut > 0 && int(c.maxOut) < limit {
+		limit = int(c.maxOut)
+	}
+	if p.Len(c.version) > limit {
 		// [MQTT-3.1.2-24/-25] Never exceed the client's Maximum Packet
-		// Size: drop the message and behave as if it had been sent.
+		// Size, nor what the protocol can express: a 3.1.1 PUBLISH near
+		// the largest remaining length grows past it with a v5 header
+		// (properties, subscription identifiers). Drop the message and
+		// behave as if it had been sent.
 		c.l.counters.droppedTooLarge++
 		if om.qos > 0 && c.s != nil {
 			c.s.completeOutbound(om.pid)

@@ -207,6 +207,10 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "mcutie:", err)
 		return 2
 	}
+	if err := checkLimits(&cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
+		return 2
+	}
 	// Signals are caught from here on: a SIGHUP during start-up must not
 	// kill the process (its default action).
 	sig := make(chan os.Signal, 4)
