@@ -25,10 +25,13 @@ import (
 // otherwise an allowing rule with the requested access grants; otherwise
 // refused. Mosquitto also puts deny rules first, so files behave alike.
 //
-// A pattern whose %c or %u would insert '+', '#' or '/' (or %u for a
-// client without a user name) does not match anything for that client:
-// client "a/b" must not reach "devices/a/b/…" through "devices/%c/#",
-// which belongs to client "a".
+// %c and %u are substituted in one pass: a user named "%c" gets the
+// literal "%c", never the client id. A value that is empty or holds '+',
+// '#', '/' or '%' would change the pattern's meaning, so for that client
+// an allowing pattern matches nothing and a deny pattern refuses every
+// access (fail closed): client "a/b" must not reach "devices/a/b/…"
+// through "devices/%c/#", which belongs to client "a". A %u pattern does
+// not apply to a client without a user name.
 type ACL struct {
 	anon     []aclRule
 	users    map[string][]aclRule
@@ -155,6 +158,21 @@ func (a *ACL) Rules() int {
 	return n
 }
 
+// NamesUsers reports whether the rules depend on user names (a user
+// section or a %u pattern): they protect nothing unless user names are
+// authenticated.
+func (a *ACL) NamesUsers() bool {
+	if len(a.users) > 0 {
+		return true
+	}
+	for _, r := range a.patterns {
+		if strings.Contains(r.filter, "%u") {
+			return true
+		}
+	}
+	return false
+}
+
 // Allow reports whether id may have access acc to topic (a topic name for
 // AccessRead/AccessWrite, a topic filter without $share for
 // AccessSubscribe, which needs a read rule whose filter covers all of
@@ -187,8 +205,14 @@ func (a *ACL) Allow(id *broker.Identity, topic []byte, acc broker.Access) bool {
 			}
 			f := r.filter
 			if r.subst {
-				var ok bool
-				if f, ok = expand(f, id); !ok {
+				var how int
+				switch f, how = expand(f, id); how {
+				case expandNoUser:
+					continue
+				case expandUnsafe:
+					if deny {
+						return false // fail closed: a deny pattern that cannot be applied refuses
+					}
 					continue
 				}
 			}
@@ -207,22 +231,47 @@ func matchRule(filter string, topic []byte, acc broker.Access) bool {
 	return Matches(filter, topic)
 }
 
-// expand substitutes %c and %u; ok is false when a value would change the
-// filter's structure or %u has no user.
-func expand(f string, id *broker.Identity) (string, bool) {
-	if strings.Contains(f, "%u") {
-		if !id.HasUsername || strings.ContainsAny(id.Username, "+#/") {
-			return "", false
+// Outcomes of expand.
+const (
+	expandOK     = iota
+	expandNoUser // %u for a client without a user name: the pattern is not for it
+	expandUnsafe // a value would change the pattern's meaning
+)
+
+// expand substitutes %c and %u in one pass, so an inserted value is never
+// expanded again (user "%c" must not turn into the client id). A value
+// that is empty or holds '+', '#', '/' or '%' would change what the
+// pattern means: expandUnsafe.
+func expand(f string, id *broker.Identity) (string, int) {
+	var b strings.Builder
+	b.Grow(len(f) + len(id.ClientID) + len(id.Username))
+	for {
+		i := strings.IndexByte(f, '%')
+		if i < 0 || i == len(f)-1 {
+			b.WriteString(f)
+			return b.String(), expandOK
 		}
-		f = strings.ReplaceAll(f, "%u", id.Username)
-	}
-	if strings.Contains(f, "%c") {
-		if strings.ContainsAny(id.ClientID, "+#/") {
-			return "", false
+		var v string
+		switch f[i+1] {
+		case 'c':
+			v = id.ClientID
+		case 'u':
+			if !id.HasUsername {
+				return "", expandNoUser
+			}
+			v = id.Username
+		default: // a lone '%' stays as it is
+			b.WriteString(f[:i+1])
+			f = f[i+1:]
+			continue
 		}
-		f = strings.ReplaceAll(f, "%c", id.ClientID)
+		if v == "" || strings.ContainsAny(v, "+#/%") {
+			return "", expandUnsafe
+		}
+		b.WriteString(f[:i])
+		b.WriteString(v)
+		f = f[i+2:]
 	}
-	return f, true
 }
 
 // level splits the first topic level off s.

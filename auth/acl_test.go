@@ -126,3 +126,71 @@ func TestACLParseErrors(t *testing.T) {
 	f("allow a\n", "unknown statement")
 	f("pattern read a/%c#\n", "line 1")
 }
+
+// TestACLPatternSinglePass: %u and %c are substituted in one pass. User
+// "%c" connecting as client "bob" must get the literal "users/%c/…" (which
+// it may not use either: '%' in a value denies), never "users/bob/…".
+func TestACLPatternSinglePass(t *testing.T) {
+	a, err := ParseACL(strings.NewReader("pattern readwrite users/%u/#\npattern readwrite devices/%c/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const R, W, S = broker.AccessRead, broker.AccessWrite, broker.AccessSubscribe
+	f := func(id *broker.Identity, topic string, acc broker.Access, want bool) {
+		t.Helper()
+		if got := a.Allow(id, []byte(topic), acc); got != want {
+			t.Fatalf("Allow(user %q client %q, %q, %d) = %v; want %v", id.Username, id.ClientID, topic, acc, got, want)
+		}
+	}
+	mallory := &broker.Identity{ClientID: "bob", Username: "%c", HasUsername: true}
+	f(mallory, "users/bob/inbox", R, false)
+	f(mallory, "users/bob/inbox", W, false)
+	f(mallory, "users/bob/#", S, false)
+	f(mallory, "users/%c/inbox", W, false)
+	// The same the other way round: client id "%u".
+	m2 := &broker.Identity{ClientID: "%u", Username: "bob", HasUsername: true}
+	f(m2, "devices/bob/x", W, false)
+	f(m2, "users/bob/x", W, true) // bob's own %u pattern still works
+	// Wildcards in a value never widen a pattern.
+	f(&broker.Identity{ClientID: "+", Username: "#", HasUsername: true}, "devices/anyone/x", W, false)
+	f(&broker.Identity{ClientID: "c1", Username: "#", HasUsername: true}, "users/anyone/x", R, false)
+	// Ordinary values are substituted, twice in one filter too.
+	b, err := ParseACL(strings.NewReader("pattern readwrite %u/%c/%u\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &broker.Identity{ClientID: "c%", Username: "u", HasUsername: true}
+	if b.Allow(id, []byte("u/c%/u"), W) {
+		t.Fatal("a client id holding '%' matched a pattern")
+	}
+	id.ClientID = "c"
+	if !b.Allow(id, []byte("u/c/u"), W) || b.Allow(id, []byte("u/c/x"), W) {
+		t.Fatalf("pattern %s not expanded to u/c/u", "%u/%c/%u")
+	}
+}
+
+// TestACLDenyPatternFailsClosed: a deny pattern that cannot be applied to a
+// client (its id or user name would change the pattern's meaning) refuses
+// that client everything, rather than being skipped.
+func TestACLDenyPatternFailsClosed(t *testing.T) {
+	a, err := ParseACL(strings.NewReader("user alice\ntopic readwrite devices/#\npattern deny devices/%c/config\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := &broker.Identity{ClientID: "d1", Username: "alice", HasUsername: true}
+	if a.Allow(ok, []byte("devices/d1/config"), broker.AccessWrite) || !a.Allow(ok, []byte("devices/d2/config"), broker.AccessWrite) {
+		t.Fatal("deny pattern not applied to a plain client id")
+	}
+	bad := &broker.Identity{ClientID: "d1/x", Username: "alice", HasUsername: true}
+	if a.Allow(bad, []byte("devices/d1/x/config"), broker.AccessWrite) {
+		t.Fatal("a deny pattern was skipped for client id d1/x")
+	}
+	// A %u deny pattern does not concern anonymous clients.
+	b, err := ParseACL(strings.NewReader("topic read public/#\npattern deny users/%u/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Allow(&broker.Identity{ClientID: "a"}, []byte("public/x"), broker.AccessRead) {
+		t.Fatal("a %u deny pattern refused an anonymous client")
+	}
+}
