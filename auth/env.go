@@ -14,7 +14,8 @@ const (
 	EnvUsers = "MCUTIE_USERS"
 	// EnvUserPrefix + name holds that user's password: a "$7$…" or "$6$…"
 	// hash as in a password file, or else the plain password, hashed in
-	// memory at start-up (never written anywhere).
+	// memory at start-up (never written anywhere). An empty value is an
+	// error.
 	EnvUserPrefix = "MCUTIE_USER_"
 )
 
@@ -57,6 +58,11 @@ func PasswordsFromEnv(environ []string, iterations int) (*Passwords, []string, e
 		user, secret := strings.TrimPrefix(k, EnvUserPrefix), vars[k]
 		if err := ValidUser(user); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", k, err)
+		}
+		if secret == "" {
+			// What an unset ${SECRET} in a compose file or manifest
+			// gives: refused, or user would log in with no password.
+			return nil, nil, fmt.Errorf("%s is set but empty: give the password (or a $7$/$6$ hash), or unset the variable", k)
 		}
 		var e Entry
 		var err error

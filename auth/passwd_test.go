@@ -150,6 +150,20 @@ func TestPasswordsFromEnv(t *testing.T) {
 	}
 }
 
+// TestPasswordsFromEnvEmptyValue: MCUTIE_USER_<name>= with nothing after
+// it (what an unset ${SECRET} expands to) is refused with an error naming
+// the variable, instead of a user whose password is empty.
+func TestPasswordsFromEnvEmptyValue(t *testing.T) {
+	p, _, err := PasswordsFromEnv([]string{"HOME=/root", EnvUserPrefix + "gus=ok", EnvUserPrefix + "sensor1="}, 10)
+	if err == nil {
+		p.Seal()
+		t.Fatalf("empty MCUTIE_USER_sensor1 accepted (empty password verifies: %v)", p.Check("sensor1", nil))
+	}
+	if !strings.Contains(err.Error(), EnvUserPrefix+"sensor1") || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("error does not name the variable: %v", err)
+	}
+}
+
 // TestPasswordAuthenticator: verdicts come from the worker goroutines;
 // a full queue answers Server busy at once; after Close, Server
 // unavailable (no panic).
