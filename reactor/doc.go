@@ -8,7 +8,10 @@
 // registers one "anchor" connection per event loop (through
 // gnet.Engine.Register, which the round-robin balancer spreads over the
 // loops) to learn each loop's handle, and binds broker loop i to it, so
-// other loops can run work there with EventLoop.Execute.
+// other loops can run work there with EventLoop.Execute. gnet may accept
+// before that (its listeners exist before its loops run): such connections
+// are opened but not fed until every loop is bound (Server.hold), so a
+// CONNECT never has to move to a loop that is not bound yet.
 //
 // A client id's state lives on the loop that owns the id (the one its first
 // connection landed on; see broker's clientDir). When a CONNECT for an id

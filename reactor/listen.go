@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // listener is one parsed --listen address.
@@ -87,4 +90,55 @@ func (ln listener) matches(local net.Addr) bool {
 		return true
 	}
 	return ip.Equal(ta.IP)
+}
+
+// probeBind binds a TCP socket to addr as net.Listen would (SO_REUSEADDR;
+// dual stack for tcp on a wildcard address) but without SO_REUSEPORT and
+// without listening, and closes it: it fails if another socket listens
+// there, and no client can connect to it meanwhile.
+func probeBind(network, addr string) error {
+	ta, err := net.ResolveTCPAddr(network, addr)
+	if err != nil {
+		return err
+	}
+	v4 := func() (int, unix.Sockaddr) {
+		a := &unix.SockaddrInet4{Port: ta.Port}
+		if ip4 := ta.IP.To4(); ip4 != nil {
+			copy(a.Addr[:], ip4)
+		}
+		return unix.AF_INET, a
+	}
+	v6 := func() (int, unix.Sockaddr) {
+		a := &unix.SockaddrInet6{Port: ta.Port}
+		if ta.IP != nil && !ta.IP.IsUnspecified() {
+			copy(a.Addr[:], ta.IP.To16())
+		}
+		return unix.AF_INET6, a
+	}
+	dual := network == "tcp" && (ta.IP == nil || ta.IP.IsUnspecified())
+	var family int
+	var sa unix.Sockaddr
+	switch {
+	case network == "tcp4", network == "tcp" && !dual && ta.IP.To4() != nil:
+		family, sa = v4()
+	default:
+		family, sa = v6()
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil && dual {
+		family, sa = v4() // no IPv6
+		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	}
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if family == unix.AF_INET6 && dual {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return &net.OpError{Op: "listen", Net: network, Addr: ta, Err: os.NewSyscallError("bind", err)}
+	}
+	return nil
 }

@@ -85,6 +85,15 @@ type Server struct {
 	ctr     transportCounters
 	running atomic.Bool // every loop bound and the listeners bound; false once the engine ends
 
+	// bound is set once every loop is bound. Until then gnet may already
+	// accept (its listeners exist before the loops run, and the kernel
+	// queues connections in their backlog): such connections are opened
+	// but not fed (hold) — a CONNECT read then could need to move to a
+	// loop not bound yet — and are woken once bound is set.
+	bound  atomic.Bool
+	heldMu sync.Mutex
+	held   []gnet.Conn
+
 	// scratch holds, per broker loop, the buffer small writes are
 	// coalesced into (gnetConn.Writev). Entry i is used only on
 	// loop i. A sync.Pool would hand out fresh 64 KiB buffers after every
@@ -210,12 +219,12 @@ func (s *Server) Start() error {
 			// loops, would also let us bind a port that another process
 			// (a second broker, say) listens on and silently share its
 			// connections: probe the address with a plain listener first.
-			// The goroutine listeners bind without SO_REUSEPORT.
-			probe, err := net.Listen(ln.scheme, ln.addr)
-			if err != nil {
+			// The goroutine listeners bind without SO_REUSEPORT. The
+			// probe binds but does not listen: a client that dialled
+			// into a listening probe would be reset when it closed.
+			if err := probeBind(ln.scheme, ln.addr); err != nil {
 				return fmt.Errorf("reactor: listen %s: %w", a, err)
 			}
-			probe.Close()
 			gnetAddrs = append(gnetAddrs, ln.gnetAddr())
 		}
 		needTLS = needTLS || ln.tls()
@@ -381,6 +390,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 			s.runErr <- err
 			return 0, gnet.Shutdown
 		}
+		s.releaseHeld()
 		s.running.Store(true)
 		close(s.ready)
 		return s.opts.TickInterval, gnet.None
@@ -390,6 +400,31 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		_ = s.exec(bl.el, l.Tick)
 	}
 	return s.opts.TickInterval, gnet.None
+}
+
+// hold keeps c unfed until every loop is bound and reports true, or
+// reports false if they are bound already. Loop-only (c's).
+func (s *Server) hold(c gnet.Conn) bool {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.bound.Load() {
+		return false
+	}
+	s.held = append(s.held, c)
+	return true
+}
+
+// releaseHeld marks every loop bound and wakes the connections held until
+// then: their buffered bytes are fed on their loops.
+func (s *Server) releaseHeld() {
+	s.heldMu.Lock()
+	s.bound.Store(true)
+	held := s.held
+	s.held = nil
+	s.heldMu.Unlock()
+	for _, c := range held {
+		_ = c.Wake(nil) // a connection closed meanwhile is ignored
+	}
 }
 
 // ErrNotReady is wrapped by Ready's error when the server does not take
@@ -548,6 +583,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if !ok {
 		_, _ = c.Discard(-1) // anchor: nothing is ever sent on it
 		return gnet.None
+	}
+	if !s.bound.Load() && s.hold(c) {
+		return gnet.None // fed once every loop is bound (releaseHeld)
 	}
 	if st.direct() && awaitingBody(c, &st.client) {
 		return gnet.None
