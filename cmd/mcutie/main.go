@@ -94,17 +94,18 @@ type config struct {
 	memoryLimit string
 	profile     string
 
-	passwordFile   string
-	aclFile        string
-	allowAnonymous bool
-	authTimeout    time.Duration
-	authWorkers    int
-	authQueue      int
-	aclCacheSize   int
-	banThreshold   int
-	banWindow      time.Duration
-	banDuration    time.Duration
-	banMaxTracked  int
+	passwordFile       string
+	aclFile            string
+	allowAnonymous     bool
+	clientIDPrefixUser bool
+	authTimeout        time.Duration
+	authWorkers        int
+	authQueue          int
+	aclCacheSize       int
+	banThreshold       int
+	banWindow          time.Duration
+	banDuration        time.Duration
+	banMaxTracked      int
 }
 
 func newFlagSet(cfg *config) *flag.FlagSet {
@@ -165,7 +166,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 
 	fs.StringVar(&cfg.passwordFile, "password-file", "", "Mosquitto-compatible password file (mosquitto_passwd or mcutie passwd); reread on SIGHUP")
 	fs.StringVar(&cfg.aclFile, "acl-file", "", "Mosquitto-compatible ACL file (user/topic/pattern lines); reread on SIGHUP (empty: every client may use every topic)")
-	fs.BoolVar(&cfg.allowAnonymous, "allow-anonymous", false, "let clients in without a user name (default: on when every listener is loopback, off otherwise)")
+	fs.BoolVar(&cfg.allowAnonymous, "allow-anonymous", false, "let clients in without a user name (default: on only when every listener is a loopback tcp:// or tls:// one without ?proxy=true and no users are configured; off otherwise)")
+	fs.BoolVar(&cfg.clientIDPrefixUser, "client-id-prefix-user", false, "bind client ids to user names: a client id must be <user> or <user>:<suffix>, else CONNACK 0x85 (3.x 0x02); makes %c ACL patterns safe; turns anonymous access off")
 	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 5*time.Second, "longest an authentication may take; then CONNACK 0x88 server unavailable (3.x 0x03)")
 	fs.IntVar(&cfg.authWorkers, "auth-workers", 2, "goroutines checking passwords (PBKDF2), off the event loops")
 	fs.IntVar(&cfg.authQueue, "auth-queue", 1024, "password checks waiting for a worker at most; beyond it CONNACK 0x89 server busy (3.x 0x03)")

@@ -144,22 +144,28 @@ func TestPasswdSubcommand(t *testing.T) {
 	}
 }
 
-func TestAllLoopback(t *testing.T) {
+func TestLocalOnly(t *testing.T) {
 	f := func(want bool, listen ...string) {
 		t.Helper()
-		if got := allLoopback(listen); got != want {
-			t.Fatalf("allLoopback(%v) = %v; want %v", listen, got, want)
+		if got, why := localOnly(listen); got != want || (!got && why == "") {
+			t.Fatalf("localOnly(%v) = %v %q; want %v", listen, got, why, want)
 		}
 	}
 	f(true, "tcp://127.0.0.1:1883")
-	f(true, "tcp://127.0.0.1:1883", "tcp6://[::1]:1883", "tcp://localhost:1884")
+	f(true, "tcp://127.0.0.1:1883", "tcp6://[::1]:1883", "tcp://localhost:1884", "tls://127.0.0.1:8883")
+	f(true, "tcp://127.0.0.1:1883?proxy=false")
 	f(false, "tcp://0.0.0.0:1883")
 	f(false, "tcp://127.0.0.1:1883", "tcp://:1884")
 	f(false, "tcp://192.168.1.2:1883")
+	// Loopback, yet carrying traffic from elsewhere (issue 21 item 15).
+	f(false, "tcp://127.0.0.1:1883?proxy=true")
+	f(false, "tcp://127.0.0.1:1883", "ws://127.0.0.1:8080/mqtt")
+	f(false, "wss://localhost:8443")
 }
 
-// TestSecurityDefaults: anonymous access follows the listeners unless
-// --allow-anonymous is given; users from the environment are merged.
+// TestSecurityDefaults: anonymous access follows the listeners and the
+// credentials unless --allow-anonymous is given; users from the
+// environment are merged.
 func TestSecurityDefaults(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f := func(listen []string, anon, given bool, env []string, wantDeny, wantAuth bool) {
@@ -179,7 +185,130 @@ func TestSecurityDefaults(t *testing.T) {
 	f([]string{"tcp://0.0.0.0:1883"}, false, false, nil, true, true)
 	f([]string{"tcp://0.0.0.0:1883"}, true, true, nil, false, false)
 	f([]string{"tcp://127.0.0.1:1883"}, false, true, nil, true, true)
-	f([]string{"tcp://127.0.0.1:1883"}, false, false, []string{"MCUTIE_USER_zed=pw"}, false, true)
+	// Credentials configured: anonymous off by default, even on loopback.
+	f([]string{"tcp://127.0.0.1:1883"}, false, false, []string{"MCUTIE_USER_zed=pw"}, true, true)
+	f([]string{"tcp://127.0.0.1:1883"}, true, true, []string{"MCUTIE_USER_zed=pw"}, false, true)
+}
+
+// TestAnonymousOffForForwardedListeners (issue 21 item 15): a loopback
+// listener that takes the PROXY protocol, or a loopback WebSocket one
+// behind a reverse proxy, carries clients from elsewhere: anonymous access
+// is off by default, the log says why, and --allow-anonymous still wins.
+func TestAnonymousOffForForwardedListeners(t *testing.T) {
+	for _, listen := range [][]string{
+		{"tcp://127.0.0.1:1883?proxy=true"},
+		{"tcp://127.0.0.1:1883", "ws://127.0.0.1:8080/mqtt"},
+		{"wss://127.0.0.1:8443/mqtt"},
+	} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, nil))
+		var o broker.Options
+		s, err := setupSecurity(&config{listen: listen}, false, nil, &o, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		if !o.DenyAnonymous || o.Authenticator == nil {
+			t.Fatalf("%v: anonymous access on by default", listen)
+		}
+		if !strings.Contains(buf.String(), "anonymous access off") || !strings.Contains(buf.String(), listen[len(listen)-1]) {
+			t.Fatalf("%v: log does not say why:\n%s", listen, buf.String())
+		}
+		o = broker.Options{}
+		s, err = setupSecurity(&config{listen: listen, allowAnonymous: true}, true, nil, &o, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		if o.DenyAnonymous {
+			t.Fatalf("%v: --allow-anonymous given, yet anonymous access off", listen)
+		}
+	}
+	// Credentials configured on a plain loopback listener: off too.
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "passwd")
+	if code := runPasswd([]string{"-c", "-b", pw, "alice", "secret"}, strings.NewReader(""), io.Discard, io.Discard); code != 0 {
+		t.Fatalf("passwd exit %d", code)
+	}
+	var o broker.Options
+	s, err := setupSecurity(&config{listen: []string{"tcp://127.0.0.1:1883"}, passwordFile: pw}, false, nil, &o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	if !o.DenyAnonymous {
+		t.Fatal("anonymous access on by default with a password file")
+	}
+}
+
+// TestClientIDPrefixUserWiring (issue 21 item 10): --client-id-prefix-user
+// puts the binder in front of the password check and turns anonymous
+// access off (an anonymous client has no user to bind to); an explicit
+// --allow-anonymous with it is a start-up error.
+func TestClientIDPrefixUserWiring(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var o broker.Options
+	cfg := config{listen: []string{"tcp://127.0.0.1:1883"}, clientIDPrefixUser: true}
+	s, err := setupSecurity(&cfg, false, []string{"MCUTIE_USER_bob=pw"}, &o, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if _, ok := o.Authenticator.(*auth.ClientIDBinder); !ok || !o.DenyAnonymous {
+		t.Fatalf("authenticator %T, deny anonymous %v", o.Authenticator, o.DenyAnonymous)
+	}
+	got := make(chan broker.AuthResult, 1)
+	o.Authenticator.Authenticate(&broker.AuthRequest{ClientID: "alice", Username: "bob", HasUsername: true, Password: []byte("pw"), HasPassword: true}, func(r broker.AuthResult) { got <- r })
+	if r := <-got; r.Code != 0x85 {
+		t.Fatalf("bob as client alice: code %#x", byte(r.Code))
+	}
+	o.Authenticator.Authenticate(&broker.AuthRequest{ClientID: "bob:1", Username: "bob", HasUsername: true, Password: []byte("pw"), HasPassword: true}, func(r broker.AuthResult) { got <- r })
+	if r := <-got; r.Code != 0 {
+		t.Fatalf("bob as client bob:1: code %#x", byte(r.Code))
+	}
+	cfg.allowAnonymous = true
+	if _, err := setupSecurity(&cfg, true, nil, &broker.Options{}, log); err == nil || !strings.Contains(err.Error(), "client-id-prefix-user") {
+		t.Fatalf("--allow-anonymous with --client-id-prefix-user: %v", err)
+	}
+}
+
+// TestWarnACLUsersUnauthenticated (issue 21 item 23): an ACL naming users
+// while user names are taken on trust (anonymous on, no users) is warned
+// about at start; with users configured it is not.
+func TestWarnACLUsersUnauthenticated(t *testing.T) {
+	dir := t.TempDir()
+	acl := filepath.Join(dir, "acl")
+	if err := os.WriteFile(acl, []byte("user alice\ntopic readwrite alice/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(cfg config, env []string) string {
+		t.Helper()
+		var buf bytes.Buffer
+		var o broker.Options
+		cfg.aclFile = acl
+		s, err := setupSecurity(&cfg, cfg.allowAnonymous, env, &o, slog.New(slog.NewTextHandler(&buf, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		return buf.String()
+	}
+	const warn = "user names are not authenticated"
+	if out := run(config{listen: []string{"tcp://127.0.0.1:1883"}}, nil); !strings.Contains(out, warn) || !strings.Contains(out, "level=WARN") {
+		t.Fatalf("no warning, loopback default:\n%s", out)
+	}
+	if out := run(config{listen: []string{"tcp://0.0.0.0:1883"}, allowAnonymous: true}, nil); !strings.Contains(out, warn) {
+		t.Fatalf("no warning with --allow-anonymous:\n%s", out)
+	}
+	if out := run(config{listen: []string{"tcp://0.0.0.0:1883"}, allowAnonymous: true}, []string{"MCUTIE_USER_alice=pw"}); strings.Contains(out, warn) {
+		t.Fatalf("warning although users are checked:\n%s", out)
+	}
+	if err := os.WriteFile(acl, []byte("topic read public/#\npattern readwrite devices/%c/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(config{listen: []string{"tcp://127.0.0.1:1883"}}, nil); strings.Contains(out, warn) {
+		t.Fatalf("warning for an ACL that names no user:\n%s", out)
+	}
 }
 
 // TestConfigFileSecurityKeys: the security flags are config keys too.
