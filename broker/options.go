@@ -65,6 +65,17 @@ type Options struct {
 	ConnectBurstPerIP   int     // bucket size of ConnectRatePerIP; default max(1, 2 × rate)
 	MaxClientIDLength   int     // bytes; a longer client id is refused (CONNACK 0x85 / 0x02); default 256
 	MaxSubscriptions    int     // subscriptions per session; a filter beyond it gets SUBACK 0x97 (v5) / 0x80; default 10000
+	// MaxWildcardLevels bounds the sum of the levels of one session's
+	// filters that hold a '+' (a filter beyond it gets SUBACK 0x97 / 0x80):
+	// each such level can add a branch to every PUBLISH's walk through the
+	// router, so this bounds the matching work one session adds per
+	// message. Default DefaultMaxWildcardLevels.
+	MaxWildcardLevels int
+	// MaxRetainedOwed: a SUBSCRIBE whose connection is still owed more
+	// retained messages than this from earlier subscriptions (it does not
+	// read them) closes it as a slow reader. One subscription's matches
+	// are always owed in full. Default 100,000.
+	MaxRetainedOwed int
 	PublishRate         float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
 	PublishBurst        int     // bucket size of PublishRate; default max(1, 2 × rate)
 	PublishByteRate     float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
@@ -86,6 +97,11 @@ type Options struct {
 	// every read, so a test that moves it is seen at once.
 	Now func() time.Time
 }
+
+// DefaultMaxWildcardLevels is Options.MaxWildcardLevels' default: e.g.
+// 1,000 filters such as devices/+/telemetry/# (4 levels), while one
+// session's filters add at most about 0.2 ms of matching per PUBLISH.
+const DefaultMaxWildcardLevels = 4096
 
 // Defaults fills unset fields.
 func (o *Options) Defaults() {
@@ -132,6 +148,12 @@ func (o *Options) Defaults() {
 	}
 	if o.MaxSubscriptions <= 0 {
 		o.MaxSubscriptions = 10000
+	}
+	if o.MaxRetainedOwed <= 0 {
+		o.MaxRetainedOwed = 100000
+	}
+	if o.MaxWildcardLevels <= 0 {
+		o.MaxWildcardLevels = DefaultMaxWildcardLevels
 	}
 	if o.ConnectRatePerIP > 0 && o.ConnectBurstPerIP <= 0 {
 		o.ConnectBurstPerIP = max(1, int(2*o.ConnectRatePerIP))

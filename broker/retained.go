@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"log/slog"
 	"time"
 )
 
@@ -18,9 +19,16 @@ import (
 
 // retainedSend is one retained message owed to a connection.
 type retainedSend struct {
-	m   *Message // pinned (the retained index's), so safe to hold
-	qos byte     // granted QoS of the subscription
-	id  uint32   // its subscription identifier, 0 if none
+	m      *Message // pinned (the retained index's), so safe to hold
+	qos    byte     // granted QoS of the subscription
+	id     uint32   // its subscription identifier, 0 if none
+	filter uint64   // hash of the subscription's filter (dedupe key)
+}
+
+// retainedKey names one owed send: a message for one subscription.
+type retainedKey struct {
+	m      *Message
+	filter uint64
 }
 
 const retainedRetry = 2 * time.Millisecond
@@ -28,8 +36,14 @@ const retainedRetry = 2 * time.Millisecond
 // retainedOwed is what a connection still owes of retained messages
 // (Client.ret), allocated only while it owes some.
 type retainedOwed struct {
-	q       []retainedSend
-	pos     int
+	q   []retainedSend
+	pos int
+	// owed indexes q[pos:] by message and filter once a SUBSCRIBE finds
+	// sends still owed: a subscription repeated before its retained
+	// messages went out replaces what it is owed instead of adding to it,
+	// so a client that subscribes again and again without reading is
+	// owed at most one send per retained message and filter.
+	owed    map[retainedKey]int
 	stalled bool // in l.retStalled
 	sending bool // sendRetained is running (no re-entry from pump)
 }
@@ -39,15 +53,43 @@ func (c *Client) retPending() bool { return c.ret != nil && c.ret.pos < len(c.re
 
 // queueRetained adds the retained messages owed to c and starts sending
 // them. Loop-only.
-func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32) {
+func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32, filter uint64) {
 	if len(msgs) == 0 {
+		return
+	}
+	if c.state != stateConnected {
 		return
 	}
 	if c.ret == nil {
 		c.ret = new(retainedOwed)
 	}
+	o := c.ret
+	if owed := len(o.q) - o.pos; owed > c.l.b.opts.MaxRetainedOwed {
+		// The client has not read what earlier subscriptions owe it and
+		// asks for more: a slow reader, closed before what it is owed
+		// outgrows the bound (Options.MaxRetainedOwed).
+		c.l.counters.slowReader++
+		c.logClose("closing connection: the client subscribes again without reading the retained messages it is owed", slog.Int("owed", owed))
+		c.close()
+		return
+	}
+	if o.pos < len(o.q) && o.owed == nil {
+		o.owed = make(map[retainedKey]int, len(o.q)-o.pos)
+		for i := o.pos; i < len(o.q); i++ {
+			o.owed[retainedKey{o.q[i].m, o.q[i].filter}] = i
+		}
+	}
 	for _, m := range msgs {
-		c.ret.q = append(c.ret.q, retainedSend{m: m, qos: qos, id: id})
+		send := retainedSend{m: m, qos: qos, id: id, filter: filter}
+		if o.owed != nil {
+			k := retainedKey{m, filter}
+			if i, ok := o.owed[k]; ok && i >= o.pos {
+				o.q[i] = send // the newer subscription's options
+				continue
+			}
+			o.owed[k] = len(o.q)
+		}
+		o.q = append(o.q, send)
 	}
 	c.sendRetained()
 }
@@ -88,7 +130,7 @@ func (c *Client) sendRetained() {
 func (c *Client) dropRetained() {
 	if o := c.ret; o != nil {
 		clear(o.q[o.pos:])
-		o.q, o.pos = nil, 0
+		o.q, o.pos, o.owed = nil, 0, nil
 		c.ret = nil
 	}
 }

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"bytes"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +79,9 @@ func (s *Session) willAt() int64 {
 // subscriptions (and without an Authorizer) does not need.
 type sessionAux struct {
 	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
+	// wildcardLevels sums the levels of the filters in subs that hold a
+	// '+' (Options.MaxWildcardLevels).
+	wildcardLevels int
 
 	// Who the session's connection authenticated as (ACL checks), and the
 	// per-topic verdict cache of the Authorizer (acl.go).
@@ -270,6 +275,7 @@ func (s *Session) end(publishWill bool) {
 	}
 	if s.x != nil {
 		s.x.subs = nil
+		s.x.wildcardLevels = 0
 	}
 	if q := s.q; q != nil {
 		for q.inflight.len() > 0 {
@@ -339,12 +345,33 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	}
 	_, existed = x.subs[filter]
 	x.subs[filter] = o
+	if !existed {
+		x.wildcardLevels += wildcardLevels(filter)
+	}
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Subscribe(group, f, s, o)
 	} else if !l.shard.Subscribe([]byte(filter), s, o) {
 		l.subCount.Add(1)
 	}
 	return existed
+}
+
+// dropSub removes one subscription (o, as subscribed) from s and the
+// router.
+func (s *Session) dropSub(filter string, o router.SubOptions) {
+	delete(s.x.subs, filter)
+	s.x.wildcardLevels -= wildcardLevels(filter)
+	s.removeSub(filter, o)
+}
+
+// wildcardLevels is what filter counts toward Options.MaxWildcardLevels:
+// its levels when it holds a '+', else nothing.
+func wildcardLevels(filter string) int {
+	if strings.IndexByte(filter, '+') < 0 {
+		return 0
+	}
+	_, f, _, _ := codec.SplitShared([]byte(filter))
+	return bytes.Count(f, []byte{'/'}) + 1
 }
 
 // removeSub drops one subscription from the router.

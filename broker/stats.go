@@ -51,6 +51,7 @@ type loopCounters struct {
 	publishBytesExceeded                 uint64
 	slowReader                           uint64
 	subsRefusedQuota, subsRefusedTopic   uint64
+	subsRefusedWildcard                  uint64
 
 	// Gauges, refreshed at snapshot time.
 	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
@@ -236,6 +237,7 @@ func (b *Broker) Stats() Stats {
 		st.Rejected["slow_reader"] += c.slowReader
 		st.SubscriptionsRefused["max_subscriptions"] += c.subsRefusedQuota
 		st.SubscriptionsRefused["topic_limit"] += c.subsRefusedTopic
+		st.SubscriptionsRefused["wildcard_levels"] += c.subsRefusedWildcard
 		st.ACLDenied["publish"] += c.aclDeniedPublish
 		st.ACLDenied["subscribe"] += c.aclDeniedSubscribe
 		st.ACLDenied["read"] += c.aclDeniedRead
@@ -309,7 +311,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 		}
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r), st.Rejected[r])
 	}
-	for _, r := range []string{"max_subscriptions", "topic_limit"} {
+	for _, r := range []string{"max_subscriptions", "topic_limit", "wildcard_levels"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_subscriptions_refused_total{reason=%q}`, r), st.SubscriptionsRefused[r])
 	}
 	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)

@@ -2,14 +2,17 @@ package broker
 
 import (
 	"bytes"
+	"hash/maphash"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
 )
 
-// handleSubscribe processes SUBSCRIBE: each filter is added (or replaced,
-// MQTT-3.8.4-3), the SUBACK is sent, then retained messages per Retain
-// Handling (MQTT-3.3.1-9/-10/-11).
+// handleSubscribe processes SUBSCRIBE in two passes: every filter is
+// checked first (a protocol error anywhere refuses the packet before any
+// filter of it was applied), then the accepted ones are added (or
+// replaced, MQTT-3.8.4-3), the SUBACK is sent, then retained messages per
+// Retain Handling (MQTT-3.3.1-9/-10/-11).
 func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	l := c.l
 	s := c.s
@@ -21,11 +24,28 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	ack.PacketID = p.PacketID
 	ack.Codes = ack.Codes[:0]
 	ack.Props = codec.Properties{}
+
+	// Pass 1: a verdict per filter, nothing changed yet.
+	added := 0                           // new filters accepted so far (quota)
+	wildLevels := s.aux().wildcardLevels // the budget as the filters so far leave it
+	for i := range p.Subs {
+		code, err := c.checkFilter(&p.Subs[i], &added, &wildLevels)
+		if err != nil {
+			return err
+		}
+		if code.IsError() && c.version != codec.V5 {
+			code = codec.ReasonCode(codec.SubackFailureV3)
+		}
+		ack.Codes = append(ack.Codes, code)
+	}
+
+	// Pass 2: apply the accepted filters.
 	retained := l.retBuf[:0]
 	type sendRetained struct {
 		from, to int
 		qos      byte
 		id       uint32
+		filter   uint64
 	}
 	var sends [8]sendRetained
 	nsends := 0
@@ -35,62 +55,22 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		aw = newAckWait(c, codec.SUBACK, p.PacketID)
 	}
 	for i := range p.Subs {
-		sub := &p.Subs[i]
-		code := codec.ReasonCode(sub.QoS) // granted QoS: we support 0..2
-		group, filter, shared, err := codec.SplitShared(sub.Filter)
-		switch {
-		case err != nil || codec.ValidateTopicFilter(sub.Filter) != nil:
-			// Misplaced wildcards or a bad $share framing [MQTT-4.7.1-1/-2,
-			// 3.1.1 MQTT-4.7.1-2/-3]: refused in the SUBACK (0x8F; 3.x 0x80).
-			code = codec.TopicFilterInvalid
-		case len(sub.Filter) > l.b.opts.MaxTopicLength || bytes.Count(filter, []byte{'/'})+1 > l.b.opts.MaxTopicLevels:
-			// --max-topic-length / --max-topic-levels.
-			code = codec.TopicFilterInvalid
-			l.counters.subsRefusedTopic++
-		case shared && sub.NoLocal:
-			// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
-			return errProtocol("No Local set on a shared subscription", "MQTT-3.8.3-4")
-		case !s.allowSubscribe(filter):
-			// Refused for this filter only: v5 0x87, 3.x 0x80.
-			l.counters.aclDeniedSubscribe++
-			code = codec.NotAuthorized
-		case len(s.subscriptions()) >= l.b.opts.MaxSubscriptions:
-			// --max-subscriptions: a new filter beyond the quota is
-			// refused (v5 0x97); replacing an existing one is not.
-			if _, ok := s.subscriptions()[string(sub.Filter)]; !ok {
-				code = codec.QuotaExceeded
-				l.counters.subsRefusedQuota++
-			}
-		}
-		if code.IsError() {
-			if c.version != codec.V5 {
-				code = codec.ReasonCode(codec.SubackFailureV3)
-			}
-			ack.Codes = append(ack.Codes, code)
+		if ack.Codes[i].IsError() {
 			continue
 		}
+		sub := &p.Subs[i]
 		o := router.SubOptions{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, ID: subID}
 		key := string(sub.Filter)
-		x := s.aux()
-		_, existed := x.subs[key]
-		if x.subs == nil {
-			x.subs = make(map[string]router.SubOptions)
-		}
-		x.subs[key] = o
-		if shared {
-			l.b.shared.Subscribe(group, filter, s, o)
-		} else if !l.shard.Subscribe(sub.Filter, s, o) {
-			l.subCount.Add(1)
-		}
-		ack.Codes = append(ack.Codes, code)
+		existed := s.addSub(key, o)
 		s.storeSub(key, o, aw)
 		// Retained messages go only to non-shared subscriptions (§3.3.1.3).
+		_, filter, shared, _ := codec.SplitShared(sub.Filter)
 		if shared || o.RetainHandling == 2 || (o.RetainHandling == 1 && existed) {
 			continue
 		}
 		from := len(retained)
 		retained = l.b.retained.Match(filter, retained)
-		sr := sendRetained{from: from, to: len(retained), qos: o.QoS, id: subID}
+		sr := sendRetained{from: from, to: len(retained), qos: o.QoS, id: subID, filter: maphash.Bytes(l.b.seed, sub.Filter)}
 		if nsends < len(sends) {
 			sends[nsends] = sr
 			nsends++
@@ -106,7 +86,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		msgs := append([]*Message(nil), retained...)
 		aw.after = func() {
 			for _, sr := range all {
-				c.queueRetained(msgs[sr.from:sr.to], sr.qos, sr.id)
+				c.queueRetained(msgs[sr.from:sr.to], sr.qos, sr.id, sr.filter)
 			}
 		}
 		for i := range retained {
@@ -120,7 +100,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))
 	send := func(sr sendRetained) {
-		c.queueRetained(retained[sr.from:sr.to], sr.qos, sr.id)
+		c.queueRetained(retained[sr.from:sr.to], sr.qos, sr.id, sr.filter)
 	}
 	for _, sr := range sends[:nsends] {
 		send(sr)
@@ -133,6 +113,59 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	}
 	l.retBuf = retained[:0]
 	return nil
+}
+
+// checkFilter is the verdict on one filter of a SUBSCRIBE: the granted
+// QoS, a refusal code for this filter only, or a protocol error for the
+// whole packet. added counts the new filters accepted before this one in
+// the same packet and wildLevels the wildcard level budget they leave
+// (both against the session's quota); checkFilter updates them when it
+// accepts.
+func (c *Client) checkFilter(sub *codec.Subscription, added, wildLevels *int) (codec.ReasonCode, error) {
+	l, s, o := c.l, c.s, &c.l.b.opts
+	_, filter, shared, err := codec.SplitShared(sub.Filter)
+	if err != nil || codec.ValidateTopicFilter(sub.Filter) != nil {
+		// Misplaced wildcards or a bad $share framing [MQTT-4.7.1-1/-2,
+		// 3.1.1 MQTT-4.7.1-2/-3]: refused in the SUBACK (0x8F; 3.x 0x80).
+		return codec.TopicFilterInvalid, nil
+	}
+	levels := bytes.Count(filter, []byte{'/'}) + 1
+	if len(sub.Filter) > o.MaxTopicLength || levels > o.MaxTopicLevels {
+		// --max-topic-length / --max-topic-levels.
+		l.counters.subsRefusedTopic++
+		return codec.TopicFilterInvalid, nil
+	}
+	if shared && sub.NoLocal {
+		// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+		return 0, errProtocol("No Local set on a shared subscription", "MQTT-3.8.3-4")
+	}
+	if !s.allowSubscribe(filter) {
+		// Refused for this filter only: v5 0x87, 3.x 0x80.
+		l.counters.aclDeniedSubscribe++
+		return codec.NotAuthorized, nil
+	}
+	_, existed := s.subscriptions()[string(sub.Filter)]
+	if !existed && len(s.subscriptions())+*added >= o.MaxSubscriptions {
+		// --max-subscriptions: a new filter beyond the quota is refused
+		// (v5 0x97); replacing an existing one is not.
+		l.counters.subsRefusedQuota++
+		return codec.QuotaExceeded, nil
+	}
+	if !existed && bytes.IndexByte(filter, '+') >= 0 {
+		// --max-wildcard-levels: every level of a filter with a '+' can
+		// add a branch to the walk of each PUBLISH's topic through the
+		// router, so their sum per session bounds the matching work one
+		// session can put on its loop per message.
+		if *wildLevels+levels > o.MaxWildcardLevels {
+			l.counters.subsRefusedWildcard++
+			return codec.QuotaExceeded, nil
+		}
+		*wildLevels += levels
+	}
+	if !existed {
+		*added++
+	}
+	return codec.ReasonCode(sub.QoS), nil // granted QoS: we support 0..2
 }
 
 // handleUnsubscribe removes exact filters [MQTT-3.10.4-1] and always answers
@@ -150,8 +183,7 @@ func (c *Client) handleUnsubscribe(p *codec.Unsubscribe) error {
 			ack.Codes = append(ack.Codes, codec.NoSubscriptionExisted)
 			continue
 		}
-		delete(s.x.subs, string(f))
-		s.removeSub(string(f), o)
+		s.dropSub(string(f), o)
 		s.storeUnsub(string(f))
 		ack.Codes = append(ack.Codes, codec.Success)
 	}

@@ -1,8 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
@@ -62,4 +70,124 @@ func TestSecurity_OversizeForwardDropped(t *testing.T) {
 		pub.c.Close()
 	}
 	v5Wait(t, "two messages counted as dropped too_large", func() bool { return tb.B.Stats().Dropped["too_large"] == 2 })
+}
+
+// deepFilter is a filter of n levels, '+' at every other level, its first
+// level "w<variant>".
+func deepFilter(n, variant int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "w%d", variant)
+	for i := 1; i < n; i++ {
+		if i%2 == 1 {
+			b.WriteString("/+")
+		} else {
+			b.WriteString("/a")
+		}
+	}
+	return b.String()
+}
+
+// 21.2: one session's filters with '+' are bounded by the sum of their
+// levels (--max-wildcard-levels), so no session can make every PUBLISH
+// walk tens of thousands of router nodes: the filter past the budget is
+// refused with 0x97, replacing a filter is not charged again, and an
+// unsubscribed filter gives its levels back.
+func TestSecurity_WildcardLevelBudget(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{MaxWildcardLevels: 4 * 128})
+	c, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "wild", CleanStart: true})
+	for i := 0; i < 4; i++ {
+		ack := c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: deepFilter(128, i)}}})
+		if ack.Reasons[0] != 0 {
+			t.Fatalf("filter %d within the budget: SUBACK %#x", i, ack.Reasons[0])
+		}
+	}
+	// Within one packet: a literal and a '#' filter cost nothing, the
+	// fifth '+' filter is over the budget; a repeated one is a
+	// replacement.
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	ack, _ := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "a/b/c"}, {Topic: "a/#"}, {Topic: deepFilter(128, 4)}, {Topic: deepFilter(128, 0), QoS: 1},
+	}}) // paho reports the refused filter as an error; the SUBACK says which
+	if want := []byte{0, 0, 0x97, 1}; ack == nil || !bytes.Equal(ack.Reasons, want) {
+		t.Fatalf("SUBACK %#v, want reasons %#v", ack, want)
+	}
+	if _, err := c.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{deepFilter(128, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ack := c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: deepFilter(128, 4)}}}); ack.Reasons[0] != 0 {
+		t.Fatalf("after an unsubscribe freed 128 levels: SUBACK %#x", ack.Reasons[0])
+	}
+	v5Wait(t, "the refusal counted", func() bool { return tb.B.Stats().SubscriptionsRefused["wildcard_levels"] == 1 })
+}
+
+// A SUBSCRIBE refused as a protocol error (No Local on a shared
+// subscription, MQTT-3.8.3-4) changes nothing: its valid filters listed
+// before the bad one are not applied either.
+func TestSecurity_SubscribeValidatedBeforeApplied(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{})
+	r := dialRaw(t, tb.Addr, codec.V5)
+	cp := codec.Connect{ClientID: []byte("half"), CleanStart: false, KeepAlive: 60}
+	cp.Props.Set(codec.PropSessionExpiry)
+	cp.Props.SessionExpiry = 60
+	r.connect(&cp)
+	s := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte("half/t"), QoS: 1}, {Filter: []byte("$share/g/half/u"), NoLocal: true}}}
+	r.send(s.Append(nil, codec.V5))
+	r.expectClosed(5 * time.Second)
+
+	c, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "half", CleanStart: false, Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(60)}})
+	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "half-pub", CleanStart: true})
+	pub.publish(t, &paho.Publish{Topic: "half/t", QoS: 1, Payload: []byte("x")})
+	select {
+	case p := <-c.msgs:
+		t.Fatalf("received %q on half/t: the refused SUBSCRIBE's first filter was applied", p.Topic)
+	case <-time.After(v5Quiet):
+	}
+}
+
+// 21.3: a client that never reads and repeats SUBSCRIBE over many retained
+// messages used to be owed one more send per match per packet, without
+// bound (100 packets cost 677 MB). A repeated filter now replaces what it
+// is owed, and a SUBSCRIBE while more than --max-retained-owed are still
+// owed closes the connection as a slow reader.
+func TestSecurity_ResubscribeOwedBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 MB of retained messages")
+	}
+	t.Parallel()
+	tb := start(t, broker.Options{Loops: 1, MaxOutboundBytes: 16 << 10, MaxRetainedOwed: 1000})
+	pub := dialRaw(t, tb.Addr, codec.V311)
+	pub.connect(&codec.Connect{ClientID: []byte("rr-pub"), CleanStart: true, KeepAlive: 60})
+	payload := make([]byte, 1024)
+	const n = 20000
+	var batch []byte
+	for i := 0; i < n; i++ {
+		p := codec.Publish{Topic: []byte(fmt.Sprintf("rr/%d", i)), Retain: true, Payload: payload}
+		batch = p.Append(batch, codec.V311)
+	}
+	pub.send(batch)
+	v5Wait(t, "20,000 retained messages", func() bool { return tb.B.Stats().Retained >= n })
+
+	// The subscriber's socket takes little and it never reads.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := d.Dial("tcp", tb.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	sub := &rawConn{t: t, c: nc, v: codec.V311}
+	sub.connect(&codec.Connect{ClientID: []byte("rr-sub"), CleanStart: true, KeepAlive: 60})
+	s := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte("rr/#")}}}
+	one := s.Append(nil, codec.V311)
+	for i := 0; i < 100; i++ {
+		if _, err := nc.Write(one); err != nil {
+			break // closed: what the test waits for
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	v5Wait(t, "the slow reader closed", func() bool { return tb.B.Stats().Rejected["slow_reader"] >= 1 })
 }

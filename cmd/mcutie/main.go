@@ -53,6 +53,8 @@ type config struct {
 	pprof         bool
 
 	maxPacketSize    int
+	maxWildcardLvls  int
+	maxRetainedOwed  int
 	maxTopicLength   int
 	maxTopicLevels   int
 	maxKeepAlive     uint
@@ -144,6 +146,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.connBurstPerIP, "connection-burst-per-ip", 0, "bucket size of --connection-rate-per-ip (0: twice the rate)")
 	fs.IntVar(&cfg.maxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
 	fs.IntVar(&cfg.maxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	fs.IntVar(&cfg.maxWildcardLvls, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
+	fs.IntVar(&cfg.maxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
 	fs.Float64Var(&cfg.publishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
 	fs.IntVar(&cfg.publishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
 	fs.Float64Var(&cfg.publishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
@@ -397,6 +401,8 @@ func brokerOptions(cfg *config) broker.Options {
 		MaxClientIDLength:   cfg.maxClientIDLength,
 		MinKeepAlive:        uint16(min(cfg.minKeepAlive, 65535)),
 		MaxSubscriptions:    cfg.maxSubscriptions,
+		MaxWildcardLevels:   cfg.maxWildcardLvls,
+		MaxRetainedOwed:     cfg.maxRetainedOwed,
 		PublishRate:         cfg.publishRate,
 		PublishBurst:        cfg.publishBurst,
 		PublishByteRate:     cfg.publishByteRate,
