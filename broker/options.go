@@ -75,11 +75,11 @@ type Options struct {
 	// retained messages than this from earlier subscriptions (it does not
 	// read them) closes it as a slow reader. One subscription's matches
 	// are always owed in full. Default 100,000.
-	MaxRetainedOwed int
-	PublishRate         float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishBurst        int     // bucket size of PublishRate; default max(1, 2 × rate)
-	PublishByteRate     float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishByteBurst    int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
+	MaxRetainedOwed  int
+	PublishRate      float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishBurst     int     // bucket size of PublishRate; default max(1, 2 × rate)
+	PublishByteRate  float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishByteBurst int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
 
 	// SysInterval is how often the $SYS/broker/... topics are published
 	// (retained); 0 turns them off (the binary's default is 10s).
