@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/reactor"
@@ -59,9 +61,9 @@ func rrStart(t testing.TB, dir, addr string, lb *logBuf, loops int) (*broker.Bro
 // rrPahoOpts are paho 3.1.1 options for a persistent session, dialling
 // until the broker listens (connection refused is retried for up to 10 s).
 func rrPahoOpts(addr, id string) *mqtt.ClientOptions {
-	return mqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetCleanSession(false).
+	return mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(false).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).
-		SetConnectTimeout(10*time.Second).SetWriteTimeout(5*time.Second).SetKeepAlive(30*time.Second).
+		SetConnectTimeout(10 * time.Second).SetWriteTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).
 		SetCustomOpenConnectionFn(func(*url.URL, mqtt.ClientOptions) (net.Conn, error) {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -137,4 +139,116 @@ func TestReactorRobust_StartupResumeBeforeLoopsBound(t *testing.T) {
 			t.Fatalf("round %d: broker log:\n%s", round, lb.String())
 		}
 	}
+}
+
+// rrExpectEOF reads c until the server closes it, failing after d.
+func rrExpectEOF(t testing.TB, c net.Conn, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(d))
+	buf := make([]byte, 4096)
+	for {
+		_, err := c.Read(buf)
+		if err == nil {
+			continue
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("connection still open after %v", d)
+		}
+		return time.Since(start)
+	}
+}
+
+// C. A WebSocket listener's connection that made a plain HTTP request and
+// then idles on keep-alive is closed within the connect timeout: such
+// sockets used to be held forever, and held connection slots.
+func TestReactorRobust_WSIdleHTTPClosed(t *testing.T) {
+	const slots = 4
+	tb := startTransportWith(t, broker.Options{ConnectTimeout: time.Second, MaxConnections: slots}, reactor.TLSOptions{}, "ws")
+	addr := tb.Addrs["ws"]
+	var conns []net.Conn
+	for i := 0; i < slots; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// HTTP/1.1 keeps the connection alive by default.
+		if _, err := c.Write([]byte("GET /elsewhere HTTP/1.1\r\nHost: mcutie\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		took := rrExpectEOF(t, c, 5*time.Second)
+		t.Logf("idle HTTP connection %d closed after %v", i, took.Round(10*time.Millisecond))
+	}
+	// The slots are free again.
+	v3RoundTrip(t, "ws://"+addr+"/mqtt", nil, "rr-ws-after-idle")
+
+	// A request whose headers never end is cut at the connect timeout too.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("GET /mqtt HTTP/1.1\r\nHost: mcutie\r\n"))
+	rrExpectEOF(t, c, 5*time.Second)
+}
+
+// rrWSDial upgrades to ws://addr/mqtt offering protos.
+func rrWSDial(addr string, protos ...string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{Subprotocols: protos, HandshakeTimeout: 5 * time.Second}
+	return d.Dial("ws://"+addr+"/mqtt", nil)
+}
+
+// D. A WebSocket upgrade that does not offer the "mqtt" subprotocol is
+// refused with HTTP 400 [MQTT-6.0.0-3]; "mqttv3.1" (MQTT 3.1 clients) is
+// accepted too, and Options.WSAllowNoSubprotocol lets the others in.
+func TestReactorRobust_WSRequiresMQTTSubprotocol(t *testing.T) {
+	tb := startTransport(t, reactor.TLSOptions{}, "ws")
+	addr := tb.Addrs["ws"]
+	for _, protos := range [][]string{nil, {"chat"}, {"mqttv5", "wamp"}} {
+		ws, resp, err := rrWSDial(addr, protos...)
+		if err == nil {
+			ws.Close()
+			t.Fatalf("offering %q: upgraded", protos)
+		}
+		if resp == nil || resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("offering %q: want HTTP 400, got %v (%v)", protos, resp, err)
+		}
+	}
+	tb.waitMetric(t, `mcutie_transport_rejected_total{reason="websocket_upgrade"}`, "3")
+	for _, p := range []string{"mqtt", "mqttv3.1"} {
+		ws, _, err := rrWSDial(addr, "other", p)
+		if err != nil {
+			t.Fatalf("offering %q: %v", p, err)
+		}
+		if ws.Subprotocol() != p {
+			t.Fatalf("offering %q: selected %q", p, ws.Subprotocol())
+		}
+		ws.Close()
+	}
+	// paho (3.1.1 and v5) offers "mqtt".
+	v3RoundTrip(t, "ws://"+addr+"/mqtt", nil, "rr-ws-v3")
+	nc, err := mqtt.NewWebsocket("ws://"+addr+"/mqtt", nil, v5Timeout, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v5RoundTrip(t, nc, "rr-ws-v5")
+
+	// Opting out.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := broker.New(broker.Options{Loops: 2, Store: store.NewMemory(), Logger: log})
+	lax := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	srv := reactor.New(b, reactor.Options{Listen: []string{"ws://" + lax}, Logger: log, WSAllowNoSubprotocol: true})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+	ws, _, err := rrWSDial(lax)
+	if err != nil {
+		t.Fatalf("WSAllowNoSubprotocol: %v", err)
+	}
+	ws.Close()
 }

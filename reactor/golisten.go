@@ -45,9 +45,15 @@ func (s *Server) startGoListener(spec listener) (*goListener, error) {
 		gl.http = &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: s.handshakeTimeout(),
+			IdleTimeout:       s.handshakeTimeout(),
 			MaxHeaderBytes:    wsMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
+		// A connection carries one request, the upgrade: any other is
+		// answered and the connection closed, never kept idle (issue
+		// 21.11: plain requests then an idle keep-alive held sockets and
+		// connection slots forever).
+		gl.http.SetKeepAlivesEnabled(false)
 		go func() { _ = gl.http.Serve(chanListener{gl}) }()
 	}
 	go gl.acceptLoop()
@@ -149,10 +155,11 @@ func (gl *goListener) handle(raw net.Conn) {
 		return
 	}
 	// WebSocket: the HTTP upgrade runs on http.Server's goroutine for
-	// this connection, under its ReadHeaderTimeout; the deadline set
-	// above still bounds the whole prelude.
+	// this connection. http.Server sets its own deadlines (none at all
+	// between requests without IdleTimeout); preludeConn keeps every one
+	// of them within the deadline set above, until the upgrade is done.
 	select {
-	case gl.conns <- &userConn{Conn: c, user: user}:
+	case gl.conns <- &preludeConn{Conn: c, user: user, deadline: deadline}:
 	case <-gl.done:
 		_ = c.Close()
 	}
@@ -170,11 +177,38 @@ func (c *ticketConn) Close() error {
 	return c.Conn.Close()
 }
 
-// userConn carries the certificate username through http.Server to the
-// upgrade handler.
-type userConn struct {
+// preludeConn carries a WebSocket connection through http.Server to the
+// upgrade handler: the certificate username, and the deadline of the
+// prelude (PROXY header, TLS handshake, HTTP upgrade), which bounds every
+// deadline http.Server sets until release.
+type preludeConn struct {
 	net.Conn
-	user string
+	user     string
+	mu       sync.Mutex
+	deadline time.Time // zero once released
+}
+
+// clamp returns t, or the prelude's deadline if t is later or zero.
+func (c *preludeConn) clamp(t time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.deadline.IsZero() && (t.IsZero() || t.After(c.deadline)) {
+		return c.deadline
+	}
+	return t
+}
+
+func (c *preludeConn) SetDeadline(t time.Time) error     { return c.Conn.SetDeadline(c.clamp(t)) }
+func (c *preludeConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.clamp(t)) }
+func (c *preludeConn) SetWriteDeadline(t time.Time) error {
+	return c.Conn.SetWriteDeadline(c.clamp(t))
+}
+
+// release ends the prelude: deadlines are passed on as they are.
+func (c *preludeConn) release() {
+	c.mu.Lock()
+	c.deadline = time.Time{}
+	c.mu.Unlock()
 }
 
 // chanListener hands connections that passed the prelude to http.Server.
@@ -202,7 +236,31 @@ var upgrader = websocket.Upgrader{
 	WriteBufferSize: 4096,
 }
 
+// errNoMQTTSubprotocol refuses an upgrade that does not offer "mqtt".
+var errNoMQTTSubprotocol = errors.New(`the client did not offer the "mqtt" WebSocket subprotocol (MQTT-6.0.0-3)`)
+
+// offersMQTT reports whether the upgrade request r offers one of the
+// subprotocols the upgrader accepts.
+func offersMQTT(r *http.Request) bool {
+	for _, p := range websocket.Subprotocols(r) {
+		for _, want := range upgrader.Subprotocols {
+			if p == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
+	if !gl.s.opts.WSAllowNoSubprotocol && websocket.IsWebSocketUpgrade(r) && !offersMQTT(r) {
+		// [MQTT-6.0.0-3] The client MUST include "mqtt" in the list of
+		// WebSocket Sub Protocols it offers.
+		gl.s.ctr.wsUpgradeFailed.Add(1)
+		gl.s.log.Info("closing connection: WebSocket upgrade refused", "listener", gl.spec.raw, "remote", r.RemoteAddr, "err", errNoMQTTSubprotocol)
+		http.Error(w, "Bad Request: "+errNoMQTTSubprotocol.Error(), http.StatusBadRequest)
+		return
+	}
 	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		gl.s.ctr.wsUpgradeFailed.Add(1)
@@ -210,8 +268,9 @@ func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered with an HTTP error
 	}
 	user := ""
-	if uc, ok := ws.NetConn().(*userConn); ok {
-		user = uc.user
+	if pc, ok := ws.NetConn().(*preludeConn); ok {
+		user = pc.user
+		pc.release()
 	}
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	// The handler's goroutine serves the connection; http.Server forgets

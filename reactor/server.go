@@ -33,6 +33,11 @@ type Options struct {
 	TickInterval     time.Duration
 	Logger           *slog.Logger
 
+	// WSAllowNoSubprotocol accepts WebSocket upgrades that do not offer
+	// the "mqtt" (or "mqttv3.1") subprotocol. By default they are refused
+	// with HTTP 400 [MQTT-6.0.0-3].
+	WSAllowNoSubprotocol bool
+
 	// layer, when set, wraps every gnet connection in a wireLayer. Only
 	// the benchmarks set it: the on-loop TLS prototype measured against
 	// the goroutine transport (transport_timing_test.go).
