@@ -25,7 +25,14 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 	c.version = p.Version
 	if ic, ok := c.conn.(IdentifiedConn); ok {
+		// ok with an empty name: the certificate has no name.
 		if name, ok := ic.Username(); ok {
+			if name == "" {
+				// A certificate without a name: never fall back to
+				// the CONNECT's, which the client chose (issue 21).
+				c.refuseAuth(p.Version, "", codec.NotAuthorized, "client certificate has no Common Name")
+				return FeedClose
+			}
 			p.UsernameFlag, p.Username = true, []byte(name)
 		}
 	}

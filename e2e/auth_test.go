@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -505,5 +506,61 @@ func TestAuth_BinarySIGHUP(t *testing.T) {
 	}
 	if m := alice.recv(t); m.Topic != "in/x" {
 		t.Fatalf("alice (connected across the reload) got %q", m.Topic)
+	}
+}
+
+// TestAuth_MTLSCertWithoutCNRefused (issue 21 item 5): with
+// --tls-username-from-cn a verified certificate without a Common Name
+// (SAN-only, SPIFFE) must not fall back to the CONNECT's user name, which
+// would let it claim any user's ACL: CONNACK 0x87 (3.1.1 0x05) on tls://
+// and wss://. A certificate with a CN still connects as that name.
+func TestAuth_MTLSCertWithoutCNRefused(t *testing.T) {
+	p := newPKI(t)
+	o := mutualTLS(p)
+	o.UsernameFromCN = true
+	a, err := auth.ParseACL(strings.NewReader("user bob\ntopic readwrite bob/#\nuser alice\ntopic readwrite alice/#\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Certificates are the only credentials: no Authenticator.
+	tb := startTransportWith(t, broker.Options{ConnectTimeout: 3 * time.Second, Authorizer: auth.NewACLAuthorizer(a)}, o, "tls", "wss")
+	noCN, noCNKey := p.Issue(t, "spiffe", "", false)
+
+	nc, err := tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, noCN, noCNKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ack, err := v5TryConnectOver(t, nc, &paho.Connect{ClientID: "nocn-v5", CleanStart: true, UsernameFlag: true, Username: "bob"})
+	if ack == nil || ack.ReasonCode != byte(codec.NotAuthorized) {
+		if c != nil {
+			if sa := c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "bob/#"}}}); len(sa.Reasons) > 0 && sa.Reasons[0] == 0 {
+				t.Errorf("a certificate without a CN subscribed to bob/# as bob")
+			}
+		}
+		t.Fatalf("certificate without a CN claiming bob over tls://: CONNACK %+v, %v; want 0x87", ack, err)
+	}
+	ws, err := mqtt.NewWebsocket("wss://"+tb.Addrs["wss"]+"/mqtt", p.ClientTLS(t, noCN, noCNKey), v5Timeout, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rawConn{t: t, c: ws, v: codec.V311}
+	if ack := r.connect(&codec.Connect{ClientID: []byte("nocn-ws"), CleanStart: true, UsernameFlag: true, Username: []byte("bob")}); ack.Code != codec.ConnRefusedNotAuthorized {
+		t.Fatalf("certificate without a CN claiming bob over wss://: CONNACK %#x; want 0x05", ack.Code)
+	}
+	tb.Log.waitFor(t, "CONNECT refused", "client certificate has no Common Name")
+
+	// A certificate with a CN: its name, whatever the CONNECT claims.
+	nc, err = tls.Dial("tcp", tb.Addrs["tls"], p.ClientTLS(t, p.ClientCert, p.ClientKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := newV5OverConn(t, nc, &paho.Connect{ClientID: "cn-v5", CleanStart: true, UsernameFlag: true, Username: "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	if sa, _ := alice.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "bob/#"}}}); sa == nil || sa.Reasons[0] != byte(codec.NotAuthorized) {
+		t.Fatalf("alice's certificate claiming bob: SUBACK %+v", sa)
+	}
+	if sa := alice.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "alice/#"}}}); sa.Reasons[0] != 0 {
+		t.Fatalf("alice on alice/#: SUBACK %v", sa.Reasons)
 	}
 }

@@ -270,8 +270,14 @@ func (g *goConn) Wake() error {
 func (g *goConn) RemoteAddr() string { return g.remote }
 
 // Username implements broker.IdentifiedConn: the CN of the verified client
-// certificate when the listener takes usernames from certificates.
-func (g *goConn) Username() (string, bool) { return g.user, g.user != "" }
+// certificate when the listener takes usernames from certificates; an
+// empty name with ok when that certificate has no CN (refused).
+func (g *goConn) Username() (string, bool) {
+	if g.user == noCN {
+		return "", true
+	}
+	return g.user, g.user != ""
+}
 
 // writeLoop sends what the broker wrote until Close or a write error.
 func (g *goConn) writeLoop() {

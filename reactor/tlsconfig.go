@@ -105,11 +105,22 @@ func (tc *tlsConfig) configForClient(*tls.ClientHelloInfo) (*tls.Config, error) 
 	return c, nil
 }
 
-// peerCN is the Common Name of the verified client certificate, if any.
+// peerCN is the Common Name of the verified client certificate, or noCN
+// when there is none (a SAN-only or SPIFFE certificate): such a connection
+// must be refused, never fall back to the CONNECT's user name (issue 21).
 func peerCN(cs tls.ConnectionState) (string, bool) {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return "", false
+		return noCN, false
 	}
 	cn := cs.VerifiedChains[0][0].Subject.CommonName
-	return cn, cn != ""
+	if cn == "" {
+		return noCN, false
+	}
+	return cn, true
 }
+
+// noCN stands for "the user name comes from a certificate that has none":
+// goConn.Username reports it as an empty name with ok, which the broker
+// refuses (CONNACK 0x87 / 0x05). A CA-signed CN of one NUL byte is refused
+// the same way.
+const noCN = "\x00"
