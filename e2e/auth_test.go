@@ -476,8 +476,8 @@ func TestAuth_BinarySIGHUP(t *testing.T) {
 	}
 	port := freePort(t)
 	p := durStartProc(t, filepath.Join(dir, "data"), port, "--password-file", pwPath, "--acl-file", aclPath)
-	if !strings.Contains(p.log(), "anonymous access on") {
-		t.Fatalf("start-up does not say anonymous access is on for a loopback listener:\n%s", p.log())
+	if !strings.Contains(p.log(), "anonymous access off") || !strings.Contains(p.log(), "users are configured") {
+		t.Fatalf("start-up does not say anonymous access is off with a password file:\n%s", p.log())
 	}
 	alice, _ := v5Connect(t, p.Addr, &paho.Connect{ClientID: "alice-bin", CleanStart: true, UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("secret")})
 	if sa := alice.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "in/#", QoS: 1}}}); sa.Reasons[0] != 1 {
@@ -562,5 +562,159 @@ func TestAuth_MTLSCertWithoutCNRefused(t *testing.T) {
 	}
 	if sa := alice.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "alice/#"}}}); sa.Reasons[0] != 0 {
 		t.Fatalf("alice on alice/#: SUBACK %v", sa.Reasons)
+	}
+}
+
+// readmeSecureConfig returns the ACL and the mcutie flags of the README's
+// "A secure configuration" (without --listen), the files' paths replaced
+// by pw and acl.
+func readmeSecureConfig(t *testing.T, pw, acl string) (aclText string, flags []string) {
+	t.Helper()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(raw), "### A secure configuration")
+	if !ok {
+		t.Fatal("README has no secure configuration")
+	}
+	sec, _, _ = strings.Cut(sec, "\n```\n")
+	_, aclText, _ = strings.Cut(sec, "<<'ACL'\n")
+	aclText, _, _ = strings.Cut(aclText, "\nACL\n")
+	for _, line := range strings.Split(sec, "\n") {
+		if !strings.HasPrefix(line, "mcutie --") {
+			continue
+		}
+		args := strings.Fields(line)[1:]
+		for i := 0; i < len(args); i++ {
+			switch args[i] {
+			case "--listen":
+				i++
+			case "/etc/mcutie/passwd":
+				flags = append(flags, pw)
+			case "/etc/mcutie/acl":
+				flags = append(flags, acl)
+			default:
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	if aclText == "" || len(flags) == 0 {
+		t.Fatalf("cannot read the README's secure configuration:\n%s", sec)
+	}
+	return aclText, flags
+}
+
+// TestAuth_READMESecureConfigClientIDs (issue 21 item 10): the README's
+// secure configuration gives every user devices/%c/#. Run as documented
+// (the real binary, its ACL and flags), a user must not get another
+// device's topics by choosing that device's client id: refused with
+// CONNACK 0x85 (v5, paho.golang) / 0x02 (3.1.1, paho and mosquitto_sub);
+// its own id, or <user>:<suffix>, works.
+func TestAuth_READMESecureConfigClientIDs(t *testing.T) {
+	t.Parallel()
+	bin := durBinary(t)
+	dir := t.TempDir()
+	pw, aclPath := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl")
+	for i, u := range []string{"alice", "sensor-17", "sensor-18"} {
+		args := []string{"passwd", "-b", pw, u, u + "-pw"}
+		if i == 0 {
+			args = []string{"passwd", "-c", "-b", pw, u, u + "-pw"}
+		}
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mcutie passwd: %v\n%s", err, out)
+		}
+	}
+	aclText, flags := readmeSecureConfig(t, pw, aclPath)
+	if err := os.WriteFile(aclPath, []byte(aclText+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := durStartProc(t, filepath.Join(dir, "data"), freePort(t), flags...)
+	cp := func(id, user string) *paho.Connect {
+		return &paho.Connect{ClientID: id, CleanStart: true, UsernameFlag: true, Username: user, PasswordFlag: true, Password: []byte(user + "-pw")}
+	}
+	// sensor-18 takes sensor-17's client id.
+	if c, ack, err := v5TryConnect(t, p.Addr, cp("sensor-17", "sensor-18")); ack == nil || ack.ReasonCode != byte(codec.ClientIdentifierNotValid) {
+		if c != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+			defer cancel()
+			if sa, _ := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/sensor-17/#"}}}); sa != nil && sa.Reasons[0] == 0 {
+				t.Errorf("sensor-18 subscribed to devices/sensor-17/# as client sensor-17")
+			}
+		}
+		t.Fatalf("sensor-18 as client sensor-17: CONNACK %+v, %v; want 0x85", ack, err)
+	}
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + p.Addr).SetClientID("sensor-17").SetUsername("sensor-18").SetPassword("sensor-18-pw").
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait)
+	tok := mqtt.NewClient(o).Connect()
+	if !tok.WaitTimeout(v3Wait) || tok.Error() == nil || tok.(*mqtt.ConnectToken).ReturnCode() != packets.ErrRefusedIDRejected {
+		t.Fatalf("paho 3.1.1 sensor-18 as client sensor-17: %v (code %d); want identifier rejected", tok.Error(), tok.(*mqtt.ConnectToken).ReturnCode())
+	}
+	if bin, err := exec.LookPath("mosquitto_sub"); err == nil {
+		port := p.Addr[strings.LastIndexByte(p.Addr, ':')+1:]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bin, "-h", "127.0.0.1", "-p", port, "-i", "sensor-17", "-u", "sensor-18", "-P", "sensor-18-pw", "-t", "devices/sensor-17/#", "-C", "1", "-W", "3").CombinedOutput()
+		if err == nil || !strings.Contains(strings.ToLower(string(out)), "identifier rejected") {
+			t.Fatalf("mosquitto_sub -i sensor-17 -u sensor-18: %v\n%s", err, out)
+		}
+	}
+	// Anonymous: refused (nothing to bind the id to).
+	if _, ack, _ := v5TryConnect(t, p.Addr, &paho.Connect{ClientID: "sensor-17", CleanStart: true}); ack == nil || ack.ReasonCode != byte(codec.NotAuthorized) {
+		t.Fatalf("anonymous as sensor-17: %+v", ack)
+	}
+	// Their own ids work, and reach only their own devices' topics.
+	s17, _ := v5Connect(t, p.Addr, cp("sensor-17", "sensor-17"))
+	if sa := s17.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/sensor-17/#", QoS: 1}}}); sa.Reasons[0] != 1 {
+		t.Fatalf("sensor-17 on its own topics: SUBACK %v", sa.Reasons)
+	}
+	s18, _ := v5Connect(t, p.Addr, cp("sensor-18:probe", "sensor-18"))
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	if sa, _ := s18.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/sensor-17/#"}}}); sa == nil || sa.Reasons[0] != byte(codec.NotAuthorized) {
+		t.Fatalf("sensor-18:probe on devices/sensor-17/#: SUBACK %+v", sa)
+	}
+	if r := s18.publish(t, &paho.Publish{Topic: "devices/sensor-18:probe/up", QoS: 1, Payload: []byte("x")}); r.ReasonCode >= 0x80 {
+		t.Fatalf("sensor-18:probe on its own topic: PUBACK %#x", r.ReasonCode)
+	}
+}
+
+// TestAuth_AnonymousOffForForwardedListeners (issue 21 item 15): the real
+// binary with loopback listeners only, but one of them taking the PROXY
+// protocol (a balancer's forwarded clients) or WebSocket (behind a reverse
+// proxy): anonymous clients are refused by default on every listener.
+func TestAuth_AnonymousOffForForwardedListeners(t *testing.T) {
+	t.Parallel()
+	for _, extra := range []string{"tcp://127.0.0.1:%d?proxy=true", "ws://127.0.0.1:%d/mqtt"} {
+		port2 := freePort(t)
+		second := fmt.Sprintf(extra, port2)
+		p := durStartProc(t, t.TempDir(), freePort(t), "--listen", second)
+		if !strings.Contains(p.log(), "anonymous access off") {
+			t.Fatalf("%s: start-up log does not say anonymous access is off:\n%s", second, p.log())
+		}
+		// Plain loopback listener, paho 3.1.1: 0x05.
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + p.Addr).SetClientID("anon").
+			SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait)
+		tok := mqtt.NewClient(o).Connect()
+		if !tok.WaitTimeout(v3Wait) || tok.(*mqtt.ConnectToken).ReturnCode() != packets.ErrRefusedNotAuthorised {
+			t.Fatalf("%s: anonymous paho on the plain listener: %v", second, tok.Error())
+		}
+		addr2 := fmt.Sprintf("127.0.0.1:%d", port2)
+		if strings.HasPrefix(second, "ws://") {
+			ws, err := mqtt.NewWebsocket("ws://"+addr2+"/mqtt", nil, v5Timeout, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &rawConn{t: t, c: ws, v: codec.V311}
+			if ack := r.connect(&codec.Connect{ClientID: []byte("anon-ws"), CleanStart: true}); ack.Code != codec.ConnRefusedNotAuthorized {
+				t.Fatalf("anonymous over ws://: CONNACK %#x", ack.Code)
+			}
+			continue
+		}
+		r := dialRaw(t, addr2, codec.V311)
+		r.send([]byte("PROXY TCP4 203.0.113.7 127.0.0.1 40000 1883\r\n"))
+		if ack := r.connect(&codec.Connect{ClientID: []byte("anon-proxied"), CleanStart: true}); ack.Code != codec.ConnRefusedNotAuthorized {
+			t.Fatalf("anonymous client forwarded by a balancer: CONNACK %#x", ack.Code)
+		}
 	}
 }
