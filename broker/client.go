@@ -121,6 +121,10 @@ type Client struct {
 	// claimed: the connection holds a directory reference on its client
 	// id (clientDir) that no session has taken over yet.
 	claimed bool
+
+	// inboundQoS1 counts the v5 QoS 1 PUBLISHes whose PUBACK is not
+	// written yet (our Receive Maximum, handlePublish).
+	inboundQoS1 uint16
 }
 
 // authFlow is the state of a CONNECT's authentication, and of v5

@@ -31,6 +31,12 @@ type Loop struct {
 
 	now int64 // unix ns, refreshed at each callback
 
+	// queuedBytes is the topic and payload bytes the loop's sessions hold
+	// in QoS 1/2 queues and inflight windows; a message that would take it
+	// past queuedBytesShare (this loop's share of
+	// Options.MaxQueuedBytesTotal) is not queued.
+	queuedBytes, queuedBytesShare int64
+
 	// Scratch, reused for every packet so decoding allocates nothing.
 	pkt struct {
 		connect  codec.Connect
@@ -113,6 +119,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		inbox:    newInbox[inboxItem](b.opts.InboxSize),
 		sessions: make(map[string]*Session),
 	}
+	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	if idx == 0 && b.opts.SysInterval > 0 {
 		l.sys = newSysState()
 	}

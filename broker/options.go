@@ -24,9 +24,14 @@ type Options struct {
 	MaxOutboundBytes  int    // bytes buffered for one connection before it counts as a slow consumer (QoS 0 dropped); default 4 MiB
 	TopicAliasMaximum uint16 // inbound topic aliases accepted from v5 clients; default 64
 	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
-	MaxQueuedBytes    int    // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted; default 0 = no limit beyond MaxQueued
-	ConnectTimeout    time.Duration
-	InboxSize         int // cross-loop inbox capacity per loop; default 16384
+	MaxQueuedBytes    int    // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
+	// MaxQueuedBytesTotal bounds the bytes (topic + payload) held in all
+	// sessions' QoS 1/2 queues and inflight windows, each event loop
+	// holding an equal share; beyond it new messages are dropped and
+	// counted as for MaxQueuedBytes. Default 1 GiB.
+	MaxQueuedBytesTotal int64
+	ConnectTimeout      time.Duration
+	InboxSize           int // cross-loop inbox capacity per loop; default 16384
 	// CommitBacklog bounds, per loop, the store operations kept while the
 	// store's commit queue is full (see opBacklog); beyond it new durable
 	// operations are refused. Default 65536.
@@ -145,6 +150,12 @@ func (o *Options) Defaults() {
 	o.MaxClientIDLength = max(o.MaxClientIDLength, 23)
 	if o.MaxKeepAlive > 0 && o.MinKeepAlive > o.MaxKeepAlive {
 		o.MinKeepAlive = o.MaxKeepAlive
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = 32 << 20
+	}
+	if o.MaxQueuedBytesTotal <= 0 {
+		o.MaxQueuedBytesTotal = 1 << 30
 	}
 	if o.MaxSubscriptions <= 0 {
 		o.MaxSubscriptions = 10000

@@ -91,6 +91,9 @@ func (a *ackWait) fireFrom(on *Loop) {
 // write sends the acknowledgement if its connection is still there. Loop-only.
 func (a *ackWait) write() {
 	c := a.c
+	if a.typ == codec.PUBACK && c.version == codec.V5 {
+		c.inboundQoS1-- // counted in handlePublish
+	}
 	if c.state != stateConnected {
 		return
 	}

@@ -48,6 +48,17 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	l.counters.publishIn[p.QoS]++
 	l.counters.payloadIn[p.QoS] += uint64(len(p.Payload))
 
+	if p.QoS == 1 && c.version == codec.V5 {
+		// Our Receive Maximum binds QoS 1 as well as QoS 2
+		// (MQTT-3.3.4-7): a PUBLISH whose PUBACK waits (for the store,
+		// or for a subscriber far behind) counts until it is sent, so a
+		// client that does not wait for acknowledgements cannot make the
+		// broker hold an unbounded number of messages for it.
+		if int(c.inboundQoS1) >= int(l.b.opts.MaxInflight) {
+			return &codec.ReasonError{Code: codec.ReceiveMaximumExceeded, Reason: "more unacknowledged QoS 1 PUBLISHes than Receive Maximum", SpecID: "MQTT-3.3.4-7"}
+		}
+		c.inboundQoS1++
+	}
 	if p.QoS == 2 {
 		q := s.qos()
 		for _, id := range q.inboundQoS2 {
@@ -327,12 +338,17 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	q := s.qos()
 	size := len(m.Topic) + len(m.Payload)
-	if full, overBytes := q.queue.len()+q.inflight.len() >= l.b.opts.MaxQueued, l.b.opts.MaxQueuedBytes > 0 && q.bytes+size > l.b.opts.MaxQueuedBytes; full || overBytes {
-		if full {
-			l.counters.droppedQueueFull++ // --max-queued-messages
-		} else {
-			l.counters.droppedQueueBytes++ // --max-queued-bytes
-		}
+	var drop *uint64
+	switch o := &l.b.opts; {
+	case q.queue.len()+q.inflight.len() >= o.MaxQueued:
+		drop = &l.counters.droppedQueueFull // --max-queued-messages
+	case q.bytes+size > o.MaxQueuedBytes:
+		drop = &l.counters.droppedQueueBytes // --max-queued-bytes
+	case l.queuedBytes+int64(size) > l.queuedBytesShare:
+		drop = &l.counters.droppedBrokerBytes // --max-queued-bytes-total
+	}
+	if drop != nil {
+		*drop++
 		if m.ack != nil {
 			m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
 		}
@@ -340,8 +356,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	om := new(outMsg)
 	*om = *tmpl
-	om.size = size
-	q.bytes += size
+	s.chargeQueued(om, size)
 	om.seq = q.nextSeq
 	q.nextSeq++
 	m.retain()

@@ -121,8 +121,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			// when the client resumes. Only if an older message holds the
 			// same id does it wait in the queue.
 			if om.m != nil {
-				om.size = len(om.m.Topic) + len(om.m.Payload)
-				q.bytes += om.size
+				s.chargeQueued(om, len(om.m.Topic)+len(om.m.Payload))
 			}
 			if s.takePID(om) {
 				q.inflight.pushBack(om)

@@ -386,11 +386,21 @@ func (s *Session) removeSub(filter string, o router.SubOptions) {
 	}
 }
 
+// chargeQueued counts om (size bytes of topic and payload) toward the
+// session's and the loop's queued bytes (Options.MaxQueuedBytes and
+// MaxQueuedBytesTotal); dropMsg takes it off. Loop-only.
+func (s *Session) chargeQueued(om *outMsg, size int) {
+	om.size = size
+	s.qos().bytes += size
+	s.l.queuedBytes += int64(size)
+}
+
 // dropMsg releases om's message, if it still holds one, and takes its
 // bytes off the session's count.
 func (s *Session) dropMsg(om *outMsg) {
 	if om.m != nil {
 		s.q.bytes -= om.size
+		s.l.queuedBytes -= int64(om.size)
 		om.m.release()
 		om.m = nil
 	}

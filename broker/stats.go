@@ -45,6 +45,7 @@ type loopCounters struct {
 	inboxItems                           uint64 // items taken from this loop's inbox
 	sysPublished                         uint64 // $SYS messages published by this loop
 	droppedQueueBytes                    uint64
+	droppedBrokerBytes                   uint64
 	droppedTopicLimit                    uint64
 	clientIDTooLong, keepAliveRefused    uint64
 	publishRateExceeded                  uint64
@@ -55,6 +56,7 @@ type loopCounters struct {
 
 	// Gauges, refreshed at snapshot time.
 	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
+	queuedBytes                                                                           uint64
 	backlogOps                                                                            uint64
 }
 
@@ -78,6 +80,7 @@ func (l *Loop) snapshot() {
 		}
 	}
 	c.inflight, c.queuedNow, c.clients = inflight, queued, online
+	c.queuedBytes = uint64(l.queuedBytes)
 	c.inboxLen = uint64(l.inbox.len())
 	c.backlogOps = uint64(len(l.backlog.ops))
 	c.inboxRejected = l.inbox.rejected.Load()
@@ -103,6 +106,7 @@ type Stats struct {
 	Sessions, Subscriptions              uint64
 	SharedSubscriptions, Retained        uint64
 	Inflight, Queued                     uint64
+	QueuedBytes                          uint64 // topic + payload bytes held in QoS 1/2 queues and inflight windows
 	WillsPublished, SessionsExpired      uint64
 	AcksDeferred, StoreRefused           uint64
 	StoreErrors                          uint64
@@ -157,7 +161,7 @@ type LoopStats struct {
 }
 
 // dropReasons are the label values of mcutie_messages_dropped_total.
-var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "expired", "too_large", "inbox_full", "topic_limit"}
+var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "expired", "too_large", "inbox_full", "topic_limit"}
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
@@ -225,6 +229,8 @@ func (b *Broker) Stats() Stats {
 		st.Dropped["too_large"] += c.droppedTooLarge
 		st.Dropped["inbox_full"] += c.droppedInboxFull
 		st.Dropped["queue_bytes_full"] += c.droppedQueueBytes
+		st.Dropped["broker_queue_bytes_full"] += c.droppedBrokerBytes
+		st.QueuedBytes += c.queuedBytes
 		st.Dropped["topic_limit"] += c.droppedTopicLimit
 		st.Rejected["connect_refused"] += c.connectsRefused
 		st.Rejected["connect_timeout"] += c.connectTimeouts
@@ -338,6 +344,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "mcutie_retained_messages", st.Retained)
 	metrics.WriteGaugeUint64(w, "mcutie_inflight_messages", st.Inflight)
 	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
+	metrics.WriteGaugeUint64(w, "mcutie_queued_bytes", st.QueuedBytes)
 	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
 	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
 	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)

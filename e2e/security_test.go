@@ -191,3 +191,79 @@ func TestSecurity_ResubscribeOwedBounded(t *testing.T) {
 	}
 	v5Wait(t, "the slow reader closed", func() bool { return tb.B.Stats().Rejected["slow_reader"] >= 1 })
 }
+
+// 21.4: the broker's Receive Maximum binds inbound QoS 1 as it does QoS 2
+// (MQTT-3.3.4-7): a v5 publisher that keeps sending while its PUBACKs are
+// held back (here by a subscriber far behind) is disconnected with 0x93
+// instead of making the broker hold every message it sends.
+func TestSecurity_ReceiveMaximumQoS1(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{Loops: 1, MaxInflight: 10, MaxQueued: 20})
+	// A subscriber that takes one message and never acknowledges it.
+	sub := dialRaw(t, tb.Addr, codec.V5)
+	cp := codec.Connect{ClientID: []byte("rm-sub"), CleanStart: true, KeepAlive: 60}
+	cp.Props.Set(codec.PropReceiveMaximum)
+	cp.Props.ReceiveMaximum = 1
+	sub.connect(&cp)
+	s := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte("rm/t"), QoS: 1}}}
+	sub.send(s.Append(nil, codec.V5))
+	sub.read(5 * time.Second) // SUBACK
+
+	pub := dialRaw(t, tb.Addr, codec.V5)
+	pub.connect(&codec.Connect{ClientID: []byte("rm-pub"), CleanStart: true, KeepAlive: 60})
+	for i := 1; i <= 40; i++ {
+		p := codec.Publish{Topic: []byte("rm/t"), QoS: 1, PacketID: uint16(i), Payload: []byte("x")}
+		if _, err := pub.c.Write(p.Append(nil, codec.V5)); err != nil {
+			break
+		}
+	}
+	for {
+		h, body, err := pub.tryRead(5 * time.Second)
+		if err != nil {
+			t.Fatalf("no DISCONNECT 0x93 before the connection ended: %v", err)
+		}
+		if h.Type == codec.DISCONNECT {
+			var d codec.Disconnect
+			if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
+				t.Fatalf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
+			}
+			return
+		}
+	}
+}
+
+// 21.4: what all sessions hold in QoS 1/2 queues is bounded broker-wide
+// (--max-queued-bytes-total) as well as per session: past it a message is
+// not queued, the v5 publisher is told 0x97 and the drop is counted.
+func TestSecurity_QueuedBytesTotal(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{Loops: 1, MaxQueuedBytesTotal: 8 << 10})
+	for _, id := range []string{"qb-1", "qb-2"} {
+		c, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: id, CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(600)}})
+		c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "qb/t", QoS: 1}}})
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+	v5Wait(t, "both sessions offline", func() bool { return tb.B.Stats().Connected == 0 })
+	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "qb-pub", CleanStart: true})
+	payload := make([]byte, 1000)
+	var refused int
+	for i := 0; i < 8; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+		r, _ := pub.Publish(ctx, &paho.Publish{Topic: "qb/t", QoS: 1, Payload: payload})
+		cancel()
+		if r == nil {
+			t.Fatal("no PUBACK")
+		}
+		if r.ReasonCode == 0x97 {
+			refused++
+		}
+	}
+	// 8 KiB holds 8 of the 16 copies (one per session and message).
+	if refused == 0 {
+		t.Fatal("no PUBACK 0x97 past --max-queued-bytes-total")
+	}
+	v5Wait(t, "the drops counted", func() bool { return tb.B.Stats().Dropped["broker_queue_bytes_full"] == 8 })
+	if qb := tb.B.Stats().QueuedBytes; qb > 8<<10 {
+		t.Fatalf("%d bytes queued, over the 8 KiB budget", qb)
+	}
+}

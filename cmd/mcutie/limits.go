@@ -22,5 +22,22 @@ func checkLimits(cfg *config) error {
 	if cfg.loops < 0 || cfg.loops > maxLoops {
 		return fmt.Errorf("--loops %d: want 0 (one per CPU) to %d", cfg.loops, maxLoops)
 	}
+	// Zero would read as "no limit" to some and "nothing" to others:
+	// refused, so a bound is always what the flag says.
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"max-queued-messages", int64(cfg.maxQueued)},
+		{"max-queued-bytes", int64(cfg.maxQueuedBytes)},
+		{"max-queued-bytes-total", cfg.maxQueuedBytesTotal},
+		{"max-subscriptions", int64(cfg.maxSubscriptions)},
+		{"max-wildcard-levels", int64(cfg.maxWildcardLvls)},
+		{"max-retained-owed", int64(cfg.maxRetainedOwed)},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("--%s %d: want at least 1", f.name, f.v)
+		}
+	}
 	return nil
 }

@@ -66,18 +66,19 @@ type config struct {
 	connectTimeout   time.Duration
 	inboxSize        int
 
-	maxConnections    int
-	maxConnsPerIP     int
-	connRatePerIP     float64
-	connBurstPerIP    int
-	maxClientIDLength int
-	minKeepAlive      uint
-	maxSubscriptions  int
-	maxQueuedBytes    int
-	publishRate       float64
-	publishBurst      int
-	publishByteRate   float64
-	publishByteBurst  int
+	maxConnections      int
+	maxConnsPerIP       int
+	connRatePerIP       float64
+	connBurstPerIP      int
+	maxClientIDLength   int
+	minKeepAlive        uint
+	maxSubscriptions    int
+	maxQueuedBytes      int
+	maxQueuedBytesTotal int64
+	publishRate         float64
+	publishBurst        int
+	publishByteRate     float64
+	publishByteBurst    int
 
 	readBufferCap    int
 	writeBufferCap   int
@@ -139,7 +140,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", 0xFFFFFFFF, "cap on a session's expiry interval, seconds (4294967295: never expires)")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
 	fs.IntVar(&cfg.inboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
-	fs.IntVar(&cfg.maxQueuedBytes, "max-queued-bytes", 0, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (0: no limit but --max-queued-messages)")
+	fs.IntVar(&cfg.maxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
+	fs.Int64Var(&cfg.maxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
 	fs.IntVar(&cfg.maxConnections, "max-connections", 0, "open connections in total; more are closed at accept (0: no limit but the process's open files limit)")
 	fs.IntVar(&cfg.maxConnsPerIP, "max-connections-per-ip", 0, "open connections per source IP address; more are closed at accept (0: no limit)")
 	fs.Float64Var(&cfg.connRatePerIP, "connection-rate-per-ip", 0, "new connections per second per source IP address (token bucket); more are closed at accept (0: no limit)")
@@ -378,21 +380,22 @@ func parseTLSVersion(v string) (uint16, error) {
 // aside).
 func brokerOptions(cfg *config) broker.Options {
 	return broker.Options{
-		Loops:             cfg.loops,
-		MaxPacketSize:     cfg.maxPacketSize,
-		MaxTopicLength:    cfg.maxTopicLength,
-		MaxTopicLevels:    cfg.maxTopicLevels,
-		MaxKeepAlive:      uint16(min(cfg.maxKeepAlive, 65535)),
-		MaxInflight:       uint16(min(max(cfg.maxInflight, 1), 65535)),
-		MaxQueued:         cfg.maxQueued,
-		MaxOutboundBytes:  cfg.maxOutboundBytes,
-		TopicAliasMaximum: uint16(min(cfg.topicAliasMax, 65535)),
-		MaxSessionExpiry:  uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
-		ConnectTimeout:    cfg.connectTimeout,
-		InboxSize:         cfg.inboxSize,
-		CommitBacklog:     cfg.commitBacklog,
-		SysInterval:       max(cfg.sysInterval, 0),
-		MaxQueuedBytes:    cfg.maxQueuedBytes,
+		Loops:               cfg.loops,
+		MaxPacketSize:       cfg.maxPacketSize,
+		MaxTopicLength:      cfg.maxTopicLength,
+		MaxTopicLevels:      cfg.maxTopicLevels,
+		MaxKeepAlive:        uint16(min(cfg.maxKeepAlive, 65535)),
+		MaxInflight:         uint16(min(max(cfg.maxInflight, 1), 65535)),
+		MaxQueued:           cfg.maxQueued,
+		MaxOutboundBytes:    cfg.maxOutboundBytes,
+		TopicAliasMaximum:   uint16(min(cfg.topicAliasMax, 65535)),
+		MaxSessionExpiry:    uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
+		ConnectTimeout:      cfg.connectTimeout,
+		InboxSize:           cfg.inboxSize,
+		CommitBacklog:       cfg.commitBacklog,
+		SysInterval:         max(cfg.sysInterval, 0),
+		MaxQueuedBytes:      cfg.maxQueuedBytes,
+		MaxQueuedBytesTotal: cfg.maxQueuedBytesTotal,
 
 		MaxConnections:      cfg.maxConnections,
 		MaxConnectionsPerIP: cfg.maxConnsPerIP,
