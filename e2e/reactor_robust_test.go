@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/reactor"
 	"github.com/mcutie/mcutie/store"
 )
@@ -251,4 +252,82 @@ func TestReactorRobust_WSRequiresMQTTSubprotocol(t *testing.T) {
 		t.Fatalf("WSAllowNoSubprotocol: %v", err)
 	}
 	ws.Close()
+}
+
+// B. A client that exceeds Receive Maximum with QoS 2 PUBLISHes and keeps
+// sending (PUBRELs, one a millisecond) while it is slow to read still
+// reads the DISCONNECT 0x93 that says why it is closed. Its receive window
+// is full (it subscribed to what it publishes), so the DISCONNECT waits in
+// the broker's send queue: a closed socket that then received a PUBREL was
+// aborted with a reset, and the queue with the DISCONNECT was dropped.
+func TestReactorRobust_DisconnectReasonSurvivesInflightBytes(t *testing.T) {
+	tb := start(t, broker.Options{MaxInflight: 4})
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	for round := 0; round < 6; round++ {
+		c, err := d.Dial("tcp", tb.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &rawConn{t: t, c: c, v: codec.V5}
+		r.connect(&codec.Connect{ClientID: []byte(fmt.Sprintf("rr-rm-%d", round)), CleanStart: true, KeepAlive: 60})
+		fill := fmt.Sprintf("rr/fill/%d", round)
+		sub := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte(fill)}}}
+		r.send(sub.Append(nil, codec.V5))
+		r.read(5 * time.Second) // SUBACK
+		var out []byte
+		for i := 0; i < 32; i++ { // 256 KiB back to this client, which does not read
+			p := codec.Publish{Topic: []byte(fill), Payload: make([]byte, 8<<10)}
+			out = p.Append(out, codec.V5)
+		}
+		for id := 1; id <= 8; id++ {
+			p := codec.Publish{Topic: []byte("rr/rm"), QoS: 2, PacketID: uint16(id), Payload: []byte("x")}
+			out = p.Append(out, codec.V5)
+		}
+		stop := make(chan struct{})
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			rel := codec.Ack{Type: codec.PUBREL, PacketID: 60000}
+			b := rel.Append(nil, codec.V5)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				if _, err := c.Write(b); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(300 * time.Millisecond) // a busy client, slow to read
+		var got error
+		for {
+			h, body, err := r.tryRead(5 * time.Second)
+			if err != nil {
+				got = fmt.Errorf("no DISCONNECT 0x93 before the connection ended: %v", err)
+				break
+			}
+			if h.Type == codec.DISCONNECT {
+				var d codec.Disconnect
+				if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
+					got = fmt.Errorf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
+				}
+				break
+			}
+		}
+		close(stop)
+		<-wrote
+		c.Close()
+		if got != nil {
+			t.Fatalf("round %d: %v", round, got)
+		}
+	}
 }

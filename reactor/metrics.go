@@ -15,6 +15,8 @@ type transportCounters struct {
 	tlsFailed       atomic.Uint64 // TLS handshakes that failed or timed out
 	wsUpgradeFailed atomic.Uint64 // HTTP requests on a WebSocket path that were not a valid upgrade
 	goOpen          atomic.Int64  // connections on the goroutine transport (tls, ws, wss), prelude included
+	packetTimeouts  atomic.Uint64 // connections closed holding a partial packet past Options.PacketTimeout
+	lingering       atomic.Uint64 // closes that lingered (shut the write side, then drained) before closing
 }
 
 // WriteMetrics writes the transport's metrics in Prometheus text format.
@@ -23,5 +25,7 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_header"}`, s.ctr.proxyRejected.Load())
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="tls_handshake"}`, s.ctr.tlsFailed.Load())
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="websocket_upgrade"}`, s.ctr.wsUpgradeFailed.Load())
+	metrics.WriteCounterUint64(w, `mcutie_transport_packet_timeouts_total`, s.ctr.packetTimeouts.Load())
+	metrics.WriteCounterUint64(w, `mcutie_transport_lingering_closes_total`, s.ctr.lingering.Load())
 	metrics.WriteGaugeUint64(w, "mcutie_transport_goroutine_connections", uint64(max(s.ctr.goOpen.Load(), 0)))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Options configures the transport.
@@ -32,6 +33,13 @@ type Options struct {
 	LockOSThread     bool       // pin each event loop to an OS thread
 	TickInterval     time.Duration
 	Logger           *slog.Logger
+
+	// PacketTimeout bounds how long a packet may take to arrive once its
+	// first byte has: a connection holding a partial packet longer is
+	// closed, whatever its keep-alive (issue 21.13: a 3.x client with
+	// keep-alive 0 could hold a maximum-size packet minus one byte
+	// forever). 0: DefaultPacketTimeout; negative: no limit.
+	PacketTimeout time.Duration
 
 	// WSAllowNoSubprotocol accepts WebSocket upgrades that do not offer
 	// the "mqtt" (or "mqttv3.1") subprotocol. By default they are refused
@@ -99,12 +107,51 @@ type Server struct {
 	heldMu sync.Mutex
 	held   []gnet.Conn
 
-	// scratch holds, per broker loop, the buffer small writes are
-	// coalesced into (gnetConn.Writev). Entry i is used only on
-	// loop i. A sync.Pool would hand out fresh 64 KiB buffers after every
-	// GC cycle, and a backlogged subscriber makes GC cycles frequent.
-	scratch []*[]byte
+	// perLoop is the reactor's state of each broker loop; entry i is
+	// used only on loop i.
+	perLoop []*loopState
 }
+
+// loopState is the reactor's state of one loop. Loop-only.
+type loopState struct {
+	s *Server
+	// scratch is the buffer small writes are coalesced into
+	// (gnetConn.Writev). A sync.Pool would hand out fresh 64 KiB buffers
+	// after every GC cycle, and a backlogged subscriber makes GC cycles
+	// frequent.
+	scratch []byte
+	// watch lists the loop's connections with a deadline: a partial
+	// packet (Options.PacketTimeout) or a lingering close. Swept on
+	// every tick.
+	watch     []watched
+	lingering int // connections of the loop in a lingering close
+}
+
+// watched is a connection in a loopState's watch list.
+type watched interface {
+	// expire runs on ls's loop at every tick; it reports whether the
+	// connection stays on the list.
+	expire(ls *loopState, now int64) bool
+}
+
+// DefaultPacketTimeout is Options.PacketTimeout's default: a maximum-size
+// packet (1 MiB by default) must arrive at 35 KB/s at least.
+const DefaultPacketTimeout = 30 * time.Second
+
+// Lingering close (issue 13.2). A socket closed while the peer's bytes
+// are unread, or still arriving, is reset by the kernel, and the reset can
+// destroy what the peer has not read yet: the DISCONNECT or CONNACK that
+// said why. So a connection the broker closes is shut down for writing
+// after its output has gone, and what still arrives is discarded for a
+// while before the socket is closed, as web servers do. Bounded, so that a
+// hostile peer cannot hold the socket: lingerTime, lingerMaxBytes, and at
+// most lingerMaxConns connections per loop at once (beyond, closed at
+// once).
+const (
+	lingerTime     = 2 * time.Second
+	lingerMaxBytes = 64 << 10
+	lingerMaxConns = 4096
+)
 
 type boundLoop struct {
 	el   gnet.EventLoop
@@ -133,10 +180,10 @@ type connState struct {
 	// handed over by a move.
 	ticket broker.Ticket
 	gc     gnet.Conn
-	// scratch is its loop's coalescing buffer (Server.scratch): a
-	// connection stays on one loop (a move opens a new connState).
-	scratch *[]byte
-	x       *connExtra
+	// ls is its loop's state (Server.perLoop): a connection stays on one
+	// loop (a move opens a new connState).
+	ls *loopState
+	x  *connExtra
 }
 
 // connExtra is the state of the connections that are not plain TCP on
@@ -147,6 +194,13 @@ type connExtra struct {
 	carry  []byte // bytes carried over by a migration, not yet consumed
 	layer  wireLayer
 	plain  []byte // MQTT bytes out of layer not yet consumed
+
+	pendSince   int64 // unix ns: when the partial packet buffered began arriving; 0 = none
+	lingerEnd   int64 // unix ns: when the lingering close ends; 0 = not lingering
+	discarded   int   // bytes discarded while lingering
+	watched     bool  // on its loop's watch list
+	ended       bool  // Client.Closed was called when the lingering close began
+	shutPending bool  // lingering: the write side is shut once the output has gone
 }
 
 func (st *connState) extra() *connExtra {
@@ -198,9 +252,9 @@ func New(b *broker.Broker, o Options) *Server {
 	s := &Server{b: b, opts: o, log: o.Logger, engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1)}
 	empty := []boundLoop{}
 	s.loops.Store(&empty)
-	s.scratch = make([]*[]byte, b.NumLoops())
-	for i := range s.scratch {
-		s.scratch[i] = new([]byte)
+	s.perLoop = make([]*loopState, b.NumLoops())
+	for i := range s.perLoop {
+		s.perLoop[i] = &loopState{s: s}
 	}
 	return s
 }
@@ -401,8 +455,11 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		return s.opts.TickInterval, gnet.None
 	}
 	for _, bl := range *s.loops.Load() {
-		l := bl.loop
-		_ = s.exec(bl.el, l.Tick)
+		l, ls := bl.loop, s.perLoop[bl.loop.Index()]
+		_ = s.exec(bl.el, func() {
+			l.Tick()
+			ls.sweep()
+		})
 	}
 	return s.opts.TickInterval, gnet.None
 }
@@ -552,7 +609,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	l := s.loopFor(c.EventLoop())
-	st := &connState{gc: c, scratch: s.scratch[l.Index()]}
+	st := &connState{gc: c, ls: s.perLoop[l.Index()]}
 	switch v := c.Context().(type) {
 	case *migration:
 		// Admitted on its first loop: the ticket comes along. The
@@ -592,6 +649,19 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	if !s.bound.Load() && s.hold(c) {
 		return gnet.None // fed once every loop is bound (releaseHeld)
 	}
+	if st.x != nil && st.x.lingerEnd != 0 {
+		return s.lingerTraffic(c, st)
+	}
+	before := st.pending(c)
+	act := s.traffic(c, st)
+	if act == gnet.None && s.packetTimeout() > 0 {
+		st.notePartial(c, before)
+	}
+	return act
+}
+
+// traffic handles the bytes that arrived on c. Loop-only.
+func (s *Server) traffic(c gnet.Conn, st *connState) gnet.Action {
 	if st.direct() && awaitingBody(c, &st.client) {
 		return gnet.None
 	}
@@ -715,7 +785,7 @@ func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
 	n, res := st.client.Feed(buf)
 	switch res {
 	case broker.FeedClose:
-		return gnet.Close
+		return s.linger(c, st)
 	case broker.FeedMigrate:
 		s.migrate(c, st, buf[n:])
 		return gnet.Close
@@ -774,20 +844,191 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		if l := st.layer(); l != nil {
 			l.Closed()
 		}
-		st.client.Closed()
+		x := st.x
+		if x == nil || !x.ended {
+			st.client.Closed()
+		}
+		if x != nil && x.lingerEnd != 0 {
+			st.ls.lingering--
+		}
 		st.ticket.Release() // spent when moved
-
+		st.gc = nil         // closed: the watch list and queued Close tasks skip it
 	}
 	return gnet.None
+}
+
+func (s *Server) packetTimeout() time.Duration {
+	if s.opts.PacketTimeout == 0 {
+		return DefaultPacketTimeout
+	}
+	return s.opts.PacketTimeout
+}
+
+// pending is the number of bytes received on c and not consumed yet.
+// Loop-only.
+func (st *connState) pending(c gnet.Conn) int {
+	n := c.InboundBuffered()
+	if x := st.x; x != nil {
+		n += len(x.carry) + len(x.plain)
+	}
+	return n
+}
+
+// notePartial starts or stops the packet timeout after c's bytes were
+// handled: it runs while unconsumed bytes (the start of a packet) remain,
+// from when that packet began — the first of its bytes to arrive, or the
+// moment the packets before it were consumed. before is pending() before
+// the bytes were handled. Loop-only.
+func (st *connState) notePartial(c gnet.Conn, before int) {
+	n := st.pending(c)
+	x := st.x
+	if n == 0 {
+		if x != nil {
+			x.pendSince = 0
+		}
+		return // the common case: no allocation, no clock
+	}
+	x = st.extra()
+	if x.pendSince == 0 || n < before {
+		x.pendSince = time.Now().UnixNano()
+	}
+	if !x.watched {
+		x.watched = true
+		st.ls.watch = append(st.ls.watch, st)
+	}
+}
+
+// expire closes the connection if its partial packet is overdue or its
+// lingering close is over. Loop-only.
+func (st *connState) expire(ls *loopState, now int64) bool {
+	x := st.x
+	if st.gc == nil || x == nil {
+		return false // closed
+	}
+	s := ls.s
+	if x.lingerEnd != 0 {
+		if x.shutPending && st.gc.OutboundBuffered() == 0 {
+			x.shutPending = false
+			_ = shutWrite(st.gc)
+		}
+		if now < x.lingerEnd {
+			return true
+		}
+		x.watched = false
+		_ = st.gc.Close()
+		return false
+	}
+	if x.pendSince == 0 {
+		x.watched = false
+		return false
+	}
+	if pt := s.packetTimeout(); pt > 0 && now-x.pendSince > int64(pt) {
+		s.ctr.packetTimeouts.Add(1)
+		s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", st.remote(), "timeout", pt, "buffered", st.pending(st.gc))
+		x.pendSince, x.watched = 0, false
+		_ = st.gc.Close()
+		return false
+	}
+	return true
+}
+
+// sweep runs the deadlines of the loop's watch list. Loop-only.
+func (ls *loopState) sweep() {
+	if len(ls.watch) == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	keep := ls.watch[:0]
+	for _, w := range ls.watch {
+		if w.expire(ls, now) {
+			keep = append(keep, w)
+		}
+	}
+	clear(ls.watch[len(keep):])
+	ls.watch = keep
+}
+
+// linger starts the lingering close of a connection the broker closes
+// (see lingerTime): the broker is told it is gone at once, its output is
+// sent, then the write side shut and what arrives discarded until the
+// peer closes, lingerMaxBytes arrived or lingerTime passed. It returns
+// gnet.Close when the connection cannot linger. Loop-only.
+func (s *Server) linger(c gnet.Conn, st *connState) gnet.Action {
+	if st.layer() != nil || st.ls.lingering >= lingerMaxConns {
+		return gnet.Close
+	}
+	x := st.extra()
+	if x.lingerEnd != 0 {
+		return gnet.None
+	}
+	x.ended = true
+	st.client.Closed()
+	st.ls.lingering++
+	s.ctr.lingering.Add(1)
+	x.lingerEnd = time.Now().Add(lingerTime).UnixNano()
+	x.pendSince = 0
+	x.carry, x.plain = nil, nil
+	_, _ = c.Discard(-1)
+	if c.OutboundBuffered() > 0 {
+		x.shutPending = true // gnet sends it when the socket takes it
+	} else if shutWrite(c) != nil {
+		return gnet.Close // the peer is gone
+	}
+	if !x.watched {
+		x.watched = true
+		st.ls.watch = append(st.ls.watch, st)
+	}
+	return gnet.None
+}
+
+// lingerTraffic discards what arrives on a lingering connection. Loop-only.
+func (s *Server) lingerTraffic(c gnet.Conn, st *connState) gnet.Action {
+	x := st.x
+	n, _ := c.Discard(-1)
+	x.discarded += n
+	if x.shutPending && c.OutboundBuffered() == 0 {
+		x.shutPending = false
+		if shutWrite(c) != nil {
+			return gnet.Close
+		}
+	}
+	if x.discarded > lingerMaxBytes {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// shutWrite shuts the write side of c's socket: the peer reads what was
+// sent, then end of file.
+func shutWrite(c gnet.Conn) error {
+	return unix.Shutdown(c.Fd(), unix.SHUT_WR)
 }
 
 // gnetConn adapts gnet.Conn to broker.Conn.
 type gnetConn struct{ st *connState }
 
 func (g gnetConn) OutboundBuffered() int { return g.st.gc.OutboundBuffered() }
-func (g gnetConn) Close() error          { return g.st.gc.Close() }
-func (g gnetConn) RemoteAddr() string    { return g.st.remote() }
-func (g gnetConn) Wake() error           { return g.st.gc.Wake(nil) }
+
+// Close starts a lingering close (Server.linger) once the broker's
+// current callback has returned: the broker calls it from the client's
+// own methods, which must not see Client.Closed run underneath them.
+func (g gnetConn) Close() error {
+	st := g.st
+	if st.gc == nil {
+		return nil // closed already
+	}
+	return st.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if st.gc == nil || (st.x != nil && st.x.lingerEnd != 0) {
+			return nil // closed, or lingering already
+		}
+		if st.ls.s.linger(st.gc, st) == gnet.Close {
+			_ = st.gc.Close()
+		}
+		return nil
+	}))
+}
+func (g gnetConn) RemoteAddr() string { return g.st.remote() }
+func (g gnetConn) Wake() error        { return g.st.gc.Wake(nil) }
 
 // Writev writes bufs in order as plain writes of at most coalesceMax
 // bytes each: consecutive vectors are copied into the loop's scratch
@@ -808,14 +1049,14 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 	if l := g.st.layer(); l != nil {
 		return l.Writev(bufs)
 	}
-	sc := (*g.st.scratch)[:0]
+	sc := g.st.ls.scratch[:0]
 	n := 0
 	for _, v := range bufs {
 		if len(sc) > 0 && len(sc)+len(v) > coalesceMax {
 			k, err := g.st.gc.Write(sc)
 			n += k
 			if err != nil {
-				*g.st.scratch = sc[:0]
+				g.st.ls.scratch = sc[:0]
 				return n, err
 			}
 			sc = sc[:0]
@@ -824,7 +1065,7 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 			k, err := g.st.gc.Write(v) // big on its own: no copy
 			n += k
 			if err != nil {
-				*g.st.scratch = sc[:0]
+				g.st.ls.scratch = sc[:0]
 				return n, err
 			}
 			continue
@@ -837,7 +1078,7 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 		k, err = g.st.gc.Write(sc)
 		n += k
 	}
-	*g.st.scratch = sc[:0]
+	g.st.ls.scratch = sc[:0]
 	return n, err
 }
 
