@@ -311,7 +311,12 @@ func TestEnhancedAuth(t *testing.T) {
 // expires.
 func TestBans(t *testing.T) {
 	var now atomic.Int64
-	az := AuthenticatorFunc(func(r *AuthRequest) AuthResult { return AuthResult{Code: codec.BadUserNameOrPassword} })
+	az := AuthenticatorFunc(func(r *AuthRequest) AuthResult {
+		if string(r.Password) == "good" {
+			return AuthResult{Code: codec.Success}
+		}
+		return AuthResult{Code: codec.BadUserNameOrPassword}
+	})
 	b := authBroker(t, Options{Authenticator: az, BanThreshold: 3, BanWindow: time.Minute, BanDuration: 10 * time.Second}, &now)
 	addr := netip.MustParseAddr("192.0.2.1")
 	for i := 0; i < 3; i++ {
@@ -330,13 +335,18 @@ func TestBans(t *testing.T) {
 	if _, err := b.Admit(netip.MustParseAddr("192.0.2.2")); err != nil {
 		t.Fatal("another source refused")
 	}
-	// The client id is banned too, from any address; and the address is
-	// refused at CONNECT if it was accepted before the ban.
-	for _, remote := range []string{"198.51.100.7:1", "192.0.2.1:1"} {
-		fc := &fakeConn{keep: true, remote: remote}
-		b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", "good", codec.V5))
-		if a := connack(t, fc, codec.V5); a.Code != byte(codec.Banned) {
-			t.Fatalf("from %s: CONNACK %#x; want 0x8A", remote, a.Code)
+	// The client id is banned too, from any address, but only for what
+	// does not verify (issue 21.6: anyone can name an id): a wrong
+	// password is refused as banned, the right one is let in. The
+	// address is refused at CONNECT if it was accepted before the ban.
+	for _, tc := range []struct {
+		remote, pass string
+		want         codec.ReasonCode
+	}{{"198.51.100.7:1", "bad", codec.Banned}, {"198.51.100.7:1", "good", codec.Success}, {"192.0.2.1:1", "good", codec.Banned}} {
+		fc := &fakeConn{keep: true, remote: tc.remote}
+		b.loops[0].NewClient(fc).Feed(connectRaw("victim", "u", tc.pass, codec.V5))
+		if a := connack(t, fc, codec.V5); a.Code != byte(tc.want) {
+			t.Fatalf("from %s with password %q: CONNACK %#x; want %#x", tc.remote, tc.pass, a.Code, byte(tc.want))
 		}
 	}
 	now.Add(int64(11 * time.Second))

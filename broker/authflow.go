@@ -60,15 +60,11 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	b := l.b
 	id := c.id // set by the claim (connect.go)
 	user := string(p.Username)
-	if b.bans.anyIP(l.now) && b.bans.banned(b.bans.ips, hostOf(c.conn.RemoteAddr()), l.now) {
+	ip := hostOf(c.conn.RemoteAddr())
+	if b.bans.ipBanned(ip, l.now) {
 		// Banned after this connection was accepted.
 		b.bans.refusedIP.Add(1)
 		c.refuseAuth(p.Version, user, codec.Banned, "source address banned after failed authentications")
-		return FeedClose
-	}
-	if b.bans.anyID(l.now) && b.bans.banned(b.bans.ids, id, l.now) {
-		b.bans.refusedID.Add(1)
-		c.refuseAuth(p.Version, user, codec.Banned, "client id banned after failed authentications")
 		return FeedClose
 	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
@@ -81,7 +77,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	if !method && !p.UsernameFlag {
 		if b.opts.DenyAnonymous {
 			b.auth.anonymousRefused.Add(1)
-			b.bans.fail(hostOf(c.conn.RemoteAddr()), id, l.now)
+			b.bans.fail(ip, "", l.now) // no credentials: nothing to pin on the id
 			c.refuseAuth(p.Version, user, codec.NotAuthorized, "anonymous access is off: a user name is required")
 			return FeedClose
 		}
@@ -102,7 +98,15 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 		req.Data = append([]byte(nil), p.Props.AuthData...)
 		c.flow().authMethod = req.Method
 	}
+	if !b.bans.beginPending(ip) {
+		// --max-pending-auth-per-ip: the address has that many checks in
+		// progress; a device retries, a burst of guesses is cut short.
+		b.auth.busyRefused.Add(1)
+		c.refuseAuth(p.Version, user, codec.ServerBusy, "too many authentications in progress from this address")
+		return FeedClose
+	}
 	af := c.flow()
+	af.pendingIP = ip
 	af.user, af.hasUser, af.userSet = user, p.UsernameFlag, true
 	c.flow().authReq = req
 	c.flow().authDeadline = l.now + int64(b.opts.AuthTimeout)
@@ -111,6 +115,15 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 		c.flow().connectRaw = append([]byte(nil), raw...)
 	}
 	return r
+}
+
+// endPendingAuth ends the count beginAuth started for c's address, once.
+// Loop-only.
+func (c *Client) endPendingAuth() {
+	if af := c.af; af != nil && af.pendingIP != "" {
+		c.l.b.bans.endPending(af.pendingIP)
+		af.pendingIP = ""
+	}
 }
 
 // callAuth asks the Authenticator and applies an inline verdict at once;
@@ -137,6 +150,17 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 	l := c.l
 	b := l.b
 	req := c.flow().authReq
+	if r.Code != codec.ContinueAuthentication || c.flow().authMethod == "" {
+		c.endPendingAuth()
+	}
+	if r.Code == codec.Success && b.bans.ipBanned(hostOf(req.Remote), l.now) {
+		// The address was banned while this verdict was on its way
+		// (the failures of the same burst): refused as at accept.
+		b.bans.refusedIP.Add(1)
+		c.flow().authReq = nil
+		c.refuseAuth(c.version, c.flow().user, codec.Banned, "source address banned after failed authentications")
+		return FeedClose
+	}
 	switch {
 	case r.Code == codec.Success:
 		b.auth.ok.Add(1)
@@ -172,6 +196,10 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 	}
 	if code == codec.BadUserNameOrPassword || code == codec.NotAuthorized {
 		b.auth.failed.Add(1)
+		if b.bans.anyID(l.now) && b.bans.banned(b.bans.ids, req.ClientID, l.now) {
+			b.bans.refusedID.Add(1)
+			code, reason = codec.Banned, "client id banned after failed authentications"
+		}
 		b.bans.fail(hostOf(req.Remote), req.ClientID, l.now)
 	}
 	c.flow().authReq = nil

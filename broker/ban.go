@@ -13,7 +13,12 @@ import (
 // bans counts failed authentications per source IP and per client id.
 // Past Options.BanThreshold failures within Options.BanWindow the source
 // is banned for Options.BanDuration: an IP is refused at accept (Admit),
-// a client id at CONNECT (v5 0x8A Banned, 3.x 0x05).
+// at CONNECT and again when a verdict lands (a burst of guesses sent
+// before the ban is not let through by its late verdicts). A client id
+// is chosen by whoever connects, so its ban never refuses a CONNECT whose
+// credentials verify: it only turns a failed one's code into 0x8A Banned,
+// and refusals that name no credentials (anonymous access off) are not
+// counted against the id at all.
 //
 // Safe for concurrent use: a mutex, taken per accepted connection and per
 // failed CONNECT (never on the publish path). Both maps hold at most
@@ -30,6 +35,11 @@ type bans struct {
 	mu  sync.Mutex
 	ips map[string]*banEntry
 	ids map[string]*banEntry
+	// pending counts the authentications in progress per source IP
+	// (Options.MaxPendingAuthPerIP): a burst of guesses is not all
+	// checked before the first failures ban the address.
+	pending    map[string]int
+	maxPending int
 
 	// untilIP and untilID are the latest end of any ban issued (unix
 	// ns): past it nothing is banned, and a connection is not checked at
@@ -50,7 +60,36 @@ type banEntry struct {
 func newBans(b *Broker) *bans {
 	o := &b.opts
 	return &bans{b: b, threshold: o.BanThreshold, window: int64(o.BanWindow), duration: int64(o.BanDuration),
-		max: o.BanMaxTracked, ips: map[string]*banEntry{}, ids: map[string]*banEntry{}}
+		max: o.BanMaxTracked, ips: map[string]*banEntry{}, ids: map[string]*banEntry{},
+		pending: map[string]int{}, maxPending: o.MaxPendingAuthPerIP}
+}
+
+// beginPending counts one more authentication in progress from ip and
+// reports false, counting nothing, when ip already has maxPending.
+func (t *bans) beginPending(ip string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending[ip] >= t.maxPending {
+		return false
+	}
+	t.pending[ip]++
+	return true
+}
+
+// endPending ends one authentication beginPending counted.
+func (t *bans) endPending(ip string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.pending[ip]; n <= 1 {
+		delete(t.pending, ip)
+	} else {
+		t.pending[ip] = n - 1
+	}
+}
+
+// ipBanned reports whether ip is banned at now.
+func (t *bans) ipBanned(ip string, now int64) bool {
+	return t.anyIP(now) && t.banned(t.ips, ip, now)
 }
 
 // fail records one failed authentication from ip for client id.

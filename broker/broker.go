@@ -58,7 +58,7 @@ type Broker struct {
 
 // authCounters count authentication outcomes (CONNECT path only).
 type authCounters struct {
-	ok, failed, timeouts, anonymousRefused, methodRefused atomic.Uint64
+	ok, failed, timeouts, anonymousRefused, methodRefused, busyRefused atomic.Uint64
 }
 
 // New returns a broker with opts (defaults filled in). Its loops must be

@@ -144,6 +144,9 @@ type authFlow struct {
 	user    string
 	hasUser bool
 	userSet bool // user and hasUser are set (the Authenticator is asked)
+	// pendingIP is the address whose pending authentications count this
+	// one ("" once the count ended: bans.beginPending).
+	pendingIP string
 }
 
 // flow returns c's authentication state, allocating it on first use.
@@ -514,6 +517,7 @@ func (c *Client) Closed() {
 	c.dropRetained()
 	if c.af != nil {
 		c.af.call = nil // a verdict still on its way is dropped
+		c.endPendingAuth()
 	}
 	if s := c.s; s != nil && s.c == c {
 		s.detach(c, !c.cleanDisconnect || c.willOnClose)

@@ -62,6 +62,10 @@ type Options struct {
 	BanWindow     time.Duration // default 1m
 	BanDuration   time.Duration // default 5m
 	BanMaxTracked int           // default 100000
+	// MaxPendingAuthPerIP bounds the authentications in progress from one
+	// source address; a CONNECT beyond it is refused with 0x89 Server
+	// busy (3.x 0x03). Default 16.
+	MaxPendingAuthPerIP int
 	// Limits on clients (see limits.go and the README's "Security"
 	// section). 0 means no limit unless a default is named.
 	MaxConnections      int     // open connections in total; more are closed at accept
@@ -192,6 +196,9 @@ func (o *Options) Defaults() {
 	}
 	if o.BanDuration <= 0 {
 		o.BanDuration = 5 * time.Minute
+	}
+	if o.MaxPendingAuthPerIP <= 0 {
+		o.MaxPendingAuthPerIP = 16
 	}
 	if o.BanMaxTracked <= 0 {
 		o.BanMaxTracked = 100000

@@ -142,6 +142,7 @@ type Stats struct {
 type AuthStats struct {
 	Succeeded, Failed, TimedOut            uint64
 	AnonymousRefused, MethodRefused        uint64
+	BusyRefused                            uint64 // MaxPendingAuthPerIP
 	BansIP, BansClientID                   uint64 // bans issued
 	RefusedBannedIP, RefusedBannedClientID uint64 // connections refused while banned
 	BanTrackingFull                        uint64
@@ -260,7 +261,8 @@ func (b *Broker) Stats() Stats {
 	st.Auth = AuthStats{
 		Succeeded: b.auth.ok.Load(), Failed: b.auth.failed.Load(), TimedOut: b.auth.timeouts.Load(),
 		AnonymousRefused: b.auth.anonymousRefused.Load(), MethodRefused: b.auth.methodRefused.Load(),
-		BansIP: b.bans.issuedIP.Load(), BansClientID: b.bans.issuedID.Load(),
+		BusyRefused: b.auth.busyRefused.Load(),
+		BansIP:      b.bans.issuedIP.Load(), BansClientID: b.bans.issuedID.Load(),
 		RefusedBannedIP: b.bans.refusedIP.Load(), RefusedBannedClientID: b.bans.refusedID.Load(),
 		BanTrackingFull: b.bans.trackingFull.Load(),
 	}
@@ -368,6 +370,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="timeout"}`, au.TimedOut)
 	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="anonymous_refused"}`, au.AnonymousRefused)
 	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="bad_method"}`, au.MethodRefused)
+	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="busy"}`, au.BusyRefused)
 	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="ip"}`, au.BansIP)
 	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="client_id"}`, au.BansClientID)
 	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_ip"}`, au.RefusedBannedIP)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -265,5 +266,115 @@ func TestSecurity_QueuedBytesTotal(t *testing.T) {
 	v5Wait(t, "the drops counted", func() bool { return tb.B.Stats().Dropped["broker_queue_bytes_full"] == 8 })
 	if qb := tb.B.Stats().QueuedBytes; qb > 8<<10 {
 		t.Fatalf("%d bytes queued, over the 8 KiB budget", qb)
+	}
+}
+
+// dialRawFrom is dialRaw from a chosen loopback source address, so one
+// test can be many clients' addresses (127.0.0.0/8 is all loopback).
+func dialRawFrom(t testing.TB, addr, from string, v codec.Version) *rawConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{t: t, c: c, v: v}
+}
+
+func connectUser(id, user, pass string) *codec.Connect {
+	p := &codec.Connect{ClientID: []byte(id), CleanStart: true, KeepAlive: 60}
+	if user != "" {
+		p.UsernameFlag, p.Username = true, []byte(user)
+		p.PasswordFlag, p.Password = true, []byte(pass)
+	}
+	return p
+}
+
+// 21.6: anyone can name a client id, so failures naming it from many
+// addresses must not lock the real device out: anonymous refusals are not
+// counted against the id, and a CONNECT whose credentials verify is never
+// refused by a client-id ban.
+func TestSecurity_ClientIDBanNeverRefusesValidCredentials(t *testing.T) {
+	t.Parallel()
+	az := broker.AuthenticatorFunc(func(r *broker.AuthRequest) broker.AuthResult {
+		if r.Username == "alice" && string(r.Password) == "right" {
+			return broker.AuthResult{Code: codec.Success}
+		}
+		return broker.AuthResult{Code: codec.BadUserNameOrPassword}
+	})
+	tb := start(t, broker.Options{Authenticator: az, DenyAnonymous: true, BanThreshold: 3, BanWindow: time.Minute, BanDuration: time.Minute})
+	for i := 0; i < 10; i++ {
+		from := fmt.Sprintf("127.0.1.%d", i+1)
+		r := dialRawFrom(t, tb.Addr, from, codec.V5)
+		user := "" // anonymous from five addresses, wrong passwords from five more
+		if i >= 5 {
+			user = "mallory"
+		}
+		if a := r.connect(connectUser("alice-phone", user, "guess")); a.Code == 0 {
+			t.Fatalf("attempt %d accepted", i)
+		}
+	}
+	// The device, from its own address, with its password.
+	dev := dialRawFrom(t, tb.Addr, "127.0.1.100", codec.V5)
+	if a := dev.connect(connectUser("alice-phone", "alice", "right")); a.Code != 0 {
+		t.Fatalf("the real device was refused with %#x after others' failures named its id", a.Code)
+	}
+	if st := tb.B.Stats().Auth; st.BansClientID != 1 {
+		t.Fatalf("client-id bans %d, want 1 (from the five wrong passwords only)", st.BansClientID)
+	}
+}
+
+// heldAuth holds every verdict until the test releases it.
+type heldAuth struct {
+	mu   sync.Mutex
+	reqs []*broker.AuthRequest
+	done []func(broker.AuthResult)
+}
+
+func (h *heldAuth) Authenticate(r *broker.AuthRequest, done func(broker.AuthResult)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reqs = append(h.reqs, r)
+	h.done = append(h.done, done)
+}
+
+func (h *heldAuth) n() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.done) }
+
+// 21.7: the ban threshold holds against a burst. The address's failures
+// that land first ban it, and a correct guess of the same burst landing
+// after them is refused (0x8A); authentications in progress per address
+// are bounded (--max-pending-auth-per-ip, 0x89 beyond).
+func TestSecurity_BanHoldsAgainstBurst(t *testing.T) {
+	t.Parallel()
+	h := &heldAuth{}
+	tb := start(t, broker.Options{Loops: 1, Authenticator: h, BanThreshold: 3, BanWindow: time.Minute, BanDuration: time.Minute, MaxPendingAuthPerIP: 6})
+	const from = "127.0.2.1"
+	conns := make([]*rawConn, 7)
+	for i := range conns {
+		conns[i] = dialRawFrom(t, tb.Addr, from, codec.V5)
+		p := connectUser(fmt.Sprintf("burst-%d", i), "alice", fmt.Sprintf("guess-%d", i))
+		p.Version, p.ProtocolName = codec.V5, []byte("MQTT")
+		conns[i].send(p.Append(nil))
+	}
+	// The seventh is over the bound: refused at once.
+	h7, body, err := conns[6].tryRead(5 * time.Second)
+	var ack codec.Connack
+	if err != nil || h7.Type != codec.CONNACK || ack.Decode(h7, body, codec.V5) != nil || ack.Code != byte(codec.ServerBusy) {
+		t.Fatalf("seventh CONNECT of the burst: %v %+v, want CONNACK 0x89", err, ack)
+	}
+	v5Wait(t, "six verdicts pending", func() bool { return h.n() == 6 })
+	// Five wrong guesses land first (three ban the address), then the
+	// right one.
+	h.mu.Lock()
+	done := h.done
+	h.mu.Unlock()
+	for i := 0; i < 5; i++ {
+		done[i](broker.AuthResult{Code: codec.BadUserNameOrPassword})
+	}
+	done[5](broker.AuthResult{Code: codec.Success})
+	hd, body := conns[5].read(5 * time.Second)
+	if hd.Type != codec.CONNACK || ack.Decode(hd, body, codec.V5) != nil || ack.Code != byte(codec.Banned) {
+		t.Fatalf("correct guess landing after the ban: type %d code %#x, want CONNACK 0x8A", hd.Type, ack.Code)
 	}
 }

@@ -108,6 +108,7 @@ type config struct {
 	banThreshold       int
 	banWindow          time.Duration
 	banDuration        time.Duration
+	maxPendingAuth     int
 	banMaxTracked      int
 }
 
@@ -180,8 +181,9 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.aclCacheSize, "acl-cache-size", 256, "ACL verdicts cached per session (one per topic); beyond it the cache starts over")
 	fs.IntVar(&cfg.banThreshold, "ban-threshold", 10, "failed authentications from one IP (or for one client id) within --ban-window that ban it (0: no bans)")
 	fs.DurationVar(&cfg.banWindow, "ban-window", time.Minute, "window in which --ban-threshold failures are counted")
-	fs.DurationVar(&cfg.banDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept (and a banned client id at CONNECT)")
+	fs.DurationVar(&cfg.banDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept and at CONNECT; a banned client id only turns a failed authentication's code into 0x8A (anyone can name an id: valid credentials are never refused by it)")
 	fs.IntVar(&cfg.banMaxTracked, "ban-max-tracked", 100000, "IPs and client ids tracked for bans, each; when full, new sources are not tracked (counted)")
+	fs.IntVar(&cfg.maxPendingAuth, "max-pending-auth-per-ip", 16, "authentications in progress from one source address; more CONNECTs are refused with 0x89 server busy (3.x 0x03) until one finishes")
 	return fs
 }
 
@@ -416,6 +418,7 @@ func brokerOptions(cfg *config) broker.Options {
 		BanWindow:           cfg.banWindow,
 		BanDuration:         cfg.banDuration,
 		BanMaxTracked:       cfg.banMaxTracked,
+		MaxPendingAuthPerIP: cfg.maxPendingAuth,
 	}
 }
 
