@@ -90,9 +90,10 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			return r
 		}
 	}
-	if b.opts.Authorizer != nil && p.WillFlag && (isSys(p.WillTopic) || !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
+	if p.WillFlag && (isSys(p.WillTopic) || b.opts.Authorizer != nil && !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
 		// The will is published on the client's behalf later: it needs
-		// the same write access as a PUBLISH now.
+		// the same write access as a PUBLISH now, and no client may
+		// publish to $SYS, with an ACL or without.
 		l.counters.aclDeniedWill++
 		c.refuseAuth(p.Version, string(p.Username), codec.NotAuthorized, "will topic not authorized: "+string(p.WillTopic))
 		return FeedClose
@@ -143,6 +144,14 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		s.end(true)
 		s = nil
 	}
+	if s != nil && b.opts.Authenticator != nil && !s.ownedBy(c.identity(p)) {
+		// A session belongs to the identity that created it: another
+		// user naming its client id may neither take its connection over
+		// nor resume or discard it (its queued messages, its will).
+		l.counters.sessionOwnerRefused++
+		c.refuseAuth(p.Version, string(p.Username), codec.NotAuthorized, "client id in use by another user's session")
+		return FeedClose
+	}
 	if s != nil && s.c != nil {
 		// [MQTT-3.1.4-3] Session takeover: tell the old connection (v5
 		// 0x8E) and close it.
@@ -177,6 +186,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		s = newSession(l, id)
 		l.sessions[id] = s
 		c.claimed = false // the connection's reference is the session's now
+		if b.opts.Authenticator != nil {
+			s.setOwner(c.identity(p))
+		}
 	}
 	s.version = p.Version
 	s.expiry = expiry

@@ -433,7 +433,11 @@ func (s *Session) storeSession() {
 		return
 	}
 	s.stored = true
-	s.l.addOp(store.Op{Session: &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt, QoS2Mark: s.qos2Mark}}, nil)
+	rec := &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt, QoS2Mark: s.qos2Mark}
+	if s.x != nil {
+		rec.Owner, rec.OwnerKind = s.x.owner, s.x.ownerKind
+	}
+	s.l.addOp(store.Op{Session: rec}, nil)
 }
 
 func (s *Session) storeDelete() {

@@ -51,6 +51,9 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			s.stored = true
 			s.discAt = ss.DisconnectedAt
 			s.qos2Mark = ss.QoS2Mark
+			if ss.OwnerKind != store.OwnerUnknown {
+				s.aux().owner, s.aux().ownerKind = ss.Owner, ss.OwnerKind
+			}
 			bump(ss.QoS2Mark)
 			if s.discAt == 0 {
 				s.discAt = now

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
+	"github.com/mcutie/mcutie/store"
 )
 
 // Session is the state of one client id: subscriptions, outbound QoS 1/2
@@ -83,6 +84,11 @@ type sessionAux struct {
 	// '+' (Options.MaxWildcardLevels).
 	wildcardLevels int
 
+	// owner is who created the session when clients are authenticated
+	// (Options.Authenticator): another identity may not resume it.
+	owner     string
+	ownerKind store.OwnerKind
+
 	// Who the session's connection authenticated as (ACL checks), and the
 	// per-topic verdict cache of the Authorizer (acl.go).
 	ident      Identity
@@ -96,6 +102,28 @@ func (s *Session) aux() *sessionAux {
 		s.x = new(sessionAux)
 	}
 	return s.x
+}
+
+// ownedBy reports whether id may resume s: always while the session
+// records no owner (no Authenticator when it was made, or a record from
+// before owners were kept).
+func (s *Session) ownedBy(id Identity) bool {
+	if s.x == nil || s.x.ownerKind == store.OwnerUnknown {
+		return true
+	}
+	if !id.HasUsername {
+		return s.x.ownerKind == store.OwnerAnonymous
+	}
+	return s.x.ownerKind == store.OwnerUser && s.x.owner == id.Username
+}
+
+// setOwner records id as the session's owner.
+func (s *Session) setOwner(id Identity) {
+	x := s.aux()
+	x.owner, x.ownerKind = id.Username, store.OwnerAnonymous
+	if id.HasUsername {
+		x.ownerKind = store.OwnerUser
+	}
 }
 
 // subscriptions is the session's filters (nil when none). Read only:

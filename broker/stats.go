@@ -53,6 +53,7 @@ type loopCounters struct {
 	slowReader                           uint64
 	subsRefusedQuota, subsRefusedTopic   uint64
 	subsRefusedWildcard                  uint64
+	sessionOwnerRefused                  uint64
 
 	// Gauges, refreshed at snapshot time.
 	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
@@ -238,6 +239,7 @@ func (b *Broker) Stats() Stats {
 		st.Rejected["keepalive_timeout"] += c.keepAliveTimeouts
 		st.Rejected["protocol_error"] += c.protocolErrors
 		st.Rejected["client_id_too_long"] += c.clientIDTooLong
+		st.Rejected["session_owner"] += c.sessionOwnerRefused
 		st.Rejected["keepalive_out_of_range"] += c.keepAliveRefused
 		st.Rejected["publish_rate"] += c.publishRateExceeded
 		st.Rejected["publish_byte_rate"] += c.publishBytesExceeded
@@ -285,7 +287,7 @@ func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(
 // broker closed for a timeout, a protocol violation or a limit.
 var rejectReasons = []string{
 	"max_connections", "max_connections_per_ip", "connection_rate", // at accept (Admit)
-	"connect_refused", "client_id_too_long", "keepalive_out_of_range", // CONNECT refused (connect_refused counts them all)
+	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", // CONNECT refused (connect_refused counts them all)
 	"connect_timeout", "keepalive_timeout", "protocol_error",
 	"publish_rate", "publish_byte_rate", "slow_reader",
 }

@@ -378,3 +378,68 @@ func TestSecurity_BanHoldsAgainstBurst(t *testing.T) {
 		t.Fatalf("correct guess landing after the ban: type %d code %#x, want CONNACK 0x8A", hd.Type, ack.Code)
 	}
 }
+
+// 21.8: a session belongs to the identity that created it. Another user
+// naming its client id is refused (0x87) and changes nothing: the owner's
+// connection stays, its will is not published, and what is queued for it
+// while offline is still delivered when it comes back.
+func TestSecurity_SessionBelongsToItsUser(t *testing.T) {
+	t.Parallel()
+	az := broker.AuthenticatorFunc(func(r *broker.AuthRequest) broker.AuthResult {
+		if (r.Username == "alice" || r.Username == "bob") && string(r.Password) == r.Username+"-pw" {
+			return broker.AuthResult{Code: codec.Success}
+		}
+		return broker.AuthResult{Code: codec.BadUserNameOrPassword}
+	})
+	tb := start(t, broker.Options{Authenticator: az})
+	as := func(user string, clean bool) *paho.Connect {
+		return &paho.Connect{ClientID: "dev-1", CleanStart: clean, Username: user, UsernameFlag: true, Password: []byte(user + "-pw"), PasswordFlag: true,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(600)},
+			WillMessage: &paho.WillMessage{Topic: "wills/dev-1", Payload: []byte("gone")}}
+	}
+	watch, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "watcher", CleanStart: true, Username: "bob", UsernameFlag: true, Password: []byte("bob-pw"), PasswordFlag: true})
+	watch.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#"}}})
+
+	alice, _ := v5Connect(t, tb.Addr, as("alice", true))
+	alice.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "dev-1/cmd", QoS: 1}}})
+	for _, clean := range []bool{false, true} {
+		if _, ack, err := v5TryConnect(t, tb.Addr, as("bob", clean)); err == nil || ack == nil || ack.ReasonCode != 0x87 {
+			t.Fatalf("bob taking alice's session (clean %v): %v %+v, want CONNACK 0x87", clean, err, ack)
+		}
+	}
+	select {
+	case d := <-alice.disc:
+		t.Fatalf("alice was disconnected (%#x) by bob's CONNECT", d.ReasonCode)
+	case p := <-watch.msgs:
+		t.Fatalf("alice's will was published: %s", p.Topic)
+	case <-time.After(v5Quiet):
+	}
+
+	// Offline with a message queued: bob's clean start must not discard it.
+	_ = alice.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	v5Wait(t, "alice offline", func() bool { return tb.B.Stats().Connected == 1 })
+	watch.publish(t, &paho.Publish{Topic: "dev-1/cmd", QoS: 1, Payload: []byte("for alice")})
+	if _, ack, err := v5TryConnect(t, tb.Addr, as("bob", true)); err == nil || ack == nil || ack.ReasonCode != 0x87 {
+		t.Fatalf("bob resuming alice's offline session: %v %+v, want CONNACK 0x87", err, ack)
+	}
+	alice, ack := v5Connect(t, tb.Addr, as("alice", false))
+	if !ack.SessionPresent {
+		t.Fatal("alice's session is gone")
+	}
+	if p := alice.recv(t); string(p.Payload) != "for alice" {
+		t.Fatalf("alice got %q", p.Payload)
+	}
+}
+
+// 21.16: no client may publish to $SYS, with or without an ACL file: a
+// will on a $SYS topic is refused at CONNECT (0x87), as a PUBLISH there
+// is dropped.
+func TestSecurity_WillOnSysRefused(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{})
+	_, ack, err := v5TryConnect(t, tb.Addr, &paho.Connect{ClientID: "sys-will", CleanStart: true,
+		WillMessage: &paho.WillMessage{Topic: "$SYS/broker/version", Payload: []byte("pwned"), Retain: true}})
+	if err == nil || ack == nil || ack.ReasonCode != 0x87 {
+		t.Fatalf("will on $SYS: %v %+v, want CONNACK 0x87", err, ack)
+	}
+}

@@ -70,7 +70,7 @@ func opSize(i int, op *Op) (k, v int, err error) {
 		if err = checkCID(i, op.Session.ClientID); err != nil {
 			return
 		}
-		k, v = len(op.Session.ClientID)+2, sessionValueLen
+		k, v = len(op.Session.ClientID)+2, sessionValueLen+1+binary.MaxVarintLen64+len(op.Session.Owner)
 	}
 	if op.Sub != nil {
 		n++

@@ -78,7 +78,21 @@ type Session struct {
 	// QoS2Mark is the highest Outbound.OriginMark whose inbound QoS 2
 	// record this client's session has made durable (see Outbound.Origin).
 	QoS2Mark uint64
+	// Owner is who created the session, when the broker authenticates
+	// clients: another identity may not resume it. OwnerKind says whether
+	// there is one (records written before owners were kept have none).
+	Owner     string
+	OwnerKind OwnerKind
 }
+
+// OwnerKind says who owns a Session.
+type OwnerKind uint8
+
+const (
+	OwnerUnknown   OwnerKind = iota // not recorded: anyone may resume it
+	OwnerAnonymous                  // created without a user name
+	OwnerUser                       // created by the user named Owner
+)
 
 // ExpiryNever is the Session.ExpiryInterval that never expires.
 const ExpiryNever = 0xFFFFFFFF

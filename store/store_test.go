@@ -532,3 +532,22 @@ func TestParseDurability(t *testing.T) {
 	f("fsync", 0, false)
 	f("", 0, false)
 }
+
+// A session's owner survives a reopen; a record without one (as written
+// before owners were kept) loads as OwnerUnknown.
+func TestSessionOwnerRoundTrip(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		want := []Session{
+			{ClientID: "a", Version: 4, ExpiryInterval: ExpiryNever},
+			{ClientID: "b", Version: 5, ExpiryInterval: 60, OwnerKind: OwnerAnonymous},
+			{ClientID: "c", Version: 5, ExpiryInterval: 60, Owner: "alice", OwnerKind: OwnerUser},
+		}
+		for i := range want {
+			apply(t, s, Op{Session: &want[i]})
+		}
+		equal(t, "sessions", load(t, s).Sessions, want)
+		s = be.reopen(t, s)
+		equal(t, "sessions after reopen", load(t, s).Sessions, want)
+	})
+}

@@ -68,7 +68,13 @@ func appendSessionValue(dst []byte, s *Session) []byte {
 	dst = append(dst, formatV1, s.Version)
 	dst = binary.BigEndian.AppendUint32(dst, s.ExpiryInterval)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(s.DisconnectedAt))
-	return binary.BigEndian.AppendUint64(dst, s.QoS2Mark)
+	dst = binary.BigEndian.AppendUint64(dst, s.QoS2Mark)
+	if s.OwnerKind == OwnerUnknown {
+		return dst // the record as written before owners were kept
+	}
+	dst = append(dst, byte(s.OwnerKind))
+	dst = binary.AppendUvarint(dst, uint64(len(s.Owner)))
+	return append(dst, s.Owner...)
 }
 
 func appendSubValue(dst []byte, s *Subscription) []byte {
@@ -249,6 +255,10 @@ func decodeSessionValue(cid []byte, val []byte) (Session, error) {
 	s.ExpiryInterval = r.u32()
 	s.DisconnectedAt = int64(r.u64())
 	s.QoS2Mark = r.u64()
+	if len(r.b) > 0 && r.err == nil {
+		s.OwnerKind = OwnerKind(r.max(r.u8(), byte(OwnerUser)))
+		s.Owner = string(r.bytes())
+	}
 	return s, r.end()
 }
 
