@@ -394,7 +394,7 @@ func TestSecurity_SessionBelongsToItsUser(t *testing.T) {
 	tb := start(t, broker.Options{Authenticator: az})
 	as := func(user string, clean bool) *paho.Connect {
 		return &paho.Connect{ClientID: "dev-1", CleanStart: clean, Username: user, UsernameFlag: true, Password: []byte(user + "-pw"), PasswordFlag: true,
-			Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(600)},
+			Properties:  &paho.ConnectProperties{SessionExpiryInterval: v5U32(600)},
 			WillMessage: &paho.WillMessage{Topic: "wills/dev-1", Payload: []byte("gone")}}
 	}
 	watch, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "watcher", CleanStart: true, Username: "bob", UsernameFlag: true, Password: []byte("bob-pw"), PasswordFlag: true})
