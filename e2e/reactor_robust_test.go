@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -330,4 +331,261 @@ func TestReactorRobust_DisconnectReasonSurvivesInflightBytes(t *testing.T) {
 			t.Fatalf("round %d: %v", round, got)
 		}
 	}
+}
+
+// rrStartOpts runs a broker (2 loops, memory store) on tcp:// and, when
+// given, more listeners, with reactor options ro.
+func rrStartOpts(t testing.TB, bo broker.Options, ro reactor.Options, schemes ...string) (*reactor.Server, map[string]string, *logBuf) {
+	t.Helper()
+	lb := &logBuf{}
+	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	bo.Loops, bo.Store, bo.Logger = 2, store.NewMemory(), log
+	b := broker.New(bo)
+	addrs := map[string]string{}
+	for _, sc := range append([]string{"tcp"}, schemes...) {
+		addrs[sc] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		ro.Listen = append(ro.Listen, sc+"://"+addrs[sc])
+	}
+	ro.Logger, ro.TickInterval = log, 100*time.Millisecond
+	srv := reactor.New(b, ro)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Stop(ctx)
+		if t.Failed() {
+			t.Logf("broker log:\n%s", lb.String())
+		}
+	})
+	return srv, addrs, lb
+}
+
+// rrMetric returns the value of a metric line of srv ("" if absent).
+func rrMetric(srv *reactor.Server, name string) string {
+	var sb strings.Builder
+	srv.WriteMetrics(&sb)
+	for _, line := range strings.Split(sb.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// E. A 3.1.1 client with keep-alive 0 that starts a large PUBLISH and
+// stops sending is closed once Options.PacketTimeout has passed since the
+// packet began: such partial packets used to be held forever. Idling
+// between packets is not affected, nor is a packet that trickles in within
+// the timeout.
+func TestReactorRobust_PartialPacketTimeout(t *testing.T) {
+	const timeout = time.Second
+	srv, addrs, _ := rrStartOpts(t, broker.Options{}, reactor.Options{PacketTimeout: timeout})
+	addr := addrs["tcp"]
+	connect := func(id string) *rawConn {
+		r := dialRaw(t, addr, codec.V311)
+		if ack := r.connect(&codec.Connect{ClientID: []byte(id), CleanStart: true, KeepAlive: 0}); ack.Code != 0 {
+			t.Fatalf("CONNACK %#x", ack.Code)
+		}
+		return r
+	}
+	publish := func(n int) []byte {
+		p := codec.Publish{Topic: []byte("rr/partial"), Payload: make([]byte, n)}
+		return p.Append(nil, codec.V311)
+	}
+
+	// Held: all but the last byte of a 512 KiB PUBLISH.
+	held := connect("rr-partial-held")
+	pkt := publish(512 << 10)
+	start := time.Now()
+	held.send(pkt[:len(pkt)-1])
+	took := rrExpectEOF(t, held.c, 5*time.Second)
+	if took < timeout-100*time.Millisecond {
+		t.Fatalf("closed after %v, before the packet timeout of %v", took, timeout)
+	}
+	t.Logf("partial packet: closed %v after its first byte", time.Since(start).Round(10*time.Millisecond))
+	if got := rrMetric(srv, "mcutie_transport_packet_timeouts_total"); got != "1" {
+		t.Fatalf("packet timeouts counted: %q", got)
+	}
+
+	// Idle between packets, then a packet trickling in over most of the
+	// timeout, then another: still connected.
+	idle := connect("rr-partial-idle")
+	time.Sleep(2 * timeout)
+	pkt = publish(1000)
+	for i := 0; i < len(pkt); i += 100 {
+		idle.send(pkt[i:min(i+100, len(pkt))])
+		time.Sleep(timeout / 20)
+	}
+	idle.send([]byte{0xC0, 0}) // PINGREQ
+	if h, _ := idle.read(5 * time.Second); h.Type != codec.PINGRESP {
+		t.Fatalf("want PINGRESP, got %d", h.Type)
+	}
+	// Packets completing one after another, each within the timeout,
+	// though the bytes keep coming for longer than it.
+	pkt = append(publish(100), publish(100)...)
+	deadline := time.Now().Add(2 * timeout)
+	for time.Now().Before(deadline) {
+		for i := 0; i < len(pkt); i += 50 {
+			idle.send(pkt[i:min(i+50, len(pkt))])
+			time.Sleep(timeout / 10)
+		}
+	}
+	idle.send([]byte{0xC0, 0})
+	if h, _ := idle.read(5 * time.Second); h.Type != codec.PINGRESP {
+		t.Fatalf("want PINGRESP, got %d", h.Type)
+	}
+}
+
+// rrWS is an MQTT client over WebSocket speaking raw packets.
+type rrWS struct {
+	t   testing.TB
+	ws  *websocket.Conn
+	buf []byte
+}
+
+func rrDialWS(t testing.TB, addr string, rcvbuf int) *rrWS {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	if rcvbuf > 0 {
+		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+		}}
+		d.NetDial = nd.Dial
+	}
+	ws, _, err := d.Dial("ws://"+addr+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return &rrWS{t: t, ws: ws}
+}
+
+func (c *rrWS) send(b []byte) error { return c.ws.WriteMessage(websocket.BinaryMessage, b) }
+
+// read returns the next MQTT packet.
+func (c *rrWS) read(d time.Duration) (codec.FixedHeader, []byte, error) {
+	_ = c.ws.SetReadDeadline(time.Now().Add(d))
+	for {
+		if h, err := codec.Frame(c.buf, 0); err == nil {
+			body := append([]byte(nil), c.buf[h.HeaderLen:h.Len()]...)
+			c.buf = c.buf[h.Len():]
+			return h, body, nil
+		}
+		_, m, err := c.ws.ReadMessage()
+		if err != nil {
+			return codec.FixedHeader{}, nil, err
+		}
+		c.buf = append(c.buf, m...)
+	}
+}
+
+// B and E on the goroutine transport (ws://): a partial packet is cut at
+// the packet timeout, and the DISCONNECT 0x93 of a client that keeps
+// sending while slow to read survives the close.
+func TestReactorRobust_WSPacketTimeoutAndLingeringClose(t *testing.T) {
+	const timeout = time.Second
+	srv, addrs, _ := rrStartOpts(t, broker.Options{MaxInflight: 4}, reactor.Options{PacketTimeout: timeout}, "ws")
+	addr := addrs["ws"]
+
+	t.Run("partial packet", func(t *testing.T) {
+		c := rrDialWS(t, addr, 0)
+		cp := codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), ClientID: []byte("rr-ws-partial"), CleanStart: true}
+		if err := c.send(cp.Append(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if h, _, err := c.read(5 * time.Second); err != nil || h.Type != codec.CONNACK {
+			t.Fatalf("CONNACK: %v %v", h.Type, err)
+		}
+		p := codec.Publish{Topic: []byte("rr/partial"), Payload: make([]byte, 256<<10)}
+		pkt := p.Append(nil, codec.V311)
+		start := time.Now()
+		if err := c.send(pkt[:64<<10]); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.read(5 * time.Second); err == nil {
+			t.Fatal("a packet instead of the close")
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("not closed within 5 s")
+		}
+		if took := time.Since(start); took < timeout-100*time.Millisecond {
+			t.Fatalf("closed after %v, before the packet timeout", took)
+		}
+		t.Logf("closed %v after the packet began", time.Since(start).Round(10*time.Millisecond))
+		if got := rrMetric(srv, "mcutie_transport_packet_timeouts_total"); got != "1" {
+			t.Fatalf("packet timeouts counted: %q", got)
+		}
+	})
+
+	t.Run("reason code", func(t *testing.T) {
+		for round := 0; round < 4; round++ {
+			c := rrDialWS(t, addr, 4096)
+			cp := codec.Connect{Version: codec.V5, ProtocolName: []byte("MQTT"), ClientID: []byte(fmt.Sprintf("rr-ws-rm-%d", round)), CleanStart: true, KeepAlive: 60}
+			if err := c.send(cp.Append(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if h, _, err := c.read(5 * time.Second); err != nil || h.Type != codec.CONNACK {
+				t.Fatalf("CONNACK: %v %v", h.Type, err)
+			}
+			fill := fmt.Sprintf("rr/wsfill/%d", round)
+			sub := codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte(fill)}}}
+			if err := c.send(sub.Append(nil, codec.V5)); err != nil {
+				t.Fatal(err)
+			}
+			c.read(5 * time.Second) // SUBACK
+			var out []byte
+			for i := 0; i < 32; i++ {
+				p := codec.Publish{Topic: []byte(fill), Payload: make([]byte, 8<<10)}
+				out = p.Append(out, codec.V5)
+			}
+			for id := 1; id <= 8; id++ {
+				p := codec.Publish{Topic: []byte("rr/rm"), QoS: 2, PacketID: uint16(id), Payload: []byte("x")}
+				out = p.Append(out, codec.V5)
+			}
+			stop, wrote := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(wrote)
+				if c.send(out) != nil {
+					return
+				}
+				rel := codec.Ack{Type: codec.PUBREL, PacketID: 60000}
+				b := rel.Append(nil, codec.V5)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					if c.send(b) != nil {
+						return
+					}
+				}
+			}()
+			time.Sleep(300 * time.Millisecond)
+			var got error
+			for {
+				h, body, err := c.read(5 * time.Second)
+				if err != nil {
+					got = fmt.Errorf("no DISCONNECT 0x93 before the connection ended: %v", err)
+					break
+				}
+				if h.Type == codec.DISCONNECT {
+					var d codec.Disconnect
+					if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
+						got = fmt.Errorf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
+					}
+					break
+				}
+			}
+			close(stop)
+			<-wrote
+			c.ws.Close()
+			if got != nil {
+				t.Fatalf("round %d: %v", round, got)
+			}
+		}
+	})
 }

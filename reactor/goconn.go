@@ -2,13 +2,16 @@ package reactor
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/mcutie/mcutie/broker"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/pires/go-proxyproto"
 )
 
 // The goroutine transport serves the tls://, ws:// and wss:// listeners:
@@ -58,6 +61,14 @@ type goConn struct {
 	dead   bool           // loop: Feed said close; later chunks are dropped
 	over   bool           // loop: the socket is gone and Closed was reported
 
+	pendSince int64 // loop: unix ns when the partial packet in carry began; 0 = none
+	watched   bool  // loop: on its loop's watch list (Options.PacketTimeout)
+
+	// lingering is set by the writer once it has shut the write side
+	// (lingerClose): the reader then discards what arrives.
+	lingering atomic.Bool
+	readDone  chan struct{} // closed when the reader has stopped reading
+
 	mu      sync.Mutex
 	out     []byte       // written by the broker, not yet taken by the writer
 	spare   []byte       // the writer's buffer
@@ -78,7 +89,7 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 		_ = nc.Close()
 		return
 	}
-	g := &goConn{s: s, nc: nc, remote: remote, user: user, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	g := &goConn{s: s, nc: nc, remote: remote, user: user, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1), readDone: make(chan struct{})}
 	g.owner.Store(&bl)
 	if len(pre) > 0 {
 		g.carry = append([]byte(nil), pre...)
@@ -89,6 +100,8 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 	}
 	defer s.goConns.Done()
 	go g.writeLoop()
+	readDone := sync.OnceFunc(func() { close(g.readDone) })
+	defer readDone()
 
 	// Register on the loop at once, so the connect timeout covers a
 	// client that completes the handshake and then says nothing.
@@ -97,8 +110,16 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 		return
 	}
 	buf := make([]byte, goReadChunk)
+	discarded := 0
 	for {
 		n, err := nc.Read(buf)
+		if n > 0 && g.lingering.Load() {
+			// Lingering close: the broker is done with the connection.
+			if discarded += n; discarded > lingerMaxBytes {
+				break
+			}
+			n = 0
+		}
 		if n > 0 {
 			g.chunk = buf[:n]
 			if g.owner.Load().el.Execute(context.Background(), g) != nil {
@@ -110,6 +131,7 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 			break
 		}
 	}
+	readDone()
 	g.Close()
 	_ = s.exec(g.owner.Load().el, g.ended)
 }
@@ -183,6 +205,48 @@ func (g *goConn) feed(b []byte) {
 		// claims more than the maximum packet size, so this is bounded.
 		g.carry = append(g.carry[:0], rest...)
 	}
+	g.notePartial(n > 0)
+}
+
+// notePartial starts or stops the packet timeout (Options.PacketTimeout)
+// after a feed: it runs while carry holds the start of a packet, from when
+// that packet began. progressed reports that the feed consumed packets.
+// Loop.
+func (g *goConn) notePartial(progressed bool) {
+	if len(g.carry) == 0 || g.s.packetTimeout() <= 0 {
+		g.pendSince = 0
+		return
+	}
+	if g.pendSince == 0 || progressed {
+		g.pendSince = time.Now().UnixNano()
+	}
+	if !g.watched {
+		g.watched = true
+		ls := g.s.perLoop[g.owner.Load().loop.Index()]
+		ls.watch = append(ls.watch, g)
+	}
+}
+
+// expire closes the connection if its partial packet is overdue. On ls's
+// loop.
+func (g *goConn) expire(ls *loopState, now int64) bool {
+	if g.s.perLoop[g.owner.Load().loop.Index()] != ls {
+		return false // moved: its new loop watches it (migrate)
+	}
+	if g.dead || g.over || g.pendSince == 0 {
+		g.watched = false
+		return false
+	}
+	if pt := g.s.packetTimeout(); now-g.pendSince > int64(pt) {
+		g.s.ctr.packetTimeouts.Add(1)
+		g.s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", g.remote, "timeout", pt, "buffered", len(g.carry))
+		g.watched, g.pendSince = false, 0
+		g.dead = true
+		g.carry = nil
+		g.Close()
+		return false
+	}
+	return true
 }
 
 // migrate moves the connection to the loop that owns its client id, carrying
@@ -193,6 +257,7 @@ func (g *goConn) migrate(rest []byte) {
 	g.carry = append([]byte(nil), rest...)
 	old.Closed() // leaves the session alone: the client is migrating
 	g.client = nil
+	g.watched, g.pendSince = false, 0 // the old loop's list drops it (expire)
 	var target boundLoop
 	for _, bl := range *g.s.loops.Load() {
 		if bl.loop.Index() == idx {
@@ -299,6 +364,7 @@ func (g *goConn) writeLoop() {
 		}
 		if len(g.out) == 0 {
 			g.mu.Unlock()
+			g.lingerClose()
 			return
 		}
 		g.out, g.spare = g.spare[:0], g.out
@@ -311,6 +377,44 @@ func (g *goConn) writeLoop() {
 		}
 		g.mu.Unlock()
 		if err != nil {
+			return
+		}
+	}
+}
+
+// lingerClose is the goroutine transport's lingering close (see
+// lingerTime), once the writer has sent everything: the WebSocket close
+// frame and TLS close_notify are sent, the TCP write side is shut, and the
+// reader discards what arrives until the peer closes, lingerMaxBytes
+// arrived or lingerTime passed. Writer goroutine.
+func (g *goConn) lingerClose() {
+	deadline := time.Now().Add(lingerTime)
+	c := g.nc
+	for range 8 {
+		switch v := c.(type) {
+		case *wsConn:
+			_ = v.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), deadline)
+			c = v.ws.NetConn()
+		case *preludeConn:
+			c = v.Conn
+		case *tls.Conn:
+			_ = v.SetWriteDeadline(deadline)
+			_ = v.CloseWrite() // close_notify
+			c = v.NetConn()
+		case *ticketConn:
+			c = v.Conn
+		case *proxyproto.Conn:
+			c = v.Raw()
+		case *net.TCPConn:
+			if v.CloseWrite() != nil {
+				return // the peer is gone
+			}
+			g.s.ctr.lingering.Add(1)
+			g.lingering.Store(true)
+			_ = v.SetReadDeadline(deadline)
+			<-g.readDone
+			return
+		default:
 			return
 		}
 	}
