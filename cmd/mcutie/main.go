@@ -64,6 +64,8 @@ type config struct {
 	topicAliasMax    uint
 	maxSessionExpiry uint
 	connectTimeout   time.Duration
+	packetTimeout    time.Duration
+	wsRequireProto   bool
 	inboxSize        int
 
 	maxConnections      int
@@ -140,6 +142,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection")
 	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", 0xFFFFFFFF, "cap on a session's expiry interval, seconds (4294967295: never expires)")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
+	fs.DurationVar(&cfg.packetTimeout, "packet-timeout", reactor.DefaultPacketTimeout, "longest a packet may take to arrive once its first byte has: a connection holding a partial packet longer is closed, whatever its keep-alive (the default lets a 1 MiB packet arrive at 35 KB/s) (0: no limit)")
+	fs.BoolVar(&cfg.wsRequireProto, "ws-require-subprotocol", true, "refuse (HTTP 400) a WebSocket upgrade that does not offer the \"mqtt\" subprotocol (or \"mqttv3.1\"), which MQTT requires of clients (false: accept it)")
 	fs.IntVar(&cfg.inboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
 	fs.IntVar(&cfg.maxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
 	fs.Int64Var(&cfg.maxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
@@ -311,6 +315,9 @@ func run(args []string) int {
 		SocketSendBuffer: cfg.socketSendBuffer,
 		LockOSThread:     cfg.lockOSThread,
 		Logger:           log,
+
+		PacketTimeout:        packetTimeout(cfg.packetTimeout),
+		WSAllowNoSubprotocol: !cfg.wsRequireProto,
 	})
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
@@ -477,4 +484,13 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 		}
 	}
 	return nil
+}
+
+// packetTimeout maps --packet-timeout to reactor.Options.PacketTimeout,
+// where 0 means the default and a negative value no limit.
+func packetTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
