@@ -90,6 +90,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			return r
 		}
 	}
+	if p.WillFlag && len(p.WillProps.User) > b.opts.MaxUserProperties {
+		l.counters.droppedUserProps++
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "will with more user properties than the server allows"})
+		return FeedClose
+	}
 	if p.WillFlag && (isSys(p.WillTopic) || b.opts.Authorizer != nil && !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
 		// The will is published on the client's behalf later: it needs
 		// the same write access as a PUBLISH now, and no client may

@@ -28,9 +28,9 @@ type Message struct {
 	// Message expiry is kept as ExpireAt and recomputed per send
 	// (MQTT-3.3.2-6).
 	Props    *codec.Properties
-	propsBuf *codec.Properties // kept across pool reuse: Props points here when set
-	ExpireAt int64             // unix nanoseconds, 0 = never
-	Created  int64             // unix nanoseconds
+	propsBuf *forwardedProps // kept across pool reuse: Props points into it when set
+	ExpireAt int64           // unix nanoseconds, 0 = never
+	Created  int64           // unix nanoseconds
 
 	origin *Session // publisher, for No Local (MQTT-3.8.3-3); nil for server-side publishes
 
@@ -43,6 +43,24 @@ type Message struct {
 	// ack is the publisher's acknowledgement, waiting for the store
 	// operations this message causes on every loop (nil: none waits).
 	ack *ackWait
+}
+
+// forwardedProps are a Message's forwarded properties, decoded (for the
+// store) and encoded once (wire, Properties.AppendContent): every v5
+// delivery writes wire as its own vector, as it does the payload, instead
+// of encoding them again per subscriber (issue 21.12: ten thousand tiny
+// user properties cost 14× an equal payload when they were).
+type forwardedProps struct {
+	p    codec.Properties
+	wire []byte
+}
+
+// propsWire is the encoded forwarded properties; nil when there are none.
+func (m *Message) propsWire() []byte {
+	if m.Props == nil {
+		return nil
+	}
+	return m.propsBuf.wire
 }
 
 const maxPooledMessageBuf = 64 << 10
@@ -83,11 +101,12 @@ func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 			m.ExpireAt = now + int64(pp.MessageExpiry)*int64(time.Second)
 		}
 		if len(pp.User) > 0 || pp.Has(codec.PropPayloadFormat) || pp.Has(codec.PropContentType) || pp.Has(codec.PropResponseTopic) || pp.Has(codec.PropCorrelationData) {
-			mp := m.propsBuf
-			if mp == nil {
-				mp = new(codec.Properties)
-				m.propsBuf = mp
+			fp := m.propsBuf
+			if fp == nil {
+				fp = new(forwardedProps)
+				m.propsBuf = fp
 			}
+			mp := &fp.p
 			user := mp.User[:0]
 			*mp = codec.Properties{}
 			if pp.Has(codec.PropPayloadFormat) {
@@ -114,6 +133,7 @@ func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 			}
 			mp.User = user
 			m.Props = mp
+			fp.wire = mp.AppendContent(fp.wire[:0])
 		}
 	}
 	m.buf = b

@@ -84,11 +84,16 @@ type Options struct {
 	// retained messages than this from earlier subscriptions (it does not
 	// read them) closes it as a slow reader. One subscription's matches
 	// are always owed in full. Default 100,000.
-	MaxRetainedOwed  int
-	PublishRate      float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishBurst     int     // bucket size of PublishRate; default max(1, 2 × rate)
-	PublishByteRate  float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishByteBurst int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
+	MaxRetainedOwed int
+	// MaxUserProperties bounds the v5 user properties of one PUBLISH (and
+	// of a will): beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0
+	// one ends the connection with DISCONNECT 0x83, a will is refused at
+	// CONNECT. Default 128.
+	MaxUserProperties int
+	PublishRate       float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishBurst      int     // bucket size of PublishRate; default max(1, 2 × rate)
+	PublishByteRate   float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishByteBurst  int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
 
 	// SysInterval is how often the $SYS/broker/... topics are published
 	// (retained); 0 turns them off (the binary's default is 10s).
@@ -163,6 +168,9 @@ func (o *Options) Defaults() {
 	}
 	if o.MaxSubscriptions <= 0 {
 		o.MaxSubscriptions = 10000
+	}
+	if o.MaxUserProperties <= 0 {
+		o.MaxUserProperties = 128
 	}
 	if o.MaxRetainedOwed <= 0 {
 		o.MaxRetainedOwed = 100000

@@ -31,6 +31,16 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		}
 		return &codec.ReasonError{Code: codec.TopicNameInvalid, Reason: "topic longer or deeper than the server allows"}
 	}
+	if len(p.Props.User) > l.b.opts.MaxUserProperties {
+		// --max-user-properties: each is forwarded to every subscriber
+		// and kept in the store.
+		l.counters.droppedUserProps++
+		if p.QoS > 0 {
+			c.queueAck(ackFor(p.QoS), p.PacketID, codec.ImplementationSpecificError)
+			return nil
+		}
+		return &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "more user properties than the server allows"}
+	}
 	if isSys(p.Topic) || !s.allowed(p.Topic, AccessWrite) {
 		// Not authorized: dropped and counted. v5 QoS 1/2 is told 0x87;
 		// 3.x has no code for it, so, as Mosquitto does, the PUBLISH is
@@ -390,10 +400,9 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	m := om.m
 	p := codec.Publish{Topic: m.Topic, QoS: om.qos, Retain: om.retain, Dup: dup, PacketID: om.pid, Payload: m.Payload}
+	var shared []byte // the message's forwarded properties, encoded once
 	if c.version == codec.V5 {
-		if m.Props != nil {
-			p.Props = *m.Props
-		}
+		shared = m.propsWire()
 		if m.ExpireAt != 0 {
 			p.Props.Set(codec.PropMessageExpiry)
 			p.Props.MessageExpiry = m.remainingExpiry(now) // [MQTT-3.3.2-6]
@@ -417,7 +426,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	if c.maxOut > 0 && int(c.maxOut) < limit {
 		limit = int(c.maxOut)
 	}
-	if p.Len(c.version) > limit {
+	if p.LenExtra(c.version, len(shared)) > limit {
 		// [MQTT-3.1.2-24/-25] Never exceed the client's Maximum Packet
 		// Size, nor what the protocol can express: a 3.1.1 PUBLISH near
 		// the largest remaining length grows past it with a v5 header
@@ -441,14 +450,17 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 		}
 	}
 	start := len(ob.wbuf)
-	ob.wbuf = codec.AppendPublishHeader(ob.wbuf, &p, c.version)
+	ob.wbuf = codec.AppendPublishHeaderExtra(ob.wbuf, &p, c.version, len(shared))
 	ob.iov = append(ob.iov, ob.wbuf[start:len(ob.wbuf):len(ob.wbuf)])
+	if len(shared) > 0 {
+		ob.iov = append(ob.iov, shared)
+	}
 	if len(m.Payload) > 0 {
 		ob.iov = append(ob.iov, m.Payload)
 	}
 	m.retain()
 	ob.rel = append(ob.rel, m)
-	ob.pending += len(ob.wbuf) - start + len(m.Payload)
+	ob.pending += len(ob.wbuf) - start + len(shared) + len(m.Payload)
 	c.l.counters.publishOut[om.qos]++
 	c.l.counters.payloadOut[om.qos] += uint64(len(m.Payload))
 	c.l.counters.packetsOut[codec.PUBLISH]++

@@ -46,6 +46,7 @@ type loopCounters struct {
 	sysPublished                         uint64 // $SYS messages published by this loop
 	droppedQueueBytes                    uint64
 	droppedBrokerBytes                   uint64
+	droppedUserProps                     uint64
 	droppedTopicLimit                    uint64
 	clientIDTooLong, keepAliveRefused    uint64
 	publishRateExceeded                  uint64
@@ -163,7 +164,7 @@ type LoopStats struct {
 }
 
 // dropReasons are the label values of mcutie_messages_dropped_total.
-var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "expired", "too_large", "inbox_full", "topic_limit"}
+var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "user_properties", "expired", "too_large", "inbox_full", "topic_limit"}
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
@@ -232,6 +233,7 @@ func (b *Broker) Stats() Stats {
 		st.Dropped["inbox_full"] += c.droppedInboxFull
 		st.Dropped["queue_bytes_full"] += c.droppedQueueBytes
 		st.Dropped["broker_queue_bytes_full"] += c.droppedBrokerBytes
+		st.Dropped["user_properties"] += c.droppedUserProps
 		st.QueuedBytes += c.queuedBytes
 		st.Dropped["topic_limit"] += c.droppedTopicLimit
 		st.Rejected["connect_refused"] += c.connectsRefused

@@ -279,6 +279,12 @@ func (p *Properties) appendBlock(dst []byte, n int) []byte {
 	if n == 0 {
 		return dst
 	}
+	return p.AppendContent(dst)
+}
+
+// AppendContent appends the properties without the block's length (Len
+// bytes): for a block assembled from parts (AppendPublishHeaderExtra).
+func (p *Properties) AppendContent(dst []byte) []byte {
 	for b := p.Present & propsScalar; b != 0; b &= b - 1 {
 		id := byte(bits.TrailingZeros64(b))
 		dst = append(dst, id)

@@ -90,14 +90,16 @@ func (p *Publish) flags() byte {
 	return f
 }
 
-// remaining returns the remaining length and the property block length.
-func (p *Publish) remaining(v Version) (n, propsLen int) {
+// remaining returns the remaining length and the property block length;
+// extra is the length of property bytes encoded elsewhere that end the
+// block (AppendPublishHeaderExtra).
+func (p *Publish) remaining(v Version, extra int) (n, propsLen int) {
 	n = 2 + len(p.Topic) + len(p.Payload)
 	if p.QoS > 0 {
 		n += 2
 	}
 	if v == V5 {
-		propsLen = p.Props.Len()
+		propsLen = p.Props.Len() + extra
 		n += varintLen(propsLen) + propsLen
 	}
 	return n, propsLen
@@ -105,8 +107,11 @@ func (p *Publish) remaining(v Version) (n, propsLen int) {
 
 // Len returns the size of p encoded for version v, payload included,
 // without encoding it, for Maximum Packet Size checks [MQTT-3.1.2-24].
-func (p *Publish) Len(v Version) int {
-	n, _ := p.remaining(v)
+func (p *Publish) Len(v Version) int { return p.LenExtra(v, 0) }
+
+// LenExtra is Len for AppendPublishHeaderExtra with extra property bytes.
+func (p *Publish) LenExtra(v Version, extra int) int {
+	n, _ := p.remaining(v, extra)
 	return 1 + varintLen(n) + n
 }
 
@@ -122,14 +127,24 @@ func (p *Publish) Append(dst []byte, v Version) []byte {
 // between many deliveries can be written as a separate vector. It does not
 // allocate when dst has room.
 func AppendPublishHeader(dst []byte, p *Publish, v Version) []byte {
-	n, propsLen := p.remaining(v)
+	return AppendPublishHeaderExtra(dst, p, v, 0)
+}
+
+// AppendPublishHeaderExtra is AppendPublishHeader for a v5 PUBLISH whose
+// property block ends with extra bytes of properties encoded once
+// elsewhere (Properties.AppendContent) and shared between deliveries: the
+// block's length counts them, and the caller writes them right after the
+// header, before the payload. For other versions extra must be 0.
+func AppendPublishHeaderExtra(dst []byte, p *Publish, v Version, extra int) []byte {
+	n, propsLen := p.remaining(v, extra)
 	dst = appendFixedHeader(dst, PUBLISH, p.flags(), n)
 	dst = appendBinary(dst, p.Topic)
 	if p.QoS > 0 {
 		dst = appendUint16(dst, p.PacketID)
 	}
 	if v == V5 {
-		dst = p.Props.appendBlock(dst, propsLen)
+		dst = AppendVarint(dst, propsLen)
+		dst = p.Props.AppendContent(dst)
 	}
 	return dst
 }

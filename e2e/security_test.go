@@ -443,3 +443,44 @@ func TestSecurity_WillOnSysRefused(t *testing.T) {
 		t.Fatalf("will on $SYS: %v %+v, want CONNACK 0x87", err, ack)
 	}
 }
+
+// 21.12: user properties are encoded once per message and shared by every
+// delivery (each subscriber still receives all of them, in order), and
+// their count is bounded (--max-user-properties): past it a QoS 1 PUBLISH
+// is answered 0x83 and not delivered.
+func TestSecurity_UserPropertiesSharedAndBounded(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{MaxUserProperties: 100})
+	var subs []*v5Paho
+	for i := 0; i < 3; i++ {
+		c, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: fmt.Sprintf("up-sub-%d", i), CleanStart: true})
+		c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "up/t", QoS: 1}}})
+		subs = append(subs, c)
+	}
+	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "up-pub", CleanStart: true})
+	props := func(n int) *paho.PublishProperties {
+		pp := &paho.PublishProperties{ContentType: "text/plain"}
+		for i := 0; i < n; i++ {
+			pp.User = append(pp.User, paho.UserProperty{Key: fmt.Sprintf("k%d", i), Value: fmt.Sprintf("v%d", i)})
+		}
+		return pp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	if r, _ := pub.Publish(ctx, &paho.Publish{Topic: "up/t", QoS: 1, Payload: []byte("too many"), Properties: props(101)}); r == nil || r.ReasonCode != 0x83 {
+		t.Fatalf("101 user properties: %+v, want PUBACK 0x83", r)
+	}
+	pub.publish(t, &paho.Publish{Topic: "up/t", QoS: 1, Payload: []byte("ok"), Properties: props(100)})
+	for i, c := range subs {
+		p := c.recv(t)
+		if string(p.Payload) != "ok" || p.Properties.ContentType != "text/plain" || len(p.Properties.User) != 100 {
+			t.Fatalf("subscriber %d: %q with %d user properties", i, p.Payload, len(p.Properties.User))
+		}
+		for j, u := range p.Properties.User {
+			if u.Key != fmt.Sprintf("k%d", j) || u.Value != fmt.Sprintf("v%d", j) {
+				t.Fatalf("subscriber %d: user property %d is %s=%s", i, j, u.Key, u.Value)
+			}
+		}
+	}
+	v5Wait(t, "the refusal counted", func() bool { return tb.B.Stats().Dropped["user_properties"] == 1 })
+}

@@ -34,6 +34,7 @@ func checkLimits(cfg *config) error {
 		{"max-subscriptions", int64(cfg.maxSubscriptions)},
 		{"max-wildcard-levels", int64(cfg.maxWildcardLvls)},
 		{"max-retained-owed", int64(cfg.maxRetainedOwed)},
+		{"max-user-properties", int64(cfg.maxUserProps)},
 	} {
 		if f.v <= 0 {
 			return fmt.Errorf("--%s %d: want at least 1", f.name, f.v)

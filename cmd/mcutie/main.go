@@ -55,6 +55,7 @@ type config struct {
 	maxPacketSize    int
 	maxWildcardLvls  int
 	maxRetainedOwed  int
+	maxUserProps     int
 	maxTopicLength   int
 	maxTopicLevels   int
 	maxKeepAlive     uint
@@ -154,6 +155,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.maxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
 	fs.IntVar(&cfg.maxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.IntVar(&cfg.maxWildcardLvls, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
+	fs.IntVar(&cfg.maxUserProps, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
 	fs.IntVar(&cfg.maxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
 	fs.Float64Var(&cfg.publishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
 	fs.IntVar(&cfg.publishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
@@ -415,6 +417,7 @@ func brokerOptions(cfg *config) broker.Options {
 		MaxSubscriptions:    cfg.maxSubscriptions,
 		MaxWildcardLevels:   cfg.maxWildcardLvls,
 		MaxRetainedOwed:     cfg.maxRetainedOwed,
+		MaxUserProperties:   cfg.maxUserProps,
 		PublishRate:         cfg.publishRate,
 		PublishBurst:        cfg.publishBurst,
 		PublishByteRate:     cfg.publishByteRate,
