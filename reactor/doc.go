@@ -48,6 +48,23 @@
 // whole packets and copies whatever must outlive the call; the reactor
 // discards exactly what was consumed.
 //
+// # Deadlines
+//
+// Everything before CONNECT is bounded by the broker's connect timeout:
+// the PROXY header and the wait for CONNECT by the broker's tick, the TLS
+// handshake and the WebSocket upgrade by socket deadlines (preludeConn
+// keeps http.Server's own deadlines within them, and an HTTP connection
+// carries one request). After CONNECT, a packet must arrive within
+// Options.PacketTimeout of its first byte, whatever the keep-alive: each
+// loop keeps a watch list of its connections holding a partial packet,
+// swept on every tick.
+//
+// A connection the broker closes lingers (Server.linger, goConn.lingerClose):
+// the broker is told at once, its output is sent, the write side is shut,
+// and what still arrives is discarded for up to 2 s and 64 KiB before the
+// socket is closed, so the reset a close with unread input causes does
+// not destroy the DISCONNECT or CONNACK that says why.
+//
 // # Writes
 //
 // The broker hands each connection's output of a pass as vectors (a
