@@ -36,7 +36,11 @@ type Broker struct {
 	// Session.qos2Mark.
 	qos2Mark atomic.Uint64
 	bans     *bans
-	auth     authCounters
+
+	// retainedCount and retainedBytes are what the retained index holds
+	// (Options.MaxRetainedMessages, MaxRetainedBytes): retainedRoom.
+	retainedCount, retainedBytes atomic.Int64
+	auth                         authCounters
 
 	// droppedOffLoop counts inbox_full drops seen off any loop (a store
 	// goroutine posting an acknowledgement); loops count their own.

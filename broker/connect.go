@@ -188,6 +188,13 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		c.claimed = false // the session holds the id's reference
 		b.dir.release(b.dir.keyString(id), l.idx)
 	} else {
+		if len(l.sessions) >= l.sessionsShare {
+			// --max-sessions: this loop holds its share of sessions
+			// (connected and offline); no new one until some end.
+			l.counters.sessionsRefused++
+			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.QuotaExceeded, Reason: "too many sessions (--max-sessions)"})
+			return FeedClose
+		}
 		s = newSession(l, id)
 		l.sessions[id] = s
 		c.claimed = false // the connection's reference is the session's now

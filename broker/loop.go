@@ -37,6 +37,9 @@ type Loop struct {
 	// Options.MaxQueuedBytesTotal) is not queued.
 	queuedBytes, queuedBytesShare int64
 
+	// sessionsShare is this loop's share of Options.MaxSessions.
+	sessionsShare int
+
 	// Scratch, reused for every packet so decoding allocates nothing.
 	pkt struct {
 		connect  codec.Connect
@@ -120,6 +123,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		sessions: make(map[string]*Session),
 	}
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
+	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
 	if idx == 0 && b.opts.SysInterval > 0 {
 		l.sys = newSysState()
 	}

@@ -90,10 +90,23 @@ type Options struct {
 	// one ends the connection with DISCONNECT 0x83, a will is refused at
 	// CONNECT. Default 128.
 	MaxUserProperties int
-	PublishRate       float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishBurst      int     // bucket size of PublishRate; default max(1, 2 × rate)
-	PublishByteRate   float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
-	PublishByteBurst  int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
+	// MaxRetainedMessages and MaxRetainedBytes (topic + payload) bound the
+	// retained index: a message for a new retained topic beyond either is
+	// delivered but not retained (v5 publisher: 0x97); replacing or
+	// clearing one is always possible. Defaults 2,000,000 and 1 GiB.
+	MaxRetainedMessages int
+	MaxRetainedBytes    int64
+	// MaxSessions bounds the sessions, connected and offline, each event
+	// loop holding an equal share: a CONNECT that needs a new session
+	// beyond it is refused (v5 0x97, 3.x 0x03). Default 1,000,000.
+	MaxSessions int
+	// MaxSubscriptionBytes bounds the bytes of one session's filters
+	// together; a filter beyond it gets SUBACK 0x97 / 0x80. Default 1 MiB.
+	MaxSubscriptionBytes int
+	PublishRate          float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishBurst         int     // bucket size of PublishRate; default max(1, 2 × rate)
+	PublishByteRate      float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishByteBurst     int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
 
 	// SysInterval is how often the $SYS/broker/... topics are published
 	// (retained); 0 turns them off (the binary's default is 10s).
@@ -168,6 +181,18 @@ func (o *Options) Defaults() {
 	}
 	if o.MaxSubscriptions <= 0 {
 		o.MaxSubscriptions = 10000
+	}
+	if o.MaxRetainedMessages <= 0 {
+		o.MaxRetainedMessages = 2000000
+	}
+	if o.MaxRetainedBytes <= 0 {
+		o.MaxRetainedBytes = 1 << 30
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 1000000
+	}
+	if o.MaxSubscriptionBytes <= 0 {
+		o.MaxSubscriptionBytes = 1 << 20
 	}
 	if o.MaxUserProperties <= 0 {
 		o.MaxUserProperties = 128

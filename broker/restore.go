@@ -147,7 +147,10 @@ func (b *Broker) Restore() (RestoreStats, error) {
 				fail(fmt.Errorf("retained message on %q: %w", sm.Topic, err))
 				return
 			}
+			b.retainedCount.Add(1) // restored whatever the bounds: they were kept when stored
+			b.retainedBytes.Add(retainedSize(m))
 			if old, ok := b.retained.Set(m.Topic, m); ok {
+				b.retainedGone(old)
 				old.release()
 			}
 			rs.Retained++

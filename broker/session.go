@@ -83,6 +83,9 @@ type sessionAux struct {
 	// wildcardLevels sums the levels of the filters in subs that hold a
 	// '+' (Options.MaxWildcardLevels).
 	wildcardLevels int
+	// filterBytes sums the lengths of the filters in subs
+	// (Options.MaxSubscriptionBytes).
+	filterBytes int
 
 	// owner is who created the session when clients are authenticated
 	// (Options.Authenticator): another identity may not resume it.
@@ -303,7 +306,7 @@ func (s *Session) end(publishWill bool) {
 	}
 	if s.x != nil {
 		s.x.subs = nil
-		s.x.wildcardLevels = 0
+		s.x.wildcardLevels, s.x.filterBytes = 0, 0
 	}
 	if q := s.q; q != nil {
 		for q.inflight.len() > 0 {
@@ -375,6 +378,7 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	x.subs[filter] = o
 	if !existed {
 		x.wildcardLevels += wildcardLevels(filter)
+		x.filterBytes += len(filter)
 	}
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Subscribe(group, f, s, o)
@@ -389,6 +393,7 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 func (s *Session) dropSub(filter string, o router.SubOptions) {
 	delete(s.x.subs, filter)
 	s.x.wildcardLevels -= wildcardLevels(filter)
+	s.x.filterBytes -= len(filter)
 	s.removeSub(filter, o)
 }
 

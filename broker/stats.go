@@ -47,6 +47,9 @@ type loopCounters struct {
 	droppedQueueBytes                    uint64
 	droppedBrokerBytes                   uint64
 	droppedUserProps                     uint64
+	droppedRetainedFull                  uint64
+	sessionsRefused                      uint64
+	subsRefusedBytes                     uint64
 	droppedTopicLimit                    uint64
 	clientIDTooLong, keepAliveRefused    uint64
 	publishRateExceeded                  uint64
@@ -109,6 +112,7 @@ type Stats struct {
 	SharedSubscriptions, Retained        uint64
 	Inflight, Queued                     uint64
 	QueuedBytes                          uint64 // topic + payload bytes held in QoS 1/2 queues and inflight windows
+	RetainedBytes                        uint64 // topic + payload bytes of the retained messages
 	WillsPublished, SessionsExpired      uint64
 	AcksDeferred, StoreRefused           uint64
 	StoreErrors                          uint64
@@ -164,7 +168,7 @@ type LoopStats struct {
 }
 
 // dropReasons are the label values of mcutie_messages_dropped_total.
-var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "user_properties", "expired", "too_large", "inbox_full", "topic_limit"}
+var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "user_properties", "retained_full", "expired", "too_large", "inbox_full", "topic_limit"}
 
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
@@ -234,6 +238,9 @@ func (b *Broker) Stats() Stats {
 		st.Dropped["queue_bytes_full"] += c.droppedQueueBytes
 		st.Dropped["broker_queue_bytes_full"] += c.droppedBrokerBytes
 		st.Dropped["user_properties"] += c.droppedUserProps
+		st.Dropped["retained_full"] += c.droppedRetainedFull
+		st.Rejected["max_sessions"] += c.sessionsRefused
+		st.SubscriptionsRefused["subscription_bytes"] += c.subsRefusedBytes
 		st.QueuedBytes += c.queuedBytes
 		st.Dropped["topic_limit"] += c.droppedTopicLimit
 		st.Rejected["connect_refused"] += c.connectsRefused
@@ -273,6 +280,7 @@ func (b *Broker) Stats() Stats {
 	st.Dropped["inbox_full"] += b.droppedOffLoop.Load()
 	st.SharedSubscriptions = uint64(b.shared.Len())
 	st.Retained = uint64(b.retained.Len())
+	st.RetainedBytes = uint64(max(b.retainedBytes.Load(), 0))
 	st.StoreErrors = b.storeErrors.Load()
 	st.ClientIDsOwned = uint64(owned)
 	if owned < 0 { // one loop: no directory; every id is its session's
@@ -289,7 +297,7 @@ func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(
 // broker closed for a timeout, a protocol violation or a limit.
 var rejectReasons = []string{
 	"max_connections", "max_connections_per_ip", "connection_rate", // at accept (Admit)
-	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", // CONNECT refused (connect_refused counts them all)
+	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", "max_sessions", // CONNECT refused (connect_refused counts them all)
 	"connect_timeout", "keepalive_timeout", "protocol_error",
 	"publish_rate", "publish_byte_rate", "slow_reader",
 }
@@ -323,7 +331,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 		}
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r), st.Rejected[r])
 	}
-	for _, r := range []string{"max_subscriptions", "topic_limit", "wildcard_levels"} {
+	for _, r := range []string{"max_subscriptions", "topic_limit", "wildcard_levels", "subscription_bytes"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_subscriptions_refused_total{reason=%q}`, r), st.SubscriptionsRefused[r])
 	}
 	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
@@ -351,6 +359,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "mcutie_inflight_messages", st.Inflight)
 	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
 	metrics.WriteGaugeUint64(w, "mcutie_queued_bytes", st.QueuedBytes)
+	metrics.WriteGaugeUint64(w, "mcutie_retained_bytes", st.RetainedBytes)
 	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
 	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
 	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)

@@ -26,10 +26,10 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	ack.Props = codec.Properties{}
 
 	// Pass 1: a verdict per filter, nothing changed yet.
-	added := 0                           // new filters accepted so far (quota)
-	wildLevels := s.aux().wildcardLevels // the budget as the filters so far leave it
+	// The session's quotas as the filters accepted so far leave them.
+	q := filterQuota{wildcardLevels: s.aux().wildcardLevels, bytes: s.aux().filterBytes}
 	for i := range p.Subs {
-		code, err := c.checkFilter(&p.Subs[i], &added, &wildLevels)
+		code, err := c.checkFilter(&p.Subs[i], &q)
 		if err != nil {
 			return err
 		}
@@ -115,13 +115,19 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	return nil
 }
 
+// filterQuota is what a session's filters use of its quotas, counting the
+// new filters a SUBSCRIBE has had accepted so far.
+type filterQuota struct {
+	added          int // new filters (Options.MaxSubscriptions)
+	wildcardLevels int // Options.MaxWildcardLevels
+	bytes          int // Options.MaxSubscriptionBytes
+}
+
 // checkFilter is the verdict on one filter of a SUBSCRIBE: the granted
 // QoS, a refusal code for this filter only, or a protocol error for the
-// whole packet. added counts the new filters accepted before this one in
-// the same packet and wildLevels the wildcard level budget they leave
-// (both against the session's quota); checkFilter updates them when it
-// accepts.
-func (c *Client) checkFilter(sub *codec.Subscription, added, wildLevels *int) (codec.ReasonCode, error) {
+// whole packet. q is the session's use of its quotas with the filters
+// accepted before this one; checkFilter adds this one when it accepts it.
+func (c *Client) checkFilter(sub *codec.Subscription, q *filterQuota) (codec.ReasonCode, error) {
 	l, s, o := c.l, c.s, &c.l.b.opts
 	_, filter, shared, err := codec.SplitShared(sub.Filter)
 	if err != nil || codec.ValidateTopicFilter(sub.Filter) != nil {
@@ -145,26 +151,35 @@ func (c *Client) checkFilter(sub *codec.Subscription, added, wildLevels *int) (c
 		return codec.NotAuthorized, nil
 	}
 	_, existed := s.subscriptions()[string(sub.Filter)]
-	if !existed && len(s.subscriptions())+*added >= o.MaxSubscriptions {
+	if existed {
+		// Replacing a subscription [MQTT-3.8.4-3] takes no more quota.
+		return codec.ReasonCode(sub.QoS), nil
+	}
+	wild := 0
+	if bytes.IndexByte(filter, '+') >= 0 {
+		wild = levels
+	}
+	switch {
+	case len(s.subscriptions())+q.added >= o.MaxSubscriptions:
 		// --max-subscriptions: a new filter beyond the quota is refused
-		// (v5 0x97); replacing an existing one is not.
+		// (v5 0x97).
 		l.counters.subsRefusedQuota++
 		return codec.QuotaExceeded, nil
-	}
-	if !existed && bytes.IndexByte(filter, '+') >= 0 {
+	case q.wildcardLevels+wild > o.MaxWildcardLevels:
 		// --max-wildcard-levels: every level of a filter with a '+' can
 		// add a branch to the walk of each PUBLISH's topic through the
 		// router, so their sum per session bounds the matching work one
 		// session can put on its loop per message.
-		if *wildLevels+levels > o.MaxWildcardLevels {
-			l.counters.subsRefusedWildcard++
-			return codec.QuotaExceeded, nil
-		}
-		*wildLevels += levels
+		l.counters.subsRefusedWildcard++
+		return codec.QuotaExceeded, nil
+	case q.bytes+len(sub.Filter) > o.MaxSubscriptionBytes:
+		// --max-subscription-bytes: what one session's filters may hold.
+		l.counters.subsRefusedBytes++
+		return codec.QuotaExceeded, nil
 	}
-	if !existed {
-		*added++
-	}
+	q.added++
+	q.wildcardLevels += wild
+	q.bytes += len(sub.Filter)
 	return codec.ReasonCode(sub.QoS), nil // granted QoS: we support 0..2
 }
 

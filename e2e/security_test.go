@@ -484,3 +484,42 @@ func TestSecurity_UserPropertiesSharedAndBounded(t *testing.T) {
 	}
 	v5Wait(t, "the refusal counted", func() bool { return tb.B.Stats().Dropped["user_properties"] == 1 })
 }
+
+// 21.14: the retained index, the sessions and one session's filters are
+// bounded. A message for a new retained topic past the bound is delivered
+// but not retained (PUBACK 0x97), while replacing a retained topic still
+// works; a CONNECT that needs a new session past --max-sessions is refused
+// 0x97; a filter past --max-subscription-bytes gets SUBACK 0x97.
+func TestSecurity_StateBounded(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{Loops: 1, MaxRetainedMessages: 2, MaxSessions: 3, MaxSubscriptionBytes: 16})
+	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "sb-pub", CleanStart: true})
+	sub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "sb-sub", CleanStart: true})
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	ack, _ := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "r/#", QoS: 1}, {Topic: "a/very/long/filter"}}})
+	if ack == nil || !bytes.Equal(ack.Reasons, []byte{1, 0x97}) {
+		t.Fatalf("SUBACK %+v, want reasons [1 0x97] (16 bytes of filters)", ack)
+	}
+	for i, want := range []byte{0, 0, 0x97, 0} {
+		topic := fmt.Sprintf("r/%d", i)
+		if i == 3 {
+			topic = "r/0" // a replacement
+		}
+		r, _ := pub.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: true, Payload: []byte("x")})
+		if r == nil || r.ReasonCode != want {
+			t.Fatalf("retained publish %d to %s: %+v, want PUBACK %#x", i, topic, r, want)
+		}
+		if p := sub.recv(t); p.Topic != topic {
+			t.Fatalf("delivered %s, want %s: a message not retained is still delivered", p.Topic, topic)
+		}
+	}
+	if st := tb.B.Stats(); st.Retained != 2 {
+		t.Fatalf("%d retained, want 2", st.Retained)
+	}
+	// Two sessions exist; one more fits, the next does not.
+	v5Connect(t, tb.Addr, &paho.Connect{ClientID: "sb-3", CleanStart: true})
+	if _, a, err := v5TryConnect(t, tb.Addr, &paho.Connect{ClientID: "sb-4", CleanStart: true}); err == nil || a == nil || a.ReasonCode != 0x97 {
+		t.Fatalf("fourth session: %v %+v, want CONNACK 0x97", err, a)
+	}
+}

@@ -35,6 +35,10 @@ func checkLimits(cfg *config) error {
 		{"max-wildcard-levels", int64(cfg.maxWildcardLvls)},
 		{"max-retained-owed", int64(cfg.maxRetainedOwed)},
 		{"max-user-properties", int64(cfg.maxUserProps)},
+		{"max-retained-messages", int64(cfg.maxRetainedMsgs)},
+		{"max-retained-bytes", cfg.maxRetainedBytes},
+		{"max-sessions", int64(cfg.maxSessions)},
+		{"max-subscription-bytes", int64(cfg.maxSubBytes)},
 	} {
 		if f.v <= 0 {
 			return fmt.Errorf("--%s %d: want at least 1", f.name, f.v)

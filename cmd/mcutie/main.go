@@ -56,6 +56,10 @@ type config struct {
 	maxWildcardLvls  int
 	maxRetainedOwed  int
 	maxUserProps     int
+	maxRetainedMsgs  int
+	maxRetainedBytes int64
+	maxSessions      int
+	maxSubBytes      int
 	maxTopicLength   int
 	maxTopicLevels   int
 	maxKeepAlive     uint
@@ -155,6 +159,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.maxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
 	fs.IntVar(&cfg.maxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.IntVar(&cfg.maxWildcardLvls, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
+	fs.IntVar(&cfg.maxRetainedMsgs, "max-retained-messages", 2000000, "retained topics held; a message for a new topic beyond it is delivered but not retained (v5 publisher told 0x97)")
+	fs.Int64Var(&cfg.maxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
+	fs.IntVar(&cfg.maxSessions, "max-sessions", 1000000, "sessions, connected and offline, each event loop holding an equal share; a CONNECT that needs a new one beyond it is refused (v5 0x97, 3.x 0x03)")
+	fs.IntVar(&cfg.maxSubBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.IntVar(&cfg.maxUserProps, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
 	fs.IntVar(&cfg.maxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
 	fs.Float64Var(&cfg.publishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
@@ -408,27 +416,31 @@ func brokerOptions(cfg *config) broker.Options {
 		MaxQueuedBytes:      cfg.maxQueuedBytes,
 		MaxQueuedBytesTotal: cfg.maxQueuedBytesTotal,
 
-		MaxConnections:      cfg.maxConnections,
-		MaxConnectionsPerIP: cfg.maxConnsPerIP,
-		ConnectRatePerIP:    cfg.connRatePerIP,
-		ConnectBurstPerIP:   cfg.connBurstPerIP,
-		MaxClientIDLength:   cfg.maxClientIDLength,
-		MinKeepAlive:        uint16(min(cfg.minKeepAlive, 65535)),
-		MaxSubscriptions:    cfg.maxSubscriptions,
-		MaxWildcardLevels:   cfg.maxWildcardLvls,
-		MaxRetainedOwed:     cfg.maxRetainedOwed,
-		MaxUserProperties:   cfg.maxUserProps,
-		PublishRate:         cfg.publishRate,
-		PublishBurst:        cfg.publishBurst,
-		PublishByteRate:     cfg.publishByteRate,
-		PublishByteBurst:    cfg.publishByteBurst,
-		AuthTimeout:         cfg.authTimeout,
-		ACLCacheSize:        cfg.aclCacheSize,
-		BanThreshold:        cfg.banThreshold,
-		BanWindow:           cfg.banWindow,
-		BanDuration:         cfg.banDuration,
-		BanMaxTracked:       cfg.banMaxTracked,
-		MaxPendingAuthPerIP: cfg.maxPendingAuth,
+		MaxConnections:       cfg.maxConnections,
+		MaxConnectionsPerIP:  cfg.maxConnsPerIP,
+		ConnectRatePerIP:     cfg.connRatePerIP,
+		ConnectBurstPerIP:    cfg.connBurstPerIP,
+		MaxClientIDLength:    cfg.maxClientIDLength,
+		MinKeepAlive:         uint16(min(cfg.minKeepAlive, 65535)),
+		MaxSubscriptions:     cfg.maxSubscriptions,
+		MaxWildcardLevels:    cfg.maxWildcardLvls,
+		MaxRetainedOwed:      cfg.maxRetainedOwed,
+		MaxUserProperties:    cfg.maxUserProps,
+		MaxRetainedMessages:  cfg.maxRetainedMsgs,
+		MaxRetainedBytes:     cfg.maxRetainedBytes,
+		MaxSessions:          cfg.maxSessions,
+		MaxSubscriptionBytes: cfg.maxSubBytes,
+		PublishRate:          cfg.publishRate,
+		PublishBurst:         cfg.publishBurst,
+		PublishByteRate:      cfg.publishByteRate,
+		PublishByteBurst:     cfg.publishByteBurst,
+		AuthTimeout:          cfg.authTimeout,
+		ACLCacheSize:         cfg.aclCacheSize,
+		BanThreshold:         cfg.banThreshold,
+		BanWindow:            cfg.banWindow,
+		BanDuration:          cfg.banDuration,
+		BanMaxTracked:        cfg.banMaxTracked,
+		MaxPendingAuthPerIP:  cfg.maxPendingAuth,
 	}
 }
 
