@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/store"
 )
 
 // handleConnect processes the first packet of a connection; raw is the
@@ -137,12 +138,12 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			expiry = min(p.Props.SessionExpiry, b.opts.MaxSessionExpiry)
 		}
 	} else if !p.CleanStart {
-		expiry = min(uint32(0xFFFFFFFF), b.opts.MaxSessionExpiry)
+		expiry = min(store.ExpiryNever, b.opts.MaxSessionExpiry)
 	}
 
 	id := c.id // string(cid), made once by the claim
 	s := l.sessions[id]
-	if s != nil && s.c == nil && s.expiry != 0xFFFFFFFF && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
+	if s != nil && s.c == nil && s.expiry != store.ExpiryNever && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 		// [MQTT-4.1.0-2] The session expired and the next Tick has not
 		// discarded it yet: it must not be resumed.
 		l.counters.sessionsExpired++

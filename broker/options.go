@@ -22,9 +22,14 @@ type Options struct {
 	MaxInflight       uint16 // QoS 1/2 messages sent and not yet acknowledged, per session (and our v5 Receive Maximum); default 1024
 	MaxQueued         int    // QoS 1/2 messages queued per session beyond the inflight window or while offline; default 10000
 	MaxOutboundBytes  int    // bytes buffered for one connection before it counts as a slow consumer (QoS 0 dropped); default 4 MiB
-	TopicAliasMaximum uint16 // inbound topic aliases accepted from v5 clients; default 64
-	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never)
-	MaxQueuedBytes    int    // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
+	TopicAliasMaximum uint16 // inbound topic aliases accepted from v5 clients; default 64 (NoTopicAliases for none)
+	MaxSessionExpiry  uint32 // seconds; caps a v5 client's Session Expiry Interval; default 0xFFFFFFFF (never; NoSessionExpiry for 0)
+	// NoTopicAliases accepts no inbound topic alias (Topic Alias Maximum
+	// 0), and NoSessionExpiry caps every session's expiry at 0 (sessions
+	// end with their connection): the zero values of TopicAliasMaximum and
+	// MaxSessionExpiry mean their defaults.
+	NoTopicAliases, NoSessionExpiry bool
+	MaxQueuedBytes                  int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
 	// MaxQueuedBytesTotal bounds the bytes (topic + payload) held in all
 	// sessions' QoS 1/2 queues and inflight windows, each event loop
 	// holding an equal share; beyond it new messages are dropped and
@@ -159,8 +164,14 @@ func (o *Options) Defaults() {
 	if o.TopicAliasMaximum == 0 {
 		o.TopicAliasMaximum = 64
 	}
+	if o.NoTopicAliases {
+		o.TopicAliasMaximum = 0
+	}
 	if o.MaxSessionExpiry == 0 {
-		o.MaxSessionExpiry = 0xFFFFFFFF
+		o.MaxSessionExpiry = store.ExpiryNever
+	}
+	if o.NoSessionExpiry {
+		o.MaxSessionExpiry = 0
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second

@@ -59,7 +59,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 				s.discAt = now
 			}
 			l.sessions[ss.ClientID] = s
-			if s.expiry != 0xFFFFFFFF {
+			if s.expiry != store.ExpiryNever {
 				l.wait(s)
 			}
 			rs.Sessions++

@@ -50,7 +50,7 @@ type Session struct {
 	stamp  uint64
 	aggIDs [4]uint32
 
-	expiry uint32 // seconds after disconnect; 0xFFFFFFFF never
+	expiry uint32 // seconds after disconnect; store.ExpiryNever: never
 
 	available atomic.Bool // online and not congested: may take shared-subscription messages
 
@@ -285,7 +285,7 @@ func (s *Session) detach(c *Client, abnormal bool) {
 	if s.w != nil {
 		s.storeWill()
 	}
-	if s.expiry != 0xFFFFFFFF || s.willAt() != 0 {
+	if s.expiry != store.ExpiryNever || s.willAt() != 0 {
 		l.wait(s)
 	}
 }

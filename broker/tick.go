@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/store"
 )
 
 // Tick runs the loop's timers: keep-alive [MQTT-3.1.2-22], the connect
@@ -54,13 +55,13 @@ func (l *Loop) Tick() {
 		if at := s.willAt(); at != 0 && now >= at {
 			s.publishWill()
 		}
-		if s.expiry != 0xFFFFFFFF && now-s.discAt >= int64(s.expiry)*int64(time.Second) {
+		if s.expiry != store.ExpiryNever && now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 			l.counters.sessionsExpired++
 			s.end(true) // removes s from l.waiting
 			i--
 			continue
 		}
-		if s.willAt() == 0 && s.expiry == 0xFFFFFFFF {
+		if s.willAt() == 0 && s.expiry == store.ExpiryNever {
 			l.unwait(s)
 			i--
 		}

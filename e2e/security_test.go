@@ -523,3 +523,29 @@ func TestSecurity_StateBounded(t *testing.T) {
 		t.Fatalf("fourth session: %v %+v, want CONNACK 0x97", err, a)
 	}
 }
+
+// 21.18: --topic-alias-maximum 0 and --max-session-expiry 0 mean what they
+// say (no inbound alias; every session ends with its connection) instead
+// of falling back to their defaults.
+func TestSecurity_ZeroMeansZero(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{NoTopicAliases: true, NoSessionExpiry: true})
+	_, ack := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "zero", CleanStart: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(600)}})
+	if ack.Properties == nil || ack.Properties.SessionExpiryInterval == nil || *ack.Properties.SessionExpiryInterval != 0 {
+		t.Fatalf("CONNACK Session Expiry Interval %+v, want 0", ack.Properties)
+	}
+	if ack.Properties.TopicAliasMaximum != nil && *ack.Properties.TopicAliasMaximum != 0 {
+		t.Fatalf("CONNACK Topic Alias Maximum %d, want 0 or absent", *ack.Properties.TopicAliasMaximum)
+	}
+	r := dialRaw(t, tb.Addr, codec.V5)
+	r.connect(&codec.Connect{ClientID: []byte("zero-alias"), CleanStart: true, KeepAlive: 60})
+	p := codec.Publish{Topic: []byte("z/t"), Payload: []byte("x")}
+	p.Props.Set(codec.PropTopicAlias)
+	p.Props.TopicAlias = 1
+	r.send(p.Append(nil, codec.V5))
+	h, body := r.read(5 * time.Second)
+	var d codec.Disconnect
+	if h.Type != codec.DISCONNECT || d.Decode(h, body, codec.V5) != nil || d.Code != codec.TopicAliasInvalid {
+		t.Fatalf("PUBLISH with a topic alias: type %d code %#x, want DISCONNECT 0x94", h.Type, d.Code)
+	}
+}

@@ -144,8 +144,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
 	fs.IntVar(&cfg.maxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
 	fs.IntVar(&cfg.maxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
-	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection")
-	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", 0xFFFFFFFF, "cap on a session's expiry interval, seconds (4294967295: never expires)")
+	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection (0: none)")
+	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", store.ExpiryNever, "cap on a session's expiry interval, seconds (4294967295: never expires; 0: every session ends with its connection)")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
 	fs.DurationVar(&cfg.packetTimeout, "packet-timeout", reactor.DefaultPacketTimeout, "longest a packet may take to arrive once its first byte has: a connection holding a partial packet longer is closed, whatever its keep-alive (the default lets a 1 MiB packet arrive at 35 KB/s) (0: no limit)")
 	fs.BoolVar(&cfg.wsRequireProto, "ws-require-subprotocol", true, "refuse (HTTP 400) a WebSocket upgrade that does not offer the \"mqtt\" subprotocol (or \"mqttv3.1\"), which MQTT requires of clients (false: accept it)")
@@ -408,7 +408,9 @@ func brokerOptions(cfg *config) broker.Options {
 		MaxQueued:           cfg.maxQueued,
 		MaxOutboundBytes:    cfg.maxOutboundBytes,
 		TopicAliasMaximum:   uint16(min(cfg.topicAliasMax, 65535)),
-		MaxSessionExpiry:    uint32(min(cfg.maxSessionExpiry, 0xFFFFFFFF)),
+		NoTopicAliases:      cfg.topicAliasMax == 0,
+		MaxSessionExpiry:    uint32(min(cfg.maxSessionExpiry, store.ExpiryNever)),
+		NoSessionExpiry:     cfg.maxSessionExpiry == 0,
 		ConnectTimeout:      cfg.connectTimeout,
 		InboxSize:           cfg.inboxSize,
 		CommitBacklog:       cfg.commitBacklog,
