@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"hash/maphash"
 	"log/slog"
 	"time"
 )
@@ -20,11 +21,13 @@ func isSys(topic []byte) bool {
 }
 
 // allowed asks the Authorizer whether the session's identity may read or
-// write topic, through a per-session cache keyed by topic: a hit is one
-// map lookup and allocates nothing (Go does not allocate for
-// m[string(b)]). The cache is emptied when the Authorizer's generation
-// changes (an ACL reload) and when it reaches Options.ACLCacheSize
-// topics. Loop-only.
+// write topic, through a per-session cache keyed by the topic's 64-bit
+// hash (seeded per broker at random, so no client can aim at a collision):
+// an entry costs the same for any topic length, where full topics let one
+// session pin ACLCacheSize × 64 KiB (issue 21.17). A hit is one hash and
+// one map lookup and allocates nothing. The cache is emptied when the
+// Authorizer's generation changes (an ACL reload) and when it reaches
+// Options.ACLCacheSize topics. Loop-only.
 func (s *Session) allowed(topic []byte, acc Access) bool {
 	az := s.l.b.opts.Authorizer
 	if az == nil {
@@ -37,13 +40,14 @@ func (s *Session) allowed(topic []byte, acc Access) bool {
 	x := s.aux()
 	if gen := az.Generation(); gen != x.aclGen || x.acl == nil {
 		if x.acl == nil {
-			x.acl = make(map[string]uint8)
+			x.acl = make(map[uint64]uint8)
 		} else {
 			clear(x.acl)
 		}
 		x.aclGen = gen
 	}
-	v, hit := x.acl[string(topic)]
+	key := maphash.Bytes(s.l.b.seed, topic)
+	v, hit := x.acl[key]
 	if hit && v&known != 0 {
 		return v&ok != 0
 	}
@@ -61,7 +65,7 @@ func (s *Session) allowed(topic []byte, acc Access) bool {
 				slog.String("access", accessName(acc)), slog.String("topic", string(topic)), slog.Uint64("suppressed", suppressed))
 		}
 	}
-	x.acl[string(topic)] = v
+	x.acl[key] = v
 	return allow
 }
 

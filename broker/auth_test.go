@@ -1,9 +1,12 @@
 package broker
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -538,4 +541,35 @@ func TestReauthTimeout(t *testing.T) {
 	}
 	c.Closed()
 	pending(AuthResult{Code: codec.Success}) // late: ignored
+}
+
+// The ACL verdict cache holds no topic bytes (issue 21.17): 256 verdicts on
+// 60 KB topics, which pinned 15 MB per session when topics were the keys,
+// now cost a few KB.
+func TestACLCacheKeepsNoTopics(t *testing.T) {
+	z := &testACL{}
+	b := authBroker(t, Options{Authorizer: z}, nil)
+	pub, _ := connectClient(t, b, "pub", codec.V311, false)
+	long := bytes.Repeat([]byte("a"), 60_000)
+	var raws [][]byte
+	for i := 0; i < 256; i++ {
+		topic := append(append([]byte(nil), long...), fmt.Sprintf("/%d", i)...)
+		p := codec.Publish{Topic: topic, Payload: []byte("x")}
+		raws = append(raws, p.Append(nil, codec.V311))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, raw := range raws {
+		pub.Feed(raw)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
+		t.Fatalf("heap grew by %d bytes for 256 cached verdicts", grown)
+	}
+	if z.calls != 256 {
+		t.Fatalf("%d Authorizer calls, want 256", z.calls)
+	}
+	runtime.KeepAlive(raws)
 }

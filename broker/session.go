@@ -96,7 +96,7 @@ type sessionAux struct {
 	// per-topic verdict cache of the Authorizer (acl.go).
 	ident      Identity
 	identKnown bool
-	acl        map[string]uint8
+	acl        map[uint64]uint8
 	aclGen     uint64
 }
 
