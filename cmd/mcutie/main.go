@@ -291,6 +291,13 @@ func run(args []string) int {
 	bopts := brokerOptions(&cfg)
 	bopts.Version = version
 	bopts.Store = st
+	if cfg.storeKind == "memory" {
+		// Nothing survives the process either way: without a store the
+		// broker's own messages are the only copy, where a Memory store
+		// kept a second one of every retained and queued payload (issue
+		// 21.22). st stays for /readyz and the store metrics.
+		bopts.Store = nil
+	}
 	bopts.Logger = log
 	sec, err := setupSecurity(&cfg, anonGiven, os.Environ(), &bopts, log)
 	if err != nil {
