@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
@@ -252,6 +253,14 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		if serverKeepAlive {
 			pr.Set(codec.PropServerKeepAlive)
 			pr.ServerKeepAlive = c.keepAlive
+		}
+		if ri := b.opts.ResponseInformation; ri != "" && p.Props.RequestResponseInfo == 1 {
+			// [MQTT-3.1.2-28/-29] Response Information only when asked
+			// for: the basis of the client's response topics, its id
+			// in place of %c (so an ACL pattern can give each client
+			// its own).
+			pr.Set(codec.PropResponseInfo)
+			pr.ResponseInfo = []byte(strings.ReplaceAll(ri, "%c", id))
 		}
 	}
 	c.queueControl(ack.Append(c.controlBuf(), p.Version))

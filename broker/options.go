@@ -29,7 +29,12 @@ type Options struct {
 	// end with their connection): the zero values of TopicAliasMaximum and
 	// MaxSessionExpiry mean their defaults.
 	NoTopicAliases, NoSessionExpiry bool
-	MaxQueuedBytes                  int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
+	// ResponseInformation is sent in the CONNACK of a v5 client that sets
+	// Request Response Information (MQTT-3.1.2-28), with %c replaced by
+	// its client id: the basis of its response topics (e.g. "reply/%c/").
+	// Empty: never sent.
+	ResponseInformation string
+	MaxQueuedBytes      int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
 	// MaxQueuedBytesTotal bounds the bytes (topic + payload) held in all
 	// sessions' QoS 1/2 queues and inflight windows, each event loop
 	// holding an equal share; beyond it new messages are dropped and
