@@ -119,11 +119,19 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	c.keepAlive = p.KeepAlive
 	serverKeepAlive := false
 	if ka, ok := b.keepAliveFor(p.KeepAlive); !ok {
-		if p.Version == codec.V5 {
+		switch {
+		case p.Version == codec.V5:
 			// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
 			c.keepAlive = ka
 			serverKeepAlive = true
-		} else {
+		case p.KeepAlive == 0:
+			// A 3.x client asking for no keep-alive cannot be told the
+			// maximum, but nothing it must do changes: it is accepted
+			// (as Mosquitto 2 does) and reaped when silent for 1.5 ×
+			// --max-keepalive, so an operator's bound still holds for
+			// devices (and firmware) that cannot be changed.
+			c.keepAlive = ka
+		default:
 			// 3.x has no way to tell the client: refuse, as Mosquitto
 			// does for max_keepalive, with "identifier rejected" (the
 			// only return code that refuses the client's parameters).

@@ -17,7 +17,7 @@ type Options struct {
 	MaxPacketSize     int    // largest packet accepted and advertised (v5 Maximum Packet Size); default 1 MiB
 	MaxTopicLength    int    // bytes; default 65535
 	MaxTopicLevels    int    // default 128
-	MaxKeepAlive      uint16 // seconds; a v5 client asking for more (or 0) is told the Server Keep Alive, a 3.x one is refused (CONNACK 0x02, as Mosquitto); default 0 = no limit
+	MaxKeepAlive      uint16 // seconds; a v5 client asking for more (or 0) is told the Server Keep Alive, a 3.x one asking for more is refused (CONNACK 0x02, as Mosquitto), one asking for 0 is held to it unknowingly; default 0 = no limit
 	MinKeepAlive      uint16 // seconds; a v5 client asking for less (not 0) is told the Server Keep Alive, a 3.x one is refused (CONNACK 0x02); default 0 = no limit
 	MaxInflight       uint16 // QoS 1/2 messages sent and not yet acknowledged, per session (and our v5 Receive Maximum); default 1024
 	MaxQueued         int    // QoS 1/2 messages queued per session beyond the inflight window or while offline; default 10000

@@ -180,11 +180,11 @@ func TestSpecV5_MQTT_3_2_2_21_MinKeepAlive(t *testing.T) {
 
 // TestLimit_V3KeepAliveOutOfRange: 3.x cannot be told another keep-alive;
 // as Mosquitto does for max_keepalive, such a CONNECT is refused with
-// CONNACK 0x02. 0 (none) is out of range when a maximum is set.
+// CONNACK 0x02.
 func TestLimit_V3KeepAliveOutOfRange(t *testing.T) {
 	t.Parallel()
 	tb := start(t, broker.Options{MinKeepAlive: 5, MaxKeepAlive: 60})
-	for _, ka := range []uint16{0, 61, 4} {
+	for _, ka := range []uint16{61, 4} {
 		r := dialRaw(t, tb.Addr, codec.V311)
 		if ack := r.connect(&codec.Connect{ClientID: []byte("ka"), CleanStart: true, KeepAlive: ka}); ack.Code != 0x02 {
 			t.Fatalf("keep-alive %d: CONNACK 0x%02x, want 0x02", ka, ack.Code)
@@ -195,7 +195,29 @@ func TestLimit_V3KeepAliveOutOfRange(t *testing.T) {
 	if ack := r.connect(&codec.Connect{ClientID: []byte("ka"), CleanStart: true, KeepAlive: 60}); ack.Code != 0 {
 		t.Fatalf("keep-alive 60: CONNACK 0x%02x, want 0", ack.Code)
 	}
-	waitStat(t, tb, "refusals counted", func(s broker.Stats) uint64 { return s.Rejected["keepalive_out_of_range"] }, 3)
+	waitStat(t, tb, "refusals counted", func(s broker.Stats) uint64 { return s.Rejected["keepalive_out_of_range"] }, 2)
+}
+
+// TestLimit_V3KeepAliveZeroHeldToMaximum: a 3.x client asking for no
+// keep-alive while --max-keepalive is set is accepted, as Mosquitto 2
+// does (devices whose firmware cannot change keep working), and closed
+// like any other once silent for 1.5 × the maximum [MQTT-3.1.2-24].
+func TestLimit_V3KeepAliveZeroHeldToMaximum(t *testing.T) {
+	t.Parallel()
+	clk := &v5Clock{}
+	tb := start(t, broker.Options{MaxKeepAlive: 60, Now: clk.Now})
+	r := dialRaw(t, tb.Addr, codec.V311)
+	if ack := r.connect(&codec.Connect{ClientID: []byte("ka0"), CleanStart: true, KeepAlive: 0}); ack.Code != 0 {
+		t.Fatalf("keep-alive 0: CONNACK 0x%02x, want 0", ack.Code)
+	}
+	clk.Advance(80 * time.Second)
+	r.send([]byte{0xC0, 0}) // PINGREQ at 80 s: within 1.5 × 60 s of the last packet
+	if h, _ := r.read(5 * time.Second); h.Type != codec.PINGRESP {
+		t.Fatalf("want PINGRESP, got type %d", h.Type)
+	}
+	clk.Advance(91 * time.Second)
+	r.expectClosed(5 * time.Second)
+	waitStat(t, tb, "keep-alive timeout counted", func(s broker.Stats) uint64 { return s.KeepAliveTimeouts }, 1)
 }
 
 // TestLimit_MaxSubscriptions: a new filter beyond --max-subscriptions is

@@ -140,7 +140,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.maxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
 	fs.IntVar(&cfg.maxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
 	fs.IntVar(&cfg.maxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
-	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
+	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive; 3.x clients asking for more are refused with CONNACK 0x02, those asking for none are accepted and closed when silent for 1.5 × this (0: no limit)")
 	fs.UintVar(&cfg.minKeepAlive, "min-keepalive", 0, "smallest keep-alive, seconds; v5 clients asking for less (but not 0) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
 	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
 	fs.IntVar(&cfg.maxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
