@@ -539,7 +539,7 @@ type outBuf struct {
 	pending int // bytes in iov
 	// gates are the QoS 2 messages in this output whose publisher's
 	// inbound record is not yet durable (outMsg.gate).
-	gates []*ackWait
+	gates []*qos2Order
 }
 
 // out returns c's output buffer, taking one from the loop if c has none.
@@ -669,7 +669,7 @@ func (c *Client) mustWait(durable uint64) bool {
 	}
 	open := 0
 	for _, g := range ob.gates {
-		if g.gateOpen.Load() {
+		if g.open.Load() {
 			open++
 		}
 	}

@@ -138,7 +138,7 @@ func (l *Loop) releaseSession(id string) {
 		return
 	}
 	k := l.b.dir.keyString(id)
-	if l.b.opts.Store == nil || (len(l.ops) == 0 && len(l.backlog.ops) == 0 && l.durableN.Load() >= l.applyN) {
+	if l.b.opts.Store == nil || (len(l.pass.ops) == 0 && len(l.backlog.ops) == 0 && l.durableN.Load() >= l.applyN) {
 		l.b.dir.release(k, l.idx)
 		return
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
-	"github.com/mcutie/mcutie/store"
 )
 
 // Loop is the broker's half of one event loop: its router shard, the
@@ -61,12 +60,13 @@ type Loop struct {
 	outTaken, outPeak int       // in use now, and the most at once since the last Tick
 	retBuf            []*Message
 
-	ops   []store.Op // store operations of this pass, submitted by commitOps
-	opAck []*ackWait // parallel to ops: the acknowledgement waiting for each, or nil
-	// backlog: operations the store's full commit queue refused, retried
-	// first (opBacklog); shedLog rate-limits the log line of shed.
-	backlog opBacklog
-	shedLog logLimiter
+	// pass are the store operations of this pass, submitted by commitOps
+	// (commit.go); passSpare is its second buffer. backlog: operations
+	// the store's full commit queue refused, retried first; shedLog
+	// rate-limits the log line of shed.
+	pass, passSpare passOps
+	backlog         passOps
+	shedLog         logLimiter
 
 	// Connections whose owed retained messages wait for room (retained.go).
 	retStalled    []*Client
@@ -84,8 +84,7 @@ type Loop struct {
 	heldSpare    []*Client // flushHeld's second buffer for held
 	flushingHeld bool      // flushHeld is running (a write closed a connection and flushed again)
 
-	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (ackWait.inSess)
-	gateOps    []*ackWait // marked publishes whose inbound record is in this pass's Apply (ackWait.gateOpen)
+	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
 	authLog logThrottle // CONNECT refusals and ACL denials: one log line a second
 
@@ -201,14 +200,6 @@ func (l *Loop) drain() {
 	l.flush()
 }
 
-// afterRoute notes that m was routed here: if its inbound record waits for
-// this loop's operations, the end of the pass tells it. Loop-only.
-func (l *Loop) afterRoute(m *Message) {
-	if a := m.ack; a != nil && a.inSess != nil {
-		l.afterApply = append(l.afterApply, a)
-	}
-}
-
 // tick refreshes the loop's clock. Loop-only.
 func (l *Loop) tick() { l.now = l.b.readClock() }
 
@@ -219,7 +210,8 @@ func (l *Loop) tick() { l.now = l.b.readClock() }
 func (l *Loop) flush() {
 	l.commitOps()
 	if len(l.afterApply) > 0 {
-		l.submitted()
+		l.routedQoS2()
+		l.commitOps()
 	}
 	// Pop one connection at a time until none is left: a write can close
 	// its connection at once (gnet calls OnClose from inside Writev on a

@@ -43,7 +43,7 @@ type Options struct {
 	ConnectTimeout      time.Duration
 	InboxSize           int // cross-loop inbox capacity per loop; default 16384
 	// CommitBacklog bounds, per loop, the store operations kept while the
-	// store's commit queue is full (see opBacklog); beyond it new durable
+	// store's commit queue is full (see commit.go); beyond it new durable
 	// operations are refused. Default 65536.
 	CommitBacklog int
 

@@ -95,9 +95,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		aw = newAckWait(c, ackFor(p.QoS), p.PacketID)
 		m.ack = aw
 		if p.QoS == 2 && s.persistent() {
-			aw.inSess = s
-			aw.routing.Store(1) // this loop
-			aw.mark = l.b.qos2Mark.Add(1)
+			aw.q2 = newQoS2Order(s)
 			aw.hold() // until drainQoS2 has stored the inbound record
 			q := s.qos()
 			q.qos2Pending = append(q.qos2Pending, aw)
@@ -105,11 +103,11 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 	n := l.publish(m, s)
 	m.release()
-	if aw != nil && aw.inSess != nil {
-		if aw.routing.Load() == 1 {
+	if aw != nil && aw.q2 != nil {
+		if aw.q2.routing.Load() == 1 {
 			// Routed on this loop only: the record goes in this pass's
 			// Apply, with the outbound records (after earlier marks).
-			aw.ready = true
+			aw.q2.ready = true
 			s.drainQoS2()
 		} else {
 			// Other loops have it too: store the record after theirs.
@@ -123,9 +121,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 	if aw != nil {
 		aw.code = code
-		if aw.release(nil) {
-			aw.write()
-		}
+		aw.releaseOn(l, nil)
 		return nil
 	}
 	switch p.QoS {
@@ -139,8 +135,8 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 
 // releaseAck drops this loop's hold on m's acknowledgement. Loop-only.
 func (l *Loop) releaseAck(m *Message) {
-	if m.ack != nil && m.ack.release(nil) {
-		m.ack.fireFrom(l)
+	if m.ack != nil {
+		m.ack.releaseOn(l, nil)
 	}
 }
 
@@ -482,7 +478,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	}
 	ob := c.out()
 	if g := om.gate; g != nil {
-		if g.gateOpen.Load() {
+		if g.open.Load() {
 			om.gate = nil
 		} else {
 			ob.gates = append(ob.gates, g)
@@ -529,9 +525,7 @@ func (c *Client) handleAck(a *codec.Ack) error {
 				if s.persistent() {
 					aw := newAckWait(c, codec.PUBCOMP, a.PacketID)
 					s.storeInbound(a.PacketID, true, aw)
-					if aw.release(nil) {
-						aw.write()
-					}
+					aw.releaseOn(c.l, nil)
 					return nil
 				}
 				c.queueAck(codec.PUBCOMP, a.PacketID, codec.Success)

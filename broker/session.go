@@ -38,7 +38,7 @@ type Session struct {
 	// highest mark made durable, in the session record. Restore drops an
 	// outbound record whose mark is above its publisher's qos2Mark, and
 	// no subscriber is sent the message before its inbound record is
-	// durable (ackWait.gateOpen), so the dropped copy was never seen.
+	// durable (qos2Order.open), so the dropped copy was never seen.
 	// (sessionQoS.qos2Pending holds the marked publishes in flight.)
 	qos2Mark uint64
 
@@ -216,7 +216,7 @@ type outMsg struct {
 	// gate, for a QoS 2 message from a persistent publisher, opens when
 	// the publisher's inbound record is durable; a PUBLISH of it waits
 	// for that (Session.qos2Mark). nil: nothing to wait for.
-	gate *ackWait
+	gate *qos2Order
 }
 
 const (
@@ -533,9 +533,7 @@ func (s *Session) releaseDeferred() {
 		return
 	}
 	for i, a := range q.deferred {
-		if a.release(nil) {
-			a.fireFrom(s.l)
-		}
+		a.releaseOn(s.l, nil)
 		q.deferred[i] = nil
 	}
 	q.deferred = q.deferred[:0]

@@ -93,9 +93,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 			retained[i] = nil
 		}
 		l.retBuf = retained[:0]
-		if aw.release(nil) {
-			aw.write()
-		}
+		aw.releaseOn(l, nil)
 		return nil
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))

@@ -392,8 +392,8 @@ func (h *wireHarness) finish(live int64, goroutines int) {
 			t.Fatalf("loop %d: %d subscriptions left (%d in the shard)", l.idx, l.subCount.Load(), l.shard.Len())
 		case l.inbox.len() != 0:
 			t.Fatalf("loop %d: %d inbox items left", l.idx, l.inbox.len())
-		case len(l.dirty) != 0 || len(l.held) != 0 || len(l.afterApply) != 0 || len(l.ops) != 0:
-			t.Fatalf("loop %d: pending work left: dirty %d held %d afterApply %d ops %d", l.idx, len(l.dirty), len(l.held), len(l.afterApply), len(l.ops))
+		case len(l.dirty) != 0 || len(l.held) != 0 || len(l.afterApply) != 0 || len(l.pass.ops) != 0:
+			t.Fatalf("loop %d: pending work left: dirty %d held %d afterApply %d ops %d", l.idx, len(l.dirty), len(l.held), len(l.afterApply), len(l.pass.ops))
 		case len(l.waiting) != 0:
 			t.Fatalf("loop %d: %d waiting sessions left", l.idx, len(l.waiting))
 		}

@@ -114,8 +114,8 @@ func TestClientDirectory_ReleasedOnEnd(t *testing.T) {
 }
 
 // Many connections race for one client id from both loops: every CONNECT
-// is answered (takeovers, moves and claims in flight; 3.1.1 ones without
-// keep-alive are refused after their claim, --max-keepalive), and when they
+// is answered (takeovers, moves and claims in flight; 3.1.1 ones asking
+// for more keep-alive than --max-keepalive are refused after their claim), and when they
 // are gone the directory holds exactly what is left — one persistent
 // session's id, nothing for the clean ones (no reference leaked by a
 // claim, a refusal, a move or a takeover).
@@ -175,10 +175,10 @@ func connectOnce(addr, id string, persistent bool) error {
 	})
 }
 
-// connectRefused sends a 3.1.1 CONNECT without keep-alive, which the
-// broker (--max-keepalive) refuses with 0x02 after claiming the id.
+// connectRefused sends a 3.1.1 CONNECT asking for more keep-alive than
+// --max-keepalive, which the broker refuses with 0x02 after claiming the id.
 func connectRefused(addr, id string) error {
-	p := codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), ClientID: []byte(id), CleanStart: true}
+	p := codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), ClientID: []byte(id), CleanStart: true, KeepAlive: 61}
 	return sendConnect(addr, &p, func(_ net.Conn, ack []byte) error {
 		if len(ack) != 4 || ack[3] != 0x02 {
 			return fmt.Errorf("want CONNACK 0x02 (keep-alive refused), got % x", ack)

@@ -77,7 +77,7 @@ var errDiskFull = errors.New("no space left on device")
 
 func (s *failingStore) Apply(ops []store.Op, done func(error)) error {
 	if s.broken.Load() {
-		go done(errDiskFull)
+		done(errDiskFull) // inline, as the Memory store it wraps (DoneInline)
 		return nil
 	}
 	return s.Store.Apply(ops, done)

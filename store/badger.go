@@ -227,6 +227,9 @@ func looksCorrupt(msg string) bool {
 	return false
 }
 
+// DoneInline is false: done runs on the committer goroutine.
+func (b *Badger) DoneInline() bool { return false }
+
 // Apply queues ops for the committer; see Store.Apply. Safe for concurrent
 // use; it never blocks on disk (only on the queue's mutex).
 func (b *Badger) Apply(ops []Op, done func(error)) error {

@@ -44,6 +44,9 @@ func (m *Memory) Reopen() *Memory {
 	return &Memory{d: m.d}
 }
 
+// DoneInline is true: Apply calls done on the caller's goroutine.
+func (m *Memory) DoneInline() bool { return true }
+
 // Apply applies ops at once and calls done(nil) before returning. Safe for
 // concurrent use.
 func (m *Memory) Apply(ops []Op, done func(error)) error {

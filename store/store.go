@@ -177,14 +177,20 @@ type Store interface {
 	//
 	// done(err) is called exactly once, when the ops are durable as the
 	// durability mode says (DurabilityNone: as soon as the committer takes
-	// them, before the write), and in the order of the Apply calls. done runs
-	// on a store goroutine (Memory: synchronously, see there) and must not
-	// block: post the result to the owning loop. done may be nil.
+	// them, before the write), and in the order of the Apply calls. Where
+	// it runs is fixed per store and told by DoneInline: either always on
+	// the caller's goroutine before Apply returns (Memory), or always on a
+	// store goroutine, possibly before Apply has returned (Badger); never a
+	// mix. On a store goroutine it must not block: post the result to the
+	// owning loop. done may be nil.
 	//
 	// Apply returns, without calling done, ErrQueueFull when the bounded
 	// commit queue is full, ErrClosed after Close, and an error wrapping
 	// ErrInvalidOp or ErrTooLarge for an op it cannot store.
 	Apply(ops []Op, done func(error)) error
+	// DoneInline reports where Apply calls done: true, on the caller's
+	// goroutine before Apply returns; false, on a store goroutine.
+	DoneInline() bool
 	// Load streams all non-expired state, in key order: sessions, then
 	// subscriptions, outbound (by client id, then Seq), inbound, retained
 	// messages, wills. Expired records are skipped and deleted. Not safe for
