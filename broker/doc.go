@@ -30,6 +30,15 @@
 //     and shared by every delivery; per subscriber only the PUBLISH header
 //     is encoded and the payload is written as a second vector.
 //
+// # Durability
+//
+// What is acknowledged is durable first: store operations are gathered per
+// loop pass and committed as one unit (commit.go), acknowledgements wait
+// on a latch until their operations are done (ack.go), and QoS 2 from
+// persistent sessions is exactly-once across loops and restarts by the
+// protocol of qos2.go. DURABILITY.md in this directory describes it once,
+// with the invariants the crash tests check.
+//
 // # Authentication and authorization
 //
 // An Authenticator is asked on the loop that owns the client id after the
@@ -39,9 +48,10 @@
 // as a copy and run again once accepted), and Options.AuthTimeout bounds
 // the wait (Tick). An Authorizer is asked on the loops, concurrently; each
 // session caches its verdicts by topic until the Authorizer's generation
-// changes, so the publish path pays a map lookup and no allocation. Bans
-// (ban.go) are broker-wide behind a mutex taken only at accept and on
-// failed CONNECTs.
+// changes, so the publish path pays a hash, a map lookup and no
+// allocation. Bans (ban.go) are broker-wide behind a mutex taken only at
+// accept, around authentications and on failed CONNECTs. With an
+// Authenticator a session belongs to the identity that created it.
 //
 // # Bounds
 //
@@ -49,7 +59,13 @@
 // counted when full, QoS 1/2 wait with bounded back-pressure), the outbound
 // bytes of a connection (Options.MaxOutboundBytes: QoS 0 dropped, QoS 1/2
 // held in the session queue), and a session's QoS 1/2 messages
-// (Options.MaxQueued: newer messages dropped and counted).
+// (Options.MaxQueued, MaxQueuedBytes, and MaxQueuedBytesTotal for all of
+// them: newer messages dropped and counted). State is bounded too:
+// sessions (MaxSessions), retained messages (MaxRetainedMessages,
+// MaxRetainedBytes), one session's filters (MaxSubscriptions,
+// MaxSubscriptionBytes, and MaxWildcardLevels, which bounds the matching
+// work a session adds to every PUBLISH), what a connection is owed of
+// retained messages (MaxRetainedOwed) and user properties per message.
 //
 // # Limits and hostile input
 //
