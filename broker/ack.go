@@ -84,7 +84,7 @@ func (a *ackWait) fireOn(on *Loop) {
 		return
 	}
 	if !l.post(inboxItem{kind: itemFunc, fn: a.write}, true) {
-		on.counters.droppedInboxFull++ // counted by the loop running this
+		on.counters.dropped[dropInboxFull]++ // counted by the loop running this
 	}
 }
 
@@ -112,13 +112,10 @@ func (a *ackWait) write() {
 		// The state this acknowledgement vouches for is not stored:
 		// refuse rather than acknowledge (v5 0x80; 3.x has no code).
 		c.l.counters.storeRefused++
-		if c.version != codec.V5 {
-			c.logClose("closing connection: acknowledgement refused, its state was not stored")
-			c.close()
-			return
-		}
-		if a.typ == codec.SUBACK {
-			c.disconnect(codec.UnspecifiedError, "subscription not stored")
+		if c.version != codec.V5 || a.typ == codec.SUBACK {
+			// 3.x has no code for it; a v5 SUBACK cannot refuse a
+			// subscription after the fact.
+			c.closeFor(closeStoreRefused, 0, "state not stored")
 			return
 		}
 		c.queueAck(a.typ, a.pid, codec.UnspecifiedError)

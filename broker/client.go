@@ -214,9 +214,7 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			// The client sends but does not read what it is answered
 			// (PINGRESP, SUBACK, acks): every response would grow the
 			// transport's outbound buffer without bound.
-			l.counters.slowReader++
-			c.logClose("closing connection: the client does not read what it is sent", slog.Int("unsent_bytes", n))
-			c.close()
+			c.closeFor(closeSlowReader, 0, "", slog.Int("unsent_bytes", n))
 			return len(buf), FeedClose
 		}
 	}
@@ -225,7 +223,7 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 			// [MQTT-3.1.0-1] The first packet must be CONNECT: known from
 			// its first byte, so the rest is never waited for.
 			c.logViolation("first packet is not CONNECT", "MQTT-3.1.0-1")
-			l.counters.protocolErrors++
+			l.counters.closed[closeProtocolError]++
 			res = FeedClose
 			break
 		}
@@ -402,13 +400,7 @@ func (c *Client) protocolViolation(err error) {
 	if re != nil {
 		code, reason, spec = re.Code, re.Reason, re.SpecID
 	}
-	c.logViolation(reason, spec)
-	c.l.counters.protocolErrors++
-	if c.state == stateConnected {
-		c.disconnect(code, reason)
-	} else {
-		c.close()
-	}
+	c.closeFor(closeProtocolError, code, reason, slog.String("rule", spec), slog.String("reason", reason))
 }
 
 // logViolation logs a protocol violation naming the client and the rule.
@@ -449,15 +441,11 @@ func (c *Client) chargePublish(n int) bool {
 	o := &l.b.opts
 	r := &l.rates[c.idx]
 	if o.PublishRate > 0 && !r.msgs.take(l.now, o.PublishRate, float64(o.PublishBurst), 1) {
-		l.counters.publishRateExceeded++
-		c.logClose("closing connection: publish rate limit", slog.String("limit", "--publish-rate"), slog.Float64("per_second", o.PublishRate))
-		c.disconnect(codec.MessageRateTooHigh, "more PUBLISH packets per second than the server allows")
+		c.closeFor(closePublishRate, 0, "more PUBLISH packets per second than the server allows", slog.String("limit", "--publish-rate"), slog.Float64("per_second", o.PublishRate))
 		return false
 	}
 	if o.PublishByteRate > 0 && !r.bytes.take(l.now, o.PublishByteRate, float64(o.PublishByteBurst), float64(n)) {
-		l.counters.publishBytesExceeded++
-		c.logClose("closing connection: publish byte rate limit", slog.String("limit", "--publish-byte-rate"), slog.Float64("bytes_per_second", o.PublishByteRate))
-		c.disconnect(codec.QuotaExceeded, "more PUBLISH bytes per second than the server allows")
+		c.closeFor(closePublishByteRate, 0, "more PUBLISH bytes per second than the server allows", slog.String("limit", "--publish-byte-rate"), slog.Float64("bytes_per_second", o.PublishByteRate))
 		return false
 	}
 	return true

@@ -93,7 +93,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 	}
 	if p.WillFlag && len(p.WillProps.User) > b.opts.MaxUserProperties {
-		l.counters.droppedUserProps++
+		l.counters.dropped[dropUserProperties]++
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "will with more user properties than the server allows"})
 		return FeedClose
 	}

@@ -24,7 +24,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 	if len(p.Topic) > l.b.opts.MaxTopicLength || bytes.Count(p.Topic, []byte{'/'})+1 > l.b.opts.MaxTopicLevels {
 		// --max-topic-length / --max-topic-levels.
-		l.counters.droppedTopicLimit++
+		l.counters.dropped[dropTopicLimit]++
 		if p.QoS > 0 && c.version == codec.V5 {
 			c.queueAck(ackFor(p.QoS), p.PacketID, codec.TopicNameInvalid)
 			return nil
@@ -34,7 +34,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	if len(p.Props.User) > l.b.opts.MaxUserProperties {
 		// --max-user-properties: each is forwarded to every subscriber
 		// and kept in the store.
-		l.counters.droppedUserProps++
+		l.counters.dropped[dropUserProperties]++
 		if p.QoS > 0 {
 			c.queueAck(ackFor(p.QoS), p.PacketID, codec.ImplementationSpecificError)
 			return nil
@@ -185,7 +185,7 @@ func (l *Loop) setRetained(m *Message) {
 	if !b.retainedRoom(m) {
 		// --max-retained-messages / --max-retained-bytes: delivered as
 		// published but not retained; a v5 publisher is told 0x97.
-		l.counters.droppedRetainedFull++
+		l.counters.dropped[dropRetainedFull]++
 		if m.ack != nil {
 			m.ack.quotaExceeded.Store(true)
 		}
@@ -259,7 +259,7 @@ func (l *Loop) route(m *Message, origin *Session) int {
 				m.ack.unholdRoute()
 				l.releaseAck(m)
 				m.release()
-				l.counters.droppedInboxFull++
+				l.counters.dropped[dropInboxFull]++
 			}
 		}
 		clearEntries(l.matches)
@@ -275,12 +275,12 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			m.ack.unholdRoute()
 			l.releaseAck(m)
 			m.release()
-			l.counters.droppedInboxFull++
+			l.counters.dropped[dropInboxFull]++
 		}
 	}
 	if n == 0 && !m.Retain {
 		// A retained message is kept, not dropped (MQTT-3.3.1-5).
-		l.counters.droppedNoSubscribers++
+		l.counters.dropped[dropNoSubscribers]++
 	}
 	return n
 }
@@ -352,7 +352,7 @@ func (l *Loop) deliverOne(s *Session, m *Message, granted byte, retain bool, id 
 func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	m := tmpl.m
 	if m.expired(l.now) {
-		l.counters.droppedExpired++ // [MQTT-3.3.2-5]
+		l.counters.dropped[dropExpired]++ // [MQTT-3.3.2-5]
 		return
 	}
 	c := s.c
@@ -368,7 +368,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 			return // QoS 0 is not queued for offline sessions
 		}
 		if c.outboundFull() {
-			l.counters.droppedSlowConsumer++
+			l.counters.dropped[dropSlowConsumer]++
 			return
 		}
 		c.writePublish(tmpl, false, l.now)
@@ -386,11 +386,11 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	var drop *uint64
 	switch o := &l.b.opts; {
 	case q.queue.len()+q.inflight.len() >= o.MaxQueued:
-		drop = &l.counters.droppedQueueFull // --max-queued-messages
+		drop = &l.counters.dropped[dropQueueFull] // --max-queued-messages
 	case q.bytes+size > o.MaxQueuedBytes:
-		drop = &l.counters.droppedQueueBytes // --max-queued-bytes
+		drop = &l.counters.dropped[dropQueueBytes] // --max-queued-bytes
 	case l.queuedBytes+int64(size) > l.queuedBytesShare:
-		drop = &l.counters.droppedBrokerBytes // --max-queued-bytes-total
+		drop = &l.counters.dropped[dropBrokerQueueBytes] // --max-queued-bytes-total
 	}
 	if drop != nil {
 		*drop++
@@ -467,7 +467,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 		// the largest remaining length grows past it with a v5 header
 		// (properties, subscription identifiers). Drop the message and
 		// behave as if it had been sent.
-		c.l.counters.droppedTooLarge++
+		c.l.counters.dropped[dropTooLarge]++
 		if om.qos > 0 && c.s != nil {
 			c.s.completeOutbound(om.pid)
 		}

@@ -81,7 +81,7 @@ func (l *Loop) routedQoS2() {
 		if sl := a.q2.sess.l; sl == l {
 			a.storeInboundDeferred()
 		} else if !sl.post(inboxItem{kind: itemFunc, fn: a.storeInboundDeferred}, true) {
-			l.counters.droppedInboxFull++ // counted by the loop running this
+			l.counters.dropped[dropInboxFull]++ // counted by the loop running this
 		}
 	}
 	l.afterApply = l.afterApply[:0]

@@ -68,9 +68,7 @@ func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32, filter uint
 		// The client has not read what earlier subscriptions owe it and
 		// asks for more: a slow reader, closed before what it is owed
 		// outgrows the bound (Options.MaxRetainedOwed).
-		c.l.counters.slowReader++
-		c.logClose("closing connection: the client subscribes again without reading the retained messages it is owed", slog.Int("owed", owed))
-		c.close()
+		c.closeFor(closeRetainedOwed, 0, "", slog.Int("owed", owed))
 		return
 	}
 	if o.pos < len(o.q) && o.owed == nil {

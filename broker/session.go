@@ -511,7 +511,7 @@ func (s *Session) pumpQueue() {
 		om := q.queue.at(0)
 		if om.m.expired(now) {
 			q.queue.popFront()
-			s.l.counters.droppedExpired++
+			s.l.counters.dropped[dropExpired]++
 			s.storeOutboundDone(om, nil)
 			s.dropMsg(om)
 			continue

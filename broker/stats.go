@@ -21,20 +21,12 @@ type loopCounters struct {
 	connects, connectsRefused            uint64
 	refusedCode                          [256]uint64 // refused CONNECTs by reason code
 	takeovers                            uint64
-	connectTimeouts, keepAliveTimeouts   uint64
-	protocolErrors                       uint64
 	packetsIn, packetsOut                [16]uint64 // by packet type
 	publishIn, publishOut                [3]uint64  // PUBLISH by QoS (out: the delivered QoS)
 	payloadIn, payloadOut                [3]uint64  // PUBLISH payload bytes by QoS
 	bytesIn, bytesOut                    uint64     // bytes on the wire, every packet
 	queued                               uint64
 	willsPublished, sessionsExpired      uint64
-	droppedNoSubscribers                 uint64
-	droppedSlowConsumer                  uint64
-	droppedQueueFull                     uint64
-	droppedExpired                       uint64
-	droppedTooLarge                      uint64
-	droppedInboxFull                     uint64
 	slowConsumerStalls                   uint64
 	storeRefused                         uint64
 	storeBacklogged, storeShed           uint64
@@ -44,20 +36,12 @@ type loopCounters struct {
 	aclDeniedRead, aclDeniedWill         uint64
 	inboxItems                           uint64 // items taken from this loop's inbox
 	sysPublished                         uint64 // $SYS messages published by this loop
-	droppedQueueBytes                    uint64
-	droppedBrokerBytes                   uint64
-	droppedUserProps                     uint64
-	droppedRetainedFull                  uint64
 	sessionsRefused                      uint64
-	subsRefusedBytes                     uint64
-	droppedTopicLimit                    uint64
 	clientIDTooLong, keepAliveRefused    uint64
-	publishRateExceeded                  uint64
-	publishBytesExceeded                 uint64
-	slowReader                           uint64
-	subsRefusedQuota, subsRefusedTopic   uint64
-	subsRefusedWildcard                  uint64
 	sessionOwnerRefused                  uint64
+	dropped                              [numDropReasons]uint64
+	closed                               [numCloseReasons]uint64
+	subsRefused                          [numSubRefusals]uint64
 
 	// Gauges, refreshed at snapshot time.
 	conns, clients, sessions, subscriptions, inflight, queuedNow, inboxLen, inboxRejected uint64
@@ -167,13 +151,10 @@ type LoopStats struct {
 	ConnectionsClosed, Subscriptions uint64
 }
 
-// dropReasons are the label values of mcutie_messages_dropped_total.
-var dropReasons = []string{"no_subscribers", "slow_consumer", "queue_full", "queue_bytes_full", "broker_queue_bytes_full", "user_properties", "retained_full", "expired", "too_large", "inbox_full", "topic_limit"}
-
 // Stats sums the loops' latest snapshots. Safe for concurrent use.
 func (b *Broker) Stats() Stats {
 	var st Stats
-	st.Dropped = make(map[string]uint64, len(dropReasons))
+	st.Dropped = make(map[string]uint64, numDropReasons)
 	st.ACLDenied = map[string]uint64{}
 	st.Rejected = map[string]uint64{}
 	st.SubscriptionsRefused = map[string]uint64{}
@@ -195,9 +176,6 @@ func (b *Broker) Stats() Stats {
 			st.RefusedByCode[k] += n
 		}
 		st.Takeovers += c.takeovers
-		st.ConnectTimeouts += c.connectTimeouts
-		st.KeepAliveTimeouts += c.keepAliveTimeouts
-		st.ProtocolErrors += c.protocolErrors
 		var msgIn, msgOut uint64
 		for q := 0; q < 3; q++ {
 			st.PublishIn[q] += c.publishIn[q]
@@ -229,33 +207,24 @@ func (b *Broker) Stats() Stats {
 		st.RetainedStalls += c.retainedStalls
 		st.StoreBacklogOps += c.backlogOps
 		st.SysPublished += c.sysPublished
-		st.Dropped["no_subscribers"] += c.droppedNoSubscribers
-		st.Dropped["slow_consumer"] += c.droppedSlowConsumer
-		st.Dropped["queue_full"] += c.droppedQueueFull
-		st.Dropped["expired"] += c.droppedExpired
-		st.Dropped["too_large"] += c.droppedTooLarge
-		st.Dropped["inbox_full"] += c.droppedInboxFull
-		st.Dropped["queue_bytes_full"] += c.droppedQueueBytes
-		st.Dropped["broker_queue_bytes_full"] += c.droppedBrokerBytes
-		st.Dropped["user_properties"] += c.droppedUserProps
-		st.Dropped["retained_full"] += c.droppedRetainedFull
-		st.Rejected["max_sessions"] += c.sessionsRefused
-		st.SubscriptionsRefused["subscription_bytes"] += c.subsRefusedBytes
+		for r, n := range c.dropped {
+			st.Dropped[dropLabels[r]] += n
+		}
+		for r, n := range c.closed {
+			st.Rejected[closeReasons[r].label] += n
+		}
+		for r, n := range c.subsRefused {
+			st.SubscriptionsRefused[subRefusalLabels[r]] += n
+		}
+		st.ConnectTimeouts += c.closed[closeConnectTimeout]
+		st.KeepAliveTimeouts += c.closed[closeKeepAlive]
+		st.ProtocolErrors += c.closed[closeProtocolError]
 		st.QueuedBytes += c.queuedBytes
-		st.Dropped["topic_limit"] += c.droppedTopicLimit
+		st.Rejected["max_sessions"] += c.sessionsRefused
 		st.Rejected["connect_refused"] += c.connectsRefused
-		st.Rejected["connect_timeout"] += c.connectTimeouts
-		st.Rejected["keepalive_timeout"] += c.keepAliveTimeouts
-		st.Rejected["protocol_error"] += c.protocolErrors
 		st.Rejected["client_id_too_long"] += c.clientIDTooLong
 		st.Rejected["session_owner"] += c.sessionOwnerRefused
 		st.Rejected["keepalive_out_of_range"] += c.keepAliveRefused
-		st.Rejected["publish_rate"] += c.publishRateExceeded
-		st.Rejected["publish_byte_rate"] += c.publishBytesExceeded
-		st.Rejected["slow_reader"] += c.slowReader
-		st.SubscriptionsRefused["max_subscriptions"] += c.subsRefusedQuota
-		st.SubscriptionsRefused["topic_limit"] += c.subsRefusedTopic
-		st.SubscriptionsRefused["wildcard_levels"] += c.subsRefusedWildcard
 		st.ACLDenied["publish"] += c.aclDeniedPublish
 		st.ACLDenied["subscribe"] += c.aclDeniedSubscribe
 		st.ACLDenied["read"] += c.aclDeniedRead
@@ -292,14 +261,12 @@ func (b *Broker) Stats() Stats {
 // packetTypeLabel is the label value of a packet type in metrics.
 func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(t))) }
 
-// rejectReasons are the reason labels of mcutie_connections_rejected_total:
-// connections refused at accept, CONNECTs refused, and connections the
-// broker closed for a timeout, a protocol violation or a limit.
-var rejectReasons = []string{
+// refusedReasons are the reason labels of mcutie_connections_rejected_total
+// that are not closeReasons': connections refused at accept and CONNECTs
+// refused (connect_refused counts them all).
+var refusedReasons = []string{
 	"max_connections", "max_connections_per_ip", "connection_rate", // at accept (Admit)
-	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", "max_sessions", // CONNECT refused (connect_refused counts them all)
-	"connect_timeout", "keepalive_timeout", "protocol_error",
-	"publish_rate", "publish_byte_rate", "slow_reader",
+	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", "max_sessions",
 }
 
 // WriteMetrics writes the broker's metrics in Prometheus text format; pass
@@ -313,10 +280,6 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "mcutie_connections_opened_total", st.ConnectionsOpened)
 	metrics.WriteCounterUint64(w, "mcutie_connections_closed_total", st.ConnectionsClosed)
 	metrics.WriteCounterUint64(w, "mcutie_connects_total", st.Connects)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="connect_refused"}`, st.ConnectsRefused)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="connect_timeout"}`, st.ConnectTimeouts)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="keepalive_timeout"}`, st.KeepAliveTimeouts)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="protocol_error"}`, st.ProtocolErrors)
 	for code, n := range st.RefusedByCode {
 		if n > 0 {
 			name := strings.ReplaceAll(codec.ReasonCode(code).String(), " ", "_")
@@ -324,14 +287,13 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 		}
 	}
 	metrics.WriteGaugeUint64(w, "mcutie_connections_admitted", uint64(max(st.OpenConnections, 0)))
-	for _, r := range rejectReasons {
-		switch r {
-		case "connect_refused", "connect_timeout", "keepalive_timeout", "protocol_error":
-			continue // written above
-		}
+	for _, r := range refusedReasons {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r), st.Rejected[r])
 	}
-	for _, r := range []string{"max_subscriptions", "topic_limit", "wildcard_levels", "subscription_bytes"} {
+	for _, r := range closeReasons {
+		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r.label), st.Rejected[r.label])
+	}
+	for _, r := range subRefusalLabels {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_subscriptions_refused_total{reason=%q}`, r), st.SubscriptionsRefused[r])
 	}
 	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
@@ -371,7 +333,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, "mcutie_retained_sent_on_subscribe_total", st.RetainedSent)
 	metrics.WriteCounterUint64(w, "mcutie_retained_send_stalls_total", st.RetainedStalls)
 	metrics.WriteCounterUint64(w, "mcutie_sys_messages_published_total", st.SysPublished)
-	for _, r := range dropReasons {
+	for _, r := range dropLabels {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
 	}
 	for _, a := range []string{"publish", "subscribe", "read", "will"} {

@@ -136,7 +136,7 @@ func (c *Client) checkFilter(sub *codec.Subscription, q *filterQuota) (codec.Rea
 	levels := bytes.Count(filter, []byte{'/'}) + 1
 	if len(sub.Filter) > o.MaxTopicLength || levels > o.MaxTopicLevels {
 		// --max-topic-length / --max-topic-levels.
-		l.counters.subsRefusedTopic++
+		l.counters.subsRefused[subRefusedTopicLimit]++
 		return codec.TopicFilterInvalid, nil
 	}
 	if shared && sub.NoLocal {
@@ -161,18 +161,18 @@ func (c *Client) checkFilter(sub *codec.Subscription, q *filterQuota) (codec.Rea
 	case len(s.subscriptions())+q.added >= o.MaxSubscriptions:
 		// --max-subscriptions: a new filter beyond the quota is refused
 		// (v5 0x97).
-		l.counters.subsRefusedQuota++
+		l.counters.subsRefused[subRefusedQuota]++
 		return codec.QuotaExceeded, nil
 	case q.wildcardLevels+wild > o.MaxWildcardLevels:
 		// --max-wildcard-levels: every level of a filter with a '+' can
 		// add a branch to the walk of each PUBLISH's topic through the
 		// router, so their sum per session bounds the matching work one
 		// session can put on its loop per message.
-		l.counters.subsRefusedWildcard++
+		l.counters.subsRefused[subRefusedWildcardLevels]++
 		return codec.QuotaExceeded, nil
 	case q.bytes+len(sub.Filter) > o.MaxSubscriptionBytes:
 		// --max-subscription-bytes: what one session's filters may hold.
-		l.counters.subsRefusedBytes++
+		l.counters.subsRefused[subRefusedBytes]++
 		return codec.QuotaExceeded, nil
 	}
 	q.added++

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -23,9 +22,7 @@ func (l *Loop) Tick() {
 		case stateAwaitConnect:
 			if now-c.lastSeen > connectTimeout { // lastSeen: when it opened
 				// Never-speaking and half-open connections end here.
-				l.counters.connectTimeouts++
-				c.logClose("closing connection: no CONNECT within --connect-timeout", slog.Duration("timeout", l.b.opts.ConnectTimeout))
-				c.close()
+				c.closeFor(closeConnectTimeout, 0, "", slog.Duration("timeout", l.b.opts.ConnectTimeout))
 			}
 		case stateAuthPending, stateAuthContinue:
 			if now > c.flow().authDeadline {
@@ -38,10 +35,8 @@ func (l *Loop) Tick() {
 			}
 			if c.keepAlive > 0 && now-c.lastSeen > int64(c.keepAlive)*int64(time.Second)*3/2 {
 				// [MQTT-3.1.2-22] 1.5 × Keep Alive without a packet.
-				l.counters.keepAliveTimeouts++
-				c.logClose("closing connection: keep alive timeout", slog.String("rule", "MQTT-3.1.2-22"), slog.Int("keep_alive", int(c.keepAlive)))
 				c.willOnClose = true
-				c.disconnect(codec.KeepAliveTimeout, "keep alive timeout")
+				c.closeFor(closeKeepAlive, 0, "keep alive timeout", slog.String("rule", "MQTT-3.1.2-22"), slog.Int("keep_alive", int(c.keepAlive)))
 			} else if c.s != nil && (c.s.queuedLen() > 0 || c.retPending()) {
 				c.s.pump() // a slow consumer may have drained
 			}

@@ -190,7 +190,7 @@ func TestSecurity_ResubscribeOwedBounded(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	v5Wait(t, "the slow reader closed", func() bool { return tb.B.Stats().Rejected["slow_reader"] >= 1 })
+	v5Wait(t, "the slow reader closed", func() bool { return tb.B.Stats().Rejected["retained_owed"] >= 1 })
 }
 
 // 21.4: the broker's Receive Maximum binds inbound QoS 1 as it does QoS 2
