@@ -155,12 +155,3 @@ func TestDecodeEmpty(t *testing.T) {
 		t.Fatal("ping encoding")
 	}
 }
-
-func TestBufferPool(t *testing.T) {
-	buf := GetBuffer()
-	buf.B = AppendPingreq(buf.B)
-	if buf.Len() != 2 {
-		t.Fatal("buffer")
-	}
-	PutBuffer(buf)
-}

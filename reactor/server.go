@@ -45,23 +45,6 @@ type Options struct {
 	// the "mqtt" (or "mqttv3.1") subprotocol. By default they are refused
 	// with HTTP 400 [MQTT-6.0.0-3].
 	WSAllowNoSubprotocol bool
-
-	// layer, when set, wraps every gnet connection in a wireLayer. Only
-	// the benchmarks set it: the on-loop TLS prototype measured against
-	// the goroutine transport (transport_timing_test.go).
-	layer func(gnet.Conn) wireLayer
-}
-
-// wireLayer transforms a gnet connection's bytes between the socket and
-// MQTT on the event loop. All methods are Loop-only.
-type wireLayer interface {
-	// Inbound takes socket bytes (it must copy what it keeps) and appends
-	// the MQTT bytes they carry to dst.
-	Inbound(dst, in []byte) ([]byte, error)
-	// Writev writes MQTT bytes to the socket.
-	Writev(bufs [][]byte) (int, error)
-	// Closed is called from OnClose.
-	Closed()
 }
 
 // Server runs a broker on gnet event loops.
@@ -192,8 +175,6 @@ type connExtra struct {
 	proxy  bool   // a PROXY protocol header is expected before MQTT
 	remote string // the client's address from a PROXY header ("": the socket's)
 	carry  []byte // bytes carried over by a migration, not yet consumed
-	layer  wireLayer
-	plain  []byte // MQTT bytes out of layer not yet consumed
 
 	pendSince   int64 // unix ns: when the partial packet buffered began arriving; 0 = none
 	lingerEnd   int64 // unix ns: when the lingering close ends; 0 = not lingering
@@ -211,22 +192,14 @@ func (st *connState) extra() *connExtra {
 }
 
 // direct reports whether the socket's bytes are MQTT for the client as
-// they are: no PROXY header ahead, no layer, nothing carried over.
+// they are: no PROXY header ahead, nothing carried over.
 func (st *connState) direct() bool {
 	x := st.x
-	return x == nil || (!x.proxy && x.layer == nil && len(x.carry) == 0)
+	return x == nil || (!x.proxy && len(x.carry) == 0)
 }
 
 // carrying reports whether bytes carried over by a move wait to be fed.
 func (st *connState) carrying() bool { return st.x != nil && len(st.x.carry) > 0 }
-
-// layer is the connection's wireLayer, nil for plain TCP.
-func (st *connState) layer() wireLayer {
-	if st.x == nil {
-		return nil
-	}
-	return st.x.layer
-}
 
 // remote names the peer: the address from a PROXY header, else the
 // socket's (formatted on demand: it is for logs and the CONNECT-time ban
@@ -628,9 +601,6 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 			return nil, gnet.Close
 		}
 	}
-	if s.opts.layer != nil {
-		st.extra().layer = s.opts.layer(c)
-	}
 	l.InitClient(&st.client, gnetConn{st})
 	c.SetContext(st)
 	if st.carrying() {
@@ -666,9 +636,6 @@ func (s *Server) traffic(c gnet.Conn, st *connState) gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
-	if st.layer() != nil {
-		return s.feedLayer(c, st, buf)
-	}
 	if st.x != nil && st.x.proxy {
 		n, err := s.proxyPrelude(st, buf)
 		if err == errProxyIncomplete {
@@ -685,33 +652,6 @@ func (s *Server) traffic(c gnet.Conn, st *connState) gnet.Action {
 		buf = buf[n:]
 	}
 	return s.feed(c, st, buf)
-}
-
-// feedLayer runs buf through the connection's wireLayer and feeds the
-// MQTT bytes that come out. Loop-only.
-func (s *Server) feedLayer(c gnet.Conn, st *connState, buf []byte) gnet.Action {
-	var err error
-	x := st.x
-	x.plain, err = x.layer.Inbound(x.plain, buf)
-	_, _ = c.Discard(len(buf))
-	if err != nil {
-		return gnet.Close
-	}
-	return s.feedPlain(st)
-}
-
-// feedPlain feeds the layer's pending MQTT bytes to the client. Loop-only.
-func (s *Server) feedPlain(st *connState) gnet.Action {
-	x := st.x
-	if len(x.plain) == 0 {
-		return gnet.None
-	}
-	n, res := st.client.Feed(x.plain)
-	if res != broker.FeedContinue {
-		return gnet.Close // the prototype layer does not migrate
-	}
-	x.plain = x.plain[:copy(x.plain, x.plain[n:])]
-	return gnet.None
 }
 
 // proxyExpected reports whether the gnet listener that accepted a
@@ -841,9 +781,6 @@ func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
 // of the connection limits.
 func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if st, ok := c.Context().(*connState); ok {
-		if l := st.layer(); l != nil {
-			l.Closed()
-		}
 		x := st.x
 		if x == nil || !x.ended {
 			st.client.Closed()
@@ -869,7 +806,7 @@ func (s *Server) packetTimeout() time.Duration {
 func (st *connState) pending(c gnet.Conn) int {
 	n := c.InboundBuffered()
 	if x := st.x; x != nil {
-		n += len(x.carry) + len(x.plain)
+		n += len(x.carry)
 	}
 	return n
 }
@@ -954,7 +891,7 @@ func (ls *loopState) sweep() {
 // peer closes, lingerMaxBytes arrived or lingerTime passed. It returns
 // gnet.Close when the connection cannot linger. Loop-only.
 func (s *Server) linger(c gnet.Conn, st *connState) gnet.Action {
-	if st.layer() != nil || st.ls.lingering >= lingerMaxConns {
+	if st.ls.lingering >= lingerMaxConns {
 		return gnet.Close
 	}
 	x := st.extra()
@@ -967,7 +904,7 @@ func (s *Server) linger(c gnet.Conn, st *connState) gnet.Action {
 	s.ctr.lingering.Add(1)
 	x.lingerEnd = time.Now().Add(lingerTime).UnixNano()
 	x.pendSince = 0
-	x.carry, x.plain = nil, nil
+	x.carry = nil
 	_, _ = c.Discard(-1)
 	if c.OutboundBuffered() > 0 {
 		x.shutPending = true // gnet sends it when the socket takes it
@@ -1046,9 +983,6 @@ func (g gnetConn) Wake() error        { return g.st.gc.Wake(nil) }
 // copies them anyway, and gnet (v2.9.7) would also hand more than
 // IOV_MAX vectors to one writev, which fails with EINVAL.
 func (g gnetConn) Writev(bufs [][]byte) (int, error) {
-	if l := g.st.layer(); l != nil {
-		return l.Writev(bufs)
-	}
 	sc := g.st.ls.scratch[:0]
 	n := 0
 	for _, v := range bufs {

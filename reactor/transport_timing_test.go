@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +22,6 @@ import (
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/internal/testpki"
-	"github.com/panjf2000/gnet/v2"
 )
 
 // TLS design benchmark: a QoS 0 fan-in (fanInPubs publishers, one
@@ -51,7 +49,7 @@ const (
 
 func BenchmarkFanIn(b *testing.B) {
 	for _, rate := range []int{0, 50000} {
-		for _, mode := range []string{"tcp", "tls-goroutine", "tls-onloop"} {
+		for _, mode := range []string{"tcp", "tls-goroutine"} {
 			name := mode + "/max"
 			if rate > 0 {
 				name = fmt.Sprintf("%s/%dmsgs", mode, rate)
@@ -78,17 +76,6 @@ func benchFanIn(b *testing.B, mode string, rate int) {
 		o.Listen = []string{"tcp://" + addr}
 	case "tls-goroutine":
 		o.Listen = []string{"tls://" + addr}
-	case "tls-onloop":
-		o.Listen = []string{"tcp://" + addr}
-		tc, err := newTLSConfig(o.TLS)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var srv *Server
-		o.layer = func(c gnet.Conn) wireLayer { return newOnLoopTLS(srv, c, tc.base) }
-		srv = New(br, o)
-		benchRun(b, srv, mode, addr, ca, rate)
-		return
 	}
 	benchRun(b, New(br, o), mode, addr, ca, rate)
 }
@@ -296,156 +283,3 @@ func benchFreePort(b *testing.B) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
-
-// ---- the on-loop TLS prototype ----
-
-// onLoopTLS drives crypto/tls from the event loop through an in-memory
-// net.Conn. crypto/tls has no resumable handshake (a Read error during it
-// is final), so the handshake runs on a goroutine that blocks in Read
-// until the loop supplies bytes; its writes go out with AsyncWrite. Once
-// it is done, every record is decrypted and encrypted on the loop: Read
-// returns a temporary error when the buffered ciphertext runs out, which
-// crypto/tls treats as retryable, keeping the partial record.
-type onLoopTLS struct {
-	s  *Server
-	gc gnet.Conn
-	tc *tls.Conn
-
-	mu     sync.Mutex
-	cond   *sync.Cond
-	in     []byte // ciphertext not yet read by tc
-	closed bool
-
-	hsDone bool // loop: handshake finished, records are handled here
-	rbuf   []byte
-	wbuf   []byte
-}
-
-var errWouldBlock = &wouldBlock{}
-
-type wouldBlock struct{}
-
-func (*wouldBlock) Error() string   { return "would block" }
-func (*wouldBlock) Timeout() bool   { return false }
-func (*wouldBlock) Temporary() bool { return true }
-
-func newOnLoopTLS(s *Server, gc gnet.Conn, cfg *tls.Config) *onLoopTLS {
-	l := &onLoopTLS{s: s, gc: gc, rbuf: make([]byte, 16<<10)}
-	l.cond = sync.NewCond(&l.mu)
-	l.tc = tls.Server(shim{l}, cfg)
-	go l.handshake()
-	return l
-}
-
-func (l *onLoopTLS) handshake() {
-	err := l.tc.Handshake()
-	_ = l.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if err != nil {
-			_ = l.gc.Close()
-			return nil
-		}
-		l.mu.Lock()
-		l.hsDone = true
-		l.mu.Unlock()
-		if st, ok := l.gc.Context().(*connState); ok {
-			var derr error
-			x := st.extra()
-			x.plain, derr = l.drain(x.plain)
-			if derr != nil || l.s.feedPlain(st) != gnet.None {
-				_ = l.gc.Close()
-			}
-		}
-		return nil
-	}))
-}
-
-// Inbound implements wireLayer.
-func (l *onLoopTLS) Inbound(dst, in []byte) ([]byte, error) {
-	l.mu.Lock()
-	l.in = append(l.in, in...)
-	done := l.hsDone
-	l.mu.Unlock()
-	if !done {
-		l.cond.Signal()
-		return dst, nil
-	}
-	return l.drain(dst)
-}
-
-// drain decrypts every complete record buffered. Loop-only.
-func (l *onLoopTLS) drain(dst []byte) ([]byte, error) {
-	for {
-		n, err := l.tc.Read(l.rbuf)
-		dst = append(dst, l.rbuf[:n]...)
-		if err != nil {
-			if errors.Is(err, errWouldBlock) {
-				return dst, nil
-			}
-			return dst, err
-		}
-	}
-}
-
-// Writev implements wireLayer: the vectors of one flush are gathered and
-// written as few TLS records as fit (one record per vector would cost a
-// record header, a MAC and a write per PUBLISH header).
-func (l *onLoopTLS) Writev(bufs [][]byte) (int, error) {
-	if !l.hsDone {
-		return 0, net.ErrClosed
-	}
-	l.wbuf = l.wbuf[:0]
-	for _, b := range bufs {
-		l.wbuf = append(l.wbuf, b...)
-	}
-	return l.tc.Write(l.wbuf)
-}
-
-// Closed implements wireLayer.
-func (l *onLoopTLS) Closed() {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
-	l.cond.Broadcast()
-}
-
-// shim is the net.Conn crypto/tls reads and writes.
-type shim struct{ l *onLoopTLS }
-
-func (s shim) Read(p []byte) (int, error) {
-	l := s.l
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for len(l.in) == 0 {
-		if l.closed {
-			return 0, io.EOF
-		}
-		if l.hsDone {
-			return 0, errWouldBlock
-		}
-		l.cond.Wait()
-	}
-	n := copy(p, l.in)
-	l.in = l.in[:copy(l.in, l.in[n:])]
-	return n, nil
-}
-
-func (s shim) Write(p []byte) (int, error) {
-	l := s.l
-	l.mu.Lock()
-	done := l.hsDone
-	l.mu.Unlock()
-	if !done { // handshake goroutine
-		if err := l.gc.AsyncWrite(append([]byte(nil), p...), nil); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	return l.gc.Write(p) // on the loop
-}
-
-func (s shim) Close() error                     { return nil }
-func (s shim) LocalAddr() net.Addr              { return s.l.gc.LocalAddr() }
-func (s shim) RemoteAddr() net.Addr             { return s.l.gc.RemoteAddr() }
-func (s shim) SetDeadline(time.Time) error      { return nil }
-func (s shim) SetReadDeadline(time.Time) error  { return nil }
-func (s shim) SetWriteDeadline(time.Time) error { return nil }
