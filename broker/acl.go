@@ -3,7 +3,6 @@ package broker
 import (
 	"hash/maphash"
 	"log/slog"
-	"time"
 )
 
 // Per-session ACL cache entry bits.
@@ -114,22 +113,4 @@ func (s *Session) setIdentity(id Identity) {
 	if x.acl != nil {
 		clear(x.acl)
 	}
-}
-
-// logThrottle lets one log line through per second and counts the ones
-// it held back, so a client provoking refusals in a loop cannot turn them
-// into a flood of log lines. Loop-only (one per loop).
-type logThrottle struct {
-	next       int64 // unix ns
-	suppressed uint64
-}
-
-func (t *logThrottle) allow(now int64) (bool, uint64) {
-	if now < t.next {
-		t.suppressed++
-		return false, 0
-	}
-	n := t.suppressed
-	t.next, t.suppressed = now+int64(time.Second), 0
-	return true, n
 }

@@ -7,12 +7,15 @@ import (
 	"github.com/mcutie/mcutie/codec"
 )
 
-// feedGo and feedPending are handleConnect's internal outcomes besides
-// the FeedResults: go on with the CONNECT, or wait for an authentication
-// verdict (the CONNECT was copied into Client.connectRaw and consumed).
+// authStep is where an authentication stands after a step: go on with the
+// CONNECT, wait for a verdict or the client's next AUTH (the CONNECT was
+// copied into authFlow.connectRaw and consumed), or refused (closed).
+type authStep uint8
+
 const (
-	feedGo      FeedResult = 100
-	feedPending FeedResult = 101
+	authProceed authStep = iota
+	authWait
+	authRefused
 )
 
 // authCall is one outstanding Authenticate call. Its done may run on the
@@ -55,7 +58,7 @@ func (a *authCall) done(r AuthResult) {
 
 // beginAuth runs the authentication of a CONNECT on the client's home
 // loop: bans, anonymous policy, then the Authenticator. Loop-only.
-func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
+func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 	l := c.l
 	b := l.b
 	id := c.id // set by the claim (connect.go)
@@ -65,28 +68,28 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 		// Banned after this connection was accepted.
 		b.bans.refusedIP.Add(1)
 		c.refuseAuth(p.Version, user, codec.Banned, "source address banned after failed authentications")
-		return FeedClose
+		return authRefused
 	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
 	az := b.opts.Authenticator
 	if method && az == nil {
 		b.auth.methodRefused.Add(1)
 		c.refuseAuth(p.Version, user, codec.BadAuthenticationMethod, "authentication method not supported")
-		return FeedClose
+		return authRefused
 	}
 	if !method && !p.UsernameFlag {
 		if b.opts.DenyAnonymous {
 			b.auth.anonymousRefused.Add(1)
 			b.bans.fail(ip, "", l.now) // no credentials: nothing to pin on the id
 			c.refuseAuth(p.Version, user, codec.NotAuthorized, "anonymous access is off: a user name is required")
-			return FeedClose
+			return authRefused
 		}
 		c.authDone = true
-		return feedGo
+		return authProceed
 	}
 	if az == nil {
 		c.authDone = true
-		return feedGo
+		return authProceed
 	}
 	req := &AuthRequest{
 		ClientID: id, Username: user, HasUsername: p.UsernameFlag,
@@ -103,7 +106,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 		// progress; a device retries, a burst of guesses is cut short.
 		b.auth.busyRefused.Add(1)
 		c.refuseAuth(p.Version, user, codec.ServerBusy, "too many authentications in progress from this address")
-		return FeedClose
+		return authRefused
 	}
 	af := c.flow()
 	af.pendingIP = ip
@@ -111,7 +114,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) FeedResult {
 	c.flow().authReq = req
 	c.flow().authDeadline = l.now + int64(b.opts.AuthTimeout)
 	r := c.callAuth(req)
-	if r == feedPending && c.flow().connectRaw == nil {
+	if r == authWait && c.flow().connectRaw == nil {
 		c.flow().connectRaw = append([]byte(nil), raw...)
 	}
 	return r
@@ -129,24 +132,24 @@ func (c *Client) endPendingAuth() {
 // callAuth asks the Authenticator and applies an inline verdict at once;
 // otherwise the connection waits (stateAuthPending) for resumeAuth.
 // Loop-only.
-func (c *Client) callAuth(req *AuthRequest) FeedResult {
+func (c *Client) callAuth(req *AuthRequest) authStep {
 	a := &authCall{c: c}
 	c.flow().call = a
 	prev := c.state
 	c.state = stateAuthPending
 	c.l.b.opts.Authenticator.Authenticate(req, a.done)
 	if a.phase.CompareAndSwap(phaseCalling, phaseAsync) {
-		return feedPending
+		return authWait
 	}
 	c.flow().call = nil
 	c.state = prev
 	return c.applyVerdict(a.res)
 }
 
-// applyVerdict acts on a verdict: go on (feedGo), send AUTH 0x18 and wait
-// for the client's next step (feedPending), or refuse (FeedClose).
+// applyVerdict acts on a verdict: go on (authProceed), send AUTH 0x18 and
+// wait for the client's next step (authWait), or refuse (authRefused).
 // Loop-only.
-func (c *Client) applyVerdict(r AuthResult) FeedResult {
+func (c *Client) applyVerdict(r AuthResult) authStep {
 	l := c.l
 	b := l.b
 	req := c.flow().authReq
@@ -159,7 +162,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		b.bans.refusedIP.Add(1)
 		c.flow().authReq = nil
 		c.refuseAuth(c.version, c.flow().user, codec.Banned, "source address banned after failed authentications")
-		return FeedClose
+		return authRefused
 	}
 	switch {
 	case r.Code == codec.Success:
@@ -170,7 +173,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		}
 		c.flow().authData = r.Data
 		c.flow().authReq = nil
-		return feedGo
+		return authProceed
 	case r.Code == codec.ContinueAuthentication && c.flow().authMethod != "":
 		// [MQTT-4.12.0-2] The server answers with AUTH 0x18 and the same
 		// Authentication Method.
@@ -184,7 +187,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 		}
 		c.queueControl(a.Append(c.controlBuf()))
 		c.state = stateAuthContinue
-		return feedPending
+		return authWait
 	}
 	code := r.Code
 	if !code.IsError() {
@@ -204,7 +207,7 @@ func (c *Client) applyVerdict(r AuthResult) FeedResult {
 	}
 	c.flow().authReq = nil
 	c.refuseAuth(c.version, c.flow().user, code, reason)
-	return FeedClose
+	return authRefused
 }
 
 // resumeAuth applies an asynchronous verdict, on the loop. A verdict for a
@@ -216,7 +219,7 @@ func (c *Client) resumeAuth(a *authCall) {
 	c.tickClient()
 	c.flow().call = nil
 	c.state = stateAwaitConnect
-	if c.applyVerdict(a.res) == feedGo {
+	if c.applyVerdict(a.res) == authProceed {
 		c.finishConnect()
 	}
 	c.l.flush()
@@ -266,12 +269,13 @@ func (c *Client) handleAuthStep(h codec.FixedHeader, body []byte) FeedResult {
 		req.State = c.flow().authState
 		req.Password = nil
 		c.flow().authReq = &req
-		switch r := c.callAuth(&req); r {
-		case feedGo:
+		switch c.callAuth(&req) {
+		case authProceed:
 			return c.finishConnect()
-		default:
-			return r
+		case authRefused:
+			return FeedClose
 		}
+		return FeedContinue
 	case codec.DISCONNECT:
 		c.close()
 		return FeedClose

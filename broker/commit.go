@@ -240,7 +240,7 @@ func (l *Loop) shed(from int) {
 	clear(bl.ops[kept:])
 	clear(bl.acks[kept:])
 	bl.ops, bl.acks = bl.ops[:kept], bl.acks[:kept]
-	if l.shedLog.allow(l.now) {
+	if ok, _ := l.shedLog.allow(l.now); ok {
 		l.b.opts.Logger.Error("store commit queue full and loop backlog at its bound: refusing new durable operations", "loop", l.idx, "backlog_ops", len(bl.ops), "bound", l.b.opts.CommitBacklog)
 	}
 }

@@ -88,8 +88,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 
 	if !c.authDone {
-		if r := c.beginAuth(p, cid, raw); r != feedGo {
-			return r
+		switch c.beginAuth(p, cid, raw) {
+		case authRefused:
+			return FeedClose
+		case authWait:
+			return FeedContinue // the connection reads nothing until the verdict
 		}
 	}
 	if p.WillFlag && len(p.WillProps.User) > b.opts.MaxUserProperties {

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Limits enforced before a connection has said anything: total
@@ -39,7 +38,7 @@ type admission struct {
 	seed    maphash.Seed
 	shards  [admitShards]admitShard
 	refused [3]atomic.Uint64 // max_connections, max_connections_per_ip, connection_rate
-	log     throttle
+	log     sharedLogThrottle
 }
 
 type admitShard struct {
@@ -233,25 +232,24 @@ func (k *bucket) full(now int64, rate, burst float64) bool {
 	return k.tokens >= burst
 }
 
-// throttle lets at most throttleLines log lines through per second and
-// counts the rest; the next line that passes reports how many were
-// suppressed. Safe for concurrent use.
-type throttle struct {
-	window     atomic.Int64 // start of the current one-second window, unix ns
-	lines      atomic.Int32 // lines let through in the window
-	suppressed atomic.Uint64
-}
+// pubRates are a connection's publish rate buckets (Loop.rates).
+type pubRates struct{ msgs, bytes bucket }
 
-const throttleLines = 5
-
-func (t *throttle) allow(now int64) (bool, uint64) {
-	w := t.window.Load()
-	if now-w >= int64(time.Second) && t.window.CompareAndSwap(w, now) {
-		t.lines.Store(0)
+// chargePublish takes one PUBLISH of n bytes from c's rate buckets and
+// reports whether it was within the limits; if not, c is disconnected
+// (v5 DISCONNECT 0x96 for messages/s, 0x97 for bytes/s; 3.x closed).
+// Loop-only.
+func (c *Client) chargePublish(n int) bool {
+	l := c.l
+	o := &l.b.opts
+	r := &l.rates[c.idx]
+	if o.PublishRate > 0 && !r.msgs.take(l.now, o.PublishRate, float64(o.PublishBurst), 1) {
+		c.closeFor(closePublishRate, 0, "more PUBLISH packets per second than the server allows", slog.String("limit", "--publish-rate"), slog.Float64("per_second", o.PublishRate))
+		return false
 	}
-	if t.lines.Add(1) > throttleLines {
-		t.suppressed.Add(1)
-		return false, 0
+	if o.PublishByteRate > 0 && !r.bytes.take(l.now, o.PublishByteRate, float64(o.PublishByteBurst), float64(n)) {
+		c.closeFor(closePublishByteRate, 0, "more PUBLISH bytes per second than the server allows", slog.String("limit", "--publish-byte-rate"), slog.Float64("bytes_per_second", o.PublishByteRate))
+		return false
 	}
-	return true, t.suppressed.Swap(0)
+	return true
 }

@@ -156,7 +156,7 @@ func TestBucket(t *testing.T) {
 }
 
 func TestThrottle(t *testing.T) {
-	var th throttle
+	var th sharedLogThrottle
 	now := int64(time.Hour)
 	passed := 0
 	for i := 0; i < 100; i++ {

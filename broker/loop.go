@@ -66,7 +66,7 @@ type Loop struct {
 	// rate-limits the log line of shed.
 	pass, passSpare passOps
 	backlog         passOps
-	shedLog         logLimiter
+	shedLog         logThrottle
 
 	// Connections whose owed retained messages wait for room (retained.go).
 	retStalled    []*Client
@@ -121,6 +121,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		inbox:    newInbox[inboxItem](b.opts.InboxSize),
 		sessions: make(map[string]*Session),
 	}
+	l.shedLog.every = 10 * time.Second
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
 	if idx == 0 && b.opts.SysInterval > 0 {
@@ -297,18 +298,4 @@ func (l *Loop) shutdown() {
 		c.disconnect(codec.ServerShuttingDown, "server shutting down")
 	}
 	l.flush()
-}
-
-// logLimiter lets a recurring log line through at most once per
-// logEvery. Loop-only.
-type logLimiter struct{ next int64 }
-
-const logEvery = int64(10 * time.Second)
-
-func (g *logLimiter) allow(now int64) bool {
-	if now < g.next {
-		return false
-	}
-	g.next = now + logEvery
-	return true
 }

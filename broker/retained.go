@@ -171,3 +171,59 @@ func (l *Loop) resumeRetained() {
 		c.sendRetained()
 	}
 }
+
+func (l *Loop) setRetained(m *Message) {
+	b := l.b
+	if len(m.Payload) == 0 {
+		// [MQTT-3.3.1-6/-7] An empty payload removes the retained message and is not stored.
+		if old, ok := b.retained.Delete(m.Topic); ok {
+			b.retainedGone(old)
+			old.release()
+		}
+		l.storeRetained(m, m.ack)
+		return
+	}
+	if !b.retainedRoom(m) {
+		// --max-retained-messages / --max-retained-bytes: delivered as
+		// published but not retained; a v5 publisher is told 0x97.
+		l.counters.dropped[dropRetainedFull]++
+		if m.ack != nil {
+			m.ack.quotaExceeded.Store(true)
+		}
+		return
+	}
+	l.storeRetained(m, m.ack)
+	// [MQTT-3.3.1-5] Replace the stored message.
+	m.retain()
+	if old, ok := b.retained.Set(m.Topic, m); ok {
+		b.retainedGone(old)
+		old.release()
+	}
+}
+
+// retainedSize is what a retained message counts toward
+// Options.MaxRetainedBytes.
+func retainedSize(m *Message) int64 { return int64(len(m.Topic) + len(m.Payload)) }
+
+// retainedRoom takes room for m in the retained bounds and reports whether
+// there was some; retainedGone gives back a message's room. Loops race on
+// the counters, so a bound can be passed by what the loops admit at the
+// same instant (at most one message each). Safe for concurrent use.
+func (b *Broker) retainedRoom(m *Message) bool {
+	n := b.retainedCount.Add(1)
+	sz := b.retainedBytes.Add(retainedSize(m))
+	if n <= int64(b.opts.MaxRetainedMessages) && sz <= b.opts.MaxRetainedBytes {
+		return true
+	}
+	if old, ok := b.retained.Get(m.Topic); ok && (sz-retainedSize(old) <= b.opts.MaxRetainedBytes || retainedSize(m) <= retainedSize(old)) {
+		return true // replacing takes no new slot, and no more bytes than the bound allows
+	}
+	b.retainedCount.Add(-1)
+	b.retainedBytes.Add(-retainedSize(m))
+	return false
+}
+
+func (b *Broker) retainedGone(m *Message) {
+	b.retainedCount.Add(-1)
+	b.retainedBytes.Add(-retainedSize(m))
+}

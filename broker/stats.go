@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/mcutie/mcutie/codec"
 )
 

@@ -203,20 +203,3 @@ func (c *Client) handleUnsubscribe(p *codec.Unsubscribe) error {
 	c.queueControl(ack.Append(c.controlBuf(), c.version))
 	return nil
 }
-
-// handleDisconnect processes a client's DISCONNECT.
-func (c *Client) handleDisconnect(d *codec.Disconnect) error {
-	s := c.s
-	if c.version == codec.V5 && d.Props.Has(codec.PropSessionExpiry) {
-		if s.expiry == 0 && d.Props.SessionExpiry != 0 {
-			// §3.14.2.2.2: 0 at CONNECT cannot become non-zero.
-			return errProtocol("Session Expiry Interval set in DISCONNECT after 0 in CONNECT", "MQTT-3.14.2-1")
-		}
-		s.expiry = min(d.Props.SessionExpiry, c.l.b.opts.MaxSessionExpiry)
-	}
-	// [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 keeps it.
-	c.cleanDisconnect = d.Code != codec.DisconnectWithWill
-	c.willOnClose = d.Code == codec.DisconnectWithWill
-	c.close()
-	return nil
-}
