@@ -28,16 +28,16 @@ func isSys(topic []byte) bool {
 // Authorizer's generation changes (an ACL reload) and when it reaches
 // Options.ACLCacheSize topics. Loop-only.
 func (s *Session) allowed(topic []byte, acc Access) bool {
-	az := s.l.b.opts.Authorizer
-	if az == nil {
+	authz := s.l.b.opts.Authorizer
+	if authz == nil {
 		return true
 	}
 	known, ok := aclReadKnown, aclReadOK
 	if acc == AccessWrite {
 		known, ok = aclWriteKnown, aclWriteOK
 	}
-	x := s.aux()
-	if gen := az.Generation(); gen != x.aclGen || x.acl == nil {
+	x := s.extra()
+	if gen := authz.Generation(); gen != x.aclGen || x.acl == nil {
 		if x.acl == nil {
 			x.acl = make(map[uint64]uint8)
 		} else {
@@ -51,7 +51,7 @@ func (s *Session) allowed(topic []byte, acc Access) bool {
 		return v&ok != 0
 	}
 	// Slow path: ask, remember, and log a refusal once per cached topic.
-	allow := az.Allow(&x.ident, topic, acc)
+	allow := authz.Allow(&x.ident, topic, acc)
 	if !hit && len(x.acl) >= s.l.b.opts.ACLCacheSize {
 		clear(x.acl)
 	}
@@ -83,12 +83,12 @@ func accessName(a Access) string {
 // allowSubscribe asks the Authorizer about a filter ($share/… already
 // stripped). Not cached: SUBSCRIBE is not the hot path. Loop-only.
 func (s *Session) allowSubscribe(filter []byte) bool {
-	az := s.l.b.opts.Authorizer
-	if az == nil {
+	authz := s.l.b.opts.Authorizer
+	if authz == nil {
 		return true
 	}
-	x := s.aux()
-	if az.Allow(&x.ident, filter, AccessSubscribe) {
+	x := s.extra()
+	if authz.Allow(&x.ident, filter, AccessSubscribe) {
 		return true
 	}
 	if ok, suppressed := s.l.authLog.allow(s.l.now); ok {
@@ -101,10 +101,10 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 // setIdentity records who the session's connection authenticated as;
 // a different identity forgets the cached verdicts. Loop-only.
 func (s *Session) setIdentity(id Identity) {
-	if s.x == nil && s.l.b.opts.Authorizer == nil {
+	if s.extras == nil && s.l.b.opts.Authorizer == nil {
 		return // only ACL checks read it
 	}
-	x := s.aux()
+	x := s.extra()
 	if x.identKnown && x.ident == id {
 		return
 	}

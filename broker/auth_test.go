@@ -236,7 +236,7 @@ func TestEnhancedAuth(t *testing.T) {
 	if ack.Code != 0 || string(ack.Props.AuthMethod) != "TEST" || string(ack.Props.AuthData) != "welcome" {
 		t.Fatalf("CONNACK %+v", ack)
 	}
-	if c.s == nil || c.af == nil || c.af.user != "proved" {
+	if c.s == nil || c.auth == nil || c.auth.user != "proved" {
 		t.Fatalf("identity not taken from the verdict")
 	}
 

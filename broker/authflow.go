@@ -71,8 +71,8 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 		return authRefused
 	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
-	az := b.opts.Authenticator
-	if method && az == nil {
+	authn := b.opts.Authenticator
+	if method && authn == nil {
 		b.auth.methodRefused.Add(1)
 		c.refuseAuth(p.Version, user, codec.BadAuthenticationMethod, "authentication method not supported")
 		return authRefused
@@ -87,7 +87,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 		c.authDone = true
 		return authProceed
 	}
-	if az == nil {
+	if authn == nil {
 		c.authDone = true
 		return authProceed
 	}
@@ -123,7 +123,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 // endPendingAuth ends the count beginAuth started for c's address, once.
 // Loop-only.
 func (c *Client) endPendingAuth() {
-	if af := c.af; af != nil && af.pendingIP != "" {
+	if af := c.auth; af != nil && af.pendingIP != "" {
 		c.l.b.bans.endPending(af.pendingIP)
 		af.pendingIP = ""
 	}
@@ -213,7 +213,7 @@ func (c *Client) applyVerdict(r AuthResult) authStep {
 // resumeAuth applies an asynchronous verdict, on the loop. A verdict for a
 // connection that closed or timed out meanwhile is dropped. Loop-only.
 func (c *Client) resumeAuth(a *authCall) {
-	if c.af == nil || c.af.call != a || c.state != stateAuthPending {
+	if c.auth == nil || c.auth.call != a || c.state != stateAuthPending {
 		return
 	}
 	c.tickClient()

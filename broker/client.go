@@ -71,7 +71,7 @@ type Client struct {
 	l    *Loop
 	conn Conn
 	s    *Session
-	ob   *outBuf // output of the current pass; nil while there is none
+	output   *outBuf // output of the current pass; nil while there is none
 	// aliases are the inbound topic aliases, index = alias-1, allocated
 	// on the first alias.
 	aliases *[][]byte
@@ -85,7 +85,7 @@ type Client struct {
 	// an Authenticator is involved, in af (nil when not: an idle connection
 	// does not pay for it).
 	id string
-	af *authFlow
+	auth *authFlow
 
 	// holdUntil is the loop's Apply (commitOps) whose completion the
 	// queued output waits for: it carries QoS 2 state (a PUBLISH or a
@@ -95,9 +95,9 @@ type Client struct {
 	// for a duplicate and lost) or, for PUBREL, make the resent PUBLISH a
 	// second delivery.
 	holdUntil uint64
-	// ret are the retained messages owed after a SUBSCRIBE (retained.go);
+	// owedRetained are the retained messages owed after a SUBSCRIBE (retained.go);
 	// nil when none are.
-	ret *retainedOwed
+	owedRetained *retainedOwed
 
 	idx int32 // in l.clients
 
@@ -150,15 +150,15 @@ type authFlow struct {
 
 // flow returns c's authentication state, allocating it on first use.
 func (c *Client) flow() *authFlow {
-	if c.af == nil {
-		c.af = new(authFlow)
+	if c.auth == nil {
+		c.auth = new(authFlow)
 	}
-	return c.af
+	return c.auth
 }
 
 // identity is who the client is, for the CONNECT p being handled.
 func (c *Client) identity(p *codec.Connect) Identity {
-	if af := c.af; af != nil && af.userSet {
+	if af := c.auth; af != nil && af.userSet {
 		return Identity{ClientID: c.id, Username: af.user, HasUsername: af.hasUser}
 	}
 	return Identity{ClientID: c.id, Username: string(p.Username), HasUsername: p.UsernameFlag}
@@ -166,10 +166,10 @@ func (c *Client) identity(p *codec.Connect) Identity {
 
 // authMethod is the v5 Authentication Method of the CONNECT ("" = none).
 func (c *Client) authMethod() string {
-	if c.af == nil {
+	if c.auth == nil {
 		return ""
 	}
-	return c.af.authMethod
+	return c.auth.authMethod
 }
 
 // NewClient registers a new connection on l. Loop-only.

@@ -81,7 +81,7 @@ func (c *Client) disconnect(code codec.ReasonCode, reason string) {
 			d.Props.ReasonString = []byte(reason)
 		}
 		b := d.Append(c.controlBuf(), codec.V5)
-		if c.maxOut == 0 || len(b)-len(c.ob.wbuf) <= int(c.maxOut) {
+		if c.maxOut == 0 || len(b)-len(c.output.wbuf) <= int(c.maxOut) {
 			c.queueControl(b)
 		}
 	}
@@ -113,9 +113,9 @@ func (c *Client) Closed() {
 		c.claimed = false
 		l.b.dir.release(l.b.dir.keyString(c.id), l.idx)
 	}
-	if c.ob != nil {
-		l.putOut(c.ob) // releases the messages it references
-		c.ob = nil
+	if c.output != nil {
+		l.putOut(c.output) // releases the messages it references
+		c.output = nil
 	}
 	if c.state == stateMigrating {
 		l.counters.migrated++ // counted again, opened and closed, on its home loop
@@ -124,8 +124,8 @@ func (c *Client) Closed() {
 	l.counters.connectionsClosed++
 	c.state = stateClosing
 	c.dropRetained()
-	if c.af != nil {
-		c.af.call = nil // a verdict still on its way is dropped
+	if c.auth != nil {
+		c.auth.call = nil // a verdict still on its way is dropped
 		c.endPendingAuth()
 	}
 	if s := c.s; s != nil && s.c == c {

@@ -185,7 +185,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 		// The old connection closed abnormally: its will goes out unless
 		// a delay gives the new connection the chance to cancel it.
-		if s.w != nil && (s.w.delay == 0 || p.CleanStart) {
+		if s.will != nil && (s.will.delay == 0 || p.CleanStart) {
 			s.publishWill()
 		}
 	}
@@ -217,7 +217,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 	s.version = p.Version
 	s.expiry = expiry
-	if s.x != nil || b.opts.Authorizer != nil {
+	if s.extras != nil || b.opts.Authorizer != nil {
 		s.setIdentity(c.identity(p))
 	}
 	s.storeSession()
@@ -275,9 +275,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 	}
 	c.queueControl(ack.Append(c.controlBuf(), p.Version))
-	if af := c.af; af != nil {
+	if af := c.auth; af != nil {
 		if af.authMethod == "" {
-			c.af = nil // no re-authentication possible (MQTT-4.12.0-7): forget it all
+			c.auth = nil // no re-authentication possible (MQTT-4.12.0-7): forget it all
 		} else {
 			af.connectRaw, af.authData, af.authState, af.assignedID = nil, nil, nil, nil
 		}

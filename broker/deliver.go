@@ -47,7 +47,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 		c.writePublish(tmpl, false, l.now)
 		return
 	}
-	if s.x != nil && s.x.identKnown && l.b.opts.Authorizer != nil && !s.allowed(m.Topic, AccessRead) {
+	if s.extras != nil && s.extras.identKnown && l.b.opts.Authorizer != nil && !s.allowed(m.Topic, AccessRead) {
 		// Read access is checked per delivered message (cached per
 		// session and topic), as Mosquitto does; checked here too so a
 		// refused message is not queued or stored.

@@ -56,7 +56,7 @@ type Loop struct {
 	matchSeq uint64
 	dirty    []*Client // connections with bytes waiting for flush
 
-	freeOut           []*outBuf // output buffers not in use (Client.ob)
+	freeOut           []*outBuf // output buffers not in use (Client.output)
 	outTaken, outPeak int       // in use now, and the most at once since the last Tick
 	retBuf            []*Message
 

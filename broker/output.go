@@ -23,10 +23,10 @@ type outBuf struct {
 
 // out returns c's output buffer, taking one from the loop if c has none.
 func (c *Client) out() *outBuf {
-	if c.ob == nil {
-		c.ob = c.l.takeOut()
+	if c.output == nil {
+		c.output = c.l.takeOut()
 	}
-	return c.ob
+	return c.output
 }
 
 // controlBuf returns the output buffer's wbuf for a control packet to be
@@ -56,13 +56,13 @@ func (c *Client) markDirty() {
 // buffer back to the loop.
 func (c *Client) flush() {
 	c.dirty = false
-	ob := c.ob
+	ob := c.output
 	if ob == nil {
 		return
 	}
 	// Detached first: Writev may close the connection at once, and
 	// Closed must not give the buffer back while it is being written.
-	c.ob = nil
+	c.output = nil
 	if len(ob.iov) > 0 && c.state != stateMigrating {
 		n := ob.pending
 		if _, err := c.conn.Writev(ob.iov); err == nil {
@@ -75,8 +75,8 @@ func (c *Client) flush() {
 // outboundFull reports whether c is a slow consumer right now.
 func (c *Client) outboundFull() bool {
 	pending := 0
-	if c.ob != nil {
-		pending = c.ob.pending
+	if c.output != nil {
+		pending = c.output.pending
 	}
 	return c.conn.OutboundBuffered()+pending > c.l.b.opts.MaxOutboundBytes
 }
@@ -142,7 +142,7 @@ func (c *Client) mustWait(durable uint64) bool {
 	if c.holdUntil > durable {
 		return true
 	}
-	ob := c.ob
+	ob := c.output
 	if ob == nil || len(ob.gates) == 0 {
 		return false
 	}

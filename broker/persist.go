@@ -29,8 +29,8 @@ func (s *Session) storeSession() {
 	}
 	s.stored = true
 	rec := &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt, QoS2Mark: s.qos2Mark}
-	if s.x != nil {
-		rec.Owner, rec.OwnerKind = s.x.owner, s.x.ownerKind
+	if s.extras != nil {
+		rec.Owner, rec.OwnerKind = s.extras.owner, s.extras.ownerKind
 	}
 	s.l.addOp(store.Op{Session: rec}, nil)
 }
@@ -125,10 +125,10 @@ func (s *Session) storeInbound(pid uint16, del bool, aw *ackWait) {
 }
 
 func (s *Session) storeWill() {
-	if !s.persistent() || s.w == nil {
+	if !s.persistent() || s.will == nil {
 		return
 	}
-	s.l.addOp(store.Op{Will: &store.Will{ClientID: s.id, Msg: storeMessage(s.w.m), PublishAt: s.w.at}}, nil)
+	s.l.addOp(store.Op{Will: &store.Will{ClientID: s.id, Msg: storeMessage(s.will.m), PublishAt: s.will.at}}, nil)
 }
 
 func (s *Session) storeWillGone() {

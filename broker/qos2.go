@@ -100,7 +100,7 @@ func (a *ackWait) storeInboundDeferred() {
 // the session's new qos2Mark, and drops the hold each took in
 // handlePublish. Loop-only.
 func (s *Session) drainQoS2() {
-	q := s.q
+	q := s.qosState
 	if q == nil {
 		return
 	}

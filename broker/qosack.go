@@ -55,7 +55,7 @@ func (c *Client) handleAck(a *codec.Ack) error {
 			s.ackOutbound(a.PacketID, 2, true)
 			return nil
 		}
-		q := s.q // not nil: findInflight found it
+		q := s.qosState // not nil: findInflight found it
 		om := q.inflight.at(i)
 		if om.state != outPubrec {
 			if om.state == outHeld {
@@ -73,7 +73,7 @@ func (c *Client) handleAck(a *codec.Ack) error {
 }
 
 func (s *Session) findInflight(pid uint16, qos byte) int {
-	q := s.q
+	q := s.qosState
 	if q == nil {
 		return -1
 	}
@@ -91,7 +91,7 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 	if i < 0 {
 		return
 	}
-	q := s.q
+	q := s.qosState
 	om := q.inflight.remove(i)
 	if om.state == outHeld {
 		q.held--
@@ -104,7 +104,7 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 
 // completeOutbound forgets an inflight message that was dropped as too large.
 func (s *Session) completeOutbound(pid uint16) {
-	q := s.q
+	q := s.qosState
 	if q == nil {
 		return
 	}

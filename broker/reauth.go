@@ -55,7 +55,7 @@ func (c *Client) handleReauth(a *codec.Auth) error {
 // resumeReauth applies an asynchronous re-authentication verdict.
 // Loop-only.
 func (c *Client) resumeReauth(a *authCall) {
-	if c.af == nil || c.af.call != a || c.state != stateConnected || !c.reauthing {
+	if c.auth == nil || c.auth.call != a || c.state != stateConnected || !c.reauthing {
 		return
 	}
 	c.l.tick()

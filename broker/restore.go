@@ -52,7 +52,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 			s.discAt = ss.DisconnectedAt
 			s.qos2Mark = ss.QoS2Mark
 			if ss.OwnerKind != store.OwnerUnknown {
-				s.aux().owner, s.aux().ownerKind = ss.Owner, ss.OwnerKind
+				s.extra().owner, s.extra().ownerKind = ss.Owner, ss.OwnerKind
 			}
 			bump(ss.QoS2Mark)
 			if s.discAt == 0 {
@@ -165,9 +165,9 @@ func (b *Broker) Restore() (RestoreStats, error) {
 				fail(fmt.Errorf("will of %q: %w", w.ClientID, err))
 				return
 			}
-			s.w = &sessionWill{m: m, at: w.PublishAt}
-			if s.w.at == 0 {
-				s.w.at = now // the connection ended with the broker: the will is due
+			s.will = &sessionWill{m: m, at: w.PublishAt}
+			if s.will.at == 0 {
+				s.will.at = now // the connection ended with the broker: the will is due
 			}
 			s.l.wait(s)
 			rs.Wills++

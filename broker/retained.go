@@ -34,7 +34,7 @@ type retainedKey struct {
 const retainedRetry = 2 * time.Millisecond
 
 // retainedOwed is what a connection still owes of retained messages
-// (Client.ret), allocated only while it owes some.
+// (Client.owedRetained), allocated only while it owes some.
 type retainedOwed struct {
 	q   []retainedSend
 	pos int
@@ -49,7 +49,7 @@ type retainedOwed struct {
 }
 
 // retPending reports whether retained messages are owed to c.
-func (c *Client) retPending() bool { return c.ret != nil && c.ret.pos < len(c.ret.q) }
+func (c *Client) retPending() bool { return c.owedRetained != nil && c.owedRetained.pos < len(c.owedRetained.q) }
 
 // queueRetained adds the retained messages owed to c and starts sending
 // them. Loop-only.
@@ -60,10 +60,10 @@ func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32, filter uint
 	if c.state != stateConnected {
 		return
 	}
-	if c.ret == nil {
-		c.ret = new(retainedOwed)
+	if c.owedRetained == nil {
+		c.owedRetained = new(retainedOwed)
 	}
-	o := c.ret
+	o := c.owedRetained
 	if owed := len(o.q) - o.pos; owed > c.l.b.opts.MaxRetainedOwed {
 		// The client has not read what earlier subscriptions owe it and
 		// asks for more: a slow reader, closed before what it is owed
@@ -95,7 +95,7 @@ func (c *Client) queueRetained(msgs []*Message, qos byte, id uint32, filter uint
 // sendRetained sends owed retained messages while the connection takes
 // them. Loop-only.
 func (c *Client) sendRetained() {
-	o := c.ret
+	o := c.owedRetained
 	if o == nil || o.pos == len(o.q) || o.sending {
 		return
 	}
@@ -126,20 +126,20 @@ func (c *Client) sendRetained() {
 
 // dropRetained forgets what is owed. Loop-only.
 func (c *Client) dropRetained() {
-	if o := c.ret; o != nil {
+	if o := c.owedRetained; o != nil {
 		clear(o.q[o.pos:])
 		o.q, o.pos, o.owed = nil, 0, nil
-		c.ret = nil
+		c.owedRetained = nil
 	}
 }
 
 // stallRetained notes that c waits for room and arms the loop's retry
 // timer. Loop-only.
 func (l *Loop) stallRetained(c *Client) {
-	if c.ret.stalled {
+	if c.owedRetained.stalled {
 		return
 	}
-	c.ret.stalled = true
+	c.owedRetained.stalled = true
 	l.retStalled = append(l.retStalled, c)
 	l.counters.retainedStalls++
 	if l.retTimerArmed {
@@ -165,8 +165,8 @@ func (l *Loop) resumeRetained() {
 	l.retStalled = nil
 	for i, c := range stalled {
 		stalled[i] = nil
-		if c.ret != nil {
-			c.ret.stalled = false
+		if c.owedRetained != nil {
+			c.owedRetained.stalled = false
 		}
 		c.sendRetained()
 	}

@@ -20,12 +20,12 @@ type Session struct {
 	id string
 	l  *Loop
 	c  *Client // nil while offline
-	// q is the QoS 1/2 state, allocated when the session first needs it:
+	// qosState is the QoS 1/2 state, allocated when the session first needs it:
 	// most sessions of a big deployment (sensors publishing at QoS 0,
 	// idle connections) never do, and every session pays for its struct.
-	q *sessionQoS
+	qosState *sessionQoS
 
-	w      *sessionWill // the will; nil = none
+	will      *sessionWill // the will; nil = none
 	discAt int64        // unix ns of the last disconnect; 0 while connected
 
 	// Exactly once across a crash for QoS 2 messages from this
@@ -42,9 +42,9 @@ type Session struct {
 	// (sessionQoS.qos2Pending holds the marked publishes in flight.)
 	qos2Mark uint64
 
-	// x is what only some sessions need (subscriptions, identity and ACL
+	// extras is what only some sessions need (subscriptions, identity and ACL
 	// cache), allocated on first use.
-	x *sessionAux
+	extras *sessionExtras
 
 	// Per-route aggregation of overlapping subscriptions (MQTT-3.3.4-2/-3).
 	stamp  uint64
@@ -70,15 +70,15 @@ type sessionWill struct {
 
 // willAt is when the session's pending will is due; 0 = none pending.
 func (s *Session) willAt() int64 {
-	if s.w == nil {
+	if s.will == nil {
 		return 0
 	}
-	return s.w.at
+	return s.will.at
 }
 
-// sessionAux is the part of a Session that an idle connection without
+// sessionExtras is the part of a Session that an idle connection without
 // subscriptions (and without an Authorizer) does not need.
-type sessionAux struct {
+type sessionExtras struct {
 	subs map[string]router.SubOptions // filter as subscribed (incl. $share/...) → options
 	// wildcardLevels sums the levels of the filters in subs that hold a
 	// '+' (Options.MaxWildcardLevels).
@@ -100,29 +100,29 @@ type sessionAux struct {
 	aclGen     uint64
 }
 
-func (s *Session) aux() *sessionAux {
-	if s.x == nil {
-		s.x = new(sessionAux)
+func (s *Session) extra() *sessionExtras {
+	if s.extras == nil {
+		s.extras = new(sessionExtras)
 	}
-	return s.x
+	return s.extras
 }
 
 // ownedBy reports whether id may resume s: always while the session
 // records no owner (no Authenticator when it was made, or a record from
 // before owners were kept).
 func (s *Session) ownedBy(id Identity) bool {
-	if s.x == nil || s.x.ownerKind == store.OwnerUnknown {
+	if s.extras == nil || s.extras.ownerKind == store.OwnerUnknown {
 		return true
 	}
 	if !id.HasUsername {
-		return s.x.ownerKind == store.OwnerAnonymous
+		return s.extras.ownerKind == store.OwnerAnonymous
 	}
-	return s.x.ownerKind == store.OwnerUser && s.x.owner == id.Username
+	return s.extras.ownerKind == store.OwnerUser && s.extras.owner == id.Username
 }
 
 // setOwner records id as the session's owner.
 func (s *Session) setOwner(id Identity) {
-	x := s.aux()
+	x := s.extra()
 	x.owner, x.ownerKind = id.Username, store.OwnerAnonymous
 	if id.HasUsername {
 		x.ownerKind = store.OwnerUser
@@ -130,12 +130,12 @@ func (s *Session) setOwner(id Identity) {
 }
 
 // subscriptions is the session's filters (nil when none). Read only:
-// add through aux().subs.
+// add through extra().subs.
 func (s *Session) subscriptions() map[string]router.SubOptions {
-	if s.x == nil {
+	if s.extras == nil {
 		return nil
 	}
-	return s.x.subs
+	return s.extras.subs
 }
 
 // aggState aggregates one route's subscriptions of a session in one byte
@@ -160,7 +160,7 @@ func (a aggState) with(qos byte, rap bool) aggState {
 	return a
 }
 
-// sessionQoS is a session's QoS 1/2 state (Session.q).
+// sessionQoS is a session's QoS 1/2 state (Session.qosState).
 type sessionQoS struct {
 	inflight ring[*outMsg] // sent, awaiting PUBACK / PUBREC / PUBCOMP, in send order
 	queue    ring[*outMsg] // waiting for the inflight window, in arrival order
@@ -178,26 +178,26 @@ type sessionQoS struct {
 
 // qos returns s's QoS 1/2 state, allocating it on first use.
 func (s *Session) qos() *sessionQoS {
-	if s.q == nil {
-		s.q = new(sessionQoS)
+	if s.qosState == nil {
+		s.qosState = new(sessionQoS)
 	}
-	return s.q
+	return s.qosState
 }
 
 // queuedLen is the number of messages waiting for the inflight window.
 func (s *Session) queuedLen() int {
-	if s.q == nil {
+	if s.qosState == nil {
 		return 0
 	}
-	return s.q.queue.len()
+	return s.qosState.queue.len()
 }
 
 // inflightLen is the number of messages sent and not yet acknowledged.
 func (s *Session) inflightLen() int {
-	if s.q == nil {
+	if s.qosState == nil {
 		return 0
 	}
-	return s.q.inflight.len()
+	return s.qosState.inflight.len()
 }
 
 type outMsg struct {
@@ -240,7 +240,7 @@ func (s *Session) attach(c *Client) {
 	c.s = s
 	s.discAt = 0
 	s.available.Store(true)
-	if q := s.q; q != nil {
+	if q := s.qosState; q != nil {
 		q.held = 0
 		for i := 0; i < q.inflight.len(); i++ {
 			om := q.inflight.at(i)
@@ -267,11 +267,11 @@ func (s *Session) detach(c *Client, abnormal bool) {
 	s.available.Store(false)
 	l := s.l
 	s.discAt = l.now
-	if abnormal && s.w != nil {
-		if s.w.delay == 0 || s.expiry == 0 {
+	if abnormal && s.will != nil {
+		if s.will.delay == 0 || s.expiry == 0 {
 			s.publishWill()
 		} else {
-			s.w.at = l.now + int64(s.w.delay)*int64(time.Second)
+			s.will.at = l.now + int64(s.will.delay)*int64(time.Second)
 		}
 	} else {
 		s.dropWill()
@@ -282,7 +282,7 @@ func (s *Session) detach(c *Client, abnormal bool) {
 		return
 	}
 	s.storeSession()
-	if s.w != nil {
+	if s.will != nil {
 		s.storeWill()
 	}
 	if s.expiry != store.ExpiryNever || s.willAt() != 0 {
@@ -294,8 +294,8 @@ func (s *Session) detach(c *Client, abnormal bool) {
 // first if publishWill and one is pending) [MQTT-4.1.0-2].
 func (s *Session) end(publishWill bool) {
 	l := s.l
-	if s.w != nil {
-		if publishWill || s.w.at != 0 {
+	if s.will != nil {
+		if publishWill || s.will.at != 0 {
 			s.publishWill()
 		} else {
 			s.dropWill()
@@ -304,11 +304,11 @@ func (s *Session) end(publishWill bool) {
 	for f, o := range s.subscriptions() {
 		s.removeSub(f, o)
 	}
-	if s.x != nil {
-		s.x.subs = nil
-		s.x.wildcardLevels, s.x.filterBytes = 0, 0
+	if s.extras != nil {
+		s.extras.subs = nil
+		s.extras.wildcardLevels, s.extras.filterBytes = 0, 0
 	}
-	if q := s.q; q != nil {
+	if q := s.qosState; q != nil {
 		for q.inflight.len() > 0 {
 			s.dropMsg(q.inflight.popFront())
 		}
@@ -329,18 +329,18 @@ func (s *Session) end(publishWill bool) {
 
 func (s *Session) setWill(m *Message, delay uint32) {
 	s.dropWill()
-	s.w = &sessionWill{m: m, delay: delay}
+	s.will = &sessionWill{m: m, delay: delay}
 }
 
 func (s *Session) dropWill() {
-	if s.w != nil {
-		s.w.m.release()
-		s.w = nil
+	if s.will != nil {
+		s.will.m.release()
+		s.will = nil
 	}
 }
 
 func (s *Session) cancelWill() {
-	if s.w != nil {
+	if s.will != nil {
 		s.storeWillGone()
 	}
 	s.dropWill()
@@ -348,11 +348,11 @@ func (s *Session) cancelWill() {
 
 // publishWill routes the will message from the session's loop.
 func (s *Session) publishWill() {
-	w := s.w
+	w := s.will
 	if w == nil {
 		return
 	}
-	s.w = nil
+	s.will = nil
 	m := w.m
 	s.l.counters.willsPublished++
 	s.storeWillGone()
@@ -370,7 +370,7 @@ func (s *Session) publishWill() {
 // addSub adds (or replaces) one subscription in s and the router.
 func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	l := s.l
-	x := s.aux()
+	x := s.extra()
 	if x.subs == nil {
 		x.subs = make(map[string]router.SubOptions)
 	}
@@ -391,9 +391,9 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 // dropSub removes one subscription (o, as subscribed) from s and the
 // router.
 func (s *Session) dropSub(filter string, o router.SubOptions) {
-	delete(s.x.subs, filter)
-	s.x.wildcardLevels -= wildcardLevels(filter)
-	s.x.filterBytes -= len(filter)
+	delete(s.extras.subs, filter)
+	s.extras.wildcardLevels -= wildcardLevels(filter)
+	s.extras.filterBytes -= len(filter)
 	s.removeSub(filter, o)
 }
 
@@ -432,7 +432,7 @@ func (s *Session) chargeQueued(om *outMsg, size int) {
 // bytes off the session's count.
 func (s *Session) dropMsg(om *outMsg) {
 	if om.m != nil {
-		s.q.bytes -= om.size
+		s.qosState.bytes -= om.size
 		s.l.queuedBytes -= int64(om.size)
 		om.m.release()
 		om.m = nil
@@ -461,7 +461,7 @@ func (s *Session) takePID(om *outMsg) bool {
 }
 
 func (s *Session) freePID(p uint16) {
-	if q := s.q; q != nil && q.pidUsed != nil {
+	if q := s.qosState; q != nil && q.pidUsed != nil {
 		q.pidUsed[p>>6] &^= 1 << (p & 63)
 	}
 }
@@ -471,7 +471,7 @@ func (s *Session) freePID(p uint16) {
 func (s *Session) pump() {
 	s.pumpQueue()
 	if s.queuedLen() < s.l.b.opts.MaxQueued/4 {
-		if s.q != nil && len(s.q.deferred) > 0 {
+		if s.qosState != nil && len(s.qosState.deferred) > 0 {
 			s.releaseDeferred()
 		}
 		if s.c != nil && !s.available.Load() {
@@ -484,7 +484,7 @@ func (s *Session) pump() {
 }
 
 func (s *Session) pumpQueue() {
-	c, q := s.c, s.q
+	c, q := s.c, s.qosState
 	if c == nil || q == nil || c.state != stateConnected {
 		return
 	}
@@ -528,7 +528,7 @@ func (s *Session) pumpQueue() {
 
 // releaseDeferred lets the held publisher acknowledgements go.
 func (s *Session) releaseDeferred() {
-	q := s.q
+	q := s.qosState
 	if q == nil {
 		return
 	}

@@ -10,8 +10,8 @@ import (
 // Client and a Session, so a field added to either costs that much per
 // connection once the struct crosses a Go allocation size class. State
 // only some connections need belongs behind a pointer allocated on first
-// use (Client.ob, Client.ret, Client.aliases, Client.af, Session.q,
-// Session.x). The reactor embeds the Client in its per-connection state
+// use (Client.output, Client.owedRetained, Client.aliases, Client.auth, Session.qosState,
+// Session.extras). The reactor embeds the Client in its per-connection state
 // (reactor.TestConnStateSize).
 func TestIdleConnectionStructSizes(t *testing.T) {
 	f := func(name string, got, budget uintptr) {

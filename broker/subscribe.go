@@ -27,7 +27,7 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 
 	// Pass 1: a verdict per filter, nothing changed yet.
 	// The session's quotas as the filters accepted so far leave them.
-	q := filterQuota{wildcardLevels: s.aux().wildcardLevels, bytes: s.aux().filterBytes}
+	q := filterQuota{wildcardLevels: s.extra().wildcardLevels, bytes: s.extra().filterBytes}
 	for i := range p.Subs {
 		code, err := c.checkFilter(&p.Subs[i], &q)
 		if err != nil {

@@ -29,7 +29,7 @@ func (l *Loop) Tick() {
 				c.authExpired()
 			}
 		case stateConnected:
-			if c.reauthing && now > c.af.authDeadline { // reauthing: af is set
+			if c.reauthing && now > c.auth.authDeadline { // reauthing: af is set
 				c.reauthExpired()
 				continue
 			}

@@ -162,7 +162,7 @@ type connState struct {
 	// until admitted (behind a PROXY header); released on close unless
 	// handed over by a move.
 	ticket broker.Ticket
-	gc     gnet.Conn
+	conn     gnet.Conn
 	// ls is its loop's state (Server.perLoop): a connection stays on one
 	// loop (a move opens a new connState).
 	ls *loopState
@@ -208,7 +208,7 @@ func (st *connState) remote() string {
 	if st.x != nil && st.x.remote != "" {
 		return st.x.remote
 	}
-	return addrString(st.gc.RemoteAddr())
+	return addrString(st.conn.RemoteAddr())
 }
 
 // New returns a server for b.
@@ -582,7 +582,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	l := s.loopFor(c.EventLoop())
-	st := &connState{gc: c, ls: s.perLoop[l.Index()]}
+	st := &connState{conn: c, ls: s.perLoop[l.Index()]}
 	switch v := c.Context().(type) {
 	case *migration:
 		// Admitted on its first loop: the ticket comes along. The
@@ -676,7 +676,7 @@ func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
 		return 0, err
 	}
 	st.x.proxy = false
-	ip := remoteIP(st.gc.RemoteAddr())
+	ip := remoteIP(st.conn.RemoteAddr())
 	if src != nil {
 		st.extra().remote = src.String()
 		ip = remoteIP(src)
@@ -789,7 +789,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 			st.ls.lingering--
 		}
 		st.ticket.Release() // spent when moved
-		st.gc = nil         // closed: the watch list and queued Close tasks skip it
+		st.conn = nil         // closed: the watch list and queued Close tasks skip it
 	}
 	return gnet.None
 }
@@ -839,20 +839,20 @@ func (st *connState) notePartial(c gnet.Conn, before int) {
 // lingering close is over. Loop-only.
 func (st *connState) expire(ls *loopState, now int64) bool {
 	x := st.x
-	if st.gc == nil || x == nil {
+	if st.conn == nil || x == nil {
 		return false // closed
 	}
 	s := ls.s
 	if x.lingerEnd != 0 {
-		if x.shutPending && st.gc.OutboundBuffered() == 0 {
+		if x.shutPending && st.conn.OutboundBuffered() == 0 {
 			x.shutPending = false
-			_ = shutWrite(st.gc)
+			_ = shutWrite(st.conn)
 		}
 		if now < x.lingerEnd {
 			return true
 		}
 		x.watched = false
-		_ = st.gc.Close()
+		_ = st.conn.Close()
 		return false
 	}
 	if x.pendSince == 0 {
@@ -861,9 +861,9 @@ func (st *connState) expire(ls *loopState, now int64) bool {
 	}
 	if pt := s.packetTimeout(); pt > 0 && now-x.pendSince > int64(pt) {
 		s.ctr.packetTimeouts.Add(1)
-		s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", st.remote(), "timeout", pt, "buffered", st.pending(st.gc))
+		s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", st.remote(), "timeout", pt, "buffered", st.pending(st.conn))
 		x.pendSince, x.watched = 0, false
-		_ = st.gc.Close()
+		_ = st.conn.Close()
 		return false
 	}
 	return true
@@ -944,28 +944,28 @@ func shutWrite(c gnet.Conn) error {
 // gnetConn adapts gnet.Conn to broker.Conn.
 type gnetConn struct{ st *connState }
 
-func (g gnetConn) OutboundBuffered() int { return g.st.gc.OutboundBuffered() }
+func (g gnetConn) OutboundBuffered() int { return g.st.conn.OutboundBuffered() }
 
 // Close starts a lingering close (Server.linger) once the broker's
 // current callback has returned: the broker calls it from the client's
 // own methods, which must not see Client.Closed run underneath them.
 func (g gnetConn) Close() error {
 	st := g.st
-	if st.gc == nil {
+	if st.conn == nil {
 		return nil // closed already
 	}
-	return st.gc.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if st.gc == nil || (st.x != nil && st.x.lingerEnd != 0) {
+	return st.conn.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if st.conn == nil || (st.x != nil && st.x.lingerEnd != 0) {
 			return nil // closed, or lingering already
 		}
-		if st.ls.s.linger(st.gc, st) == gnet.Close {
-			_ = st.gc.Close()
+		if st.ls.s.linger(st.conn, st) == gnet.Close {
+			_ = st.conn.Close()
 		}
 		return nil
 	}))
 }
 func (g gnetConn) RemoteAddr() string { return g.st.remote() }
-func (g gnetConn) Wake() error        { return g.st.gc.Wake(nil) }
+func (g gnetConn) Wake() error        { return g.st.conn.Wake(nil) }
 
 // Writev writes bufs in order as plain writes of at most coalesceMax
 // bytes each: consecutive vectors are copied into the loop's scratch
@@ -987,7 +987,7 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 	n := 0
 	for _, v := range bufs {
 		if len(sc) > 0 && len(sc)+len(v) > coalesceMax {
-			k, err := g.st.gc.Write(sc)
+			k, err := g.st.conn.Write(sc)
 			n += k
 			if err != nil {
 				g.st.ls.scratch = sc[:0]
@@ -996,7 +996,7 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 			sc = sc[:0]
 		}
 		if len(v) > coalesceMax {
-			k, err := g.st.gc.Write(v) // big on its own: no copy
+			k, err := g.st.conn.Write(v) // big on its own: no copy
 			n += k
 			if err != nil {
 				g.st.ls.scratch = sc[:0]
@@ -1009,7 +1009,7 @@ func (g gnetConn) Writev(bufs [][]byte) (int, error) {
 	var err error
 	if len(sc) > 0 {
 		var k int
-		k, err = g.st.gc.Write(sc)
+		k, err = g.st.conn.Write(sc)
 		n += k
 	}
 	g.st.ls.scratch = sc[:0]
