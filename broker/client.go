@@ -68,10 +68,10 @@ const (
 // connection"); what only some connections need (output buffers, topic
 // aliases) hangs behind a pointer allocated on first use.
 type Client struct {
-	l    *Loop
-	conn Conn
-	s    *Session
-	output   *outBuf // output of the current pass; nil while there is none
+	l      *Loop
+	conn   Conn
+	s      *Session
+	output *outBuf // output of the current pass; nil while there is none
 	// aliases are the inbound topic aliases, index = alias-1, allocated
 	// on the first alias.
 	aliases *[][]byte
@@ -84,7 +84,7 @@ type Client struct {
 	// (connect.go). The user name is in the session (ACL checks) or, while
 	// an Authenticator is involved, in af (nil when not: an idle connection
 	// does not pay for it).
-	id string
+	id   string
 	auth *authFlow
 
 	// holdUntil is the loop's Apply (commitOps) whose completion the

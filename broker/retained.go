@@ -49,7 +49,9 @@ type retainedOwed struct {
 }
 
 // retPending reports whether retained messages are owed to c.
-func (c *Client) retPending() bool { return c.owedRetained != nil && c.owedRetained.pos < len(c.owedRetained.q) }
+func (c *Client) retPending() bool {
+	return c.owedRetained != nil && c.owedRetained.pos < len(c.owedRetained.q)
+}
 
 // queueRetained adds the retained messages owed to c and starts sending
 // them. Loop-only.

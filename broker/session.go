@@ -25,7 +25,7 @@ type Session struct {
 	// idle connections) never do, and every session pays for its struct.
 	qosState *sessionQoS
 
-	will      *sessionWill // the will; nil = none
+	will   *sessionWill // the will; nil = none
 	discAt int64        // unix ns of the last disconnect; 0 while connected
 
 	// Exactly once across a crash for QoS 2 messages from this

@@ -162,7 +162,7 @@ type connState struct {
 	// until admitted (behind a PROXY header); released on close unless
 	// handed over by a move.
 	ticket broker.Ticket
-	conn     gnet.Conn
+	conn   gnet.Conn
 	// ls is its loop's state (Server.perLoop): a connection stays on one
 	// loop (a move opens a new connState).
 	ls *loopState
@@ -789,7 +789,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 			st.ls.lingering--
 		}
 		st.ticket.Release() // spent when moved
-		st.conn = nil         // closed: the watch list and queued Close tasks skip it
+		st.conn = nil       // closed: the watch list and queued Close tasks skip it
 	}
 	return gnet.None
 }
