@@ -72,9 +72,9 @@ type Client struct {
 	conn   Conn
 	s      *Session
 	output *outBuf // output of the current pass; nil while there is none
-	// aliases are the inbound topic aliases, index = alias-1, allocated
-	// on the first alias.
-	aliases *[][]byte
+	// aliases are the v5 topic aliases, both ways (aliases.go), allocated
+	// on first use.
+	aliases *topicAliases
 
 	// lastSeen is when the last bytes came; before CONNECT, when the
 	// connection opened (the connect timeout counts from there).

@@ -118,6 +118,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		if p.Props.Has(codec.PropMaximumPacketSize) {
 			c.maxOut = p.Props.MaximumPacketSize
 		}
+		if p.Props.TopicAliasMaximum > 0 {
+			c.allowOutboundAliases(p.Props.TopicAliasMaximum)
+		}
 	}
 	c.keepAlive = p.KeepAlive
 	serverKeepAlive := false

@@ -121,6 +121,14 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 			p.Props.SubscriptionIDs = ids[:om.nids]
 		}
 	}
+	alias, aliasKnown := c.aliases.outboundAlias(m.Topic) // 0 for 3.x and when off
+	if alias != 0 {
+		p.Props.Set(codec.PropTopicAlias)
+		p.Props.TopicAlias = alias
+		if aliasKnown {
+			p.Topic = nil // [MQTT-3.3.2-7]: the client has the topic under the alias
+		}
+	}
 	if c.l.b.opts.Authorizer != nil && c.s != nil && !c.s.allowed(m.Topic, AccessRead) {
 		// The last gate: covers QoS 0, messages queued before an ACL
 		// reload and sessions restored from the store. Dropped as if sent.
@@ -145,6 +153,17 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 			c.s.completeOutbound(om.pid)
 		}
 		return
+	}
+	if alias != 0 {
+		// Recorded only now: a message dropped above never told the
+		// client the alias.
+		c.aliases.useAlias(alias, aliasKnown, m.Topic)
+		if aliasKnown {
+			c.l.counters.aliasHits++
+			c.l.counters.aliasBytesSaved += uint64(len(m.Topic) - 3)
+		} else {
+			c.l.counters.aliasAssigned++
+		}
 	}
 	if om.storedIn > c.holdUntil {
 		c.holdUntil = om.storedIn

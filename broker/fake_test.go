@@ -14,6 +14,7 @@ type fakeConn struct {
 	keep   bool // keep written bytes (tests) or drop them (benchmarks)
 	closed bool
 	writes int
+	bytes  int // bytes written, kept or not
 	wakes  int
 	remote string // default 192.0.2.1:1883
 	// afterClose counts writes after Close: bytes a real transport
@@ -34,6 +35,7 @@ func (f *fakeConn) Writev(bufs [][]byte) (int, error) {
 		}
 	}
 	f.writes++
+	f.bytes += n
 	return n, nil
 }
 func (f *fakeConn) OutboundBuffered() int { return f.buffered }

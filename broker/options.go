@@ -29,6 +29,15 @@ type Options struct {
 	// end with their connection): the zero values of TopicAliasMaximum and
 	// MaxSessionExpiry mean their defaults.
 	NoTopicAliases, NoSessionExpiry bool
+	// OutboundTopicAliases is the most topic aliases the broker assigns
+	// per v5 connection to the topics it sends (never more than the
+	// client's Topic Alias Maximum), least recently sent first reassigned.
+	// Default 0: none. Off by default because client libraries that
+	// advertise a Topic Alias Maximum do not all resolve the aliases they
+	// receive: libmosquitto 2.0.11 (mosquitto_sub -D connect
+	// topic-alias-maximum N) drops the connection at the first PUBLISH
+	// that carries only an alias.
+	OutboundTopicAliases uint16
 	// ResponseInformation is sent in the CONNACK of a v5 client that sets
 	// Request Response Information (MQTT-3.1.2-28), with %c replaced by
 	// its client id: the basis of its response topics (e.g. "reply/%c/").

@@ -147,30 +147,6 @@ func ackFor(qos byte) codec.Type {
 	return codec.PUBACK
 }
 
-// resolveAlias applies an inbound Topic Alias [MQTT-3.3.2-12].
-func (c *Client) resolveAlias(p *codec.Publish) error {
-	a := p.Props.TopicAlias
-	max := c.l.b.opts.TopicAliasMaximum
-	if a == 0 || a > max {
-		return &codec.ReasonError{Code: codec.TopicAliasInvalid, Reason: "topic alias out of range", SpecID: "MQTT-3.3.2-12"}
-	}
-	if c.aliases == nil {
-		t := make([][]byte, max)
-		c.aliases = &t
-	}
-	slot := &(*c.aliases)[a-1]
-	if len(p.Topic) > 0 {
-		*slot = append((*slot)[:0], p.Topic...)
-		return nil
-	}
-	if len(*slot) == 0 {
-		// §3.3.2.1: an empty topic with an unknown alias is a protocol error.
-		return errProtocol("topic alias not set", "MQTT-3.3.2-7")
-	}
-	p.Topic = *slot
-	return nil
-}
-
 // publish routes m and, when it carries RETAIN, updates the retained index
 // [MQTT-3.3.1-5..-8]. Loop-only.
 func (l *Loop) publish(m *Message, origin *Session) int {

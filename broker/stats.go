@@ -40,6 +40,8 @@ type loopCounters struct {
 	sessionsRefused                      uint64
 	clientIDTooLong, keepAliveRefused    uint64
 	sessionOwnerRefused                  uint64
+	aliasHits, aliasAssigned             uint64 // outbound topic aliases: sent instead of the topic / assigned
+	aliasBytesSaved                      uint64
 	dropped                              [numDropReasons]uint64
 	closed                               [numCloseReasons]uint64
 	subsRefused                          [numSubRefusals]uint64
@@ -98,9 +100,13 @@ type Stats struct {
 	Inflight, Queued                     uint64
 	QueuedBytes                          uint64 // topic + payload bytes held in QoS 1/2 queues and inflight windows
 	RetainedBytes                        uint64 // topic + payload bytes of the retained messages
-	WillsPublished, SessionsExpired      uint64
-	AcksDeferred, StoreRefused           uint64
-	StoreErrors                          uint64
+	// TopicAliasHits counts PUBLISHes sent with an outbound topic alias
+	// instead of their topic, TopicAliasAssigned the aliases assigned,
+	// TopicAliasBytesSaved the bytes the hits saved (topic minus alias).
+	TopicAliasHits, TopicAliasAssigned, TopicAliasBytesSaved uint64
+	WillsPublished, SessionsExpired                          uint64
+	AcksDeferred, StoreRefused                               uint64
+	StoreErrors                                              uint64
 	// StoreBacklogged counts passes whose operations the store's full
 	// commit queue refused (kept in the loop's backlog and retried);
 	// StoreShed the operations refused once a backlog reached
@@ -221,6 +227,9 @@ func (b *Broker) Stats() Stats {
 		st.KeepAliveTimeouts += c.closed[closeKeepAlive]
 		st.ProtocolErrors += c.closed[closeProtocolError]
 		st.QueuedBytes += c.queuedBytes
+		st.TopicAliasHits += c.aliasHits
+		st.TopicAliasAssigned += c.aliasAssigned
+		st.TopicAliasBytesSaved += c.aliasBytesSaved
 		st.Rejected["max_sessions"] += c.sessionsRefused
 		st.Rejected["connect_refused"] += c.connectsRefused
 		st.Rejected["client_id_too_long"] += c.clientIDTooLong
@@ -323,6 +332,9 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
 	metrics.WriteGaugeUint64(w, "mcutie_queued_bytes", st.QueuedBytes)
 	metrics.WriteGaugeUint64(w, "mcutie_retained_bytes", st.RetainedBytes)
+	metrics.WriteCounterUint64(w, `mcutie_outbound_topic_aliases_total{result="hit"}`, st.TopicAliasHits)
+	metrics.WriteCounterUint64(w, `mcutie_outbound_topic_aliases_total{result="assigned"}`, st.TopicAliasAssigned)
+	metrics.WriteCounterUint64(w, "mcutie_outbound_topic_alias_bytes_saved_total", st.TopicAliasBytesSaved)
 	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
 	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
 	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)

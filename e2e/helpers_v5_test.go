@@ -49,6 +49,7 @@ func (c *v5Clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 func v5U32(v uint32) *uint32 { return &v }
 func v5Byte(v byte) *byte    { return &v }
 func v5Int(v int) *int       { return &v }
+func v5U16(v uint16) *uint16 { return &v }
 
 // ---- paho.golang client ----
 

@@ -57,6 +57,7 @@ type config struct {
 	maxRetainedOwed  int
 	maxUserProps     int
 	responseInfo     string
+	outboundAliases  uint
 	maxRetainedMsgs  int
 	maxRetainedBytes int64
 	maxSessions      int
@@ -164,6 +165,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Int64Var(&cfg.maxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
 	fs.IntVar(&cfg.maxSessions, "max-sessions", 1000000, "sessions, connected and offline, each event loop holding an equal share; a CONNECT that needs a new one beyond it is refused (v5 0x97, 3.x 0x03)")
 	fs.IntVar(&cfg.maxSubBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	fs.UintVar(&cfg.outboundAliases, "outbound-topic-aliases", 0, "topic aliases the broker assigns per v5 connection to the topics it sends (at most the client's Topic Alias Maximum; least recently sent reassigned first); saves the topic's bytes on repeated topics. 0: off (libmosquitto 2.0 clients advertise aliases they cannot receive)")
 	fs.StringVar(&cfg.responseInfo, "response-information", "", "v5 Response Information sent to clients that request it, %c replaced by the client id, e.g. reply/%c/ (the basis of their response topics; empty: none)")
 	fs.IntVar(&cfg.maxUserProps, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
 	fs.IntVar(&cfg.maxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
