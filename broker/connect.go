@@ -16,14 +16,55 @@ import (
 // handleConnect processes the first packet of a connection; raw is the
 // whole packet (header and body), copied when authentication has to wait.
 // It runs again from that copy once an asynchronous or multi-step
-// authentication has succeeded (c.authDone).
+// authentication has succeeded (c.authDone). Each step either goes on or
+// ends the CONNECT with the FeedResult it returns.
 func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult {
-	l := c.l
-	b := l.b
-	p := &l.pkt.connect
+	p := &c.l.pkt.connect
+	// 1. The packet itself.
+	if !c.readConnect(h, body, p) {
+		return FeedClose
+	}
+	// 2. The client identifier: assigned, refused, or claimed on the
+	// loop that owns it (which may mean moving there).
+	cid, assigned, res, stop := c.connectClientID(p)
+	if stop {
+		return res
+	}
+	// 3. Who the client is, and whether its will may be published.
+	if res, stop := c.authorizeConnect(p, cid, raw); stop {
+		return res
+	}
+	// 4. The connection's own settings.
+	serverKeepAlive, ok := c.connectSettings(p)
+	if !ok {
+		return FeedClose
+	}
+	// 5. The session: resumed, taken over or new.
+	s, present, ok := c.openSession(p)
+	if !ok {
+		return FeedClose
+	}
+	// 6. The will belongs to this connection (MQTT-3.1.2-8 and -10).
+	if p.WillFlag {
+		wp := codec.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
+		if p.Version == codec.V5 {
+			wp.Props = p.WillProps
+		}
+		s.setWill(newMessage(&wp, s, c.l.now), p.WillProps.WillDelay)
+		s.storeWill()
+	}
+	// 7. CONNACK, and the connection is the session's.
+	c.sendConnack(p, s, present, assigned, cid, serverKeepAlive)
+	c.connected(p, s)
+	return FeedContinue
+}
+
+// readConnect decodes the CONNECT into p and applies what comes with the
+// connection itself (a certificate's name); false: refused and closing.
+func (c *Client) readConnect(h codec.FixedHeader, body []byte, p *codec.Connect) bool {
 	if err := p.Decode(h, body); err != nil {
 		c.refuseConnect(p.Version, err)
-		return FeedClose
+		return false
 	}
 	c.version = p.Version
 	if ic, ok := c.conn.(IdentifiedConn); ok {
@@ -33,7 +74,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 				// A certificate without a name: never fall back to
 				// the CONNECT's, which the client chose (issue 21).
 				c.refuseAuth(p.Version, "", codec.NotAuthorized, "client certificate has no Common Name")
-				return FeedClose
+				return false
 			}
 			p.UsernameFlag, p.Username = true, []byte(name)
 		}
@@ -41,24 +82,30 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	if p.Version == codec.V5 && p.Props.Has(codec.PropRequestProblemInfo) {
 		c.problemInfo = p.Props.RequestProblemInfo == 1
 	}
-	if b.closed.Load() {
+	if c.l.b.closed.Load() {
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ServerUnavailable, Reason: "server shutting down"})
-		return FeedClose
+		return false
 	}
+	return true
+}
 
-	// Client identifier rules.
-	assigned := false
-	cid := p.ClientID
-	if len(cid) == 0 {
+// connectClientID applies the client identifier rules: the id to use,
+// whether the broker assigned it, or (stop) the result that ends the
+// CONNECT here: refused, or moved to the loop that owns the id.
+func (c *Client) connectClientID(p *codec.Connect) (cid []byte, assigned bool, res FeedResult, stop bool) {
+	l, b := c.l, c.l.b
+	cid = p.ClientID
+	switch {
+	case len(cid) == 0:
 		switch {
 		case p.Version == codec.V31:
 			// MQTT 3.1 requires 1..23 characters.
 			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "empty client identifier", SpecID: "MQTT-3.1.3-8"})
-			return FeedClose
+			return nil, false, FeedClose, true
 		case p.Version == codec.V311 && !p.CleanStart:
 			// [MQTT-3.1.3-8] An empty client id with Clean Session 0 is refused with 0x02.
 			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "empty client identifier requires clean session", SpecID: "MQTT-3.1.3-8"})
-			return FeedClose
+			return nil, false, FeedClose, true
 		}
 		// [MQTT-3.1.3-6] Assign a unique id, claimed on this loop. The
 		// same one is kept when the CONNECT runs again after
@@ -66,39 +113,45 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		if c.flow().assignedID == nil {
 			c.flow().assignedID = c.assignClientID()
 		}
-		cid = c.flow().assignedID
-		assigned = true
-	} else if len(cid) > b.opts.MaxClientIDLength {
+		return c.flow().assignedID, true, 0, false
+	case len(cid) > b.opts.MaxClientIDLength:
 		// [MQTT-3.1.3-5] allows refusing ids longer than 23 bytes; ours
 		// is --max-client-id-length (at least 23).
 		l.counters.clientIDTooLong++
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "client identifier longer than the server allows (--max-client-id-length)", SpecID: "MQTT-3.1.3-5"})
-		return FeedClose
-	} else if !c.claimed {
+		return nil, false, FeedClose, true
+	case !c.claimed:
 		// The id's state lives on the loop that owns it (clientDir):
 		// this one when the id is free, so a new client stays where it
 		// landed; else the connection moves to the owner.
 		if owner := b.dir.claim(b.dir.key(cid), l.idx); owner != l.idx {
 			c.MigrateTo = int32(owner)
 			c.state = stateMigrating
-			return FeedMigrate
+			return nil, false, FeedMigrate, true
 		}
 		c.claimed = true
 		c.id = string(cid)
 	}
+	return cid, false, 0, false
+}
 
+// authorizeConnect authenticates the client (once: not when the CONNECT
+// runs again after an asynchronous verdict) and checks its will; stop
+// says it ends the CONNECT here with res (refused, or waiting).
+func (c *Client) authorizeConnect(p *codec.Connect, cid, raw []byte) (res FeedResult, stop bool) {
+	l, b := c.l, c.l.b
 	if !c.authDone {
 		switch c.beginAuth(p, cid, raw) {
 		case authRefused:
-			return FeedClose
+			return FeedClose, true
 		case authWait:
-			return FeedContinue // the connection reads nothing until the verdict
+			return FeedContinue, true // the connection reads nothing until the verdict
 		}
 	}
 	if p.WillFlag && len(p.WillProps.User) > b.opts.MaxUserProperties {
 		l.counters.dropped[dropUserProperties]++
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "will with more user properties than the server allows"})
-		return FeedClose
+		return FeedClose, true
 	}
 	if p.WillFlag && (isSys(p.WillTopic) || b.opts.Authorizer != nil && !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
 		// The will is published on the client's behalf later: it needs
@@ -106,10 +159,16 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		// publish to $SYS, with an ACL or without.
 		l.counters.aclDeniedWill++
 		c.refuseAuth(p.Version, string(p.Username), codec.NotAuthorized, "will topic not authorized: "+string(p.WillTopic))
-		return FeedClose
+		return FeedClose, true
 	}
+	return 0, false
+}
 
-	// Connection-scoped v5 settings.
+// connectSettings applies the connection-scoped settings: the v5 flow
+// control and size limits, outbound topic aliases and the keep-alive
+// (serverKeepAlive: a v5 client is told another one); false: refused.
+func (c *Client) connectSettings(p *codec.Connect) (serverKeepAlive, ok bool) {
+	l, b := c.l, c.l.b
 	c.sendQuota = int32(b.opts.MaxInflight)
 	if p.Version == codec.V5 {
 		if p.Props.Has(codec.PropReceiveMaximum) {
@@ -123,30 +182,36 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 	}
 	c.keepAlive = p.KeepAlive
-	serverKeepAlive := false
-	if ka, ok := b.keepAliveFor(p.KeepAlive); !ok {
-		switch {
-		case p.Version == codec.V5:
-			// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
-			c.keepAlive = ka
-			serverKeepAlive = true
-		case p.KeepAlive == 0:
-			// A 3.x client asking for no keep-alive cannot be told the
-			// maximum, but nothing it must do changes: it is accepted
-			// (as Mosquitto 2 does) and reaped when silent for 1.5 ×
-			// --max-keepalive, so an operator's bound still holds for
-			// devices (and firmware) that cannot be changed.
-			c.keepAlive = ka
-		default:
-			// 3.x has no way to tell the client: refuse, as Mosquitto
-			// does for max_keepalive, with "identifier rejected" (the
-			// only return code that refuses the client's parameters).
-			l.counters.keepAliveRefused++
-			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "keep alive outside the server's range (--min-keepalive, --max-keepalive)"})
-			return FeedClose
-		}
+	ka, inRange := b.keepAliveFor(p.KeepAlive)
+	switch {
+	case inRange:
+	case p.Version == codec.V5:
+		// [MQTT-3.2.2-21] The client must use the Server Keep Alive.
+		c.keepAlive = ka
+		serverKeepAlive = true
+	case p.KeepAlive == 0:
+		// A 3.x client asking for no keep-alive cannot be told the
+		// maximum, but nothing it must do changes: it is accepted (as
+		// Mosquitto 2 does) and reaped when silent for 1.5 ×
+		// --max-keepalive, so an operator's bound still holds for
+		// devices (and firmware) that cannot be changed.
+		c.keepAlive = ka
+	default:
+		// 3.x has no way to tell the client: refuse, as Mosquitto does
+		// for max_keepalive, with "identifier rejected" (the only return
+		// code that refuses the client's parameters).
+		l.counters.keepAliveRefused++
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "keep alive outside the server's range (--min-keepalive, --max-keepalive)"})
+		return false, false
 	}
+	return serverKeepAlive, true
+}
 
+// openSession finds the client id's session: resumed (present), taken
+// over from another connection, or new; false: refused (another user's
+// session, or no room for a new one).
+func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
+	l, b := c.l, c.l.b
 	expiry := uint32(0)
 	if p.Version == codec.V5 {
 		if p.Props.Has(codec.PropSessionExpiry) {
@@ -157,7 +222,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 
 	id := c.id // string(cid), made once by the claim
-	s := l.sessions[id]
+	s = l.sessions[id]
 	if s != nil && s.c == nil && s.expiry != store.ExpiryNever && l.now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 		// [MQTT-4.1.0-2] The session expired and the next Tick has not
 		// discarded it yet: it must not be resumed.
@@ -171,28 +236,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		// nor resume or discard it (its queued messages, its will).
 		l.counters.sessionOwnerRefused++
 		c.refuseAuth(p.Version, string(p.Username), codec.NotAuthorized, "client id in use by another user's session")
-		return FeedClose
+		return nil, false, false
 	}
 	if s != nil && s.c != nil {
-		// [MQTT-3.1.4-3] Session takeover: tell the old connection (v5
-		// 0x8E) and close it.
-		old := s.c
-		s.c = nil
-		old.s = nil
-		l.counters.takeovers++
-		old.willOnClose = false
-		if old.version == codec.V5 {
-			old.disconnect(codec.SessionTakenOver, "session taken over")
-		} else {
-			old.close()
-		}
-		// The old connection closed abnormally: its will goes out unless
-		// a delay gives the new connection the chance to cancel it.
-		if s.will != nil && (s.will.delay == 0 || p.CleanStart) {
-			s.publishWill()
-		}
+		s.takeOver(p.CleanStart)
 	}
-	present := false
 	if s != nil && p.CleanStart {
 		s.end(false)
 		s = nil
@@ -209,7 +257,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			// (connected and offline); no new one until some end.
 			l.counters.sessionsRefused++
 			c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.QuotaExceeded, Reason: "too many sessions (--max-sessions)"})
-			return FeedClose
+			return nil, false, false
 		}
 		s = newSession(l, id)
 		l.sessions[id] = s
@@ -224,18 +272,33 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		s.setIdentity(c.identity(p))
 	}
 	s.storeSession()
+	return s, present, true
+}
 
-	// The will belongs to this connection (MQTT-3.1.2-8 and -10).
-	if p.WillFlag {
-		wp := codec.Publish{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain}
-		if p.Version == codec.V5 {
-			wp.Props = p.WillProps
-		}
-		s.setWill(newMessage(&wp, s, l.now), p.WillProps.WillDelay)
-		s.storeWill()
+// takeOver ends the connection that holds s for a new one
+// [MQTT-3.1.4-3]: v5 is told 0x8E. The old connection closed abnormally:
+// its will goes out unless a delay gives the new connection the chance to
+// cancel it (a clean start does not).
+func (s *Session) takeOver(cleanStart bool) {
+	old := s.c
+	s.c = nil
+	old.s = nil
+	s.l.counters.takeovers++
+	old.willOnClose = false
+	if old.version == codec.V5 {
+		old.disconnect(codec.SessionTakenOver, "session taken over")
+	} else {
+		old.close()
 	}
+	if s.will != nil && (s.will.delay == 0 || cleanStart) {
+		s.publishWill()
+	}
+}
 
-	// CONNACK.
+// sendConnack queues the successful CONNACK with what a v5 client is told
+// about the server and its session.
+func (c *Client) sendConnack(p *codec.Connect, s *Session, present, assigned bool, cid []byte, serverKeepAlive bool) {
+	b := c.l.b
 	ack := codec.Connack{SessionPresent: present, Code: 0}
 	if p.Version == codec.V5 {
 		pr := &ack.Props
@@ -245,9 +308,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		pr.MaximumPacketSize = uint32(b.opts.MaxPacketSize)
 		pr.Set(codec.PropTopicAliasMaximum)
 		pr.TopicAliasMaximum = b.opts.TopicAliasMaximum
-		if p.Props.Has(codec.PropSessionExpiry) && expiry != p.Props.SessionExpiry {
+		if p.Props.Has(codec.PropSessionExpiry) && s.expiry != p.Props.SessionExpiry {
 			pr.Set(codec.PropSessionExpiry)
-			pr.SessionExpiry = expiry
+			pr.SessionExpiry = s.expiry
 		}
 		if assigned {
 			// [MQTT-3.2.2-16] Return the Assigned Client Identifier.
@@ -274,10 +337,15 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 			// in place of %c (so an ACL pattern can give each client
 			// its own).
 			pr.Set(codec.PropResponseInfo)
-			pr.ResponseInfo = []byte(strings.ReplaceAll(ri, "%c", id))
+			pr.ResponseInfo = []byte(strings.ReplaceAll(ri, "%c", s.id))
 		}
 	}
 	c.queueControl(ack.Append(c.controlBuf(), p.Version))
+}
+
+// connected makes c the connection of s once its CONNACK is queued.
+func (c *Client) connected(p *codec.Connect, s *Session) {
+	l, b := c.l, c.l.b
 	if af := c.auth; af != nil {
 		if af.authMethod == "" {
 			c.auth = nil // no re-authentication possible (MQTT-4.12.0-7): forget it all
@@ -290,10 +358,9 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	l.counters.connects++
 	s.attach(c)
 	if lg := b.opts.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
-		lg.Debug("client connected", slog.String("client", id), slog.String("remote", c.conn.RemoteAddr()),
+		lg.Debug("client connected", slog.String("client", s.id), slog.String("remote", c.conn.RemoteAddr()),
 			slog.String("username", string(p.Username)), slog.Int("version", int(p.Version)))
 	}
-	return FeedContinue
 }
 
 // keepAliveFor checks a requested keep-alive against --min-keepalive and
