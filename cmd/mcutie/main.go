@@ -214,85 +214,136 @@ func run(args []string) int {
 		return runPasswd(args[1:], os.Stdin, os.Stdout, os.Stderr)
 	}
 	var cfg config
-	fs := newFlagSet(&cfg)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n\n", version)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if cfg.configFile != "" {
-		if err := applyConfigFile(fs, cfg.configFile); err != nil {
-			fmt.Fprintln(os.Stderr, "mcutie:", err)
-			return 2
-		}
-	}
-	if err := applyProfile(fs, cfg.profile); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie:", err)
-		return 2
-	}
-	if err := checkLimits(&cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie:", err)
-		return 2
+	fs, code := parseConfig(args, &cfg)
+	if code >= 0 {
+		return code
 	}
 	// Signals are caught from here on: a SIGHUP during start-up must not
 	// kill the process (its default action).
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
-	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc}
-	if cfg.memoryLimit != "" {
-		n, err := tuning.ParseBytes(cfg.memoryLimit)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mcutie: --memory-limit:", err)
-			return 2
-		}
-		rt.MemoryLimit = n
+	rt, log, code := setupProcess(&cfg)
+	if code >= 0 {
+		return code
 	}
-	rt = rt.Apply()
-	if len(cfg.listen) == 0 {
-		cfg.listen = listFlag{"tcp://127.0.0.1:1883"}
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie: bad --log-level:", err)
-		return 2
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
-	var st store.Store
-	switch cfg.storeKind {
-	case "memory":
-		st = store.NewMemory()
-	case "badger":
-		d, err := store.ParseDurability(cfg.durability)
-		if err != nil {
-			log.Error("bad --durability", "err", err)
-			return 2
-		}
-		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue, Logger: log, Metrics: metrics.GetDefaultSet()})
-		if err != nil {
-			log.Error("cannot open the store", "dir", cfg.dataDir, "err", err)
-			return 1
-		}
-		st = bs
-	default:
-		log.Error("unsupported --store (want badger or memory)", "store", cfg.storeKind)
-		return 2
+	st, code := openStore(&cfg, log)
+	if code >= 0 {
+		return code
 	}
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing the store", "err", err)
 		}
 	}()
+	b, sec, code := newBroker(&cfg, fs, st, log)
+	if code >= 0 {
+		return code
+	}
+	defer sec.close()
+	srv, mon, code := serve(&cfg, b, st, log)
+	if code >= 0 {
+		return code
+	}
+	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
+	s := waitForStop(sig, &cfg, sec, srv, log)
+	log.Info("shutting down", "signal", s.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if mon != nil {
+		_ = mon.Shutdown(ctx)
+	}
+	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("stop", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
 
+// parseConfig reads the flags, the config file and the profile into cfg
+// and checks the bounds; code is the exit code when it ends the run
+// (-1: go on).
+func parseConfig(args []string, cfg *config) (fs *flag.FlagSet, code int) {
+	fs = newFlagSet(cfg)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n\n", version)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return fs, 0
+		}
+		return fs, 2
+	}
+	if cfg.configFile != "" {
+		if err := applyConfigFile(fs, cfg.configFile); err != nil {
+			fmt.Fprintln(os.Stderr, "mcutie:", err)
+			return fs, 2
+		}
+	}
+	if err := applyProfile(fs, cfg.profile); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
+		return fs, 2
+	}
+	if err := checkLimits(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
+		return fs, 2
+	}
+	if len(cfg.listen) == 0 {
+		cfg.listen = listFlag{"tcp://127.0.0.1:1883"}
+	}
+	return fs, -1
+}
+
+// setupProcess applies the runtime knobs and makes the logger.
+func setupProcess(cfg *config) (tuning.Runtime, *slog.Logger, int) {
+	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc}
+	if cfg.memoryLimit != "" {
+		n, err := tuning.ParseBytes(cfg.memoryLimit)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mcutie: --memory-limit:", err)
+			return rt, nil, 2
+		}
+		rt.MemoryLimit = n
+	}
+	rt = rt.Apply()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie: bad --log-level:", err)
+		return rt, nil, 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	return rt, log, -1
+}
+
+// openStore opens the --store.
+func openStore(cfg *config, log *slog.Logger) (store.Store, int) {
+	switch cfg.storeKind {
+	case "memory":
+		return store.NewMemory(), -1
+	case "badger":
+		d, err := store.ParseDurability(cfg.durability)
+		if err != nil {
+			log.Error("bad --durability", "err", err)
+			return nil, 2
+		}
+		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue, Logger: log, Metrics: metrics.GetDefaultSet()})
+		if err != nil {
+			log.Error("cannot open the store", "dir", cfg.dataDir, "err", err)
+			return nil, 1
+		}
+		return bs, -1
+	}
+	log.Error("unsupported --store (want badger or memory)", "store", cfg.storeKind)
+	return nil, 2
+}
+
+// newBroker makes the broker with its security and restores its state.
+func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) (*broker.Broker, *security, int) {
 	anonGiven := false
 	fs.Visit(func(f *flag.Flag) { anonGiven = anonGiven || f.Name == "allow-anonymous" })
-	bopts := brokerOptions(&cfg)
+	bopts := brokerOptions(cfg)
 	bopts.Version = version
 	bopts.Store = st
 	if cfg.storeKind == "memory" {
@@ -303,23 +354,28 @@ func run(args []string) int {
 		bopts.Store = nil
 	}
 	bopts.Logger = log
-	sec, err := setupSecurity(&cfg, anonGiven, os.Environ(), &bopts, log)
+	sec, err := setupSecurity(cfg, anonGiven, os.Environ(), &bopts, log)
 	if err != nil {
 		log.Error("cannot set up authentication", "err", err)
-		return 2
+		return nil, nil, 2
 	}
-	defer sec.close()
 	b := broker.New(bopts)
 	rs, err := b.Restore()
 	if err != nil {
+		sec.close()
 		log.Error("cannot load the stored state", "dir", cfg.dataDir, "err", err)
-		return 1
+		return nil, nil, 1
 	}
 	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
+	return b, sec, -1
+}
+
+// serve starts the listeners and the metrics and health endpoint.
+func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*reactor.Server, *monitor.Server, int) {
 	tlsMin, err := parseTLSVersion(cfg.tlsMinVersion)
 	if err != nil {
 		log.Error("bad --tls-min-version", "err", err)
-		return 2
+		return nil, nil, 2
 	}
 	srv := reactor.New(b, reactor.Options{
 		Listen: cfg.listen,
@@ -342,38 +398,38 @@ func run(args []string) int {
 	})
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
-		return 1
+		return nil, nil, 1
 	}
-	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
-
-	var mon *monitor.Server
-	if cfg.metricsListen != "" {
-		mon = monitor.New(monitor.Options{
-			Addr:    cfg.metricsListen,
-			Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics},
-			Checks: []monitor.Check{
-				{Name: "listeners", Fn: srv.Ready},
-				{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
-			},
-		})
-		if cfg.pprof {
-			mon.Handle(registerPprof)
-		}
-		if err := mon.Start(); err != nil {
-			log.Error("cannot serve metrics and health", "addr", cfg.metricsListen, "err", err)
-			_ = srv.Stop(context.Background())
-			return 1
-		}
+	if cfg.metricsListen == "" {
+		return srv, nil, -1
 	}
+	mon := monitor.New(monitor.Options{
+		Addr:    cfg.metricsListen,
+		Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics},
+		Checks: []monitor.Check{
+			{Name: "listeners", Fn: srv.Ready},
+			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
+		},
+	})
+	if cfg.pprof {
+		mon.Handle(registerPprof)
+	}
+	if err := mon.Start(); err != nil {
+		log.Error("cannot serve metrics and health", "addr", cfg.metricsListen, "err", err)
+		_ = srv.Stop(context.Background())
+		return nil, nil, 1
+	}
+	return srv, mon, -1
+}
 
-	var s os.Signal
-	for s = range sig {
+// waitForStop serves SIGHUP (reload the password and ACL files and the
+// TLS certificates; connections stay) until another signal comes, which
+// it returns.
+func waitForStop(sig <-chan os.Signal, cfg *config, sec *security, srv *reactor.Server, log *slog.Logger) os.Signal {
+	for s := range sig {
 		if s != syscall.SIGHUP {
-			break
+			return s
 		}
-		// SIGHUP: reload the password and ACL files, and the TLS
-		// certificates (new handshakes use the new files); connections
-		// stay.
 		log.Info("SIGHUP: reloading")
 		sec.reload()
 		if err := srv.ReloadTLS(); err != nil {
@@ -382,17 +438,7 @@ func run(args []string) int {
 			log.Info("TLS certificates reloaded", "cert", cfg.tlsCert, "client_ca", cfg.tlsClientCA)
 		}
 	}
-	log.Info("shutting down", "signal", s.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if mon != nil {
-		_ = mon.Shutdown(ctx)
-	}
-	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("stop", "err", err)
-	}
-	log.Info("stopped")
-	return 0
+	return nil
 }
 
 // parseTLSVersion maps --tls-min-version to a crypto/tls constant.
