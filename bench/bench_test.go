@@ -4,58 +4,103 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/mcutie/mcutie/broker"
-	"github.com/mcutie/mcutie/reactor"
 )
 
 var (
 	brokerOnce sync.Once
 	brokerAddr string
 	brokerErr  error
+	brokerDir  string
 )
 
-// testBroker starts one in-process broker for the package's tests and
-// returns its address.
+// testBroker starts one broker, the real binary (built from cmd/mcutie),
+// for the package's tests and returns its address. The load generator
+// only speaks MQTT to it, as it does to Mosquitto.
 func testBroker(t *testing.T) string {
 	t.Helper()
-	brokerOnce.Do(func() {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			brokerErr = err
-			return
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
-		b := broker.New(broker.Options{Loops: 2})
-		srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:" + strconv.Itoa(port)}})
-		if brokerErr = srv.Start(); brokerErr != nil {
-			return
-		}
-		brokerAddr = "127.0.0.1:" + strconv.Itoa(port)
-		stopBroker = func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Stop(ctx)
-		}
-	})
+	brokerOnce.Do(func() { brokerAddr, brokerErr = startBinary() })
 	if brokerErr != nil {
 		t.Fatalf("cannot start the broker: %v", brokerErr)
 	}
 	return brokerAddr
 }
 
-var stopBroker = func() {}
+func startBinary() (string, error) {
+	dir, err := os.MkdirTemp("", "mcutie-bench-test-")
+	if err != nil {
+		return "", err
+	}
+	brokerDir = dir
+	bin := filepath.Join(dir, "mcutie")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/mcutie/mcutie/cmd/mcutie").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/mcutie: %v\n%s", err, out)
+	}
+	// A free port can be taken between the probe and the broker's listen:
+	// try a few.
+	var lastErr error
+	for range 5 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		cmd := exec.Command(bin, "--store", "memory", "--loops", "2", "--metrics-listen", "", "--listen", "tcp://"+addr)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			return "", err
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				_ = c.Close()
+				stopBroker = func() {
+					_ = cmd.Process.Signal(syscall.SIGTERM)
+					select {
+					case <-exited:
+					case <-time.After(5 * time.Second):
+						_ = cmd.Process.Kill()
+					}
+					_ = os.RemoveAll(dir)
+				}
+				return addr, nil
+			}
+			select {
+			case lastErr = <-exited:
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
+		_ = cmd.Process.Kill()
+		if lastErr == nil {
+			lastErr = fmt.Errorf("broker on %s did not accept within 10s", addr)
+		}
+	}
+	return "", lastErr
+}
+
+var stopBroker = func() {
+	if brokerDir != "" {
+		_ = os.RemoveAll(brokerDir)
+	}
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
