@@ -16,11 +16,11 @@ func checkLimits(cfg *config) error {
 	// No packet can be framed above codec.MaxPacketSize, and a v5 client
 	// is told the limit in four bytes: a larger value would be advertised
 	// wrapped, and deliveries near it could not be encoded.
-	if cfg.maxPacketSize < 2 || cfg.maxPacketSize > codec.MaxPacketSize {
-		return fmt.Errorf("--max-packet-size %d: want 2 to %d bytes (the protocol's largest packet)", cfg.maxPacketSize, codec.MaxPacketSize)
+	if cfg.opts.MaxPacketSize < 2 || cfg.opts.MaxPacketSize > codec.MaxPacketSize {
+		return fmt.Errorf("--max-packet-size %d: want 2 to %d bytes (the protocol's largest packet)", cfg.opts.MaxPacketSize, codec.MaxPacketSize)
 	}
-	if cfg.loops < 0 || cfg.loops > maxLoops {
-		return fmt.Errorf("--loops %d: want 0 (one per CPU) to %d", cfg.loops, maxLoops)
+	if cfg.opts.Loops < 0 || cfg.opts.Loops > maxLoops {
+		return fmt.Errorf("--loops %d: want 0 (one per CPU) to %d", cfg.opts.Loops, maxLoops)
 	}
 	// Zero would read as "no limit" to some and "nothing" to others:
 	// refused, so a bound is always what the flag says.
@@ -28,17 +28,17 @@ func checkLimits(cfg *config) error {
 		name string
 		v    int64
 	}{
-		{"max-queued-messages", int64(cfg.maxQueued)},
-		{"max-queued-bytes", int64(cfg.maxQueuedBytes)},
-		{"max-queued-bytes-total", cfg.maxQueuedBytesTotal},
-		{"max-subscriptions", int64(cfg.maxSubscriptions)},
-		{"max-wildcard-levels", int64(cfg.maxWildcardLvls)},
-		{"max-retained-owed", int64(cfg.maxRetainedOwed)},
-		{"max-user-properties", int64(cfg.maxUserProps)},
-		{"max-retained-messages", int64(cfg.maxRetainedMsgs)},
-		{"max-retained-bytes", cfg.maxRetainedBytes},
-		{"max-sessions", int64(cfg.maxSessions)},
-		{"max-subscription-bytes", int64(cfg.maxSubBytes)},
+		{"max-queued-messages", int64(cfg.opts.MaxQueued)},
+		{"max-queued-bytes", int64(cfg.opts.MaxQueuedBytes)},
+		{"max-queued-bytes-total", cfg.opts.MaxQueuedBytesTotal},
+		{"max-subscriptions", int64(cfg.opts.MaxSubscriptions)},
+		{"max-wildcard-levels", int64(cfg.opts.MaxWildcardLevels)},
+		{"max-retained-owed", int64(cfg.opts.MaxRetainedOwed)},
+		{"max-user-properties", int64(cfg.opts.MaxUserProperties)},
+		{"max-retained-messages", int64(cfg.opts.MaxRetainedMessages)},
+		{"max-retained-bytes", cfg.opts.MaxRetainedBytes},
+		{"max-sessions", int64(cfg.opts.MaxSessions)},
+		{"max-subscription-bytes", int64(cfg.opts.MaxSubscriptionBytes)},
 	} {
 		if f.v <= 0 {
 			return fmt.Errorf("--%s %d: want at least 1", f.name, f.v)

@@ -37,57 +37,31 @@ func (l *listFlag) Set(v string) error {
 }
 
 type config struct {
+	// opts are the broker's options, most set by their flags directly.
+	opts broker.Options
+
 	listen        listFlag
-	loops         int
 	dataDir       string
 	storeKind     string
 	durability    string
 	commitBatch   int
 	commitDelay   time.Duration
 	commitQueue   int
-	commitBacklog int
 	metricsListen string
 	sysInterval   time.Duration
 	logLevel      string
 	configFile    string
 	pprof         bool
 
-	maxPacketSize    int
-	maxWildcardLvls  int
-	maxRetainedOwed  int
-	maxUserProps     int
-	responseInfo     string
 	outboundAliases  uint
-	maxRetainedMsgs  int
-	maxRetainedBytes int64
-	maxSessions      int
-	maxSubBytes      int
-	maxTopicLength   int
-	maxTopicLevels   int
 	maxKeepAlive     uint
 	maxInflight      uint
-	maxQueued        int
-	maxOutboundBytes int
 	topicAliasMax    uint
 	maxSessionExpiry uint
-	connectTimeout   time.Duration
 	packetTimeout    time.Duration
 	wsRequireProto   bool
-	inboxSize        int
 
-	maxConnections      int
-	maxConnsPerIP       int
-	connRatePerIP       float64
-	connBurstPerIP      int
-	maxClientIDLength   int
-	minKeepAlive        uint
-	maxSubscriptions    int
-	maxQueuedBytes      int
-	maxQueuedBytesTotal int64
-	publishRate         float64
-	publishBurst        int
-	publishByteRate     float64
-	publishByteBurst    int
+	minKeepAlive uint
 
 	readBufferCap    int
 	writeBufferCap   int
@@ -110,69 +84,62 @@ type config struct {
 	aclFile            string
 	allowAnonymous     bool
 	clientIDPrefixUser bool
-	authTimeout        time.Duration
 	authWorkers        int
 	authQueue          int
-	aclCacheSize       int
-	banThreshold       int
-	banWindow          time.Duration
-	banDuration        time.Duration
-	maxPendingAuth     int
-	banMaxTracked      int
 }
 
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("mcutie", flag.ContinueOnError)
 	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header (default tcp://127.0.0.1:1883)")
-	fs.IntVar(&cfg.loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
+	fs.IntVar(&cfg.opts.Loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
 	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir) or memory (nothing written to disk)")
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
 	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
 	fs.IntVar(&cfg.commitQueue, "commit-queue-size", 65536, "store operations waiting for the committer, at most; beyond it event loops keep theirs in a backlog and retry")
-	fs.IntVar(&cfg.commitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
+	fs.IntVar(&cfg.opts.CommitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
 
-	fs.IntVar(&cfg.maxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
-	fs.IntVar(&cfg.maxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
-	fs.IntVar(&cfg.maxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
+	fs.IntVar(&cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
+	fs.IntVar(&cfg.opts.MaxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
+	fs.IntVar(&cfg.opts.MaxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
 	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive; 3.x clients asking for more are refused with CONNACK 0x02, those asking for none are accepted and closed when silent for 1.5 × this (0: no limit)")
 	fs.UintVar(&cfg.minKeepAlive, "min-keepalive", 0, "smallest keep-alive, seconds; v5 clients asking for less (but not 0) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
 	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
-	fs.IntVar(&cfg.maxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
-	fs.IntVar(&cfg.maxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
+	fs.IntVar(&cfg.opts.MaxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
+	fs.IntVar(&cfg.opts.MaxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
 	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection (0: none)")
 	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", store.ExpiryNever, "cap on a session's expiry interval, seconds (4294967295: never expires; 0: every session ends with its connection)")
-	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
+	fs.DurationVar(&cfg.opts.ConnectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
 	fs.DurationVar(&cfg.packetTimeout, "packet-timeout", reactor.DefaultPacketTimeout, "longest a packet may take to arrive once its first byte has: a connection holding a partial packet longer is closed, whatever its keep-alive (the default lets a 1 MiB packet arrive at 35 KB/s) (0: no limit)")
 	fs.BoolVar(&cfg.wsRequireProto, "ws-require-subprotocol", true, "refuse (HTTP 400) a WebSocket upgrade that does not offer the \"mqtt\" subprotocol (or \"mqttv3.1\"), which MQTT requires of clients (false: accept it)")
-	fs.IntVar(&cfg.inboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
-	fs.IntVar(&cfg.maxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
-	fs.Int64Var(&cfg.maxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
-	fs.IntVar(&cfg.maxConnections, "max-connections", 0, "open connections in total; more are closed at accept (0: no limit but the process's open files limit)")
-	fs.IntVar(&cfg.maxConnsPerIP, "max-connections-per-ip", 0, "open connections per source IP address; more are closed at accept (0: no limit)")
-	fs.Float64Var(&cfg.connRatePerIP, "connection-rate-per-ip", 0, "new connections per second per source IP address (token bucket); more are closed at accept (0: no limit)")
-	fs.IntVar(&cfg.connBurstPerIP, "connection-burst-per-ip", 0, "bucket size of --connection-rate-per-ip (0: twice the rate)")
-	fs.IntVar(&cfg.maxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
-	fs.IntVar(&cfg.maxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
-	fs.IntVar(&cfg.maxWildcardLvls, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
-	fs.IntVar(&cfg.maxRetainedMsgs, "max-retained-messages", 2000000, "retained topics held; a message for a new topic beyond it is delivered but not retained (v5 publisher told 0x97)")
-	fs.Int64Var(&cfg.maxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
-	fs.IntVar(&cfg.maxSessions, "max-sessions", 1000000, "sessions, connected and offline, each event loop holding an equal share; a CONNECT that needs a new one beyond it is refused (v5 0x97, 3.x 0x03)")
-	fs.IntVar(&cfg.maxSubBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	fs.IntVar(&cfg.opts.InboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
+	fs.IntVar(&cfg.opts.MaxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
+	fs.Int64Var(&cfg.opts.MaxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
+	fs.IntVar(&cfg.opts.MaxConnections, "max-connections", 0, "open connections in total; more are closed at accept (0: no limit but the process's open files limit)")
+	fs.IntVar(&cfg.opts.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open connections per source IP address; more are closed at accept (0: no limit)")
+	fs.Float64Var(&cfg.opts.ConnectRatePerIP, "connection-rate-per-ip", 0, "new connections per second per source IP address (token bucket); more are closed at accept (0: no limit)")
+	fs.IntVar(&cfg.opts.ConnectBurstPerIP, "connection-burst-per-ip", 0, "bucket size of --connection-rate-per-ip (0: twice the rate)")
+	fs.IntVar(&cfg.opts.MaxClientIDLength, "max-client-id-length", 256, "longest client identifier, bytes (at least 23); a longer one is refused with CONNACK 0x85 (v5) / 0x02 (3.x)")
+	fs.IntVar(&cfg.opts.MaxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	fs.IntVar(&cfg.opts.MaxWildcardLevels, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
+	fs.IntVar(&cfg.opts.MaxRetainedMessages, "max-retained-messages", 2000000, "retained topics held; a message for a new topic beyond it is delivered but not retained (v5 publisher told 0x97)")
+	fs.Int64Var(&cfg.opts.MaxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
+	fs.IntVar(&cfg.opts.MaxSessions, "max-sessions", 1000000, "sessions, connected and offline, each event loop holding an equal share; a CONNECT that needs a new one beyond it is refused (v5 0x97, 3.x 0x03)")
+	fs.IntVar(&cfg.opts.MaxSubscriptionBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.UintVar(&cfg.outboundAliases, "outbound-topic-aliases", 0, "topic aliases the broker assigns per v5 connection to the topics it sends (at most the client's Topic Alias Maximum; least recently sent reassigned first); saves the topic's bytes on repeated topics. 0: off (libmosquitto 2.0 clients advertise aliases they cannot receive)")
-	fs.StringVar(&cfg.responseInfo, "response-information", "", "v5 Response Information sent to clients that request it, %c replaced by the client id, e.g. reply/%c/ (the basis of their response topics; empty: none)")
-	fs.IntVar(&cfg.maxUserProps, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
-	fs.IntVar(&cfg.maxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
-	fs.Float64Var(&cfg.publishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
-	fs.IntVar(&cfg.publishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
-	fs.Float64Var(&cfg.publishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
-	fs.IntVar(&cfg.publishByteBurst, "publish-byte-burst", 0, "bucket size of --publish-byte-rate, bytes (0: twice the rate, at least --max-packet-size)")
+	fs.StringVar(&cfg.opts.ResponseInformation, "response-information", "", "v5 Response Information sent to clients that request it, %c replaced by the client id, e.g. reply/%c/ (the basis of their response topics; empty: none)")
+	fs.IntVar(&cfg.opts.MaxUserProperties, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
+	fs.IntVar(&cfg.opts.MaxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
+	fs.Float64Var(&cfg.opts.PublishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
+	fs.IntVar(&cfg.opts.PublishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
+	fs.Float64Var(&cfg.opts.PublishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
+	fs.IntVar(&cfg.opts.PublishByteBurst, "publish-byte-burst", 0, "bucket size of --publish-byte-rate, bytes (0: twice the rate, at least --max-packet-size)")
 
 	fs.IntVar(&cfg.readBufferCap, "read-buffer-cap", 0, "gnet read buffer per loop and inbound cap per connection, bytes (0: 64 KiB)")
 	fs.IntVar(&cfg.writeBufferCap, "write-buffer-cap", 0, "gnet outbound ring per connection, bytes (0: 64 KiB)")
@@ -193,15 +160,15 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.aclFile, "acl-file", "", "Mosquitto-compatible ACL file (user/topic/pattern lines); reread on SIGHUP (empty: every client may use every topic)")
 	fs.BoolVar(&cfg.allowAnonymous, "allow-anonymous", false, "let clients in without a user name (default: on only when every listener is a loopback tcp:// or tls:// one without ?proxy=true and no users are configured; off otherwise)")
 	fs.BoolVar(&cfg.clientIDPrefixUser, "client-id-prefix-user", false, "bind client ids to user names: a client id must be <user> or <user>:<suffix>, else CONNACK 0x85 (3.x 0x02); makes %c ACL patterns safe; turns anonymous access off")
-	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 5*time.Second, "longest an authentication may take; then CONNACK 0x88 server unavailable (3.x 0x03)")
+	fs.DurationVar(&cfg.opts.AuthTimeout, "auth-timeout", 5*time.Second, "longest an authentication may take; then CONNACK 0x88 server unavailable (3.x 0x03)")
 	fs.IntVar(&cfg.authWorkers, "auth-workers", 2, "goroutines checking passwords (PBKDF2), off the event loops")
 	fs.IntVar(&cfg.authQueue, "auth-queue", 1024, "password checks waiting for a worker at most; beyond it CONNACK 0x89 server busy (3.x 0x03)")
-	fs.IntVar(&cfg.aclCacheSize, "acl-cache-size", 256, "ACL verdicts cached per session (one per topic); beyond it the cache starts over")
-	fs.IntVar(&cfg.banThreshold, "ban-threshold", 10, "failed authentications from one IP (or for one client id) within --ban-window that ban it (0: no bans)")
-	fs.DurationVar(&cfg.banWindow, "ban-window", time.Minute, "window in which --ban-threshold failures are counted")
-	fs.DurationVar(&cfg.banDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept and at CONNECT; a banned client id only turns a failed authentication's code into 0x8A (anyone can name an id: valid credentials are never refused by it)")
-	fs.IntVar(&cfg.banMaxTracked, "ban-max-tracked", 100000, "IPs and client ids tracked for bans, each; when full, new sources are not tracked (counted)")
-	fs.IntVar(&cfg.maxPendingAuth, "max-pending-auth-per-ip", 16, "authentications in progress from one source address; more CONNECTs are refused with 0x89 server busy (3.x 0x03) until one finishes")
+	fs.IntVar(&cfg.opts.ACLCacheSize, "acl-cache-size", 256, "ACL verdicts cached per session (one per topic); beyond it the cache starts over")
+	fs.IntVar(&cfg.opts.BanThreshold, "ban-threshold", 10, "failed authentications from one IP (or for one client id) within --ban-window that ban it (0: no bans)")
+	fs.DurationVar(&cfg.opts.BanWindow, "ban-window", time.Minute, "window in which --ban-threshold failures are counted")
+	fs.DurationVar(&cfg.opts.BanDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept and at CONNECT; a banned client id only turns a failed authentication's code into 0x8A (anyone can name an id: valid credentials are never refused by it)")
+	fs.IntVar(&cfg.opts.BanMaxTracked, "ban-max-tracked", 100000, "IPs and client ids tracked for bans, each; when full, new sources are not tracked (counted)")
+	fs.IntVar(&cfg.opts.MaxPendingAuthPerIP, "max-pending-auth-per-ip", 16, "authentications in progress from one source address; more CONNECTs are refused with 0x89 server busy (3.x 0x03) until one finishes")
 	return fs
 }
 
@@ -455,52 +422,19 @@ func parseTLSVersion(v string) (uint16, error) {
 // brokerOptions maps the flags onto broker.Options (store and logger
 // aside).
 func brokerOptions(cfg *config) broker.Options {
-	return broker.Options{
-		Loops:               cfg.loops,
-		MaxPacketSize:       cfg.maxPacketSize,
-		MaxTopicLength:      cfg.maxTopicLength,
-		MaxTopicLevels:      cfg.maxTopicLevels,
-		MaxKeepAlive:        uint16(min(cfg.maxKeepAlive, 65535)),
-		MaxInflight:         uint16(min(max(cfg.maxInflight, 1), 65535)),
-		MaxQueued:           cfg.maxQueued,
-		MaxOutboundBytes:    cfg.maxOutboundBytes,
-		TopicAliasMaximum:   uint16(min(cfg.topicAliasMax, 65535)),
-		NoTopicAliases:      cfg.topicAliasMax == 0,
-		MaxSessionExpiry:    uint32(min(cfg.maxSessionExpiry, store.ExpiryNever)),
-		NoSessionExpiry:     cfg.maxSessionExpiry == 0,
-		ConnectTimeout:      cfg.connectTimeout,
-		InboxSize:           cfg.inboxSize,
-		CommitBacklog:       cfg.commitBacklog,
-		SysInterval:         max(cfg.sysInterval, 0),
-		MaxQueuedBytes:      cfg.maxQueuedBytes,
-		MaxQueuedBytesTotal: cfg.maxQueuedBytesTotal,
-
-		MaxConnections:       cfg.maxConnections,
-		MaxConnectionsPerIP:  cfg.maxConnsPerIP,
-		ConnectRatePerIP:     cfg.connRatePerIP,
-		ConnectBurstPerIP:    cfg.connBurstPerIP,
-		MaxClientIDLength:    cfg.maxClientIDLength,
-		MinKeepAlive:         uint16(min(cfg.minKeepAlive, 65535)),
-		MaxSubscriptions:     cfg.maxSubscriptions,
-		MaxWildcardLevels:    cfg.maxWildcardLvls,
-		MaxRetainedOwed:      cfg.maxRetainedOwed,
-		MaxUserProperties:    cfg.maxUserProps,
-		MaxRetainedMessages:  cfg.maxRetainedMsgs,
-		MaxRetainedBytes:     cfg.maxRetainedBytes,
-		MaxSessions:          cfg.maxSessions,
-		MaxSubscriptionBytes: cfg.maxSubBytes,
-		PublishRate:          cfg.publishRate,
-		PublishBurst:         cfg.publishBurst,
-		PublishByteRate:      cfg.publishByteRate,
-		PublishByteBurst:     cfg.publishByteBurst,
-		AuthTimeout:          cfg.authTimeout,
-		ACLCacheSize:         cfg.aclCacheSize,
-		BanThreshold:         cfg.banThreshold,
-		BanWindow:            cfg.banWindow,
-		BanDuration:          cfg.banDuration,
-		BanMaxTracked:        cfg.banMaxTracked,
-		MaxPendingAuthPerIP:  cfg.maxPendingAuth,
-	}
+	o := cfg.opts
+	// What a flag cannot set directly: narrower integer types, and zero
+	// meaning none where the Options' zero means the default.
+	o.MaxKeepAlive = uint16(min(cfg.maxKeepAlive, 65535))
+	o.MinKeepAlive = uint16(min(cfg.minKeepAlive, 65535))
+	o.MaxInflight = uint16(min(max(cfg.maxInflight, 1), 65535))
+	o.TopicAliasMaximum = uint16(min(cfg.topicAliasMax, 65535))
+	o.NoTopicAliases = cfg.topicAliasMax == 0
+	o.OutboundTopicAliases = uint16(min(cfg.outboundAliases, 65535))
+	o.MaxSessionExpiry = uint32(min(cfg.maxSessionExpiry, store.ExpiryNever))
+	o.NoSessionExpiry = cfg.maxSessionExpiry == 0
+	o.SysInterval = max(cfg.sysInterval, 0)
+	return o
 }
 
 // applyProfile sets the profile's values for tuning flags that were not

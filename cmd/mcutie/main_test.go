@@ -323,8 +323,8 @@ func TestConfigFileSecurityKeys(t *testing.T) {
 	if err := applyConfigFile(fs, path); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.passwordFile != "/etc/mcutie/passwd" || cfg.aclFile != "/etc/mcutie/acl" || cfg.banThreshold != 5 ||
-		cfg.banWindow.String() != "30s" || cfg.banDuration.String() != "1h0m0s" || cfg.authTimeout.String() != "2s" {
+	if cfg.passwordFile != "/etc/mcutie/passwd" || cfg.aclFile != "/etc/mcutie/acl" || cfg.opts.BanThreshold != 5 ||
+		cfg.opts.BanWindow.String() != "30s" || cfg.opts.BanDuration.String() != "1h0m0s" || cfg.opts.AuthTimeout.String() != "2s" {
 		t.Fatalf("cfg %+v", cfg)
 	}
 	given := false
@@ -410,8 +410,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestLimitKeysReachBrokerOptions: every limit of the README's "Security"
-// table is a config file key (and so a flag) that reaches broker.Options.
+// TestLimitKeysReachBrokerOptions: every limit of the "Limits" table in
+// docs/security.md is a config file key (and so a flag) that reaches
+// broker.Options.
 func TestLimitKeysReachBrokerOptions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "limits.yaml")
 	yaml := `max-connections: 1000
@@ -455,15 +456,15 @@ max-queued-messages: 500
 }
 
 // TestReadmeSecureConfigParses: the internet-facing configuration shown in
-// the README's "Security" section is a valid config file.
+// docs/security.md (moved there from the README) is a valid config file.
 func TestReadmeSecureConfigParses(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, after, ok := strings.Cut(string(readme), "A configuration for a broker facing the internet")
 	if !ok {
-		t.Fatal("README has no internet-facing configuration")
+		t.Fatal("docs/security.md has no internet-facing configuration")
 	}
 	_, block, _ := strings.Cut(after, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
@@ -474,9 +475,9 @@ func TestReadmeSecureConfigParses(t *testing.T) {
 	var cfg config
 	fs := newFlagSet(&cfg)
 	if err := applyConfigFile(fs, path); err != nil {
-		t.Fatalf("README configuration: %v", err)
+		t.Fatalf("docs/security.md configuration: %v", err)
 	}
 	if o := brokerOptions(&cfg); o.MaxConnectionsPerIP == 0 || o.PublishRate == 0 || o.MaxKeepAlive == 0 {
-		t.Fatalf("README configuration sets no limits: %+v", o)
+		t.Fatalf("docs/security.md configuration sets no limits: %+v", o)
 	}
 }

@@ -104,20 +104,20 @@ func TestTLSMinVersionFlag(t *testing.T) {
 	}
 }
 
-// TestReadmeMTLSExampleAdmitsItsClients (issue 21 item 21): the README's
-// mTLS example, run as written (addresses and file paths aside), lets the
+// TestReadmeMTLSExampleAdmitsItsClients (issue 21 item 21): the mTLS
+// example of docs/transports.md (moved there from the README), run as written (addresses and file paths aside), lets the
 // client shown there in: its certificate names the user, whose password
 // is checked. It used to refuse every client (anonymous access off, no
 // users). A certificate with the right name but a wrong password, and a
 // client without a certificate, stay out.
 func TestReadmeMTLSExampleAdmitsItsClients(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/transports.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, after, ok := strings.Cut(string(readme), "Example: MQTT over TLS on 8883 with client certificates")
 	if !ok {
-		t.Fatal("README has no mTLS example")
+		t.Fatal("docs/transports.md has no mTLS example")
 	}
 	_, block, _ := strings.Cut(after, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
@@ -134,7 +134,7 @@ func TestReadmeMTLSExampleAdmitsItsClients(t *testing.T) {
 		"/etc/mcutie/clients-ca.pem", p.CA, "/etc/mcutie/passwd", pw,
 	).Replace(block)
 	if strings.Contains(yaml, "/etc/mcutie") {
-		t.Fatalf("unreplaced path in the README example:\n%s", yaml)
+		t.Fatalf("unreplaced path in the docs/transports.md example:\n%s", yaml)
 	}
 	cfgFile := filepath.Join(dir, "mcutie.yaml")
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
@@ -176,9 +176,9 @@ func TestReadmeMTLSExampleAdmitsItsClients(t *testing.T) {
 		_ = c.Disconnect(&paho.Disconnect{})
 		return ack.ReasonCode, nil
 	}
-	// As in the README: -u alice -P <alice's password> with alice's certificate.
+	// As in docs/transports.md: -u alice -P <alice's password> with alice's certificate.
 	if code, err := connect(p.ClientCert, p.ClientKey, "alice", "alice-pw"); err != nil || code != 0 {
-		t.Fatalf("the README's client: CONNACK %#x, %v", code, err)
+		t.Fatalf("the example's client: CONNACK %#x, %v", code, err)
 	}
 	if code, err := connect(p.ClientCert, p.ClientKey, "alice", "wrong"); err != nil || code != 0x86 {
 		t.Fatalf("alice's certificate with a wrong password: CONNACK %#x, %v; want 0x86", code, err)
