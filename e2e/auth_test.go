@@ -565,18 +565,18 @@ func TestAuth_MTLSCertWithoutCNRefused(t *testing.T) {
 	}
 }
 
-// readmeSecureConfig returns the ACL and the mcutie flags of the README's
-// "A secure configuration" (without --listen), the files' paths replaced
-// by pw and acl.
+// readmeSecureConfig returns the ACL and the mcutie flags of "A secure
+// configuration" in docs/security.md (moved there from the README),
+// without --listen, the files' paths replaced by pw and acl.
 func readmeSecureConfig(t *testing.T, pw, acl string) (aclText string, flags []string) {
 	t.Helper()
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sec, ok := strings.Cut(string(raw), "### A secure configuration")
+	_, sec, ok := strings.Cut(string(raw), "## A secure configuration")
 	if !ok {
-		t.Fatal("README has no secure configuration")
+		t.Fatal("docs/security.md has no secure configuration")
 	}
 	sec, _, _ = strings.Cut(sec, "\n```\n")
 	_, aclText, _ = strings.Cut(sec, "<<'ACL'\n")
@@ -600,13 +600,13 @@ func readmeSecureConfig(t *testing.T, pw, acl string) (aclText string, flags []s
 		}
 	}
 	if aclText == "" || len(flags) == 0 {
-		t.Fatalf("cannot read the README's secure configuration:\n%s", sec)
+		t.Fatalf("cannot read the secure configuration of docs/security.md:\n%s", sec)
 	}
 	return aclText, flags
 }
 
-// TestAuth_READMESecureConfigClientIDs (issue 21 item 10): the README's
-// secure configuration gives every user devices/%c/#. Run as documented
+// TestAuth_READMESecureConfigClientIDs (issue 21 item 10): the secure
+// configuration of docs/security.md gives every user devices/%c/#. Run as documented
 // (the real binary, its ACL and flags), a user must not get another
 // device's topics by choosing that device's client id: refused with
 // CONNACK 0x85 (v5, paho.golang) / 0x02 (3.1.1, paho and mosquitto_sub);

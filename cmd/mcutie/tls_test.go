@@ -105,11 +105,12 @@ func TestTLSMinVersionFlag(t *testing.T) {
 }
 
 // TestReadmeMTLSExampleAdmitsItsClients (issue 21 item 21): the mTLS
-// example of docs/transports.md (moved there from the README), run as written (addresses and file paths aside), lets the
-// client shown there in: its certificate names the user, whose password
-// is checked. It used to refuse every client (anonymous access off, no
-// users). A certificate with the right name but a wrong password, and a
-// client without a certificate, stay out.
+// example of docs/transports.md (moved there from the README), run as
+// written (addresses and file paths aside), lets the client shown there
+// in: its certificate names the user, whose password is checked. It used
+// to refuse every client (anonymous access off, no users). A certificate
+// with the right name but a wrong password, and a client without a
+// certificate, stay out.
 func TestReadmeMTLSExampleAdmitsItsClients(t *testing.T) {
 	readme, err := os.ReadFile("../../docs/transports.md")
 	if err != nil {
