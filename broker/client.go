@@ -64,7 +64,7 @@ const (
 // Loop-only.
 //
 // Its fields are ordered by size so the struct fits a 128-byte allocation
-// class: every idle connection pays for it (see README, "Memory per
+// class: every idle connection pays for it (see docs/benchmarks.md, "Memory per
 // connection"); what only some connections need (output buffers, topic
 // aliases) hangs behind a pointer allocated on first use.
 type Client struct {

@@ -382,11 +382,11 @@ func (b *Broker) keepAliveFor(ka uint16) (uint16, bool) {
 // has a code for the failure, and closes (MQTT-3.2.2-6/-7, MQTT-3.1.4-1).
 func (c *Client) refuseConnect(v codec.Version, err error) {
 	re := codec.AsReasonError(err)
+	reason, spec := err.Error(), ""
 	if re != nil {
-		c.logViolation("CONNECT refused: "+re.Reason, re.SpecID)
-	} else {
-		c.logViolation("CONNECT refused: "+err.Error(), "")
+		reason, spec = re.Reason, re.SpecID
 	}
+	c.logClose("CONNECT refused", slog.String("rule", spec), slog.String("reason", reason))
 	c.refuse(v, re)
 }
 

@@ -20,7 +20,7 @@ const dirShards = 64
 // fixed hash of the id would move (n-1)/n of all connections, and a move
 // costs a socket duplicate, a registration through gnet's worker pool and
 // about 1 KiB of garbage: with 2 loops that was a fifth of the memory a
-// connection storm left behind (README, "Memory per idle connection").
+// connection storm left behind (docs/benchmarks.md, "Memory per idle connection").
 //
 // Entries are keyed by a 64-bit hash of the id: two ids that collide share
 // one owner, which only means that one of them may be moved. Each holder

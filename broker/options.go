@@ -85,8 +85,8 @@ type Options struct {
 	// source address; a CONNECT beyond it is refused with 0x89 Server
 	// busy (3.x 0x03). Default 16.
 	MaxPendingAuthPerIP int
-	// Limits on clients (see limits.go and the README's "Security"
-	// section). 0 means no limit unless a default is named.
+	// Limits on clients (see limits.go and docs/security.md). 0 means
+	// no limit unless a default is named.
 	MaxConnections      int     // open connections in total; more are closed at accept
 	MaxConnectionsPerIP int     // open connections per source address; more are closed at accept
 	ConnectRatePerIP    float64 // new connections per second per source address (token bucket); more are closed at accept
@@ -124,7 +124,7 @@ type Options struct {
 	MaxSubscriptionBytes int
 	PublishRate          float64 // PUBLISH packets per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
 	PublishBurst         int     // bucket size of PublishRate; default max(1, 2 × rate)
-	PublishByteRate      float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x96)
+	PublishByteRate      float64 // PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed (v5 DISCONNECT 0x97)
 	PublishByteBurst     int     // bucket size of PublishByteRate, bytes; default max(MaxPacketSize, 2 × rate)
 
 	// SysInterval is how often the $SYS/broker/... topics are published

@@ -6,7 +6,7 @@ import (
 )
 
 // TestIdleConnectionStructSizes guards the memory budget of an idle
-// connection (README, "Memory per connection"): every connection has a
+// connection (docs/benchmarks.md, "Memory per idle connection"): every connection has a
 // Client and a Session, so a field added to either costs that much per
 // connection once the struct crosses a Go allocation size class. State
 // only some connections need belongs behind a pointer allocated on first

@@ -122,7 +122,9 @@ func (e *ReasonError) ConnackV3() (byte, bool) {
 		return ConnRefusedProtocolVersion, true
 	case ClientIdentifierNotValid:
 		return ConnRefusedIdentifierRejected, true
-	case ServerUnavailable, ServerBusy, ServerShuttingDown:
+	case ServerUnavailable, ServerBusy, ServerShuttingDown, QuotaExceeded:
+		// A quota (--max-sessions) is the server's state, not the
+		// client's parameters: try later.
 		return ConnRefusedServerUnavailable, true
 	case BadUserNameOrPassword:
 		return ConnRefusedBadUserNameOrPasswod, true

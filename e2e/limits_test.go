@@ -20,7 +20,7 @@ import (
 	"github.com/mcutie/mcutie/store"
 )
 
-// Limits of the README's "Security" section, each over real sockets: what
+// Limits of docs/security.md, each over real sockets: what
 // the client sees at the limit, that the counter moves, and that other
 // clients are not affected.
 

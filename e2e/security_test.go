@@ -522,6 +522,10 @@ func TestSecurity_StateBounded(t *testing.T) {
 	if _, a, err := v5TryConnect(t, tb.Addr, &paho.Connect{ClientID: "sb-4", CleanStart: true}); err == nil || a == nil || a.ReasonCode != 0x97 {
 		t.Fatalf("fourth session: %v %+v, want CONNACK 0x97", err, a)
 	}
+	r3 := dialRaw(t, tb.Addr, codec.V311)
+	if a := r3.connect(&codec.Connect{ClientID: []byte("sb-5"), CleanStart: true, KeepAlive: 60}); a.Code != codec.ConnRefusedServerUnavailable {
+		t.Fatalf("fourth session (3.1.1): CONNACK %#x, want 0x03 server unavailable", a.Code)
+	}
 }
 
 // 21.18: --topic-alias-maximum 0 and --max-session-expiry 0 mean what they

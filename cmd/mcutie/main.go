@@ -154,7 +154,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0: Go's default, the CPU count or the GOMAXPROCS variable)")
 	fs.IntVar(&cfg.gogc, "gogc", 0, "GOGC percent; -1 turns the collector off (use with --memory-limit) (0: Go's default 100 or the GOGC variable)")
 	fs.StringVar(&cfg.memoryLimit, "memory-limit", "", "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (empty: none)")
-	fs.StringVar(&cfg.profile, "profile", "", "preset for the tuning flags not given: throughput, latency or low-memory (see README)")
+	fs.StringVar(&cfg.profile, "profile", "", "preset for the tuning flags not given: throughput, latency or low-memory (see docs/configuration.md)")
 
 	fs.StringVar(&cfg.passwordFile, "password-file", "", "Mosquitto-compatible password file (mosquitto_passwd or mcutie passwd); reread on SIGHUP")
 	fs.StringVar(&cfg.aclFile, "acl-file", "", "Mosquitto-compatible ACL file (user/topic/pattern lines); reread on SIGHUP (empty: every client may use every topic)")
