@@ -74,4 +74,18 @@
 // array beyond 8 vectors, once per flush, which was all the garbage the
 // publish path made (see gnetConn.Writev). A vector larger than that is
 // written where it is, without a copy.
+//
+// # Files
+//
+//   - engine.go: Server, Options, New, Start and Stop, Ready, ReloadTLS.
+//   - loops.go: binding each gnet event loop to a broker loop (anchors,
+//     Server.hold), the per-loop state and the tick.
+//   - conn.go: the gnet connection callbacks (OnOpen, OnTraffic, OnClose),
+//     the per-connection state, the PROXY prelude and moving a connection.
+//   - deadlines.go: the watch list, the packet timeout and the lingering
+//     close of gnet connections.
+//   - write.go: gnetConn, the broker's side of a gnet connection (writes).
+//   - goconn.go, golisten.go: the goroutine transport (tls, ws, wss).
+//   - listen.go, proxy.go, tlsconfig.go, metrics.go: listener addresses,
+//     PROXY headers, certificates, counters.
 package reactor

@@ -21,7 +21,7 @@ type listener struct {
 }
 
 // onLoop reports whether the listener is served by the gnet event loops
-// (plain TCP); the others run a goroutine per connection (tlsconn.go).
+// (plain TCP); the others run a goroutine per connection (goconn.go).
 func (ln listener) onLoop() bool {
 	return ln.scheme == "tcp" || ln.scheme == "tcp4" || ln.scheme == "tcp6"
 }

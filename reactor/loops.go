@@ -1,0 +1,168 @@
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// loopState is the reactor's state of one loop. Loop-only.
+type loopState struct {
+	s *Server
+	// scratch is the buffer small writes are coalesced into
+	// (gnetConn.Writev). A sync.Pool would hand out fresh 64 KiB buffers
+	// after every GC cycle, and a backlogged subscriber makes GC cycles
+	// frequent.
+	scratch []byte
+	// watch lists the loop's connections with a deadline: a partial
+	// packet (Options.PacketTimeout) or a lingering close. Swept on
+	// every tick.
+	watch     []watched
+	lingering int // connections of the loop in a lingering close
+}
+
+// boundLoop pairs a gnet event loop with the broker loop bound to it
+// (Server.loopFor).
+type boundLoop struct {
+	el   gnet.EventLoop
+	loop *broker.Loop
+}
+
+// anchorCtx marks the internal connections used to discover the loops.
+type anchorCtx struct{}
+
+// OnTick binds the loops on its first call, then drives every loop's
+// timers. It runs on gnet's ticker goroutine, never on a loop, so it only
+// posts work.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	if !s.ticking.Swap(true) {
+		if err := s.bindAll(); err != nil {
+			s.runErr <- err
+			return 0, gnet.Shutdown
+		}
+		s.releaseHeld()
+		s.running.Store(true)
+		close(s.ready)
+		return s.opts.TickInterval, gnet.None
+	}
+	for _, bl := range *s.loops.Load() {
+		l, ls := bl.loop, s.perLoop[bl.loop.Index()]
+		_ = s.exec(bl.el, func() {
+			l.Tick()
+			ls.sweep()
+		})
+	}
+	return s.opts.TickInterval, gnet.None
+}
+
+// hold keeps c unfed until every loop is bound and reports true, or
+// reports false if they are bound already. Loop-only (c's).
+func (s *Server) hold(c gnet.Conn) bool {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if s.bound.Load() {
+		return false
+	}
+	s.held = append(s.held, c)
+	return true
+}
+
+// releaseHeld marks every loop bound and wakes the connections held until
+// then: their buffered bytes are fed on their loops.
+func (s *Server) releaseHeld() {
+	s.heldMu.Lock()
+	s.bound.Store(true)
+	held := s.held
+	s.held = nil
+	s.heldMu.Unlock()
+	for _, c := range held {
+		_ = c.Wake(nil) // a connection closed meanwhile is ignored
+	}
+}
+
+func (s *Server) exec(el gnet.EventLoop, fn func()) error {
+	return el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		fn()
+		return nil
+	}))
+}
+
+// bindAll registers anchor connections until every loop is bound.
+func (s *Server) bindAll() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("reactor: cannot bind loops: %w", err)
+	}
+	defer ln.Close()
+	n := s.b.NumLoops()
+	for attempt := 0; len(*s.loops.Load()) < n; attempt++ {
+		if attempt > 64*n {
+			return errors.New("reactor: could not reach every event loop")
+		}
+		dialed, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		accepted, err := ln.Accept()
+		if err != nil {
+			dialed.Close()
+			return err
+		}
+		ctx := gnet.NewNetConnContext(gnet.NewContext(context.Background(), anchorCtx{}), accepted)
+		ch, err := s.eng.Register(ctx)
+		if err != nil {
+			dialed.Close()
+			accepted.Close()
+			return err
+		}
+		res := <-ch
+		accepted.Close() // gnet holds its own dup
+		if res.Err != nil {
+			dialed.Close()
+			return res.Err
+		}
+		s.anchors = append(s.anchors, dialed)
+		s.loopFor(res.Conn.EventLoop())
+	}
+	return nil
+}
+
+// loopFor returns the broker loop bound to el, binding the next free one
+// if el is new.
+func (s *Server) loopFor(el gnet.EventLoop) *broker.Loop {
+	for _, bl := range *s.loops.Load() {
+		if bl.el == el {
+			return bl.loop
+		}
+	}
+	s.bindMu.Lock()
+	defer s.bindMu.Unlock()
+	cur := *s.loops.Load()
+	for _, bl := range cur {
+		if bl.el == el {
+			return bl.loop
+		}
+	}
+	if len(cur) >= s.b.NumLoops() {
+		panic("BUG: reactor: more gnet event loops than broker loops")
+	}
+	l := s.b.Loop(len(cur))
+	l.Bind(func(fn func()) error { return s.exec(el, fn) })
+	next := append(append([]boundLoop(nil), cur...), boundLoop{el: el, loop: l})
+	s.loops.Store(&next)
+	return l
+}
+
+func (s *Server) elFor(idx int) gnet.EventLoop {
+	for _, bl := range *s.loops.Load() {
+		if bl.loop.Index() == idx {
+			return bl.el
+		}
+	}
+	return nil
+}
