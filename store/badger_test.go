@@ -245,7 +245,7 @@ func TestCorruptValueFailsLoad(t *testing.T) {
 		switch s := s.(type) {
 		case *Memory:
 			s.putRaw(key, val)
-		case *Badger:
+		case interface{ flushWait(*unit) error }: // Badger, Redis
 			if err := s.flushWait(&unit{ents: []entry{{key: key, val: val}}}); err != nil {
 				t.Fatal(err)
 			}

@@ -65,8 +65,11 @@ func backends() []backend {
 	}
 }
 
+// moreBackends are added by other test files (redis_test.go).
+var moreBackends []backend
+
 func forEachBackend(t *testing.T, f func(t *testing.T, be backend)) {
-	for _, be := range backends() {
+	for _, be := range append(backends(), moreBackends...) {
 		t.Run(be.name, func(t *testing.T) { f(t, be) })
 	}
 }
@@ -409,6 +412,8 @@ func rawKeys(t testing.TB, s Store) []string {
 			keys = append(keys, string(it.Item().Key()))
 		}
 		it.Close()
+	case interface{ testKeys(testing.TB) []string }:
+		keys = s.testKeys(t)
 	}
 	return keys
 }
