@@ -21,8 +21,8 @@ type migration struct {
 
 // connState is the per-connection context: one allocation per connection,
 // the broker's Client and the admission Ticket included, since every idle
-// connection pays for it (README, "Memory per connection"). What only some
-// connections need is behind x.
+// connection pays for it (docs/benchmarks.md, "Memory per idle
+// connection"). What only some connections need is behind x.
 type connState struct {
 	client broker.Client // initialised by broker.Loop.InitClient; never copied
 	// ticket is the connection's share of the connection limits, zero
@@ -39,11 +39,13 @@ type connState struct {
 // connExtra is the state of the connections that are not plain TCP on
 // their first loop.
 type connExtra struct {
+	// in holds the bytes carried over by a move until they are consumed,
+	// and the packet-timeout clock. The other bytes received wait in
+	// gnet's inbound buffer.
+	in     inbound
 	proxy  bool   // a PROXY protocol header is expected before MQTT
 	remote string // the client's address from a PROXY header ("": the socket's)
-	carry  []byte // bytes carried over by a migration, not yet consumed
 
-	pendSince   int64 // unix ns: when the partial packet buffered began arriving; 0 = none
 	lingerEnd   int64 // unix ns: when the lingering close ends; 0 = not lingering
 	discarded   int   // bytes discarded while lingering
 	watched     bool  // on its loop's watch list
@@ -62,11 +64,11 @@ func (st *connState) extra() *connExtra {
 // they are: no PROXY header ahead, nothing carried over.
 func (st *connState) direct() bool {
 	x := st.x
-	return x == nil || (!x.proxy && len(x.carry) == 0)
+	return x == nil || (!x.proxy && len(x.in.carry) == 0)
 }
 
 // carrying reports whether bytes carried over by a move wait to be fed.
-func (st *connState) carrying() bool { return st.x != nil && len(st.x.carry) > 0 }
+func (st *connState) carrying() bool { return st.x != nil && len(st.x.in.carry) > 0 }
 
 // remote names the peer: the address from a PROXY header, else the
 // socket's (formatted on demand: it is for logs and the CONNECT-time ban
@@ -92,7 +94,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		// address is the one already taken from a PROXY header.
 		v.ticket.MoveTo(&st.ticket)
 		x := st.extra()
-		x.carry, x.remote = v.carry, v.remote
+		x.in.carry, x.remote = v.carry, v.remote
 	default:
 		// Accept-time admission (bans, connection limits): closed
 		// before any byte is read; Admit has counted the refusal.
@@ -212,43 +214,33 @@ func awaitingBody(c gnet.Conn, cl *broker.Client) bool {
 // errAdmission: broker.Admit refused the client (it counted the refusal).
 var errAdmission = errors.New("refused at admission")
 
+// feed hands buf, the bytes buffered on c, to the broker through the
+// connection's inbound (nil on the direct path: nothing copied), and
+// discards what was used from c. Loop-only.
 func (s *Server) feed(c gnet.Conn, st *connState, buf []byte) gnet.Action {
-	fromCarry := false
-	if st.carrying() {
-		// Bytes carried over a migration come first; this path copies,
-		// and only runs for the first packets of a moved connection.
-		x := st.x
-		x.carry = append(x.carry, buf...)
-		if len(buf) > 0 {
-			_, _ = c.Discard(len(buf))
-		}
-		buf = x.carry
-		fromCarry = true
+	var in *inbound
+	if st.x != nil {
+		in = &st.x.in
 	}
-	n, res := st.client.Feed(buf)
+	res, used, moving := in.feed(&st.client, buf, false)
+	if used > 0 {
+		_, _ = c.Discard(used)
+	}
 	switch res {
 	case broker.FeedClose:
 		return s.linger(c, st)
 	case broker.FeedMigrate:
-		s.migrate(c, st, buf[n:])
+		s.migrate(c, st, moving)
 		return gnet.Close
-	}
-	if fromCarry {
-		x := st.x
-		rest := copy(x.carry, x.carry[n:])
-		x.carry = x.carry[:rest]
-		if rest == 0 {
-			x.carry = nil
-		}
-	} else if n > 0 {
-		_, _ = c.Discard(n)
 	}
 	return gnet.None
 }
 
-// migrate moves c to the loop that owns its client id and reports whether
-// the connection (and its admission ticket) now lives there.
-func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
+// migrate moves c to the loop that owns its client id, with moving, the
+// bytes it received and the broker did not consume (inbound.feed), and
+// reports whether the connection (and its admission ticket) now lives
+// there. Loop-only.
+func (s *Server) migrate(c gnet.Conn, st *connState, moving []byte) bool {
 	target := s.elFor(int(st.client.MigrateTo))
 	if target == nil {
 		s.log.Error("cannot move connection: owning loop not bound", "loop", st.client.MigrateTo)
@@ -266,7 +258,7 @@ func (s *Server) migrate(c gnet.Conn, st *connState, rest []byte) bool {
 		s.log.Error("cannot move connection", "remote", st.remote(), "err", err)
 		return false
 	}
-	m := &migration{carry: append([]byte(nil), rest...)}
+	m := &migration{carry: moving}
 	if st.x != nil {
 		m.remote = st.x.remote
 	}

@@ -14,63 +14,28 @@ type watched interface {
 	expire(ls *loopState, now int64) bool
 }
 
-// DefaultPacketTimeout is Options.PacketTimeout's default: a maximum-size
-// packet (1 MiB by default) must arrive at 35 KB/s at least.
-const DefaultPacketTimeout = 30 * time.Second
-
-// Lingering close (issue 13.2). A socket closed while the peer's bytes
-// are unread, or still arriving, is reset by the kernel, and the reset can
-// destroy what the peer has not read yet: the DISCONNECT or CONNACK that
-// said why. So a connection the broker closes is shut down for writing
-// after its output has gone, and what still arrives is discarded for a
-// while before the socket is closed, as web servers do. Bounded, so that a
-// hostile peer cannot hold the socket: lingerTime, lingerMaxBytes, and at
-// most lingerMaxConns connections per loop at once (beyond, closed at
-// once).
-const (
-	lingerTime     = 2 * time.Second
-	lingerMaxBytes = 64 << 10
-	lingerMaxConns = 4096
-)
-
-func (s *Server) packetTimeout() time.Duration {
-	if s.opts.PacketTimeout == 0 {
-		return DefaultPacketTimeout
+// sweep runs the deadlines of the loop's watch list. Loop-only.
+func (ls *loopState) sweep() {
+	if len(ls.watch) == 0 {
+		return
 	}
-	return s.opts.PacketTimeout
-}
-
-// pending is the number of bytes received on c and not consumed yet.
-// Loop-only.
-func (st *connState) pending(c gnet.Conn) int {
-	n := c.InboundBuffered()
-	if x := st.x; x != nil {
-		n += len(x.carry)
-	}
-	return n
-}
-
-// notePartial starts or stops the packet timeout after c's bytes were
-// handled: it runs while unconsumed bytes (the start of a packet) remain,
-// from when that packet began — the first of its bytes to arrive, or the
-// moment the packets before it were consumed. before is pending() before
-// the bytes were handled. Loop-only.
-func (st *connState) notePartial(c gnet.Conn, before int) {
-	n := st.pending(c)
-	x := st.x
-	if n == 0 {
-		if x != nil {
-			x.pendSince = 0
+	now := time.Now().UnixNano()
+	keep := ls.watch[:0]
+	for _, w := range ls.watch {
+		if w.expire(ls, now) {
+			keep = append(keep, w)
 		}
-		return // the common case: no allocation, no clock
 	}
-	x = st.extra()
-	if x.pendSince == 0 || n < before {
-		x.pendSince = time.Now().UnixNano()
-	}
-	if !x.watched {
-		x.watched = true
-		st.ls.watch = append(st.ls.watch, st)
+	clear(ls.watch[len(keep):])
+	ls.watch = keep
+}
+
+// enlist puts w on the watch list unless *on says it is there, and sets
+// *on. Loop-only.
+func (ls *loopState) enlist(w watched, on *bool) {
+	if !*on {
+		*on = true
+		ls.watch = append(ls.watch, w)
 	}
 }
 
@@ -94,35 +59,66 @@ func (st *connState) expire(ls *loopState, now int64) bool {
 		_ = st.conn.Close()
 		return false
 	}
-	if x.pendSince == 0 {
-		x.watched = false
-		return false
-	}
-	if pt := s.packetTimeout(); pt > 0 && now-x.pendSince > int64(pt) {
-		s.ctr.packetTimeouts.Add(1)
-		s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", st.remote(), "timeout", pt, "buffered", st.pending(st.conn))
-		x.pendSince, x.watched = 0, false
+	watch, late := x.in.overdue(now, s.packetTimeout())
+	if late {
+		s.packetTimedOut(st.remote(), st.pending(st.conn))
 		_ = st.conn.Close()
-		return false
 	}
-	return true
+	x.watched = watch
+	return watch
 }
 
-// sweep runs the deadlines of the loop's watch list. Loop-only.
-func (ls *loopState) sweep() {
-	if len(ls.watch) == 0 {
-		return
+// DefaultPacketTimeout is Options.PacketTimeout's default: a maximum-size
+// packet (1 MiB by default) must arrive at 35 KB/s at least.
+const DefaultPacketTimeout = 30 * time.Second
+
+// packetTimeout is Options.PacketTimeout with its default applied
+// (negative: no limit).
+func (s *Server) packetTimeout() time.Duration {
+	if s.opts.PacketTimeout == 0 {
+		return DefaultPacketTimeout
 	}
-	now := time.Now().UnixNano()
-	keep := ls.watch[:0]
-	for _, w := range ls.watch {
-		if w.expire(ls, now) {
-			keep = append(keep, w)
-		}
-	}
-	clear(ls.watch[len(keep):])
-	ls.watch = keep
+	return s.opts.PacketTimeout
 }
+
+// pending is the number of bytes received on c and not consumed yet.
+// Loop-only.
+func (st *connState) pending(c gnet.Conn) int {
+	n := c.InboundBuffered()
+	if x := st.x; x != nil {
+		n += len(x.in.carry)
+	}
+	return n
+}
+
+// notePartial starts or stops the packet timeout after c's bytes were
+// handled (inbound.pendingPacket). before is pending() before the bytes
+// were handled. Loop-only.
+func (st *connState) notePartial(c gnet.Conn, before int) {
+	n := st.pending(c)
+	if n == 0 && st.x == nil {
+		return // the common case: no allocation, no clock
+	}
+	x := st.extra()
+	if x.in.pendingPacket(before, n) {
+		st.ls.enlist(st, &x.watched)
+	}
+}
+
+// Lingering close (issue 13.2). A socket closed while the peer's bytes
+// are unread, or still arriving, is reset by the kernel, and the reset can
+// destroy what the peer has not read yet: the DISCONNECT or CONNACK that
+// said why. So a connection the broker closes is shut down for writing
+// after its output has gone, and what still arrives is discarded for a
+// while before the socket is closed, as web servers do. Bounded, so that a
+// hostile peer cannot hold the socket: lingerTime, lingerMaxBytes, and at
+// most lingerMaxConns connections per loop at once (beyond, closed at
+// once).
+const (
+	lingerTime     = 2 * time.Second
+	lingerMaxBytes = 64 << 10
+	lingerMaxConns = 4096
+)
 
 // linger starts the lingering close of a connection the broker closes
 // (see lingerTime): the broker is told it is gone at once, its output is
@@ -142,18 +138,14 @@ func (s *Server) linger(c gnet.Conn, st *connState) gnet.Action {
 	st.ls.lingering++
 	s.ctr.lingering.Add(1)
 	x.lingerEnd = time.Now().Add(lingerTime).UnixNano()
-	x.pendSince = 0
-	x.carry = nil
+	x.in.drop()
 	_, _ = c.Discard(-1)
 	if c.OutboundBuffered() > 0 {
 		x.shutPending = true // gnet sends it when the socket takes it
 	} else if shutWrite(c) != nil {
 		return gnet.Close // the peer is gone
 	}
-	if !x.watched {
-		x.watched = true
-		st.ls.watch = append(st.ls.watch, st)
-	}
+	st.ls.enlist(st, &x.watched)
 	return gnet.None
 }
 

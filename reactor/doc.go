@@ -82,6 +82,8 @@
 //     Server.hold), the per-loop state and the tick.
 //   - conn.go: the gnet connection callbacks (OnOpen, OnTraffic, OnClose),
 //     the per-connection state, the PROXY prelude and moving a connection.
+//   - inbound.go: the bytes received and not consumed yet, fed to the
+//     broker by both transports, and the packet-timeout clock.
 //   - deadlines.go: the watch list, the packet timeout and the lingering
 //     close of gnet connections.
 //   - write.go: gnetConn, the broker's side of a gnet connection (writes).

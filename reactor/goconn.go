@@ -24,7 +24,7 @@ import (
 //     EventLoop.Execute and waits until the loop has fed it to
 //     broker.Client.Feed: one chunk in flight per connection, so a fast
 //     sender is slowed by TCP, as on the gnet path. The partial packet at
-//     the end of a chunk is kept (carry) on the loop.
+//     the end of a chunk is kept (inbound) on the loop.
 //   - The broker's writes (Conn.Writev, on the loop) are copied into a
 //     buffer that the writer goroutine drains; OutboundBuffered counts it,
 //     so the broker's slow-consumer policy applies unchanged.
@@ -54,15 +54,13 @@ type goConn struct {
 	// migration, read by the reader after the chunk hand-over.
 	owner atomic.Pointer[boundLoop]
 
-	client *broker.Client // loop
-	carry  []byte         // loop: unconsumed bytes of earlier chunks
-	chunk  []byte         // the chunk being handed over
-	fed    chan struct{}  // the loop is done with chunk
-	dead   bool           // loop: Feed said close; later chunks are dropped
-	over   bool           // loop: the socket is gone and Closed was reported
-
-	pendSince int64 // loop: unix ns when the partial packet in carry began; 0 = none
-	watched   bool  // loop: on its loop's watch list (Options.PacketTimeout)
+	client  *broker.Client // loop
+	in      inbound        // loop: unconsumed bytes of earlier chunks, the packet-timeout clock
+	chunk   []byte         // the chunk being handed over
+	fed     chan struct{}  // the loop is done with chunk
+	dead    bool           // loop: Feed said close; later chunks are dropped
+	over    bool           // loop: the socket is gone and Closed was reported
+	watched bool           // loop: on its loop's watch list (Options.PacketTimeout)
 
 	// lingering is set by the writer once it has shut the write side
 	// (lingerClose): the reader then discards what arrives.
@@ -92,7 +90,7 @@ func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
 	g := &goConn{s: s, nc: nc, remote: remote, user: user, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1), readDone: make(chan struct{})}
 	g.owner.Store(&bl)
 	if len(pre) > 0 {
-		g.carry = append([]byte(nil), pre...)
+		g.in.carry = append([]byte(nil), pre...)
 	}
 	if !s.goAdd() {
 		_ = nc.Close()
@@ -162,7 +160,8 @@ func (g *goConn) Run(context.Context) error {
 	return nil
 }
 
-// feed hands b, after the carried bytes, to the client. Loop.
+// feed hands b, after the carried bytes, to the client (inbound.feed).
+// Loop.
 func (g *goConn) feed(b []byte) {
 	if g.dead || g.over {
 		return
@@ -173,57 +172,22 @@ func (g *goConn) feed(b []byte) {
 		// connection runs first on its loop registers it.
 		g.client = g.owner.Load().loop.NewClient(g)
 	}
-	if len(b) == 0 && len(g.carry) == 0 {
+	before := len(g.in.carry) + len(b)
+	if before == 0 {
 		return
 	}
-	data := b
-	fromCarry := len(g.carry) > 0
-	if fromCarry {
-		g.carry = append(g.carry, b...)
-		data = g.carry
-	}
-	n, res := g.client.Feed(data)
+	res, _, moving := g.in.feed(g.client, b, true) // the reader reuses b
 	switch res {
 	case broker.FeedClose:
 		g.dead = true
-		g.carry = nil
 		g.Close()
 		return
 	case broker.FeedMigrate:
-		g.migrate(data[n:])
+		g.migrate(moving)
 		return
 	}
-	rest := data[n:]
-	switch {
-	case len(rest) == 0:
-		g.carry = g.carry[:0]
-	case fromCarry:
-		g.carry = g.carry[:copy(g.carry, rest)]
-	default:
-		// A partial packet: keep it for the next chunk (the reader reuses
-		// its buffer). codec.Frame has already refused a packet that
-		// claims more than the maximum packet size, so this is bounded.
-		g.carry = append(g.carry[:0], rest...)
-	}
-	g.notePartial(n > 0)
-}
-
-// notePartial starts or stops the packet timeout (Options.PacketTimeout)
-// after a feed: it runs while carry holds the start of a packet, from when
-// that packet began. progressed reports that the feed consumed packets.
-// Loop.
-func (g *goConn) notePartial(progressed bool) {
-	if len(g.carry) == 0 || g.s.packetTimeout() <= 0 {
-		g.pendSince = 0
-		return
-	}
-	if g.pendSince == 0 || progressed {
-		g.pendSince = time.Now().UnixNano()
-	}
-	if !g.watched {
-		g.watched = true
-		ls := g.s.perLoop[g.owner.Load().loop.Index()]
-		ls.watch = append(ls.watch, g)
+	if g.s.packetTimeout() > 0 && g.in.pendingPacket(before, len(g.in.carry)) {
+		g.s.perLoop[g.owner.Load().loop.Index()].enlist(g, &g.watched)
 	}
 }
 
@@ -233,31 +197,31 @@ func (g *goConn) expire(ls *loopState, now int64) bool {
 	if g.s.perLoop[g.owner.Load().loop.Index()] != ls {
 		return false // moved: its new loop watches it (migrate)
 	}
-	if g.dead || g.over || g.pendSince == 0 {
+	if g.dead || g.over {
 		g.watched = false
 		return false
 	}
-	if pt := g.s.packetTimeout(); now-g.pendSince > int64(pt) {
-		g.s.ctr.packetTimeouts.Add(1)
-		g.s.log.Info("closing connection: packet not complete within --packet-timeout", "remote", g.remote, "timeout", pt, "buffered", len(g.carry))
-		g.watched, g.pendSince = false, 0
+	watch, late := g.in.overdue(now, g.s.packetTimeout())
+	if late {
+		g.s.packetTimedOut(g.remote, len(g.in.carry))
 		g.dead = true
-		g.carry = nil
+		g.in.drop()
 		g.Close()
-		return false
 	}
-	return true
+	g.watched = watch
+	return watch
 }
 
-// migrate moves the connection to the loop that owns its client id, carrying
-// the unconsumed bytes (the CONNECT and whatever followed it). Loop.
-func (g *goConn) migrate(rest []byte) {
+// migrate moves the connection to the loop that owns its client id, with
+// moving, the unconsumed bytes (the CONNECT and whatever followed it).
+// Loop.
+func (g *goConn) migrate(moving []byte) {
 	old := g.client
 	idx := int(old.MigrateTo)
-	g.carry = append([]byte(nil), rest...)
+	g.in.carry = moving
 	old.Closed() // leaves the session alone: the client is migrating
 	g.client = nil
-	g.watched, g.pendSince = false, 0 // the old loop's list drops it (expire)
+	g.watched = false // the old loop's list drops it (expire); inbound.feed stopped the clock
 	var target boundLoop
 	for _, bl := range *g.s.loops.Load() {
 		if bl.loop.Index() == idx {
