@@ -43,6 +43,7 @@ type config struct {
 	listen        listFlag
 	dataDir       string
 	storeKind     string
+	redis         redisConfig
 	durability    string
 	commitBatch   int
 	commitDelay   time.Duration
@@ -93,7 +94,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header (default tcp://127.0.0.1:1883)")
 	fs.IntVar(&cfg.opts.Loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
-	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir) or memory (nothing written to disk)")
+	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir), redis (see --redis-addr; docs/redis.md) or memory (nothing written to disk)")
+	redisFlags(fs, &cfg.redis)
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
 	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
@@ -301,8 +303,15 @@ func openStore(cfg *config, log *slog.Logger) (store.Store, int) {
 			return nil, 1
 		}
 		return bs, -1
+	case "redis":
+		d, err := store.ParseDurability(cfg.durability)
+		if err != nil {
+			log.Error("bad --durability", "err", err)
+			return nil, 2
+		}
+		return openRedis(cfg, d, log)
 	}
-	log.Error("unsupported --store (want badger or memory)", "store", cfg.storeKind)
+	log.Error("unsupported --store (want badger, redis or memory)", "store", cfg.storeKind)
 	return nil, 2
 }
 
