@@ -101,8 +101,8 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 // setIdentity records who the session's connection authenticated as;
 // a different identity forgets the cached verdicts. Loop-only.
 func (s *Session) setIdentity(id Identity) {
-	if s.extras == nil && s.l.b.opts.Authorizer == nil {
-		return // only ACL checks read it
+	if s.extras == nil && s.l.b.opts.Authorizer == nil && s.l.b.hooks == nil {
+		return // only ACL checks and hooks read it
 	}
 	x := s.extra()
 	if x.identKnown && x.ident == id {

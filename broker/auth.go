@@ -41,6 +41,10 @@ type AuthRequest struct {
 	Data   []byte
 	Step   int
 	State  any // AuthResult.State of the previous step
+
+	// connect is the CONNECT (the loop's scratch at Step 0; the Connect
+	// hooks' copy from then on).
+	connect *codec.Connect
 }
 
 // AuthResult is an authenticator's verdict.

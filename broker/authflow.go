@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 )
 
 // authStep is where an authentication stands after a step: go on with the
@@ -84,8 +85,10 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 			c.refuseAuth(p.Version, user, codec.NotAuthorized, "anonymous access is off: a user name is required")
 			return authRefused
 		}
-		c.authDone = true
-		return authProceed
+		if !b.hooks.Has(hooks.Connect) { // Connect hooks see anonymous CONNECTs too
+			c.authDone = true
+			return authProceed
+		}
 	}
 	if authn == nil {
 		c.authDone = true
@@ -94,7 +97,7 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 	req := &AuthRequest{
 		ClientID: id, Username: user, HasUsername: p.UsernameFlag,
 		Password: append([]byte(nil), p.Password...), HasPassword: p.PasswordFlag,
-		Remote: c.conn.RemoteAddr(), Version: p.Version,
+		Remote: c.conn.RemoteAddr(), Version: p.Version, connect: p,
 	}
 	if method {
 		req.Method = string(p.Props.AuthMethod)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/router"
 )
 
@@ -26,6 +27,7 @@ type Broker struct {
 	seed     maphash.Seed
 	rr       atomic.Uint32 // round robin for server-side publishes
 	closed   atomic.Bool
+	hooks    *hooks.Registry // Options.Hooks; nil: none (hooks.go)
 
 	clock       *coarseClock // clock.go
 	started     int64        // unix ns at New, for $SYS/broker/uptime
@@ -72,8 +74,12 @@ func New(opts Options) *Broker {
 	// seen at once (clock.go).
 	directClock := opts.Now != nil
 	opts.Defaults()
+	if opts.Hooks.Has(hooks.Connect) {
+		opts.Authenticator = &hookAuthenticator{next: opts.Authenticator, hooks: opts.Hooks}
+	}
 	b := &Broker{
 		opts:     opts,
+		hooks:    opts.Hooks,
 		shared:   router.NewShared[*Session](),
 		retained: router.NewRetained[*Message](),
 		seed:     maphash.MakeSeed(),

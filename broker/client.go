@@ -124,6 +124,9 @@ type Client struct {
 	// inboundQoS1 counts the v5 QoS 1 PUBLISHes whose PUBACK is not
 	// written yet (our Receive Maximum, handlePublish).
 	inboundQoS1 uint16
+	// closedFor is the closeReason+1 the broker closed it for (0: it
+	// did not), for the Disconnected hooks.
+	closedFor uint8
 }
 
 // authFlow is the state of a CONNECT's authentication, and of v5

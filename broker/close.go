@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 )
 
 // How a connection ends: the client's DISCONNECT, a protocol violation,
@@ -122,8 +123,12 @@ func (c *Client) Closed() {
 		return
 	}
 	l.counters.connectionsClosed++
+	wasConnected := c.state == stateConnected || (c.state == stateClosing && c.s != nil)
 	c.state = stateClosing
 	c.dropRetained()
+	if wasConnected && l.b.hooks.Has(hooks.Disconnected) {
+		l.b.hooks.Disconnected(c.hookClient(), c.disconnectReason())
+	}
 	if c.auth != nil {
 		c.auth.call = nil // a verdict still on its way is dropped
 		c.endPendingAuth()
@@ -133,4 +138,18 @@ func (c *Client) Closed() {
 	}
 	c.s = nil
 	l.flush() // a will, takeovers and store operations of the detach
+}
+
+// disconnectReason says why c's connection ended, for the Disconnected
+// hooks.
+func (c *Client) disconnectReason() string {
+	switch {
+	case c.closedFor > 0:
+		return closeReasons[c.closedFor-1].label
+	case c.cleanDisconnect:
+		return "client_disconnected"
+	case c.willOnClose:
+		return "client_disconnected_with_will"
+	}
+	return "connection_lost"
 }

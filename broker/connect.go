@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -55,7 +56,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	}
 	// 7. CONNACK, and the connection is the session's.
 	c.sendConnack(p, s, present, assigned, cid, serverKeepAlive)
-	c.connected(p, s)
+	c.connected(p, s, present)
 	return FeedContinue
 }
 
@@ -227,6 +228,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 		// [MQTT-4.1.0-2] The session expired and the next Tick has not
 		// discarded it yet: it must not be resumed.
 		l.counters.sessionsExpired++
+		s.sessionEnding(hooks.SessionExpired)
 		s.end(true)
 		s = nil
 	}
@@ -242,6 +244,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 		s.takeOver(p.CleanStart)
 	}
 	if s != nil && p.CleanStart {
+		s.sessionEnding(hooks.SessionTakenOut)
 		s.end(false)
 		s = nil
 	}
@@ -251,6 +254,9 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 		l.unwait(s)
 		c.claimed = false // the session holds the id's reference
 		b.dir.release(b.dir.keyString(id), l.idx)
+		if b.hooks.Has(hooks.SessionResumed) {
+			b.hooks.SessionResumed(id)
+		}
 	} else {
 		if len(l.sessions) >= l.sessionsShare {
 			// --max-sessions: this loop holds its share of sessions
@@ -265,10 +271,13 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 		if b.opts.Authenticator != nil {
 			s.setOwner(c.identity(p))
 		}
+		if b.hooks.Has(hooks.SessionCreated) {
+			b.hooks.SessionCreated(id)
+		}
 	}
 	s.version = p.Version
 	s.expiry = expiry
-	if s.extras != nil || b.opts.Authorizer != nil {
+	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil {
 		s.setIdentity(c.identity(p))
 	}
 	s.storeSession()
@@ -344,7 +353,7 @@ func (c *Client) sendConnack(p *codec.Connect, s *Session, present, assigned boo
 }
 
 // connected makes c the connection of s once its CONNACK is queued.
-func (c *Client) connected(p *codec.Connect, s *Session) {
+func (c *Client) connected(p *codec.Connect, s *Session, present bool) {
 	l, b := c.l, c.l.b
 	if af := c.auth; af != nil {
 		if af.authMethod == "" {
@@ -357,6 +366,9 @@ func (c *Client) connected(p *codec.Connect, s *Session) {
 	c.lastSeen = l.now // keep-alive counts from here, not from the connection's opening
 	l.counters.connects++
 	s.attach(c)
+	if b.hooks.Has(hooks.Connected) {
+		b.hooks.Connected(c.hookClient(), present)
+	}
 	if lg := b.opts.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
 		lg.Debug("client connected", slog.String("client", s.id), slog.String("remote", c.conn.RemoteAddr()),
 			slog.String("username", string(p.Username)), slog.Int("version", int(p.Version)))

@@ -3,11 +3,14 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mcutie/mcutie/hooks"
 )
 
 // Limits enforced before a connection has said anything: total
@@ -29,6 +32,7 @@ var (
 	ErrMaxConnections      = errors.New("broker: too many connections (--max-connections)")
 	ErrMaxConnectionsPerIP = errors.New("broker: too many connections from this address (--max-connections-per-ip)")
 	ErrConnectRate         = errors.New("broker: too many new connections per second from this address (--connection-rate-per-ip)")
+	ErrPreConnect          = errors.New("broker: refused by a pre-connect hook")
 )
 
 const admitShards = 64
@@ -37,7 +41,7 @@ type admission struct {
 	open    atomic.Int64 // admitted connections not yet released
 	seed    maphash.Seed
 	shards  [admitShards]admitShard
-	refused [3]atomic.Uint64 // max_connections, max_connections_per_ip, connection_rate
+	refused [len(admitReasons)]atomic.Uint64
 	log     sharedLogThrottle
 }
 
@@ -93,6 +97,11 @@ func (b *Broker) AdmitInto(t *Ticket, remote netip.Addr) error {
 	// one (the ban itself was).
 	if err := b.checkBan(remote); err != nil {
 		return err
+	}
+	if b.hooks.Has(hooks.PreConnect) {
+		if err := b.hooks.PreConnect(remote, ""); err != nil {
+			return b.refuseAdmit(remote, admitHook, fmt.Errorf("%w: %v", ErrPreConnect, err))
+		}
 	}
 	if n := a.open.Add(1); o.MaxConnections > 0 && n > int64(o.MaxConnections) {
 		a.open.Add(-1)
@@ -181,7 +190,10 @@ func (b *Broker) sweepShard(sh *admitShard, now int64) {
 	}
 }
 
-var admitReasons = [...]string{"max_connections", "max_connections_per_ip", "connection_rate"}
+// admitReasons are the labels of the admission refusals, by index.
+var admitReasons = [...]string{"max_connections", "max_connections_per_ip", "connection_rate", "pre_connect_hook"}
+
+const admitHook = 3
 
 func (b *Broker) refuseAdmit(remote netip.Addr, reason int, err error) error {
 	a := &b.admit

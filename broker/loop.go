@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/router"
 )
 
@@ -87,6 +88,8 @@ type Loop struct {
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
 	authLog logThrottle // CONNECT refusals and ACL denials: one log line a second
+
+	hook hookScratch // arguments handed to hooks (hooks.go)
 
 	counters loopCounters
 	snap     counterSnapshot
@@ -180,8 +183,14 @@ func (l *Loop) drain() {
 		l.counters.inboxItems++
 		switch it.kind {
 		case itemPublish:
-			l.publish(it.msg, it.msg.origin)
-			it.msg.release()
+			m := it.msg
+			if l.b.hooks.Has(hooks.Publish) {
+				if m = l.interceptMessage(m, hooks.FromServer, nil); m == nil {
+					continue
+				}
+			}
+			l.publish(m, m.origin)
+			m.release()
 		case itemRemote:
 			l.routeLocal(it.msg, it.msg.origin)
 			l.afterRoute(it.msg)

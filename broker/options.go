@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -136,6 +137,10 @@ type Options struct {
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.
 	Store store.Store
+
+	// Hooks are the extensions the broker calls (package hooks); nil:
+	// none. The caller owns the Registry: it stops it after the broker.
+	Hooks *hooks.Registry
 
 	Logger *slog.Logger
 	// Now is the broker's clock; default time.Now, read through a coarse

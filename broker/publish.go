@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/router"
 )
 
@@ -57,6 +58,23 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 	l.counters.publishIn[p.QoS]++
 	l.counters.payloadIn[p.QoS] += uint64(len(p.Payload))
+	routeQoS, routeRetain := p.QoS, p.Retain
+	if l.b.hooks.Has(hooks.Publish) {
+		var err error
+		if routeQoS, routeRetain, err = c.interceptPublish(p); err != nil {
+			// Dropped by a hook: as an ACL refusal, v5 QoS 1/2 is told
+			// 0x87 with the reason; 3.x is acknowledged normally.
+			l.counters.dropped[dropHook]++
+			if p.QoS > 0 {
+				code := codec.Success
+				if c.version == codec.V5 {
+					code = codec.NotAuthorized
+				}
+				c.queueAck(ackFor(p.QoS), p.PacketID, code)
+			}
+			return nil
+		}
+	}
 
 	if p.QoS == 1 && c.version == codec.V5 {
 		// Our Receive Maximum binds QoS 1 as well as QoS 2
@@ -87,6 +105,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	}
 
 	m := newMessage(p, s, l.now)
+	m.QoS, m.Retain, m.pinned = routeQoS, routeRetain, routeRetain
 	var aw *ackWait
 	if p.QoS > 0 {
 		// The acknowledgement waits for every store operation the message

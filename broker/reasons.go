@@ -28,6 +28,7 @@ const (
 	dropTopicLimit                         // MaxTopicLength / MaxTopicLevels
 	dropUserProperties                     // MaxUserProperties
 	dropRetainedFull                       // MaxRetainedMessages / MaxRetainedBytes: not retained
+	dropHook                               // a Publish hook dropped it (hooks.go)
 	numDropReasons
 )
 
@@ -43,6 +44,7 @@ var dropLabels = [numDropReasons]string{
 	dropTopicLimit:       "topic_limit",
 	dropUserProperties:   "user_properties",
 	dropRetainedFull:     "retained_full",
+	dropHook:             "hook",
 }
 
 // closeReason is why the broker closes a connection after its CONNECT (or
@@ -86,6 +88,7 @@ var closeReasons = [numCloseReasons]closeInfo{
 func (c *Client) closeFor(r closeReason, code codec.ReasonCode, reason string, attrs ...slog.Attr) {
 	info := &closeReasons[r]
 	c.l.counters.closed[r]++
+	c.closedFor = uint8(r) + 1
 	c.logClose(info.log, attrs...)
 	if code == 0 {
 		code = info.code
@@ -109,6 +112,7 @@ const (
 	subRefusedTopicLimit                       // MaxTopicLength / MaxTopicLevels
 	subRefusedWildcardLevels                   // MaxWildcardLevels
 	subRefusedBytes                            // MaxSubscriptionBytes
+	subRefusedHook                             // a Subscribe hook refused it
 	numSubRefusals
 )
 
@@ -117,4 +121,5 @@ var subRefusalLabels = [numSubRefusals]string{
 	subRefusedTopicLimit:     "topic_limit",
 	subRefusedWildcardLevels: "wildcard_levels",
 	subRefusedBytes:          "subscription_bytes",
+	subRefusedHook:           "hook",
 }

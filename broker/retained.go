@@ -3,6 +3,8 @@ package broker
 import (
 	"log/slog"
 	"time"
+
+	"github.com/mcutie/mcutie/hooks"
 )
 
 // Retained messages owed to a connection after a SUBSCRIBE are sent as the
@@ -176,6 +178,13 @@ func (l *Loop) resumeRetained() {
 
 func (l *Loop) setRetained(m *Message) {
 	b := l.b
+	if b.hooks.Has(hooks.RetainedChanged) {
+		origin := hooks.FromServer
+		if m.origin != nil {
+			origin = hooks.FromClient
+		}
+		b.hooks.RetainedChanged(l.hookMessage(m.Topic, m.Payload, m.QoS, m.Retain, m.Props, origin, nil))
+	}
 	if len(m.Payload) == 0 {
 		// [MQTT-3.3.1-6/-7] An empty payload removes the retained message and is not stored.
 		if old, ok := b.retained.Delete(m.Topic); ok {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/router"
 	"github.com/mcutie/mcutie/store"
 )
@@ -278,6 +279,7 @@ func (s *Session) detach(c *Client, abnormal bool) {
 	}
 	if s.expiry == 0 {
 		// [MQTT-3.1.2-23] absent/0 expiry: the session ends with the connection.
+		s.sessionEnding(hooks.SessionCleaned)
 		s.end(true)
 		return
 	}
@@ -363,7 +365,16 @@ func (s *Session) publishWill() {
 		m.ExpireAt += s.l.now - m.Created
 		m.Created = s.l.now
 	}
-	s.l.publish(m, nil)
+	l := s.l
+	if l.b.hooks.Has(hooks.Publish) {
+		if m = l.interceptMessage(m, hooks.FromWill, &hooks.Client{ID: s.id}); m == nil {
+			return
+		}
+	}
+	if l.b.hooks.Has(hooks.WillPublished) {
+		l.b.hooks.WillPublished(s.id, l.hookMessage(m.Topic, m.Payload, m.QoS, m.Retain, m.Props, hooks.FromWill, nil))
+	}
+	l.publish(m, nil)
 	m.release()
 }
 

@@ -275,7 +275,7 @@ func packetTypeLabel(t int) string { return strings.ToLower(typeName(codec.Type(
 // that are not closeReasons': connections refused at accept and CONNECTs
 // refused (connect_refused counts them all).
 var refusedReasons = []string{
-	"max_connections", "max_connections_per_ip", "connection_rate", // at accept (Admit)
+	"max_connections", "max_connections_per_ip", "connection_rate", "pre_connect_hook", // at accept (Admit)
 	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", "max_sessions",
 }
 
@@ -352,6 +352,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 	for _, a := range []string{"publish", "subscribe", "read", "will"} {
 		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_acl_denied_total{access=%q}`, a), st.ACLDenied[a])
 	}
+	b.hooks.WriteMetrics(w)
 	au := &st.Auth
 	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="success"}`, au.Succeeded)
 	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="failed"}`, au.Failed)

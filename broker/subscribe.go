@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/router"
 )
 
@@ -63,6 +64,9 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		key := string(sub.Filter)
 		existed := s.addSub(key, o)
 		s.storeSub(key, o, aw)
+		if l.b.hooks.Has(hooks.Subscribed) {
+			l.b.hooks.Subscribed(c.hookClient(), sub.Filter, o.QoS)
+		}
 		// Retained messages go only to non-shared subscriptions (§3.3.1.3).
 		_, filter, shared, _ := codec.SplitShared(sub.Filter)
 		if shared || o.RetainHandling == 2 || (o.RetainHandling == 1 && existed) {
@@ -127,6 +131,14 @@ type filterQuota struct {
 // accepted before this one; checkFilter adds this one when it accepts it.
 func (c *Client) checkFilter(sub *codec.Subscription, q *filterQuota) (codec.ReasonCode, error) {
 	l, s, o := c.l, c.s, &c.l.b.opts
+	if l.b.hooks.Has(hooks.Subscribe) {
+		// Subscribe hooks first: what they leave (a lower QoS, another
+		// filter) is then checked like any filter.
+		if err := c.hookSubscribe(sub); err != nil {
+			l.counters.subsRefused[subRefusedHook]++
+			return codec.NotAuthorized, nil
+		}
+	}
 	_, filter, shared, err := codec.SplitShared(sub.Filter)
 	if err != nil || codec.ValidateTopicFilter(sub.Filter) != nil {
 		// Misplaced wildcards or a bad $share framing [MQTT-4.7.1-1/-2,
@@ -198,6 +210,9 @@ func (c *Client) handleUnsubscribe(p *codec.Unsubscribe) error {
 		}
 		s.dropSub(string(f), o)
 		s.storeUnsub(string(f))
+		if c.l.b.hooks.Has(hooks.Unsubscribed) {
+			c.l.b.hooks.Unsubscribed(c.hookClient(), f)
+		}
 		ack.Codes = append(ack.Codes, codec.Success)
 	}
 	c.queueControl(ack.Append(c.controlBuf(), c.version))

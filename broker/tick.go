@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -52,6 +53,7 @@ func (l *Loop) Tick() {
 		}
 		if s.expiry != store.ExpiryNever && now-s.discAt >= int64(s.expiry)*int64(time.Second) {
 			l.counters.sessionsExpired++
+			s.sessionEnding(hooks.SessionExpired)
 			s.end(true) // removes s from l.waiting
 			i--
 			continue
