@@ -553,14 +553,15 @@ func TestDurable_CrashKill9(t *testing.T) {
 
 // durCrash runs cycles of load and kill -9 against the binary with loops
 // event loops; resume makes the publisher keep its session and resend its
-// unfinished flows after each crash.
-func durCrash(t *testing.T, loops int, resume bool, cycles int) {
+// unfinished flows after each crash. extra flags go to the binary (the
+// Redis store's, in redis_test.go).
+func durCrash(t *testing.T, loops int, resume bool, cycles int, extra ...string) {
 	began := time.Now()
 	until := began.Add(time.Duration(cycles)*15*time.Second + 30*time.Second) // a bound, not a speed check: -race on a loaded machine is slow
 	dir, port := t.TempDir(), freePort(t)
 	// The queue bound would drop messages for the offline subscriber
 	// (and the test would see them as lost): lift it.
-	flags := []string{"--max-queued-messages", "10000000", "--loops", strconv.Itoa(loops)}
+	flags := append([]string{"--max-queued-messages", "10000000", "--loops", strconv.Itoa(loops)}, extra...)
 	proc := durStartProc(t, dir, port, flags...)
 
 	led := newDurLedger()
