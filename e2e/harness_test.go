@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -32,8 +31,6 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if opts.Store == nil {
 		// Every test also exercises the persistence path: acknowledgements
 		// that wait for store operations, through the same interface the
@@ -41,7 +38,9 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 		opts.Store = store.NewMemory()
 	}
 	b := broker.New(opts)
-	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://" + addr}, Logger: opts.Logger, TickInterval: 100 * time.Millisecond})
+	// Port 0: the reactor binds the port the kernel chooses (Addrs), so
+	// no other test can take it between choosing and binding.
+	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: opts.Logger, TickInterval: 100 * time.Millisecond})
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
@@ -50,9 +49,13 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 		defer cancel()
 		_ = srv.Stop(ctx)
 	})
-	return &testBroker{B: b, Addr: addr, srv: srv}
+	return &testBroker{B: b, Addr: srv.Addrs()[0].String(), srv: srv}
 }
 
+// freePort returns a port that was free a moment ago, for a broker in
+// another process (mcutie's binary); an in-process reactor listens on
+// port 0 instead (start), which leaves no window for another test to take
+// the port.
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -65,13 +65,12 @@ func durStart(t testing.TB, dir string, d store.Durability) *durServer {
 		st.Close()
 		t.Fatalf("restore: %v", err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://" + addr}, Logger: log, TickInterval: 100 * time.Millisecond})
+	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: log, TickInterval: 100 * time.Millisecond})
 	if err := srv.Start(); err != nil {
 		st.Close()
 		t.Fatalf("start broker: %v", err)
 	}
-	ds := &durServer{B: b, St: st, Addr: addr, RS: rs, srv: srv}
+	ds := &durServer{B: b, St: st, Addr: srv.Addrs()[0].String(), RS: rs, srv: srv}
 	t.Cleanup(func() { ds.stop(t) })
 	return ds
 }

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // Options configures the transport.
@@ -21,7 +23,8 @@ type Options struct {
 	// Listen lists the listeners: tcp://host:port (gnet event loops),
 	// tls://host:port, ws://host:port[/path], wss://host:port[/path]
 	// (goroutine transport, goconn.go); ?proxy=true on any of them
-	// expects a PROXY protocol v1/v2 header first.
+	// expects a PROXY protocol v1/v2 header first. On port 0 the kernel
+	// chooses a port; Server.Addrs reports it.
 	Listen           []string
 	TLS              TLSOptions // certificates of the tls:// and wss:// listeners
 	ReadBufferCap    int        // gnet per-loop read buffer / per-connection inbound cap, bytes (0: gnet default 64 KiB)
@@ -68,7 +71,8 @@ type Server struct {
 	ticking atomic.Bool
 	stopped atomic.Bool
 
-	specs   []listener    // parsed Listen
+	specs   []listener    // parsed Listen (port 0 replaced by the port reserved)
+	addrs   []net.Addr    // bound addresses of specs, set by Start (Addrs)
 	tls     *tlsConfig    // nil without tls:// or wss:// listeners
 	golns   []*goListener // tls, ws, wss
 	goConns sync.WaitGroup
@@ -122,13 +126,36 @@ func (s *Server) Start() error {
 	}
 	var gnetAddrs []string
 	needTLS := false
+	bound := make([]net.Addr, 0, len(s.opts.Listen)) // gnet's listeners' now, the others' once started
+	var reserved []int                               // sockets holding the ports of port-0 listeners (reserveBind)
+	defer func() {
+		for _, fd := range reserved {
+			_ = unix.Close(fd)
+		}
+	}()
 	for _, a := range s.opts.Listen {
 		ln, err := parseListener(a)
 		if err != nil {
 			return err
 		}
-		s.specs = append(s.specs, ln)
-		if ln.onLoop() {
+		needTLS = needTLS || ln.tls()
+		if !ln.onLoop() {
+			s.specs = append(s.specs, ln)
+			bound = append(bound, nil) // set once it is started
+			continue
+		}
+		var ta *net.TCPAddr
+		if ln.port0() {
+			// gnet binds the address once per loop (SO_REUSEPORT), and
+			// port 0 would give each its own port: the port is chosen
+			// here, once, and held until they all have bound it.
+			var fd int
+			if fd, ta, err = reserveBind(ln.scheme, ln.addr); err == nil {
+				reserved = append(reserved, fd)
+				host, _, _ := net.SplitHostPort(ln.addr)
+				ln.addr = net.JoinHostPort(host, strconv.Itoa(ta.Port))
+			}
+		} else {
 			// SO_REUSEPORT, which gnet sets to spread accepts over the
 			// loops, would also let us bind a port that another process
 			// (a second broker, say) listens on and silently share its
@@ -136,12 +163,14 @@ func (s *Server) Start() error {
 			// The goroutine listeners bind without SO_REUSEPORT. The
 			// probe binds but does not listen: a client that dialled
 			// into a listening probe would be reset when it closed.
-			if err := probeBind(ln.scheme, ln.addr); err != nil {
-				return fmt.Errorf("reactor: listen %s: %w", a, err)
-			}
-			gnetAddrs = append(gnetAddrs, ln.gnetAddr())
+			ta, err = probeBind(ln.scheme, ln.addr)
 		}
-		needTLS = needTLS || ln.tls()
+		if err != nil {
+			return fmt.Errorf("reactor: listen %s: %w", a, err)
+		}
+		s.specs = append(s.specs, ln)
+		bound = append(bound, ta)
+		gnetAddrs = append(gnetAddrs, ln.gnetAddr())
 	}
 	if len(gnetAddrs) == 0 {
 		// gnet runs no loops without a listener. Give it a Unix socket in
@@ -192,7 +221,7 @@ func (s *Server) Start() error {
 	case <-s.ready:
 		// The goroutine listeners start once every loop is bound: their
 		// connections are spread over the bound loops.
-		for _, ln := range s.specs {
+		for i, ln := range s.specs {
 			if ln.onLoop() {
 				continue
 			}
@@ -203,7 +232,9 @@ func (s *Server) Start() error {
 				return fmt.Errorf("reactor: listen %s: %w", ln.raw, err)
 			}
 			s.golns = append(s.golns, gl)
+			bound[i] = gl.ln.Addr()
 		}
+		s.addrs = bound
 		return nil
 	case err := <-s.runErr:
 		if err == nil {
@@ -214,6 +245,11 @@ func (s *Server) Start() error {
 		return errors.New("reactor: event loops did not start within 30s")
 	}
 }
+
+// Addrs returns the addresses the listeners are bound to, in the order of
+// Options.Listen: for a port 0 there, the port the kernel chose. Nil until
+// Start has succeeded; safe for concurrent use once it has returned.
+func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // goAdd counts one goroutine-transport goroutine for Stop to wait for, and
 // reports false once Stop waits: WaitGroup.Add from a zero count must not

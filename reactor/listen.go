@@ -95,11 +95,34 @@ func (ln listener) matches(local net.Addr) bool {
 // probeBind binds a TCP socket to addr as net.Listen would (SO_REUSEADDR;
 // dual stack for tcp on a wildcard address) but without SO_REUSEPORT and
 // without listening, and closes it: it fails if another socket listens
-// there, and no client can connect to it meanwhile.
-func probeBind(network, addr string) error {
+// there, and no client can connect to it meanwhile. It returns addr
+// resolved.
+func probeBind(network, addr string) (*net.TCPAddr, error) {
+	fd, ta, err := reserveBind(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	_ = unix.Close(fd)
+	return ta, nil
+}
+
+// port0 reports whether the listener asks the kernel for a port (:0).
+func (ln listener) port0() bool {
+	_, port, _ := net.SplitHostPort(ln.addr)
+	return port == "0"
+}
+
+// reserveBind binds a TCP socket like probeBind and leaves it open: it
+// returns the socket and its address, the port the kernel chose when addr
+// has port 0. While it stays bound the kernel gives that port to no other
+// port-0 bind, and gnet's listeners (SO_REUSEADDR) can bind it, since it
+// does not listen: Start holds one until gnet has bound every loop's
+// listener, which with SO_REUSEPORT binds the address once per loop (port
+// 0 would give each loop a port of its own).
+func reserveBind(network, addr string) (int, *net.TCPAddr, error) {
 	ta, err := net.ResolveTCPAddr(network, addr)
 	if err != nil {
-		return err
+		return -1, nil, err
 	}
 	v4 := func() (int, unix.Sockaddr) {
 		a := &unix.SockaddrInet4{Port: ta.Port}
@@ -130,15 +153,27 @@ func probeBind(network, addr string) error {
 		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	}
 	if err != nil {
-		return os.NewSyscallError("socket", err)
+		return -1, nil, os.NewSyscallError("socket", err)
 	}
-	defer unix.Close(fd)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if family == unix.AF_INET6 && dual {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
 	}
 	if err := unix.Bind(fd, sa); err != nil {
-		return &net.OpError{Op: "listen", Net: network, Addr: ta, Err: os.NewSyscallError("bind", err)}
+		unix.Close(fd)
+		return -1, nil, &net.OpError{Op: "listen", Net: network, Addr: ta, Err: os.NewSyscallError("bind", err)}
 	}
-	return nil
+	bound := *ta
+	got, err := unix.Getsockname(fd)
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		bound.Port = a.Port
+	case *unix.SockaddrInet6:
+		bound.Port = a.Port
+	}
+	if err != nil || bound.Port == 0 {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("cannot read the port bound for %s: %v", addr, err)
+	}
+	return fd, &bound, nil
 }
