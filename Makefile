@@ -78,3 +78,7 @@ lint: vet staticcheck ## gofmt check, go vet, staticcheck (pinned)
 
 clean:
 	rm -rf bin
+
+.PHONY: bench-redis
+bench-redis: build bin/durbench ## bench-durable on --store redis, a private redis-server per mode (~35 s); REDIS_BENCH=1m: the 1M retained fill and restart instead, all: both
+	bench/durbench/run_redis.sh $(or $(REDIS_BENCH),pub)
