@@ -112,9 +112,10 @@ func (a *ackWait) write() {
 		// The state this acknowledgement vouches for is not stored:
 		// refuse rather than acknowledge (v5 0x80; 3.x has no code).
 		c.l.counters.storeRefused++
-		if c.version != codec.V5 || a.typ == codec.SUBACK {
+		if c.version != codec.V5 || a.typ == codec.SUBACK || a.typ == codec.PUBCOMP {
 			// 3.x has no code for it; a v5 SUBACK cannot refuse a
-			// subscription after the fact.
+			// subscription after the fact, and a PUBCOMP carries only
+			// 0x00 or 0x92 [MQTT-3.7.2-1].
 			c.closeFor(closeStoreRefused, 0, "state not stored")
 			return
 		}

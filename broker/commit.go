@@ -63,6 +63,9 @@ const maxCommitRounds = 4
 // commitOps submits the pass's operations, behind any backlog, as one
 // unit. Loop-only.
 func (l *Loop) commitOps() {
+	if len(l.pass.ops) == 0 && len(l.backlog.ops) == 0 {
+		return // most passes: nothing to store
+	}
 	for range maxCommitRounds {
 		if !l.commitPass() || len(l.pass.ops) == 0 {
 			return

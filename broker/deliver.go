@@ -121,7 +121,11 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 			p.Props.SubscriptionIDs = ids[:om.nids]
 		}
 	}
-	alias, aliasKnown := c.aliases.outboundAlias(m.Topic) // 0 for 3.x and when off
+	var alias uint16
+	var aliasKnown bool
+	if ta := c.aliases; ta != nil && ta.outMax > 0 { // outbound aliases are on for this connection
+		alias, aliasKnown = ta.outboundAlias(m.Topic)
+	}
 	if alias != 0 {
 		p.Props.Set(codec.PropTopicAlias)
 		p.Props.TopicAlias = alias
