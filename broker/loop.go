@@ -90,6 +90,9 @@ type Loop struct {
 	authLog logThrottle // CONNECT refusals and ACL denials: one log line a second
 
 	hook hookScratch // arguments handed to hooks (hooks.go)
+	// hooked are the events some hook provides, copied from the
+	// registry so the publish path tests a field of its own loop.
+	hooked hooks.Events
 
 	counters loopCounters
 	snap     counterSnapshot
@@ -125,6 +128,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		sessions: make(map[string]*Session),
 	}
 	l.shedLog.every = 10 * time.Second
+	l.hooked = b.hooks.Provided()
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
 	if idx == 0 && b.opts.SysInterval > 0 {

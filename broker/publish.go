@@ -59,7 +59,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 	l.counters.publishIn[p.QoS]++
 	l.counters.payloadIn[p.QoS] += uint64(len(p.Payload))
 	routeQoS, routeRetain := p.QoS, p.Retain
-	if l.b.hooks.Has(hooks.Publish) {
+	if l.hooked.Has(hooks.Publish) {
 		var err error
 		if routeQoS, routeRetain, err = c.interceptPublish(p); err != nil {
 			// Dropped by a hook: as an ACL refusal, v5 QoS 1/2 is told

@@ -141,6 +141,15 @@ func implements(h Hook, ev Event) bool {
 // Has reports whether any hook provides ev. Safe on a nil Registry.
 func (r *Registry) Has(ev Event) bool { return r != nil && r.provides.Has(ev) }
 
+// Provided is the set of events some hook provides (none for a nil
+// Registry): a caller may keep a copy once every hook is added.
+func (r *Registry) Provided() Events {
+	if r == nil {
+		return 0
+	}
+	return r.provides
+}
+
 // Stop stops the worker pool and the hooks that are Stoppers, the last
 // added first. Connect decisions still queued are refused.
 func (r *Registry) Stop() error {
