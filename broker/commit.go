@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"slices"
+	"sync/atomic"
 
 	"github.com/mcutie/mcutie/store"
 )
@@ -150,6 +151,9 @@ func (l *Loop) submit(p *passOps) bool {
 // they failed). Loop-only.
 func (l *Loop) committed(n uint64, acks []*ackWait, gates []*qos2Order, err error) {
 	l.noteDurable(n, err)
+	if err != nil {
+		l.resolveFailed()
+	}
 	for _, a := range acks {
 		a.releaseOn(l, err)
 	}
@@ -163,6 +167,9 @@ func (l *Loop) committed(n uint64, acks []*ackWait, gates []*qos2Order, err erro
 // use.
 func (l *Loop) committedOffLoop(n uint64, acks []*ackWait, gates []*qos2Order, err error) {
 	l.noteDurable(n, err)
+	if err != nil && !l.post(inboxItem{kind: itemFunc, fn: l.resolveFailed}, true) {
+		l.b.droppedOffLoop.Add(1) // resolved at the next tick
+	}
 	for _, a := range acks {
 		if a.release(err) {
 			a.fireOffLoop()
@@ -177,18 +184,61 @@ func (l *Loop) committedOffLoop(n uint64, acks []*ackWait, gates []*qos2Order, e
 	}
 }
 
-// noteDurable records that Apply n is done: output held for it may go now
-// (on error too: holding it would not store it). Safe for concurrent use.
+// noteDurable records that Apply n is done: output held for it may go
+// now; after a failure, only once the loop has closed the connections
+// whose output waited for the failed state (resolveFailed). Safe for
+// concurrent use; done calls come in Apply order.
 func (l *Loop) noteDurable(n uint64, err error) {
 	if err != nil {
 		l.b.storeErrors.Add(1)
 		l.b.opts.Logger.Error("store operation failed", "err", err)
+		l.failedFrom.CompareAndSwap(0, n)
+		raiseTo(&l.durableLater, n)
+		return
 	}
+	if l.failedFrom.Load() != 0 {
+		raiseTo(&l.durableLater, n)
+		if l.failedFrom.Load() != 0 {
+			return // resolveFailed raises durableN
+		}
+	}
+	raiseTo(&l.durableN, n)
+}
+
+// raiseTo raises v to n unless it is already there. Safe for concurrent
+// use.
+func raiseTo(v *atomic.Uint64, n uint64) {
 	for {
-		d := l.durableN.Load()
-		if d >= n || l.durableN.CompareAndSwap(d, n) {
+		d := v.Load()
+		if d >= n || v.CompareAndSwap(d, n) {
 			return
 		}
+	}
+}
+
+// resolveFailed deals with a failed commit: every connection whose output
+// waits for an Apply from the failed one on (Client.holdUntil: QoS 2
+// state, a PUBLISH or a PUBREL) loses that output and is closed (v5
+// DISCONNECT 0x80), so no client is told of state that was not stored; it
+// resumes from what was. Then the held output of the others may go.
+// Loop-only.
+func (l *Loop) resolveFailed() {
+	f := l.failedFrom.Load()
+	if f == 0 {
+		return
+	}
+	for _, list := range [][]*Client{l.dirty, l.held} {
+		for _, c := range list {
+			if c != nil && c.holdUntil >= f && c.state == stateConnected {
+				c.abandonOutput()
+				c.closeFor(closeStoreRefused, 0, "state not stored")
+			}
+		}
+	}
+	l.failedFrom.Store(0)
+	raiseTo(&l.durableN, l.durableLater.Load())
+	if l.holding.Load() || len(l.dirty) > 0 {
+		l.flush()
 	}
 }
 

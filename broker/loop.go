@@ -76,6 +76,12 @@ type Loop struct {
 
 	applyN   uint64        // Apply calls made by commitOps
 	durableN atomic.Uint64 // the last of them whose done has run
+	// failedFrom is the first Apply that failed since the loop last
+	// dealt with a failure (resolveFailed; 0: none pending). Until it
+	// has, durableN stays below it, and later commits record how far
+	// they got in durableLater: output that waited for the failed state
+	// must not go out as if it were stored.
+	failedFrom, durableLater atomic.Uint64
 	// dirPending are directory references of ended sessions waiting
 	// for the store (directory.go).
 	dirPending []pendingRelease

@@ -159,3 +159,12 @@ func (c *Client) mustWait(durable uint64) bool {
 	ob.gates = ob.gates[:0]
 	return false
 }
+
+// abandonOutput drops what c has queued and not written (a failed commit
+// it waited for, resolveFailed). Loop-only.
+func (c *Client) abandonOutput() {
+	if c.output != nil {
+		c.l.putOut(c.output)
+		c.output = nil
+	}
+}

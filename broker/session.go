@@ -246,6 +246,11 @@ func (s *Session) attach(c *Client) {
 		for i := 0; i < q.inflight.len(); i++ {
 			om := q.inflight.at(i)
 			if om.state == outPubrec {
+				// Stored again first (the PUBREL waits for it,
+				// Client.holdUntil): if the record of the PUBREC failed
+				// to store before, a restart would otherwise resend the
+				// message to a client that has completed it.
+				s.storeReleased(om)
 				c.queueAck(codec.PUBREL, om.pid, codec.Success)
 				continue
 			}

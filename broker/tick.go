@@ -15,6 +15,9 @@ import (
 // Loop-only.
 func (l *Loop) Tick() {
 	l.tick()
+	if l.failedFrom.Load() != 0 {
+		l.resolveFailed() // its posted call was lost to a full inbox
+	}
 	now := l.now
 	connectTimeout := int64(l.b.opts.ConnectTimeout)
 	for i := 0; i < len(l.clients); i++ {

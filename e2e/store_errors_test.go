@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -128,5 +129,58 @@ func TestStoreRuntimeFailureRefusesAcks(t *testing.T) {
 		if p := sub.recv(t); string(p.Payload) == "z" {
 			break
 		}
+	}
+}
+
+// A subscriber's PUBREC whose "released" state the store fails to keep
+// must not be answered with PUBREL as if it were stored: after a restart
+// the broker would resend the message and the subscriber, its exchange
+// completed, would take it for a new one (a QoS 2 duplicate). The
+// connection is closed instead (v5 DISCONNECT 0x80); on its return the
+// broker goes on with the same packet id (the PUBREL, stored again first),
+// and the message is delivered once.
+func TestStoreFailureHoldsPubrel(t *testing.T) {
+	st := &failingStore{Store: store.NewMemory()}
+	tb := start(t, broker.Options{Store: st, Loops: 1})
+	subConnect := func() *v5Raw {
+		r, _ := v5RawConnect(t, tb.Addr, "sf2-sub", func(p *codec.Connect) {
+			p.CleanStart = false
+			p.Props.Set(codec.PropSessionExpiry)
+			p.Props.SessionExpiry = 600
+		})
+		return r
+	}
+	sub := subConnect()
+	sub.subscribe(0, codec.Subscription{Filter: []byte("sf2/t"), QoS: 2})
+	pub, _ := v5RawConnect(t, tb.Addr, "sf2-pub", nil)
+	if code := pub.publish(&codec.Publish{Topic: []byte("sf2/t"), QoS: 2, Payload: []byte("once")}); code != 0 {
+		t.Fatalf("PUBREC %#x", code)
+	}
+	in := sub.expectPublish()
+	st.broken.Store(true)
+	sub.ack(codec.PUBREC, in.PacketID)
+	for {
+		h, body, err := sub.tryRead(5 * time.Second)
+		if err != nil {
+			break // closed
+		}
+		if h.Type == codec.PUBREL {
+			t.Fatal("PUBREL sent although its state was not stored")
+		}
+		if h.Type == codec.DISCONNECT {
+			var d codec.Disconnect
+			if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.UnspecifiedError {
+				t.Fatalf("DISCONNECT %#x (%v), want 0x80", d.Code, err)
+			}
+		}
+	}
+	st.broken.Store(false)
+	sub = subConnect()
+	if a := sub.expectAck(codec.PUBREL, in.PacketID); a == nil {
+		t.Fatal("no PUBREL after reconnecting")
+	}
+	sub.ack(codec.PUBCOMP, in.PacketID)
+	if got := sub.barrier(); len(got) != 0 { // nothing else: the message is not delivered again
+		t.Fatalf("after PUBCOMP: %+v", got)
 	}
 }
