@@ -105,6 +105,18 @@ func (a *ackWait) write() {
 	if a.typ == codec.PUBACK && c.version == codec.V5 {
 		c.inboundQoS1-- // counted in handlePublish
 	}
+	if a.typ == codec.PUBREC && (a.failed.Load() || a.quotaExceeded.Load() && c.version == codec.V5) {
+		// The PUBREC refuses the message (or the connection is closed
+		// for it): the exchange ends here, written or not (the
+		// connection may be gone already).
+		s := c.s
+		if a.q2 != nil {
+			s = a.q2.sess
+		}
+		if s != nil {
+			s.forgetInbound(a.pid)
+		}
+	}
 	if c.state != stateConnected {
 		return
 	}

@@ -12,6 +12,27 @@ func (c *Client) queueAck(t codec.Type, pid uint16, code codec.ReasonCode) {
 	c.queueControl(a.Append(c.controlBuf(), c.version))
 }
 
+// forgetInbound ends the inbound QoS 2 exchange of pid when its PUBREC
+// refuses it (a reason code of 0x80 or more ends the flow, §4.3.3; a 3.x
+// connection closed instead): a later PUBLISH with the id is a new message
+// and must be routed, not taken for a resend of this one, or it would be
+// acknowledged and lost. Loop-only.
+func (s *Session) forgetInbound(pid uint16) {
+	q := s.qosState
+	if q == nil {
+		return
+	}
+	for i, id := range q.inboundQoS2 {
+		if id == pid {
+			last := len(q.inboundQoS2) - 1
+			q.inboundQoS2[i] = q.inboundQoS2[last]
+			q.inboundQoS2 = q.inboundQoS2[:last]
+			s.storeInbound(pid, true, nil)
+			return
+		}
+	}
+}
+
 // handleAck processes PUBACK, PUBREC, PUBREL and PUBCOMP.
 func (c *Client) handleAck(a *codec.Ack) error {
 	s := c.s
