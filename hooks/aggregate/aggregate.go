@@ -126,7 +126,7 @@ func New(cfg Config) (*Plugin, error) {
 	p := &Plugin{cfg: cfg, outputs: map[string]bool{}, results: make(chan result, cfg.Queue), stop: make(chan struct{})}
 	for i, r := range cfg.Rules {
 		at := func(f string) string { return fmt.Sprintf("rules[%d].%s", i, f) }
-		if r.Filter == "" || !validFilter(r.Filter) {
+		if !topic.ValidFilter(r.Filter) {
 			return nil, conf.Errorf(at("filter"), "%q is not a valid topic filter", r.Filter)
 		}
 		if r.Output == "" || strings.ContainsAny(r.Output, "+#") {
@@ -164,22 +164,6 @@ func New(cfg Config) (*Plugin, error) {
 		}
 	}
 	return p, nil
-}
-
-func validFilter(f string) bool {
-	for i := 0; i < len(f); i++ {
-		switch f[i] {
-		case '#':
-			if i != len(f)-1 || (i > 0 && f[i-1] != '/') {
-				return false
-			}
-		case '+':
-			if (i > 0 && f[i-1] != '/') || (i < len(f)-1 && f[i+1] != '/') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Name is Config.Name.

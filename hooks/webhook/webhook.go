@@ -147,7 +147,7 @@ func New(cfg Config) (*Plugin, error) {
 		p.provides |= hooks.EventsOf(e)
 	}
 	for i, f := range cfg.Filters {
-		if f == "" || !validFilter(f) {
+		if !topic.ValidFilter(f) {
 			return nil, conf.Errorf(fmt.Sprintf("filters[%d]", i), "%q is not a valid topic filter", f)
 		}
 	}
@@ -191,23 +191,6 @@ func New(cfg Config) (*Plugin, error) {
 	p.stop = make(chan struct{})
 	p.done = make(chan struct{})
 	return p, nil
-}
-
-// validFilter checks the wildcards of an MQTT filter.
-func validFilter(f string) bool {
-	for i := 0; i < len(f); i++ {
-		switch f[i] {
-		case '#':
-			if i != len(f)-1 || (i > 0 && f[i-1] != '/') {
-				return false
-			}
-		case '+':
-			if (i > 0 && f[i-1] != '/') || (i < len(f)-1 && f[i+1] != '/') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Name is Config.Name.

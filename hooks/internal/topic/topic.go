@@ -49,3 +49,25 @@ func cutB(b []byte) (lvl, rest []byte, last bool) {
 	}
 	return b, nil, true
 }
+
+// ValidFilter reports whether f is a non-empty filter whose wildcards are
+// where MQTT allows them ('#' last and alone in its level, '+' alone in
+// its level).
+func ValidFilter(f string) bool {
+	if f == "" {
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		switch f[i] {
+		case '#':
+			if i != len(f)-1 || (i > 0 && f[i-1] != '/') {
+				return false
+			}
+		case '+':
+			if (i > 0 && f[i-1] != '/') || (i < len(f)-1 && f[i+1] != '/') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -22,3 +22,21 @@ func TestMatch(t *testing.T) {
 	f("a/+/c", "a//c", true)
 	f("a", "a/b", false)
 }
+
+func TestValidFilter(t *testing.T) {
+	f := func(filter string, want bool) {
+		t.Helper()
+		if got := ValidFilter(filter); got != want {
+			t.Fatalf("ValidFilter(%q) = %v; want %v", filter, got, want)
+		}
+	}
+	f("a/b", true)
+	f("#", true)
+	f("a/#", true)
+	f("+/+/x", true)
+	f("", false)
+	f("a#", false)
+	f("a/#/b", false)
+	f("a+/b", false)
+	f("a/+b", false)
+}
