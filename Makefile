@@ -10,8 +10,12 @@ PKGS      := ./...
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-build: ## build bin/mcutie
-	$(GO) build -o $(BIN) ./cmd/mcutie
+# The version stamped into the binary (mcutie --version, mcutie_build_info):
+# the nearest tag, else the commit; the toolchain adds the commit and its time.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+build: ## build bin/mcutie (version, commit and build date stamped in)
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/mcutie
 
 run: build ## start a broker: MQTT on 127.0.0.1:1883, metrics on 127.0.0.1:9100, data in ./data
 	./$(BIN)

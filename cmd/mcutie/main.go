@@ -26,7 +26,6 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 type listFlag []string
 
@@ -182,6 +181,10 @@ func run(args []string) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return runPasswd(args[1:], os.Stdin, os.Stdout, os.Stderr)
 	}
+	if len(args) == 1 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		printVersion(os.Stdout)
+		return 0
+	}
 	var cfg config
 	fs, code := parseConfig(args, &cfg)
 	if code >= 0 {
@@ -238,10 +241,20 @@ func parseConfig(args []string, cfg *config) (fs *flag.FlagSet, code int) {
 		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n\n", version)
 		fs.PrintDefaults()
 	}
+	// Usage errors are one line; --help prints the whole usage, to stdout.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fs.Usage()
 			return fs, 0
 		}
+		fmt.Fprintf(os.Stderr, "mcutie: %v; see mcutie --help\n", err)
+		return fs, 2
+	}
+	if fs.NArg() > 0 {
+		// "mcutie my.yaml" would otherwise start an open default broker.
+		fmt.Fprintf(os.Stderr, "mcutie: unexpected argument %q (a config file is --config FILE); see mcutie --help\n", fs.Arg(0))
 		return fs, 2
 	}
 	if cfg.configFile != "" {
@@ -381,7 +394,7 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 	}
 	mon := monitor.New(monitor.Options{
 		Addr:    cfg.metricsListen,
-		Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics},
+		Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo},
 		Checks: []monitor.Check{
 			{Name: "listeners", Fn: srv.Ready},
 			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
