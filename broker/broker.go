@@ -28,6 +28,10 @@ type Broker struct {
 	rr       atomic.Uint32 // round robin for server-side publishes
 	closed   atomic.Bool
 	hooks    *hooks.Registry // Options.Hooks; nil: none (hooks.go)
+	nodeID   string          // Options.NodeID, or made at New (embed.go)
+	// online counts sessions with a connection (Session.attach, detach,
+	// takeOver): ConnectedClients without asking the loops.
+	online atomic.Int64
 
 	clock       *coarseClock // clock.go
 	started     int64        // unix ns at New, for $SYS/broker/uptime
@@ -85,6 +89,10 @@ func New(opts Options) *Broker {
 		seed:     maphash.MakeSeed(),
 	}
 	b.bans = newBans(b)
+	b.nodeID = opts.NodeID
+	if b.nodeID == "" {
+		b.nodeID = NewNodeID()
+	}
 	b.dir = newClientDir(opts.Loops)
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0

@@ -121,6 +121,12 @@ func (c *Client) connectClientID(p *codec.Connect) (cid []byte, assigned bool, r
 		l.counters.clientIDTooLong++
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "client identifier longer than the server allows (--max-client-id-length)", SpecID: "MQTT-3.1.3-5"})
 		return nil, false, FeedClose, true
+	case len(cid) >= len(ServerClientIDPrefix) && string(cid[:len(ServerClientIDPrefix)]) == ServerClientIDPrefix && !c.inProcess():
+		// The ids of server-side subscriptions (serversub.go): a
+		// client taking one over would receive what the server
+		// subscribed to, past the ACLs.
+		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ClientIdentifierNotValid, Reason: "client identifier reserved for the server (" + ServerClientIDPrefix + "...)"})
+		return nil, false, FeedClose, true
 	case !c.claimed:
 		// The id's state lives on the loop that owns it (clientDir):
 		// this one when the id is free, so a new client stays where it
@@ -291,6 +297,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 func (s *Session) takeOver(cleanStart bool) {
 	old := s.c
 	s.c = nil
+	s.l.b.online.Add(-1)
 	old.s = nil
 	s.l.counters.takeovers++
 	old.willOnClose = false

@@ -133,6 +133,10 @@ type Options struct {
 	SysInterval time.Duration
 	// Version is published on $SYS/broker/version; default "dev".
 	Version string
+	// NodeID names this broker (Broker.ID): stable across restarts when
+	// the caller keeps it (cmd/mcutie keeps it in --data-dir/node-id).
+	// Empty: a random one is made at New.
+	NodeID string
 
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.

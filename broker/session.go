@@ -99,6 +99,9 @@ type sessionExtras struct {
 	identKnown bool
 	acl        map[uint64]uint8
 	aclGen     uint64
+	// admin: the Authorizer is not asked (a server-side subscription
+	// that bypasses ACLs, serversub.go).
+	admin bool
 }
 
 func (s *Session) extra() *sessionExtras {
@@ -238,6 +241,7 @@ func newSession(l *Loop, id string) *Session {
 // with the original packet ids [MQTT-4.4.0-1], then queued messages.
 func (s *Session) attach(c *Client) {
 	s.c = c
+	s.l.b.online.Add(1)
 	c.s = s
 	s.discAt = 0
 	s.available.Store(true)
@@ -269,6 +273,7 @@ func (s *Session) attach(c *Client) {
 // the will is due (no DISCONNECT, or DISCONNECT 0x04).
 func (s *Session) detach(c *Client, abnormal bool) {
 	s.c = nil
+	s.l.b.online.Add(-1)
 	s.releaseDeferred() // an offline session queues; it never stalls publishers
 	s.available.Store(false)
 	l := s.l

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -84,6 +85,11 @@ func (l *Loop) snapshot() {
 // Stats is a snapshot of the broker's counters, summed over loops. Counts
 // are as of each loop's last tick.
 type Stats struct {
+	// NodeID is Broker.ID; StartTime when the broker was made (New);
+	// Uptime the time since then, at the call.
+	NodeID                               string
+	StartTime                            time.Time
+	Uptime                               time.Duration
 	ConnectionsOpened, ConnectionsClosed uint64
 	Connects, ConnectsRefused, Takeovers uint64
 	RefusedByCode                        [256]uint64 // refused CONNECTs by CONNACK reason code
@@ -158,9 +164,14 @@ type LoopStats struct {
 	ConnectionsClosed, Subscriptions uint64
 }
 
-// Stats sums the loops' latest snapshots. Safe for concurrent use.
+// Stats sums the loops' latest snapshots, taken at each Tick: at most a
+// tick old (StatsNow asks the loops for figures exact at the call). Safe
+// for concurrent use.
 func (b *Broker) Stats() Stats {
 	var st Stats
+	st.NodeID = b.nodeID
+	st.StartTime = time.Unix(0, b.started)
+	st.Uptime = time.Duration(b.readClock() - b.started)
 	st.Dropped = make(map[string]uint64, numDropReasons)
 	st.ACLDenied = map[string]uint64{}
 	st.Rejected = map[string]uint64{}

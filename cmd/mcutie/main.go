@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ type config struct {
 
 	listen        listFlag
 	dataDir       string
+	nodeID        string
 	storeKind     string
 	redis         redisConfig
 	durability    string
@@ -93,6 +95,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header (default tcp://127.0.0.1:1883)")
 	fs.IntVar(&cfg.opts.Loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
+	fs.StringVar(&cfg.nodeID, "node-id", "", "this broker's node id (in $SYS topics and the embedding API); empty: the one kept in --data-dir/node-id, made there on first start (--store badger), else a new random one per start")
 	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir), redis (see --redis-addr; docs/redis.md) or memory (nothing written to disk)")
 	redisFlags(fs, &cfg.redis)
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
@@ -343,6 +346,12 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 		bopts.Store = nil
 	}
 	bopts.Logger = log
+	id, err := nodeID(cfg)
+	if err != nil {
+		log.Error("cannot keep the node id", "dir", cfg.dataDir, "err", err)
+		return nil, nil, 1
+	}
+	bopts.NodeID = id
 	sec, err := setupSecurity(cfg, anonGiven, os.Environ(), &bopts, log)
 	if err != nil {
 		log.Error("cannot set up authentication", "err", err)
@@ -357,6 +366,28 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 	}
 	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
 	return b, sec, -1
+}
+
+// nodeID is --node-id, else (--store badger) the id kept in
+// --data-dir/node-id, written there on first start so that it survives
+// restarts; else "" (the broker makes one).
+func nodeID(cfg *config) (string, error) {
+	if cfg.nodeID != "" || cfg.storeKind != "badger" {
+		return cfg.nodeID, nil
+	}
+	path := filepath.Join(cfg.dataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	id := broker.NewNodeID()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // serve starts the listeners and the metrics and health endpoint.
