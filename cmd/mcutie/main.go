@@ -55,6 +55,11 @@ type config struct {
 	configFile    string
 	pprof         bool
 
+	// pluginsFile is --plugins; hookMetrics are the plugins' metrics
+	// writers (plugins.go).
+	pluginsFile string
+	hookMetrics []func(io.Writer)
+
 	outboundAliases  uint
 	maxKeepAlive     uint
 	maxInflight      uint
@@ -108,6 +113,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
+	fs.StringVar(&cfg.pluginsFile, "plugins", "", "YAML file of the plugins to run (httpauth, webhook, aggregate, rewrite) and their settings; see docs/hooks.md (empty: none)")
 
 	fs.IntVar(&cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
 	fs.IntVar(&cfg.opts.MaxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
@@ -202,6 +208,11 @@ func run(args []string) int {
 	if code >= 0 {
 		return code
 	}
+	plugs, code := loadPlugins(&cfg, log)
+	if code >= 0 {
+		return code
+	}
+	defer plugs.stop(log) // after the broker stopped: deferred calls run last
 	st, code := openStore(&cfg, log)
 	if code >= 0 {
 		return code
@@ -216,6 +227,7 @@ func run(args []string) int {
 		return code
 	}
 	defer sec.close()
+	plugs.attach(b)
 	srv, mon, code := serve(&cfg, b, st, log)
 	if code >= 0 {
 		return code
@@ -425,7 +437,7 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 	}
 	mon := monitor.New(monitor.Options{
 		Addr:    cfg.metricsListen,
-		Writers: []func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo},
+		Writers: append([]func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo}, cfg.hookMetrics...),
 		Checks: []monitor.Check{
 			{Name: "listeners", Fn: srv.Ready},
 			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
