@@ -24,7 +24,8 @@ import (
 //
 //   - The CONNECT's Receive Maximum is the subscription's Window: at most
 //     Window QoS 1/2 messages are outstanding (handed to the handler, or
-//     waiting for it, and not done); beyond it they wait in the session
+//     waiting for it, and not done; the handler is never handed more than
+//     Window at once); beyond it they wait in the session
 //     queue (Options.MaxQueued, MaxQueuedBytes), stored when the
 //     subscription is Persistent.
 //   - While Window messages are outstanding the connection reports a full
@@ -92,6 +93,7 @@ type ServerSubscription struct {
 	handler func(m *Delivered, done func())
 	conn    *subConn
 
+	slots    chan struct{} // one per message handed to the handler and not done (Window)
 	dropped  atomic.Uint64 // QoS 0 messages dropped beyond the window
 	panics   atomic.Uint64
 	stopOnce sync.Once
@@ -148,7 +150,7 @@ func (b *Broker) Subscribe(filter string, opts SubscribeOptions, handler func(m 
 	}
 	sub := &ServerSubscription{
 		b: b, id: ServerClientIDPrefix + "sub/" + opts.Name, filter: filter, opts: opts, handler: handler,
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), slots: make(chan struct{}, opts.Window),
 	}
 	sc := &subConn{
 		sub: sub, window: int32(opts.Window), full: b.opts.MaxOutboundBytes + 1,
@@ -250,9 +252,9 @@ func (s *ServerSubscription) Filter() string { return s.filter }
 // send as slow_consumer drops).
 func (s *ServerSubscription) Dropped() uint64 { return s.dropped.Load() }
 
-// Outstanding is the number of messages handed out or waiting for the
-// handler, and not done.
-func (s *ServerSubscription) Outstanding() int { return int(s.conn.outstanding.Load()) }
+// Outstanding is the number of messages handed to the handler and not
+// done: never more than Window.
+func (s *ServerSubscription) Outstanding() int { return len(s.slots) }
 
 // end stops the subscription's goroutine (after the call in progress).
 func (s *ServerSubscription) end(err error) {
@@ -290,6 +292,11 @@ func (s *ServerSubscription) dispatch() {
 					return
 				default:
 				}
+				select {
+				case s.slots <- struct{}{}: // a QoS 0 message may have come beside Window QoS 1/2 ones: it waits here
+				case <-s.stop:
+					return
+				}
 				s.call(batch[i])
 				batch[i] = subItem{}
 			}
@@ -302,6 +309,7 @@ func (s *ServerSubscription) call(it subItem) {
 	var once atomic.Bool
 	done := func() {
 		if once.CompareAndSwap(false, true) {
+			<-s.slots
 			s.conn.done(it)
 		}
 	}

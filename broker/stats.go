@@ -171,7 +171,7 @@ func (b *Broker) Stats() Stats {
 	var st Stats
 	st.NodeID = b.nodeID
 	st.StartTime = time.Unix(0, b.started)
-	st.Uptime = time.Duration(b.readClock() - b.started)
+	st.Uptime = b.opts.Now().Sub(st.StartTime) // not the coarse clock: it may be paused while idle
 	st.Dropped = make(map[string]uint64, numDropReasons)
 	st.ACLDenied = map[string]uint64{}
 	st.Rejected = map[string]uint64{}

@@ -496,7 +496,7 @@ func TestEmbed_SubscribePersistentRestart(t *testing.T) {
 type denyAll struct{}
 
 func (denyAll) Allow(*broker.Identity, []byte, broker.Access) bool { return false }
-func (denyAll) Generation() uint64                                { return 1 }
+func (denyAll) Generation() uint64                                 { return 1 }
 
 // Server-side subscriptions bypass the ACLs unless asked; network clients
 // cannot take their client ids.
