@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +8,6 @@ import (
 	"math"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,28 +95,14 @@ func (o *BadgerOptions) setDefaults() {
 // Badger is the embedded, default Store: Badger v4 in managed mode behind a
 // group-commit queue. See the package documentation.
 type Badger struct {
-	db  *badger.DB
-	opt BadgerOptions
-	log *slog.Logger
-	m   *storeMetrics
-	q   *commitQueue
-	c   *committer
+	commitFront // Apply, Stats; inflight counts Badger transactions
+	db          *badger.DB
+	opt         BadgerOptions
+	c           *committer
 
-	maxVal int
-
-	closeOnce     sync.Once
-	closing       chan struct{} // closed by Close: drain and stop
-	committerDone chan struct{}
-	gcKick        chan struct{}
-	gcStop        chan struct{}
-	gcDone        chan struct{}
-
-	inflight   atomic.Int32
-	last, most atomic.Int64
-	lastErr    atomic.Pointer[error] // error of the last committed batch; nil after a good one
-	closed     atomic.Bool
-	logFull    throttle
-	logErr     throttle
+	gcKick chan struct{}
+	gcStop chan struct{}
+	gcDone chan struct{}
 }
 
 var _ Store = (*Badger)(nil)
@@ -172,18 +155,16 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 	}
 	maxBatchSize := 15 * bo.MemTableSize / 100 // Badger's txn limits (db.go checkAndSetOptions)
 	b := &Badger{
-		db:            db,
-		opt:           o,
-		log:           log,
-		q:             newCommitQueue(o.QueueSize),
-		maxVal:        int(min(o.ValueLogFileSize, math.MaxInt32)),
-		closing:       make(chan struct{}),
-		committerDone: make(chan struct{}),
-		gcKick:        make(chan struct{}, 1),
-		gcStop:        make(chan struct{}),
-		gcDone:        make(chan struct{}),
+		commitFront: newCommitFront(log, o.Durability, o.MaxBatch, o.MaxDelay, o.QueueSize,
+			int(min(o.ValueLogFileSize, math.MaxInt32)), "move the data directory to a faster disk"),
+		db:     db,
+		opt:    o,
+		gcKick: make(chan struct{}, 1),
+		gcStop: make(chan struct{}),
+		gcDone: make(chan struct{}),
 	}
-	b.m = newStoreMetrics(o.Metrics, b)
+	b.testHookTake = o.testHookTake
+	b.m = newStoreMetrics(o.Metrics, &b.commitFront)
 	ts := db.MaxVersion()
 	db.SetDiscardTs(ts)
 	b.c = &committer{
@@ -230,36 +211,6 @@ func looksCorrupt(msg string) bool {
 // DoneInline is false: done runs on the committer goroutine.
 func (b *Badger) DoneInline() bool { return false }
 
-// Apply queues ops for the committer; see Store.Apply. Safe for concurrent
-// use; it never blocks on disk (only on the queue's mutex).
-func (b *Badger) Apply(ops []Op, done func(error)) error {
-	u, err := encodeOps(ops, b.maxVal)
-	if err != nil {
-		return err
-	}
-	u.done = done
-	if err := b.q.push(u); err != nil {
-		if errors.Is(err, ErrQueueFull) {
-			b.m.rejected.Add(len(ops))
-			b.logFull.log(b.log, slog.LevelWarn, "store: commit queue full, rejecting ops. Possible solutions: raise the commit queue size, use --durability=commit instead of sync, or move the data directory to a faster disk",
-				"queue_ops", b.q.cap, "durability", b.opt.Durability.String())
-		}
-		return err
-	}
-	return nil
-}
-
-// flushWait queues u (forced: done after the write) and waits for it.
-func (b *Badger) flushWait(u *unit) error {
-	ch := make(chan error, 1)
-	u.force = true
-	u.done = func(err error) { ch <- err }
-	if err := b.q.push(u); err != nil {
-		return err
-	}
-	return <-ch
-}
-
 // Load streams the stored state; see Store.Load. It first waits for every
 // earlier Apply to be written, and must not be called from a done callback.
 func (b *Badger) Load(v Visitor) error {
@@ -286,45 +237,16 @@ func (b *Badger) Load(v Visitor) error {
 		}
 		it.Close()
 	}
-	if len(l.dels) == 0 {
-		return nil
-	}
-	if err := b.flushWait(l.deleteUnit()); err != nil {
-		return fmt.Errorf("store: cannot delete %d expired records: %w", len(l.dels), err)
-	}
-	return nil
-}
-
-// Stats returns the counters. Safe for concurrent use.
-func (b *Badger) Stats() Stats {
-	m := b.m
-	return Stats{
-		QueueLen:     b.q.len(),
-		QueueCap:     b.q.cap,
-		Batches:      m.batches.Get(),
-		Ops:          m.ops.Get(),
-		Errors:       m.errors.Get(),
-		Rejected:     m.rejected.Get(),
-		LastBatchOps: int(b.last.Load()),
-		MaxBatchOps:  int(b.most.Load()),
-		Txns:         m.txns.Get(),
-		Syncs:        m.syncs.Get(),
-		InFlight:     int(b.inflight.Load()),
-		BytesWritten: m.bytes.Get(),
-		GCRuns:       m.gcRuns.Get(),
-	}
+	return b.deleteExpired(l)
 }
 
 // Healthy returns ErrClosed after Close, the error of the last batch when
 // it failed, and nil otherwise. Safe for concurrent use.
 func (b *Badger) Healthy() error {
-	if b.closed.Load() || b.db.IsClosed() {
+	if b.db.IsClosed() {
 		return ErrClosed
 	}
-	if p := b.lastErr.Load(); p != nil {
-		return fmt.Errorf("store: last commit failed: %w", *p)
-	}
-	return nil
+	return b.health(nil)
 }
 
 // Close stops taking ops, writes everything queued (calling its done
@@ -333,10 +255,7 @@ func (b *Badger) Healthy() error {
 func (b *Badger) Close() error {
 	err := ErrClosed
 	b.closeOnce.Do(func() {
-		b.closed.Store(true)
-		b.q.close()
-		close(b.closing)
-		<-b.committerDone
+		b.drain()
 		close(b.gcStop)
 		<-b.gcDone
 		err = b.db.Close()
@@ -399,17 +318,3 @@ func (a badgerLogger) Warningf(f string, args ...any) {
 
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
-
-// throttle lets a log line through at most once per throttleEvery.
-type throttle struct{ last atomic.Int64 }
-
-const throttleEvery = 5 * time.Second
-
-func (t *throttle) log(l *slog.Logger, level slog.Level, msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := t.last.Load()
-	if now-last < int64(throttleEvery) || !t.last.CompareAndSwap(last, now) {
-		return
-	}
-	l.Log(context.Background(), level, msg, args...)
-}

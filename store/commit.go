@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"hash/maphash"
-	"log/slog"
 	"math"
 	"time"
 
@@ -20,15 +19,11 @@ const maxInflight = 2
 // batch is one group of units committed together, in one Badger transaction
 // unless it has to be split (ErrTxnTooBig).
 type batch struct {
-	units   []*unit
-	ops     int
-	bytes   int
-	start   time.Time
+	batchHead
 	txns    int    // non-empty transactions submitted
 	pending int    // transactions submitted and not yet done
 	sealed  bool   // every transaction of the batch is submitted
 	lastTs  uint64 // commit timestamp of its last transaction
-	err     error
 }
 
 type txnDone struct {
@@ -37,21 +32,16 @@ type txnDone struct {
 }
 
 // committer is the goroutine that turns queued units into Badger
-// transactions. Every field is owned by it.
+// transactions: runCommitter's loop, with the committer as its writer.
+// Every field is owned by it.
 type committer struct {
 	b *Badger
-
-	cur      []*unit // the batch being gathered
-	curOps   int
-	curFirst time.Time
-	more     bool // the queue holds units that did not fit in cur
 
 	fifo     []*batch // submitted batches, oldest first
 	inflight int      // transactions submitted, not yet done
 	ts       uint64   // last commit timestamp used
 	tb       txnBuilder
 	sinceGC  int64
-	closing  bool
 	doneCh   chan txnDone
 	maxTxnSz int64 // Badger's transaction limits, with a margin
 	maxTxnN  int64
@@ -59,81 +49,20 @@ type committer struct {
 }
 
 func (c *committer) run() {
-	b := c.b
-	defer close(b.committerDone)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	closing := b.closing
-	for {
-		c.gather()
-		full := c.curOps >= b.opt.MaxBatch || c.more
-		if len(c.cur) > 0 && c.inflight < maxInflight {
-			// Commit at once when nothing is being written (no added
-			// latency under light load), else when the batch is full or
-			// its first op has waited MaxDelay.
-			if len(c.fifo) == 0 || full || c.closing || time.Since(c.curFirst) >= b.opt.MaxDelay {
-				c.commit()
-				continue
-			}
-		}
-		if c.closing && len(c.cur) == 0 && len(c.fifo) == 0 && b.q.empty() {
-			return
-		}
-		var tick <-chan time.Time
-		if len(c.cur) > 0 && !full && c.inflight < maxInflight {
-			timer.Reset(time.Until(c.curFirst.Add(b.opt.MaxDelay)))
-			tick = timer.C
-		}
-		var signal <-chan struct{}
-		if !full {
-			signal = b.q.signal
-		}
-		select {
-		case <-signal:
-		case r := <-c.doneCh:
-			c.txnDone(r)
-		case <-tick:
-		case <-closing:
-			c.closing, closing = true, nil
-		}
-		timer.Stop()
-	}
+	defer close(c.b.committerDone)
+	runCommitter(&c.b.commitFront, c, c.doneCh)
 }
 
-// gather moves queued units into cur, up to MaxBatch ops.
-func (c *committer) gather() {
-	b := c.b
-	room := b.opt.MaxBatch - c.curOps
-	if room <= 0 {
-		return
-	}
-	if h := b.opt.testHookTake; h != nil {
-		h()
-	}
-	n0 := len(c.cur)
-	var took int
-	c.cur, took, c.more = b.q.pop(c.cur, room)
-	if len(c.cur) == n0 {
-		return
-	}
-	if n0 == 0 {
-		c.curFirst = time.Now()
-	}
-	c.curOps += took
-	if b.opt.Durability == DurabilityNone {
-		// Write behind: ack as soon as the ops are ours.
-		for _, u := range c.cur[n0:] {
-			if u.done != nil && !u.force {
-				u.done(nil)
-			}
-		}
-	}
-}
+// room: another batch may be submitted while fewer than maxInflight
+// transactions are.
+func (c *committer) room() bool { return c.inflight < maxInflight }
 
-// commit turns cur into a batch of transactions and submits them.
-func (c *committer) commit() {
-	bt := &batch{units: c.cur, ops: c.curOps, start: time.Now()}
-	c.cur, c.curOps, c.more = nil, 0, false
+// idle: no submitted batch is still being written.
+func (c *committer) idle() bool { return len(c.fifo) == 0 }
+
+// hand turns units into a batch of transactions and submits them.
+func (c *committer) hand(units []*unit, ops int) {
+	bt := &batch{batchHead: batchHead{units: units, ops: ops, start: time.Now()}}
 	c.fifo = append(c.fifo, bt)
 	tb := &c.tb
 	tb.reset()
@@ -146,14 +75,7 @@ func (c *committer) commit() {
 			e := &u.ents[i]
 			tb.size += c.estimate(e)
 			tb.count++
-			switch e.kind {
-			case entPut:
-				tb.set(e.key, e.val, false)
-			case entDel:
-				tb.set(e.key, nil, true)
-			case entDrop:
-				tb.drop(e.key)
-			}
+			tb.apply(e)
 		}
 	}
 	c.flush(bt)
@@ -189,7 +111,7 @@ func (c *committer) flush(bt *batch) {
 		// A session delete also removes the client's records already on
 		// disk: read them once everything submitted before is written.
 		for c.inflight > 0 {
-			c.txnDone(<-c.doneCh)
+			c.written(<-c.doneCh)
 		}
 		if err := c.scanDrops(); err != nil {
 			bt.fail(err)
@@ -244,7 +166,7 @@ func (c *committer) scanDrops() error {
 // submit commits txn asynchronously, keeping at most maxInflight in flight.
 func (c *committer) submit(bt *batch, txn *badger.Txn) {
 	for c.inflight >= maxInflight {
-		c.txnDone(<-c.doneCh)
+		c.written(<-c.doneCh)
 	}
 	c.ts++
 	bt.lastTs = c.ts
@@ -258,7 +180,8 @@ func (c *committer) submit(bt *batch, txn *badger.Txn) {
 	_ = txn.CommitAt(c.ts, func(err error) { ch <- txnDone{bt, err} })
 }
 
-func (c *committer) txnDone(r txnDone) {
+// written takes the end of one submitted transaction.
+func (c *committer) written(r txnDone) {
 	c.inflight--
 	c.b.inflight.Store(int32(c.inflight))
 	r.bt.pending--
@@ -289,38 +212,11 @@ func (c *committer) finishReady() {
 
 func (c *committer) finish(bt *batch) {
 	b := c.b
-	m := b.m
-	m.batches.Inc()
-	m.ops.Add(bt.ops)
-	m.bytes.Add(bt.bytes)
-	m.txns.Add(bt.txns)
-	if m.batchOps != nil {
-		m.batchOps.Update(float64(bt.ops))
-		m.commitSeconds.UpdateDuration(bt.start)
+	b.record(&bt.batchHead, bt.txns)
+	if bt.err == nil && bt.txns > 0 {
+		b.db.SetDiscardTs(bt.lastTs)
 	}
-	b.last.Store(int64(bt.ops))
-	storeMax(&b.most, int64(bt.ops))
-	if bt.err != nil {
-		err := bt.err
-		b.lastErr.Store(&err)
-		m.errors.Inc()
-		b.logErr.log(b.log, slog.LevelError, "store: commit failed", "ops", bt.ops, "units", len(bt.units), "durability", b.opt.Durability.String(), "err", bt.err)
-	} else {
-		if bt.ops > 0 {
-			b.lastErr.Store(nil)
-		}
-		if b.opt.Durability == DurabilitySync {
-			m.syncs.Add(bt.txns)
-		}
-		if bt.txns > 0 {
-			b.db.SetDiscardTs(bt.lastTs)
-		}
-	}
-	for _, u := range bt.units {
-		if u.done != nil && (u.force || b.opt.Durability != DurabilityNone) {
-			u.done(bt.err)
-		}
-	}
+	b.complete(&bt.batchHead)
 	if b.opt.GCAfterBytes > 0 {
 		c.sinceGC += int64(bt.bytes)
 		if c.sinceGC >= b.opt.GCAfterBytes {
@@ -356,6 +252,18 @@ func (e *centry) write(txn *badger.Txn) error {
 		return txn.Delete(e.key)
 	}
 	return txn.SetEntry(badger.NewEntry(e.key, e.val))
+}
+
+// apply adds the change e.
+func (t *txnBuilder) apply(e *entry) {
+	switch e.kind {
+	case entPut:
+		t.set(e.key, e.val, false)
+	case entDel:
+		t.set(e.key, nil, true)
+	case entDrop:
+		t.drop(e.key)
+	}
 }
 
 func (t *txnBuilder) reset() {

@@ -6,9 +6,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// storeMetrics are the store's counters. The counters always exist (Stats
-// reads them); they are registered, with the histograms and gauges, only
-// when BadgerOptions.Metrics is set.
+// storeMetrics are the store's counters (Badger's and Redis's). The
+// counters always exist (Stats reads them); they are registered, with the
+// histograms and gauges, only when the options' Metrics set is given.
+// For Redis a transaction is one MULTI/EXEC, and with DurabilitySync each
+// is one fsync by Redis; its value-log GC counter stays 0.
 type storeMetrics struct {
 	batchOps      *metrics.Histogram // nil when not registered
 	commitSeconds *metrics.Histogram // nil when not registered
@@ -23,10 +25,18 @@ type storeMetrics struct {
 	gcRuns   *metrics.Counter // mcutie_store_vlog_gc_rewrites_total
 }
 
-// newStoreMetrics registers the store's metrics on set (nil: none). The
-// names are fixed, so a set takes one store; a second would panic in
-// VictoriaMetrics/metrics ("already registered").
-func newStoreMetrics(set *metrics.Set, b *Badger) *storeMetrics {
+// gauge is a store's own gauge, registered by newStoreMetrics.
+type gauge struct {
+	name string
+	f    func() float64
+}
+
+// newStoreMetrics registers the store's metrics on set (nil: none): the
+// counters and histograms, the gauges of f's queue and transactions in
+// flight, and the store's own gauges. The names are fixed, so a set takes
+// one store; a second would panic in VictoriaMetrics/metrics ("already
+// registered").
+func newStoreMetrics(set *metrics.Set, f *commitFront, gauges ...gauge) *storeMetrics {
 	if set == nil {
 		return &storeMetrics{
 			rejected: new(metrics.Counter), errors: new(metrics.Counter), syncs: new(metrics.Counter),
@@ -38,7 +48,7 @@ func newStoreMetrics(set *metrics.Set, b *Badger) *storeMetrics {
 		// Ops per committed batch.
 		batchOps: set.NewHistogram("mcutie_store_commit_batch_ops"),
 		// From the start of a batch's commit to its completion (all its
-		// Badger transactions written, and synced with DurabilitySync).
+		// transactions written, and synced with DurabilitySync).
 		commitSeconds: set.NewHistogram("mcutie_store_commit_seconds"),
 
 		rejected: set.NewCounter("mcutie_store_ops_rejected_total"),
@@ -50,9 +60,12 @@ func newStoreMetrics(set *metrics.Set, b *Badger) *storeMetrics {
 		bytes:    set.NewCounter("mcutie_store_written_bytes_total"),
 		gcRuns:   set.NewCounter("mcutie_store_vlog_gc_rewrites_total"),
 	}
-	set.NewGauge("mcutie_store_queue_len", func() float64 { return float64(b.q.len()) })
-	set.NewGauge("mcutie_store_queue_capacity", func() float64 { return float64(b.q.cap) })
-	set.NewGauge("mcutie_store_inflight_txns", func() float64 { return float64(b.inflight.Load()) })
+	set.NewGauge("mcutie_store_queue_len", func() float64 { return float64(f.q.len()) })
+	set.NewGauge("mcutie_store_queue_capacity", func() float64 { return float64(f.q.cap) })
+	set.NewGauge("mcutie_store_inflight_txns", func() float64 { return float64(f.inflight.Load()) })
+	for _, g := range gauges {
+		set.NewGauge(g.name, g.f)
+	}
 	return m
 }
 

@@ -86,45 +86,30 @@ func (o *RedisOptions) setDefaults() {
 // Redis is a Store in a Redis server: the same keys and values as Badger,
 // behind the same group-commit queue. See the package documentation.
 type Redis struct {
-	c     *redis.Client
-	opt   RedisOptions
-	log   *slog.Logger
-	m     *storeMetrics
-	q     *commitQueue
-	data  string // hash: record key → value
-	index string // sorted set, all scores 0: the record keys in byte order
+	commitFront // Apply, Stats; inflight counts batches handed to the writer
+	c           *redis.Client
+	opt         RedisOptions
+	data        string // hash: record key → value
+	index       string // sorted set, all scores 0: the record keys in byte order
 
 	// committer → writer: at most maxInflight batches, written in order.
 	work   chan *redisBatch
 	doneCh chan struct{} // writer → committer: one batch finished
 
-	closeOnce     sync.Once
-	closing       chan struct{}
-	committerDone chan struct{}
-	watchStop     chan struct{}
-	watchDone     chan struct{}
-	kick          chan struct{} // wakes the watcher after a failed write
+	watchStop chan struct{}
+	watchDone chan struct{}
+	kick      chan struct{} // wakes the watcher after a failed write
 
-	inflight   atomic.Int32
-	last, most atomic.Int64
-	lastErr    atomic.Pointer[error] // error of the last committed batch; nil after a good one
-	down       atomic.Pointer[error] // why Redis is unusable; nil while it is reachable
-	closed     atomic.Bool
-	logFull    throttle
-	logErr     throttle
-	logDown    throttle
+	down    atomic.Pointer[error] // why Redis is unusable; nil while it is reachable
+	logDown throttle
 }
 
 var _ Store = (*Redis)(nil)
 
 // redisBatch is one MULTI/EXEC: the units it completes and its commands.
 type redisBatch struct {
-	units []*unit
-	ops   int
-	bytes int
-	start time.Time
-	cmds  [][]any // each a command and its arguments
-	err   error
+	batchHead
+	cmds [][]any // each a command and its arguments
 }
 
 // OpenRedis connects to Redis and checks it can serve as the store: it
@@ -157,25 +142,29 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	log := o.Logger.With("component", "store", "redis", o.Addr)
 	r := &Redis{
-		c:             c,
-		opt:           o,
-		log:           log,
-		q:             newCommitQueue(o.QueueSize),
-		data:          o.Prefix + "data",
-		index:         o.Prefix + "keys",
-		work:          make(chan *redisBatch, maxInflight),
-		doneCh:        make(chan struct{}, maxInflight),
-		closing:       make(chan struct{}),
-		committerDone: make(chan struct{}),
-		watchStop:     make(chan struct{}),
-		watchDone:     make(chan struct{}),
-		kick:          make(chan struct{}, 1),
+		commitFront: newCommitFront(log, o.Durability, o.MaxBatch, o.MaxDelay, o.QueueSize,
+			redisMaxValue, "give Redis a faster disk or network path"),
+		c:         c,
+		opt:       o,
+		data:      o.Prefix + "data",
+		index:     o.Prefix + "keys",
+		work:      make(chan *redisBatch, maxInflight),
+		doneCh:    make(chan struct{}, maxInflight),
+		watchStop: make(chan struct{}),
+		watchDone: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 	}
 	if err := r.check(context.Background(), true); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
-	r.m = newRedisMetrics(o.Metrics, r)
+	// The same metrics as Badger's, and whether Redis is reachable.
+	r.m = newStoreMetrics(o.Metrics, &r.commitFront, gauge{"mcutie_store_redis_up", func() float64 {
+		if r.down.Load() != nil {
+			return 0
+		}
+		return 1
+	}})
 	go r.commit()
 	go r.watch()
 	return r, nil
@@ -217,36 +206,6 @@ func (r *Redis) check(ctx context.Context, open bool) error {
 
 // DoneInline is false: done runs on the store's writer goroutine.
 func (r *Redis) DoneInline() bool { return false }
-
-// Apply queues ops for the committer; see Store.Apply. Safe for concurrent
-// use; it never blocks on Redis.
-func (r *Redis) Apply(ops []Op, done func(error)) error {
-	u, err := encodeOps(ops, redisMaxValue)
-	if err != nil {
-		return err
-	}
-	u.done = done
-	if err := r.q.push(u); err != nil {
-		if errors.Is(err, ErrQueueFull) {
-			r.m.rejected.Add(len(ops))
-			r.logFull.log(r.log, slog.LevelWarn, "store: commit queue full, rejecting ops. Possible solutions: raise the commit queue size, use --durability=commit instead of sync, or give Redis a faster disk or network path",
-				"queue_ops", r.q.cap, "durability", r.opt.Durability.String())
-		}
-		return err
-	}
-	return nil
-}
-
-// flushWait queues u (forced: done after the write) and waits for it.
-func (r *Redis) flushWait(u *unit) error {
-	ch := make(chan error, 1)
-	u.force = true
-	u.done = func(err error) { ch <- err }
-	if err := r.q.push(u); err != nil {
-		return err
-	}
-	return <-ch
-}
 
 // loadScript returns up to ARGV[3] records of the index range
 // [ARGV[1], ARGV[2]] as key, value, key, value…; a key without a value
@@ -318,13 +277,7 @@ func (r *Redis) Load(v Visitor) error {
 			}
 		}
 	}
-	if len(l.dels) == 0 {
-		return nil
-	}
-	if err := r.flushWait(l.deleteUnit()); err != nil {
-		return fmt.Errorf("store: cannot delete %d expired records: %w", len(l.dels), err)
-	}
-	return nil
+	return r.deleteExpired(l)
 }
 
 type redisPage struct {
@@ -363,39 +316,11 @@ func (r *Redis) readPages(ctx context.Context, out chan<- redisPage) {
 	}
 }
 
-// Stats returns the counters. Safe for concurrent use.
-func (r *Redis) Stats() Stats {
-	m := r.m
-	return Stats{
-		QueueLen:     r.q.len(),
-		QueueCap:     r.q.cap,
-		Batches:      m.batches.Get(),
-		Ops:          m.ops.Get(),
-		Errors:       m.errors.Get(),
-		Rejected:     m.rejected.Get(),
-		LastBatchOps: int(r.last.Load()),
-		MaxBatchOps:  int(r.most.Load()),
-		Txns:         m.txns.Get(),
-		Syncs:        m.syncs.Get(),
-		InFlight:     int(r.inflight.Load()),
-		BytesWritten: m.bytes.Get(),
-	}
-}
-
 // Healthy returns ErrClosed after Close, an error while Redis is
 // unreachable or the last batch failed, and nil otherwise. Safe for
 // concurrent use.
 func (r *Redis) Healthy() error {
-	if r.closed.Load() {
-		return ErrClosed
-	}
-	if p := r.down.Load(); p != nil {
-		return *p
-	}
-	if p := r.lastErr.Load(); p != nil {
-		return fmt.Errorf("store: last commit failed: %w", *p)
-	}
-	return nil
+	return r.health(r.down.Load())
 }
 
 // Close stops taking ops, writes everything queued (calling its done
@@ -404,10 +329,7 @@ func (r *Redis) Healthy() error {
 func (r *Redis) Close() error {
 	err := ErrClosed
 	r.closeOnce.Do(func() {
-		r.closed.Store(true)
-		r.q.close()
-		close(r.closing)
-		<-r.committerDone
+		r.drain()
 		close(r.watchStop)
 		<-r.watchDone
 		err = r.c.Close()
@@ -418,79 +340,35 @@ func (r *Redis) Close() error {
 	return err
 }
 
-// commit is the committer goroutine: it gathers queued units into batches
-// and hands them to the writer, keeping at most maxInflight handed over.
-// A batch is handed over at once when the writer is idle; otherwise when
-// it is full or its first op has waited MaxDelay.
+// commit is the committer goroutine: runCommitter's loop, handing batches
+// to the writer goroutine and keeping at most maxInflight handed over.
 func (r *Redis) commit() {
 	defer close(r.committerDone)
 	writerDone := make(chan struct{})
 	go r.write(writerDone)
 	defer func() { close(r.work); <-writerDone }()
+	runCommitter(&r.commitFront, &redisCommitter{r: r}, r.doneCh)
+}
 
-	var (
-		cur      []*unit
-		curOps   int
-		curFirst time.Time
-		more     bool
-		inflight int
-		closing  = r.closing
-		done     bool
-	)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for {
-		if room := r.opt.MaxBatch - curOps; room > 0 {
-			n0 := len(cur)
-			var took int
-			cur, took, more = r.q.pop(cur, room)
-			if len(cur) > n0 {
-				if n0 == 0 {
-					curFirst = time.Now()
-				}
-				curOps += took
-				if r.opt.Durability == DurabilityNone {
-					// Write behind: ack as soon as the ops are ours.
-					for _, u := range cur[n0:] {
-						if u.done != nil && !u.force {
-							u.done(nil)
-						}
-					}
-				}
-			}
-		}
-		full := curOps >= r.opt.MaxBatch || more
-		if len(cur) > 0 && inflight < maxInflight &&
-			(inflight == 0 || full || done || time.Since(curFirst) >= r.opt.MaxDelay) {
-			inflight++
-			r.inflight.Store(int32(inflight))
-			r.work <- r.build(cur, curOps)
-			cur, curOps, more = nil, 0, false
-			continue
-		}
-		if done && len(cur) == 0 && inflight == 0 && r.q.empty() {
-			return
-		}
-		var tick <-chan time.Time
-		if len(cur) > 0 && !full && inflight < maxInflight {
-			timer.Reset(time.Until(curFirst.Add(r.opt.MaxDelay)))
-			tick = timer.C
-		}
-		var signal <-chan struct{}
-		if !full {
-			signal = r.q.signal
-		}
-		select {
-		case <-signal:
-		case <-r.doneCh:
-			inflight--
-			r.inflight.Store(int32(inflight))
-		case <-tick:
-		case <-closing:
-			done, closing = true, nil
-		}
-		timer.Stop()
-	}
+// redisCommitter is the committer's side of the writer: how many batches
+// it has handed over that the writer has not finished.
+type redisCommitter struct {
+	r        *Redis
+	inflight int
+}
+
+func (c *redisCommitter) room() bool { return c.inflight < maxInflight }
+func (c *redisCommitter) idle() bool { return c.inflight == 0 }
+
+func (c *redisCommitter) hand(units []*unit, ops int) {
+	c.inflight++
+	c.r.inflight.Store(int32(c.inflight))
+	c.r.work <- c.r.build(units, ops)
+}
+
+func (c *redisCommitter) written(struct{}) {
+	c.inflight--
+	c.r.inflight.Store(int32(c.inflight))
 }
 
 // build coalesces the units' entries (the last write per key wins; a
@@ -498,21 +376,13 @@ func (r *Redis) commit() {
 // the batch's commands: the session deletes' script first (it deletes the
 // clients' stored records), then the writes and the deletes.
 func (r *Redis) build(units []*unit, ops int) *redisBatch {
-	bt := &redisBatch{units: units, ops: ops, start: time.Now()}
+	bt := &redisBatch{batchHead: batchHead{units: units, ops: ops, start: time.Now()}}
 	var tb txnBuilder
 	tb.reset()
 	for _, u := range units {
 		bt.bytes += u.bytes
 		for i := range u.ents {
-			e := &u.ents[i]
-			switch e.kind {
-			case entPut:
-				tb.set(e.key, e.val, false)
-			case entDel:
-				tb.set(e.key, nil, true)
-			case entDrop:
-				tb.drop(e.key)
-			}
+			tb.apply(&u.ents[i])
 		}
 	}
 	if len(tb.drops) > 0 {
@@ -602,35 +472,12 @@ func (r *Redis) markDown(err error) {
 }
 
 func (r *Redis) finish(bt *redisBatch) {
-	m := r.m
-	m.batches.Inc()
-	m.ops.Add(bt.ops)
-	m.bytes.Add(bt.bytes)
+	txns := 0 // the MULTI/EXEC, when there was one and it succeeded
 	if len(bt.cmds) > 0 && bt.err == nil {
-		m.txns.Inc()
-		if r.opt.Durability == DurabilitySync {
-			m.syncs.Inc()
-		}
+		txns = 1
 	}
-	if m.batchOps != nil {
-		m.batchOps.Update(float64(bt.ops))
-		m.commitSeconds.UpdateDuration(bt.start)
-	}
-	r.last.Store(int64(bt.ops))
-	storeMax(&r.most, int64(bt.ops))
-	if bt.err != nil {
-		err := bt.err
-		r.lastErr.Store(&err)
-		m.errors.Inc()
-		r.logErr.log(r.log, slog.LevelError, "store: commit failed", "ops", bt.ops, "units", len(bt.units), "durability", r.opt.Durability.String(), "err", bt.err)
-	} else if bt.ops > 0 {
-		r.lastErr.Store(nil)
-	}
-	for _, u := range bt.units {
-		if u.done != nil && (u.force || r.opt.Durability != DurabilityNone) {
-			u.done(bt.err)
-		}
-	}
+	r.record(&bt.batchHead, txns)
+	r.complete(&bt.batchHead)
 }
 
 // watch is the watcher goroutine. While Redis is reachable it checks it
@@ -685,41 +532,6 @@ func (r *Redis) watch() {
 		}
 		backoff, since = redisBackoffMin, time.Time{}
 	}
-}
-
-// newRedisMetrics registers the same metrics as Badger's store on set (nil:
-// none): a Redis transaction is one MULTI/EXEC, and with DurabilitySync
-// each is one fsync by Redis. The value-log GC counter stays 0.
-func newRedisMetrics(set *metrics.Set, r *Redis) *storeMetrics {
-	if set == nil {
-		return &storeMetrics{
-			rejected: new(metrics.Counter), errors: new(metrics.Counter), syncs: new(metrics.Counter),
-			batches: new(metrics.Counter), ops: new(metrics.Counter), txns: new(metrics.Counter),
-			bytes: new(metrics.Counter), gcRuns: new(metrics.Counter),
-		}
-	}
-	m := &storeMetrics{
-		batchOps:      set.NewHistogram("mcutie_store_commit_batch_ops"),
-		commitSeconds: set.NewHistogram("mcutie_store_commit_seconds"),
-		rejected:      set.NewCounter("mcutie_store_ops_rejected_total"),
-		errors:        set.NewCounter("mcutie_store_errors_total"),
-		syncs:         set.NewCounter("mcutie_store_syncs_total"),
-		batches:       set.NewCounter("mcutie_store_batches_total"),
-		ops:           set.NewCounter("mcutie_store_ops_total"),
-		txns:          set.NewCounter("mcutie_store_txns_total"),
-		bytes:         set.NewCounter("mcutie_store_written_bytes_total"),
-		gcRuns:        set.NewCounter("mcutie_store_vlog_gc_rewrites_total"),
-	}
-	set.NewGauge("mcutie_store_queue_len", func() float64 { return float64(r.q.len()) })
-	set.NewGauge("mcutie_store_queue_capacity", func() float64 { return float64(r.q.cap) })
-	set.NewGauge("mcutie_store_inflight_txns", func() float64 { return float64(r.inflight.Load()) })
-	set.NewGauge("mcutie_store_redis_up", func() float64 {
-		if r.down.Load() != nil {
-			return 0
-		}
-		return 1
-	})
-	return m
 }
 
 // redisLogOnce routes go-redis's own log lines (a failed dial for every
