@@ -19,46 +19,10 @@ import (
 var badgerKeysOnly = badger.IteratorOptions{}
 
 func TestBadgerRestart(t *testing.T) {
-	for _, d := range []Durability{DurabilityCommit, DurabilitySync, DurabilityNone} {
+	for _, d := range durabilities {
 		t.Run(d.String(), func(t *testing.T) {
-			dir := t.TempDir()
-			b := openTestBadger(t, BadgerOptions{Dir: dir, Durability: d})
-			var wg sync.WaitGroup
-			for i := range 50 {
-				wg.Add(1)
-				if err := b.Apply(fixture(fmt.Sprintf("c%02d", i)), func(err error) {
-					if err != nil {
-						t.Errorf("done: %v", err)
-					}
-					wg.Done()
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			r := msg("r", "big")
-			r.Payload = bytes.Repeat([]byte("x"), 2<<20) // over the value threshold: goes to the value log
-			if err := b.Apply([]Op{{Retained: &r}}, nil); err != nil {
-				t.Fatal(err)
-			}
-			wg.Wait()
-			if err := b.Close(); err != nil {
-				t.Fatal(err)
-			}
-			b = openTestBadger(t, BadgerOptions{Dir: dir, Durability: d})
-			got := load(t, b)
-			if len(got.Sessions) != 50 || len(got.Subs) != 100 || len(got.Out) != 150 || len(got.In) != 50 || len(got.Wills) != 50 {
-				t.Fatalf("after restart: %d sessions, %d subs, %d outbound, %d inbound, %d wills",
-					len(got.Sessions), len(got.Subs), len(got.Out), len(got.In), len(got.Wills))
-			}
-			if len(got.Retained) != 1 || !bytes.Equal(got.Retained[0].Payload, r.Payload) {
-				t.Fatalf("big retained message lost")
-			}
-			f := fixture("c07")
-			equal(t, "c07 outbound", got.Out[7*3:7*3+3], []Outbound{*f[4].Outbound, *f[3].Outbound, *f[5].Outbound})
-			st := b.Stats()
-			if d == DurabilitySync && st.Syncs != 0 {
-				t.Fatalf("fresh store counts %d syncs", st.Syncs)
-			}
+			o := BadgerOptions{Dir: t.TempDir(), Durability: d}
+			testRestart(t, openTestBadger(t, o), d, func() Store { return openTestBadger(t, o) })
 		})
 	}
 }
@@ -74,62 +38,10 @@ func TestBadgerSyncCounts(t *testing.T) {
 	}
 }
 
-// 64 goroutines apply without waiting; every done runs once, in order per
-// goroutine, and the committer groups them.
 func TestBadgerGroupCommit(t *testing.T) {
-	for _, d := range []Durability{DurabilityCommit, DurabilitySync, DurabilityNone} {
+	for _, d := range durabilities {
 		t.Run(d.String(), func(t *testing.T) {
-			b := openTestBadger(t, BadgerOptions{Durability: d})
-			const producers, each = 64, 100
-			var wg sync.WaitGroup
-			var calls atomic.Int64
-			for p := range producers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var next atomic.Int64 // the seq whose done must come next
-					var pending sync.WaitGroup
-					cid := fmt.Sprintf("p%d", p)
-					for i := range each {
-						pending.Add(1)
-						op := Op{Outbound: &Outbound{ClientID: cid, Seq: uint64(i), Msg: msg("t", "payload")}}
-						err := b.Apply([]Op{op}, func(err error) {
-							defer pending.Done()
-							calls.Add(1)
-							if err != nil {
-								t.Errorf("done: %v", err)
-							}
-							if got := next.Add(1) - 1; got != int64(i) {
-								t.Errorf("%s: done for seq %d called as the %dth", cid, i, got)
-							}
-						})
-						if err != nil {
-							t.Errorf("Apply: %v", err)
-							pending.Done()
-						}
-					}
-					pending.Wait()
-				}()
-			}
-			wg.Wait()
-			if n := calls.Load(); n != producers*each {
-				t.Fatalf("%d done calls, want %d", n, producers*each)
-			}
-			// None acks before the write: wait for the committer to finish.
-			if err := b.flushWait(&unit{}); err != nil {
-				t.Fatal(err)
-			}
-			st := b.Stats()
-			t.Logf("%s: %d ops in %d batches (max %d), %d txns, %d syncs", d, st.Ops, st.Batches, st.MaxBatchOps, st.Txns, st.Syncs)
-			if st.Ops != producers*each {
-				t.Fatalf("Stats.Ops %d, want %d", st.Ops, producers*each)
-			}
-			if st.Batches >= st.Ops {
-				t.Fatalf("no grouping: %d batches for %d ops", st.Batches, st.Ops)
-			}
-			if got := len(load(t, b).Out); got != producers*each {
-				t.Fatalf("%d outbound stored, want %d", got, producers*each)
-			}
+			testGroupCommit(t, openTestBadger(t, BadgerOptions{Durability: d}))
 		})
 	}
 }
@@ -237,26 +149,6 @@ func TestBadgerUnwritableDir(t *testing.T) {
 	}
 }
 
-func TestCorruptValueFailsLoad(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, be backend) {
-		s := be.open(t)
-		apply(t, s, fixture("c")...)
-		key, val := []byte("sbad\x00"), []byte{formatV1, 5, 0, 0}
-		switch s := s.(type) {
-		case *Memory:
-			s.putRaw(key, val)
-		case interface{ flushWait(*unit) error }: // Badger, Redis
-			if err := s.flushWait(&unit{ents: []entry{{key: key, val: val}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		err := s.Load(Visitor{})
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"sbad\x00"`) {
-			t.Fatalf("Load with a corrupt value = %v, want ErrCorrupt naming the key", err)
-		}
-	})
-}
-
 // A unit larger than Badger's transaction limit is split, not refused.
 func TestBadgerLargeUnitSplits(t *testing.T) {
 	b := openTestBadger(t, BadgerOptions{MemTableSize: 1 << 20, MaxBatch: 100000})
@@ -305,18 +197,7 @@ func TestBadgerValueTooLarge(t *testing.T) {
 func TestBadgerMetrics(t *testing.T) {
 	set := metrics.NewSet()
 	b := openTestBadger(t, BadgerOptions{Durability: DurabilitySync, Metrics: set})
-	apply(t, b, fixture("c")...)
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	out := buf.String()
-	for _, name := range []string{
-		"mcutie_store_commit_batch_ops_bucket", "mcutie_store_commit_seconds_bucket", "mcutie_store_queue_len 0",
-		"mcutie_store_ops_rejected_total 0", "mcutie_store_errors_total 0", "mcutie_store_syncs_total 1",
-	} {
-		if !strings.Contains(out, name) {
-			t.Fatalf("metrics lack %q:\n%s", name, out)
-		}
-	}
+	testMetrics(t, b, set, "mcutie_store_syncs_total 1")
 }
 
 // A failed commit reaches done and the error counter.
@@ -341,23 +222,8 @@ func TestBadgerCommitError(t *testing.T) {
 
 func TestBadgerCloseFlushes(t *testing.T) {
 	dir := t.TempDir()
-	b := openTestBadger(t, BadgerOptions{Dir: dir, MaxDelay: time.Hour})
-	var calls atomic.Int64
-	for i := range 1000 {
-		if err := b.Apply([]Op{{Sub: &Subscription{ClientID: "c", Filter: fmt.Sprint(i)}}}, func(error) { calls.Add(1) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if calls.Load() != 1000 {
-		t.Fatalf("%d done calls after Close, want 1000", calls.Load())
-	}
-	b = openTestBadger(t, BadgerOptions{Dir: dir})
-	if got := len(load(t, b).Subs); got != 1000 {
-		t.Fatalf("%d subscriptions after reopen, want 1000", got)
-	}
+	testCloseFlushes(t, openTestBadger(t, BadgerOptions{Dir: dir, MaxDelay: time.Hour}),
+		func() Store { return openTestBadger(t, BadgerOptions{Dir: dir}) })
 }
 
 // A value-log file left empty by a kill right after its creation (before

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,98 +71,28 @@ func (r *Redis) testKeys(t testing.TB) []string {
 	return idx
 }
 
+// Redis itself restarts from its append-only file.
 func TestRedisRestart(t *testing.T) {
-	for _, d := range []Durability{DurabilityCommit, DurabilitySync, DurabilityNone} {
+	for _, d := range durabilities {
 		t.Run(d.String(), func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{AOF: true, Fsync: "always"})
 			o := RedisOptions{Addr: srv.Addr, Durability: d}
-			r := openTestRedis(t, o)
-			var wg sync.WaitGroup
-			for i := range 50 {
-				wg.Add(1)
-				if err := r.Apply(fixture(fmt.Sprintf("c%02d", i)), func(err error) {
-					if err != nil {
-						t.Errorf("done: %v", err)
-					}
-					wg.Done()
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			big := msg("r", "big")
-			big.Payload = bytes.Repeat([]byte("x"), 2<<20)
-			if err := r.Apply([]Op{{Retained: &big}}, nil); err != nil {
-				t.Fatal(err)
-			}
-			wg.Wait()
-			if err := r.Close(); err != nil {
-				t.Fatal(err)
-			}
-			// Redis itself restarts from its append-only file.
-			srv.Stop(t)
-			srv.Restart(t)
-			r = openTestRedis(t, o)
-			got := load(t, r)
-			if len(got.Sessions) != 50 || len(got.Subs) != 100 || len(got.Out) != 150 || len(got.In) != 50 || len(got.Wills) != 50 {
-				t.Fatalf("after restart: %d sessions, %d subs, %d outbound, %d inbound, %d wills",
-					len(got.Sessions), len(got.Subs), len(got.Out), len(got.In), len(got.Wills))
-			}
-			if len(got.Retained) != 1 || !bytes.Equal(got.Retained[0].Payload, big.Payload) {
-				t.Fatalf("big retained message lost")
-			}
-			f := fixture("c07")
-			equal(t, "c07 outbound", got.Out[7*3:7*3+3], []Outbound{*f[4].Outbound, *f[3].Outbound, *f[5].Outbound})
+			testRestart(t, openTestRedis(t, o), d, func() Store {
+				srv.Stop(t)
+				srv.Restart(t)
+				return openTestRedis(t, o)
+			})
 		})
 	}
 }
 
-// 64 goroutines apply without waiting; every done runs once, in order per
-// goroutine, and the committer groups them into MULTI/EXEC batches.
+// The committer groups concurrent units into MULTI/EXEC batches.
 func TestRedisGroupCommit(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	r := openTestRedis(t, RedisOptions{Addr: srv.Addr})
-	const producers, each = 64, 100
-	var wg sync.WaitGroup
-	var calls atomic.Int64
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var next atomic.Int64
-			var pending sync.WaitGroup
-			cid := fmt.Sprintf("p%d", p)
-			for i := range each {
-				pending.Add(1)
-				op := Op{Outbound: &Outbound{ClientID: cid, Seq: uint64(i), Msg: msg("t", "payload")}}
-				err := r.Apply([]Op{op}, func(err error) {
-					defer pending.Done()
-					calls.Add(1)
-					if err != nil {
-						t.Errorf("done: %v", err)
-					}
-					if got := next.Add(1) - 1; got != int64(i) {
-						t.Errorf("%s: done for seq %d called as the %dth", cid, i, got)
-					}
-				})
-				if err != nil {
-					t.Errorf("Apply: %v", err)
-					pending.Done()
-				}
-			}
-			pending.Wait()
-		}()
-	}
-	wg.Wait()
-	if n := calls.Load(); n != producers*each {
-		t.Fatalf("%d done calls, want %d", n, producers*each)
-	}
-	st := r.Stats()
-	t.Logf("%d ops in %d batches (max %d), %d transactions", st.Ops, st.Batches, st.MaxBatchOps, st.Txns)
-	if st.Batches >= st.Ops {
-		t.Fatalf("no grouping: %d batches for %d ops", st.Batches, st.Ops)
-	}
-	if got := len(load(t, r).Out); got != producers*each {
-		t.Fatalf("%d outbound stored, want %d", got, producers*each)
+	for _, d := range durabilities {
+		t.Run(d.String(), func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{AOF: true, Fsync: "always"})
+			testGroupCommit(t, openTestRedis(t, RedisOptions{Addr: srv.Addr, Durability: d}))
+		})
 	}
 }
 
@@ -326,42 +254,14 @@ func TestRedisHealthWithoutTraffic(t *testing.T) {
 func TestRedisCloseFlushes(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	o := RedisOptions{Addr: srv.Addr, MaxDelay: time.Hour}
-	r := openTestRedis(t, o)
-	var calls atomic.Int64
-	for i := range 1000 {
-		if err := r.Apply([]Op{{Sub: &Subscription{ClientID: "c", Filter: fmt.Sprint(i)}}}, func(error) { calls.Add(1) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if calls.Load() != 1000 {
-		t.Fatalf("%d done calls after Close, want 1000", calls.Load())
-	}
-	r = openTestRedis(t, o)
-	if got := len(load(t, r).Subs); got != 1000 {
-		t.Fatalf("%d subscriptions after reopen, want 1000", got)
-	}
+	testCloseFlushes(t, openTestRedis(t, o), func() Store { return openTestRedis(t, o) })
 }
 
 func TestRedisMetrics(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	set := metrics.NewSet()
 	r := openTestRedis(t, RedisOptions{Addr: srv.Addr, Metrics: set})
-	apply(t, r, fixture("c")...)
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	out := buf.String()
-	for _, name := range []string{
-		"mcutie_store_commit_batch_ops_bucket", "mcutie_store_commit_seconds_bucket", "mcutie_store_queue_len 0",
-		"mcutie_store_ops_rejected_total 0", "mcutie_store_errors_total 0", "mcutie_store_txns_total 1",
-		"mcutie_store_redis_up 1",
-	} {
-		if !strings.Contains(out, name) {
-			t.Fatalf("metrics lack %q:\n%s", name, out)
-		}
-	}
+	testMetrics(t, r, set, "mcutie_store_txns_total 1", "mcutie_store_redis_up 1")
 }
 
 // A value that does not decode stops Load with an error naming its key.

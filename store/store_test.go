@@ -538,6 +538,26 @@ func TestParseDurability(t *testing.T) {
 	f("", 0, false)
 }
 
+func TestCorruptValueFailsLoad(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		apply(t, s, fixture("c")...)
+		key, val := []byte("sbad\x00"), []byte{formatV1, 5, 0, 0}
+		switch s := s.(type) {
+		case *Memory:
+			s.putRaw(key, val)
+		case interface{ flushWait(*unit) error }: // Badger, Redis
+			if err := s.flushWait(&unit{ents: []entry{{key: key, val: val}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := s.Load(Visitor{})
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"sbad\x00"`) {
+			t.Fatalf("Load with a corrupt value = %v, want ErrCorrupt naming the key", err)
+		}
+	})
+}
+
 // A session's owner survives a reopen; a record without one (as written
 // before owners were kept) loads as OwnerUnknown.
 func TestSessionOwnerRoundTrip(t *testing.T) {
