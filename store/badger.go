@@ -66,15 +66,7 @@ const (
 )
 
 func (o *BadgerOptions) setDefaults() {
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = defaultMaxBatch
-	}
-	if o.MaxDelay == 0 {
-		o.MaxDelay = defaultMaxDelay
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = defaultQueueSize
-	}
+	setFrontDefaults(&o.MaxBatch, &o.MaxDelay, &o.QueueSize, &o.Logger)
 	if o.GCInterval == 0 {
 		o.GCInterval = defaultGCInterval
 	}
@@ -86,9 +78,6 @@ func (o *BadgerOptions) setDefaults() {
 	}
 	if o.ValueLogFileSize <= 0 {
 		o.ValueLogFileSize = defaultVlogFileSize
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
 	}
 }
 

@@ -39,6 +39,24 @@ type commitFront struct {
 	logErr     throttle
 }
 
+// setFrontDefaults gives the options of a store's front that are zero (or
+// negative, but for maxDelay) their defaults: maxBatch 1024, maxDelay 2ms,
+// queueSize 65536 ops, logger slog.Default().
+func setFrontDefaults(maxBatch *int, maxDelay *time.Duration, queueSize *int, logger **slog.Logger) {
+	if *maxBatch <= 0 {
+		*maxBatch = defaultMaxBatch
+	}
+	if *maxDelay == 0 {
+		*maxDelay = defaultMaxDelay
+	}
+	if *queueSize <= 0 {
+		*queueSize = defaultQueueSize
+	}
+	if *logger == nil {
+		*logger = slog.Default()
+	}
+}
+
 // newCommitFront makes the front of a store with log, durability d, the
 // batching limits, a queue of queueSize ops, values bounded by maxVal
 // bytes, and fullAdvice ending the queue-full warning. The metrics (m)

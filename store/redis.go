@@ -66,20 +66,9 @@ func (o *RedisOptions) setDefaults() {
 	if o.Prefix == "" {
 		o.Prefix = defaultRedisPrefix
 	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = defaultMaxBatch
-	}
-	if o.MaxDelay == 0 {
-		o.MaxDelay = defaultMaxDelay
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = defaultQueueSize
-	}
+	setFrontDefaults(&o.MaxBatch, &o.MaxDelay, &o.QueueSize, &o.Logger)
 	if o.Timeout <= 0 {
 		o.Timeout = defaultRedisTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
 	}
 }
 
