@@ -13,10 +13,15 @@ const (
 	aclWriteOK    uint8 = 8
 )
 
-// isSys reports whether topic is $SYS or under it: clients may not
-// publish there, whatever the ACL says (the broker's own namespace).
-func isSys(topic []byte) bool {
-	return len(topic) >= 4 && string(topic[:4]) == "$SYS" && (len(topic) == 4 || topic[4] == '/')
+// isSys reports whether topic is $SYS or under it, or under the
+// configured Options.SysPrefix: clients may not publish there, whatever the
+// ACL says (the broker's own namespace).
+func (b *Broker) isSys(topic []byte) bool {
+	return underPrefix(topic, "$SYS") || (b.opts.SysPrefix != "$SYS" && underPrefix(topic, b.opts.SysPrefix))
+}
+
+func underPrefix(topic []byte, prefix string) bool {
+	return len(topic) >= len(prefix) && string(topic[:len(prefix)]) == prefix && (len(topic) == len(prefix) || topic[len(prefix)] == '/')
 }
 
 // allowed asks the Authorizer whether the session's identity may read or
@@ -104,8 +109,8 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 // setIdentity records who the session's connection authenticated as;
 // a different identity forgets the cached verdicts. Loop-only.
 func (s *Session) setIdentity(id Identity) {
-	if s.extras == nil && s.l.b.opts.Authorizer == nil && s.l.b.hooks == nil {
-		return // only ACL checks and hooks read it
+	if s.extras == nil && s.l.b.opts.Authorizer == nil && s.l.b.hooks == nil && !s.l.b.opts.SysClientEvents {
+		return // only ACL checks, hooks and $SYS client events read it
 	}
 	x := s.extra()
 	if x.identKnown && x.ident == id {

@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/hooks"
@@ -128,6 +130,14 @@ func (c *Client) Closed() {
 	c.dropRetained()
 	if wasConnected && l.b.hooks.Has(hooks.Disconnected) {
 		l.b.hooks.Disconnected(c.hookClient(), c.disconnectReason())
+	}
+	if wasConnected && l.b.opts.SysClientEvents {
+		c.sysClientEvent("disconnected", func(j []byte) []byte {
+			j = append(j, `,"reason":`...)
+			j = strconv.AppendQuote(j, c.disconnectReason())
+			j = append(j, `,"disconnected_at":`...)
+			return strconv.AppendInt(j, l.now/int64(time.Millisecond), 10)
+		})
 	}
 	if c.auth != nil {
 		c.auth.call = nil // a verdict still on its way is dropped

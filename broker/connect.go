@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,7 +161,7 @@ func (c *Client) authorizeConnect(p *codec.Connect, cid, raw []byte) (res FeedRe
 		c.refuseConnect(p.Version, &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "will with more user properties than the server allows"})
 		return FeedClose, true
 	}
-	if p.WillFlag && (isSys(p.WillTopic) || b.opts.Authorizer != nil && !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
+	if p.WillFlag && (b.isSys(p.WillTopic) || b.opts.Authorizer != nil && !b.opts.Authorizer.Allow(new(c.identity(p)), p.WillTopic, AccessWrite)) {
 		// The will is published on the client's behalf later: it needs
 		// the same write access as a PUBLISH now, and no client may
 		// publish to $SYS, with an ACL or without.
@@ -283,7 +284,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 	}
 	s.version = p.Version
 	s.expiry = expiry
-	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil {
+	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil || b.opts.SysClientEvents {
 		s.setIdentity(c.identity(p))
 	}
 	s.storeSession()
@@ -375,6 +376,18 @@ func (c *Client) connected(p *codec.Connect, s *Session, present bool) {
 	s.attach(c)
 	if b.hooks.Has(hooks.Connected) {
 		b.hooks.Connected(c.hookClient(), present)
+	}
+	if b.opts.SysClientEvents {
+		c.sysClientEvent("connected", func(j []byte) []byte {
+			j = append(j, `,"proto_ver":`...)
+			j = strconv.AppendInt(j, int64(c.version), 10)
+			j = append(j, `,"keepalive":`...)
+			j = strconv.AppendInt(j, int64(c.keepAlive), 10)
+			j = append(j, `,"clean_start":`...)
+			j = strconv.AppendBool(j, p.CleanStart)
+			j = append(j, `,"connected_at":`...)
+			return strconv.AppendInt(j, l.now/int64(time.Millisecond), 10)
+		})
 	}
 	if lg := b.opts.Logger; lg.Enabled(context.Background(), slog.LevelDebug) {
 		lg.Debug("client connected", slog.String("client", s.id), slog.String("remote", c.conn.RemoteAddr()),

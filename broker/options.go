@@ -137,6 +137,15 @@ type Options struct {
 	// the caller keeps it (cmd/mcutie keeps it in --data-dir/node-id).
 	// Empty: a random one is made at New.
 	NodeID string
+	// SysPrefix is the root of the broker's own topics (default "$SYS");
+	// it must start with '$', so no '#' or '+' filter matches it
+	// [MQTT-4.7.2-1], and clients may not publish under it.
+	SysPrefix string
+	// SysClientEvents publishes a JSON event on
+	// <SysPrefix>/brokers/<node id>/clients/<client id>/connected and
+	// …/disconnected (the names EMQX uses) when a client connects and when
+	// its connection ends. Off by default.
+	SysClientEvents bool
 
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.
@@ -269,6 +278,9 @@ func (o *Options) Defaults() {
 	}
 	if o.BanMaxTracked <= 0 {
 		o.BanMaxTracked = 100000
+	}
+	if o.SysPrefix == "" || o.SysPrefix[0] != '$' {
+		o.SysPrefix = "$SYS"
 	}
 	if o.Version == "" {
 		o.Version = "dev"

@@ -139,7 +139,7 @@ func (s *Session) storeWillGone() {
 }
 
 func (l *Loop) storeRetained(m *Message, aw *ackWait) {
-	if l.b.opts.Store == nil || isSys(m.Topic) {
+	if l.b.opts.Store == nil || l.b.isSys(m.Topic) {
 		return // $SYS describes this process: nothing to restore
 	}
 	if len(m.Payload) == 0 {

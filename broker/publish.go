@@ -42,7 +42,7 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		}
 		return &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "more user properties than the server allows"}
 	}
-	if isSys(p.Topic) || !s.allowed(p.Topic, AccessWrite) {
+	if l.b.isSys(p.Topic) || !s.allowed(p.Topic, AccessWrite) {
 		// Not authorized: dropped and counted. v5 QoS 1/2 is told 0x87;
 		// 3.x has no code for it, so, as Mosquitto does, the PUBLISH is
 		// acknowledged normally and dropped. QoS 0 is dropped silently.

@@ -85,6 +85,7 @@ func (l *Loop) sysTick() {
 	st := b.Stats()
 	sy.maxClients = max(sy.maxClients, st.Connected)
 
+	l.sysHeartbeat()
 	l.sysString("version", "mcutie version "+b.opts.Version)
 	uptime := (l.now - b.started) / int64(time.Second)
 	sy.payload = append(strconv.AppendInt(sy.payload[:0], uptime, 10), " seconds"...)
@@ -148,8 +149,50 @@ func (l *Loop) sysString(topic, v string) {
 // retained, QoS 0, from no session.
 func (l *Loop) sysPublish(name string) {
 	sy := l.sys
-	sy.topic = append(append(sy.topic[:0], "$SYS/broker/"...), name...)
+	sy.topic = append(append(append(sy.topic[:0], l.b.opts.SysPrefix...), "/broker/"...), name...)
 	p := codec.Publish{Topic: sy.topic, Payload: sy.payload, Retain: true}
+	m := newMessage(&p, nil, l.now)
+	l.publish(m, nil)
+	m.release()
+	l.counters.sysPublished++
+}
+
+// sysHeartbeat publishes <SysPrefix>/<node id>/heartbeat (not retained):
+// {"node":…,"time":unix seconds,"uptime":seconds}. A monitor (or another
+// node) that stops seeing it knows this broker is gone or stuck.
+// Loop-only (loop 0).
+func (l *Loop) sysHeartbeat() {
+	b, sy := l.b, l.sys
+	sy.topic = append(append(append(append(sy.topic[:0], b.opts.SysPrefix...), '/'), b.nodeID...), "/heartbeat"...)
+	sy.payload = append(sy.payload[:0], `{"node":`...)
+	sy.payload = strconv.AppendQuote(sy.payload, b.nodeID)
+	sy.payload = append(sy.payload, `,"time":`...)
+	sy.payload = strconv.AppendInt(sy.payload, l.now/int64(time.Second), 10)
+	sy.payload = append(sy.payload, `,"uptime":`...)
+	sy.payload = strconv.AppendInt(sy.payload, (l.now-b.started)/int64(time.Second), 10)
+	sy.payload = append(sy.payload, '}')
+	p := codec.Publish{Topic: sy.topic, Payload: sy.payload}
+	m := newMessage(&p, nil, l.now)
+	l.publish(m, nil)
+	m.release()
+	l.counters.sysPublished++
+}
+
+// sysClientEvent publishes a client's connected or disconnected event
+// (Options.SysClientEvents) from its loop: QoS 0, not retained, JSON.
+// Loop-only.
+func (c *Client) sysClientEvent(event string, fields func(b []byte) []byte) {
+	l, b := c.l, c.l.b
+	topic := make([]byte, 0, len(b.opts.SysPrefix)+len(b.nodeID)+len(c.id)+32)
+	topic = append(append(append(topic, b.opts.SysPrefix...), "/brokers/"...), b.nodeID...)
+	topic = append(append(append(append(topic, "/clients/"...), c.id...), '/'), event...)
+	payload := append([]byte(`{"clientid":`), strconv.Quote(c.id)...)
+	hc := c.hookClient()
+	payload = append(append(payload, `,"username":`...), strconv.Quote(hc.Username)...)
+	payload = append(append(payload, `,"ipaddress":`...), strconv.Quote(hc.Remote)...)
+	payload = fields(payload)
+	payload = append(payload, '}')
+	p := codec.Publish{Topic: topic, Payload: payload}
 	m := newMessage(&p, nil, l.now)
 	l.publish(m, nil)
 	m.release()

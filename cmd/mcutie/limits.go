@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/mcutie/mcutie/codec"
 )
@@ -21,6 +22,9 @@ func checkLimits(cfg *config) error {
 	}
 	if cfg.opts.Loops < 0 || cfg.opts.Loops > maxLoops {
 		return fmt.Errorf("--loops %d: want 0 (one per CPU) to %d", cfg.opts.Loops, maxLoops)
+	}
+	if cfg.opts.SysPrefix == "" || cfg.opts.SysPrefix[0] != '$' || strings.ContainsAny(cfg.opts.SysPrefix, "+#") || strings.HasSuffix(cfg.opts.SysPrefix, "/") {
+		return fmt.Errorf("--sys-prefix %q: want a topic that starts with '$' (so no '#' filter matches it), without wildcards or a trailing '/'", cfg.opts.SysPrefix)
 	}
 	// Zero would read as "no limit" to some and "nothing" to others:
 	// refused, so a bound is always what the flag says.

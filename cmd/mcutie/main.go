@@ -110,6 +110,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.opts.CommitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
+	fs.StringVar(&cfg.opts.SysPrefix, "sys-prefix", "$SYS", "root of the broker's own topics (<prefix>/broker/..., <prefix>/<node id>/heartbeat); must start with '$', clients may not publish under it")
+	fs.BoolVar(&cfg.opts.SysClientEvents, "sys-client-events", false, "publish a JSON event on <sys-prefix>/brokers/<node id>/clients/<client id>/connected and .../disconnected (EMQX's names) for every client")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
