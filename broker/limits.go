@@ -78,8 +78,15 @@ type Ticket struct {
 // invalid remote (a Unix socket, a test) is subject to the total limit
 // only. Safe for concurrent use.
 func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
+	return b.AdmitListener(remote, "")
+}
+
+// AdmitListener is Admit for a connection accepted on listener (its
+// address as configured, e.g. "tcp://0.0.0.0:1883"), which the PreConnect
+// hooks are told.
+func (b *Broker) AdmitListener(remote netip.Addr, listener string) (*Ticket, error) {
 	t := new(Ticket)
-	if err := b.AdmitInto(t, remote); err != nil {
+	if err := b.AdmitListenerInto(t, remote, listener); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -89,6 +96,12 @@ func (b *Broker) Admit(remote netip.Addr) (*Ticket, error) {
 // it in its per-connection state: one allocation per connection fewer).
 // t must be zero.
 func (b *Broker) AdmitInto(t *Ticket, remote netip.Addr) error {
+	return b.AdmitListenerInto(t, remote, "")
+}
+
+// AdmitListenerInto is AdmitInto for a connection accepted on listener
+// (see AdmitListener).
+func (b *Broker) AdmitListenerInto(t *Ticket, remote netip.Addr, listener string) error {
 	o := &b.opts
 	a := &b.admit
 	// Keyed without the zone: the Ticket keeps 16 bytes of address.
@@ -99,7 +112,7 @@ func (b *Broker) AdmitInto(t *Ticket, remote netip.Addr) error {
 		return err
 	}
 	if b.hooks.Has(hooks.PreConnect) {
-		if err := b.hooks.PreConnect(remote, ""); err != nil {
+		if err := b.hooks.PreConnect(remote, listener); err != nil {
 			return b.refuseAdmit(remote, admitHook, fmt.Errorf("%w: %v", ErrPreConnect, err))
 		}
 	}

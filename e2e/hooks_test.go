@@ -329,11 +329,18 @@ func TestHooks_ConnectSlowPanicTimeout(t *testing.T) {
 
 // A pre-connect hook refuses an address at accept: the socket is closed
 // before any byte is read, and counted.
-type addrPolicy struct{ deny netip.Addr }
+type addrPolicy struct {
+	deny      netip.Addr
+	mu        sync.Mutex
+	listeners []string
+}
 
-func (addrPolicy) Name() string           { return "addr-policy" }
-func (addrPolicy) Provides() hooks.Events { return hooks.EventsOf(hooks.PreConnect) }
-func (a addrPolicy) OnPreConnect(remote netip.Addr, _ string) error {
+func (*addrPolicy) Name() string           { return "addr-policy" }
+func (*addrPolicy) Provides() hooks.Events { return hooks.EventsOf(hooks.PreConnect) }
+func (a *addrPolicy) OnPreConnect(remote netip.Addr, listener string) error {
+	a.mu.Lock()
+	a.listeners = append(a.listeners, listener)
+	a.mu.Unlock()
 	if remote == a.deny {
 		return hooks.ErrDeny
 	}
@@ -342,7 +349,8 @@ func (a addrPolicy) OnPreConnect(remote netip.Addr, _ string) error {
 
 func TestHooks_PreConnect(t *testing.T) {
 	t.Parallel()
-	tb := start(t, broker.Options{Hooks: newRegistry(t, hooks.Options{}, addrPolicy{deny: netip.MustParseAddr("127.0.3.9")})})
+	policy := &addrPolicy{deny: netip.MustParseAddr("127.0.3.9")}
+	tb := start(t, broker.Options{Hooks: newRegistry(t, hooks.Options{}, policy)})
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.3.9")}, Timeout: v5Timeout}
 	nc, err := d.Dial("tcp", tb.Addr)
 	if err != nil {
@@ -355,4 +363,11 @@ func TestHooks_PreConnect(t *testing.T) {
 	}
 	v5Connect(t, tb.Addr, &paho.Connect{ClientID: "hk-allowed", CleanStart: true})
 	v5Wait(t, "the refusal counted", func() bool { return tb.B.Stats().Rejected["pre_connect_hook"] == 1 })
+	policy.mu.Lock()
+	defer policy.mu.Unlock()
+	for _, l := range policy.listeners {
+		if !strings.HasPrefix(l, "tcp://127.0.0.1:") { // the hook is told which listener accepted
+			t.Fatalf("listener %q, want the broker's tcp:// listener", l)
+		}
+	}
 }

@@ -102,7 +102,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		// so admission waits for the client's (proxyPrelude).
 		if s.proxyExpected(c.LocalAddr()) {
 			st.extra().proxy = true
-		} else if s.b.AdmitInto(&st.ticket, remoteIP(c.RemoteAddr())) != nil {
+		} else if s.b.AdmitListenerInto(&st.ticket, remoteIP(c.RemoteAddr()), s.listenerOf(c.LocalAddr())) != nil {
 			return nil, gnet.Close
 		}
 	}
@@ -159,6 +159,17 @@ func (s *Server) traffic(c gnet.Conn, st *connState) gnet.Action {
 	return s.feed(c, st, buf)
 }
 
+// listenerOf names the on-loop listener that accepted a connection at
+// local, as configured ("" if none matches), for the PreConnect hooks.
+func (s *Server) listenerOf(local net.Addr) string {
+	for _, ln := range s.specs {
+		if ln.onLoop() && ln.matches(local) {
+			return ln.raw
+		}
+	}
+	return ""
+}
+
 // proxyExpected reports whether the gnet listener that accepted a
 // connection at local has ?proxy=true.
 func (s *Server) proxyExpected(local net.Addr) bool {
@@ -187,7 +198,7 @@ func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
 		ip = remoteIP(src)
 	}
 	// Accept-time admission with the client's real address.
-	if s.b.AdmitInto(&st.ticket, ip) != nil {
+	if s.b.AdmitListenerInto(&st.ticket, ip, s.listenerOf(st.conn.LocalAddr())) != nil {
 		return 0, errAdmission
 	}
 	return n, nil

@@ -122,7 +122,7 @@ func (gl *goListener) handle(raw net.Conn) {
 	// real address when a PROXY header named it, before the TLS
 	// handshake costs anything. The ticket is released when the
 	// connection is closed, whoever closes it (ticketConn).
-	t, err := s.b.Admit(remoteIP(c.RemoteAddr()))
+	t, err := s.b.AdmitListener(remoteIP(c.RemoteAddr()), gl.spec.raw)
 	if err != nil {
 		_ = raw.Close()
 		return
