@@ -289,33 +289,9 @@ func levelB(b []byte) (lvl, rest []byte, last bool) {
 	return b, nil, true
 }
 
-// Matches reports whether filter matches topic name with MQTT's rules:
-// '+' one level, '#' the rest (and the parent level), and no wildcard at
-// the first level matches a topic starting with '$' [MQTT-4.7.2-1].
-func Matches(filter string, topic []byte) bool {
-	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
-		return false
-	}
-	for {
-		fl, frest, flast := level(filter)
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tlast := levelB(topic)
-		if fl != "+" && fl != string(tl) {
-			return false
-		}
-		switch {
-		case flast && tlast:
-			return true
-		case flast:
-			return false
-		case tlast:
-			return frest == "#"
-		}
-		filter, topic = frest, trest
-	}
-}
+// Matches reports whether filter matches topic name with MQTT's rules
+// (codec.MatchTopic).
+func Matches(filter string, topic []byte) bool { return codec.MatchTopic(filter, topic) }
 
 // Covers reports whether every topic sub matches is also matched by
 // filter: the test for "may subscribe to sub" (Mosquitto's

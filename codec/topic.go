@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding/binary"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -175,4 +176,50 @@ func SplitShared(filter []byte) (group, topicFilter []byte, shared bool, err err
 		return nil, nil, true, errShareSyntax // [MQTT-4.8.2-2]
 	}
 	return group, topicFilter, true, nil
+}
+
+// MatchTopic reports whether filter matches the topic name with MQTT's
+// rules: '+' one level, '#' the rest (and the parent level), and a
+// wildcard at the first level never matches a topic starting with '$'
+// [MQTT-4.7.2-1]. The filter is taken as valid (ValidateTopicFilter). It
+// allocates nothing. The broker routes with its trie (package router);
+// this is for checking one filter against one topic (ACL rules, plugins).
+func MatchTopic(filter string, topic []byte) bool {
+	if len(topic) > 0 && topic[0] == '$' && len(filter) > 0 && (filter[0] == '+' || filter[0] == '#') {
+		return false
+	}
+	for {
+		fl, frest, flast := cutLevel(filter)
+		if fl == "#" {
+			return true
+		}
+		tl, trest, tlast := cutLevelB(topic)
+		if fl != "+" && fl != string(tl) {
+			return false
+		}
+		switch {
+		case flast && tlast:
+			return true
+		case flast:
+			return false
+		case tlast:
+			return frest == "#"
+		}
+		filter, topic = frest, trest
+	}
+}
+
+// cutLevel and cutLevelB split off a topic's first level.
+func cutLevel(s string) (lvl, rest string, last bool) {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i], s[i+1:], false
+	}
+	return s, "", true
+}
+
+func cutLevelB(b []byte) (lvl, rest []byte, last bool) {
+	if i := bytes.IndexByte(b, '/'); i >= 0 {
+		return b[:i], b[i+1:], false
+	}
+	return b, nil, true
 }

@@ -158,3 +158,27 @@ func TestFastPathsLong(t *testing.T) {
 		}
 	}
 }
+
+func TestMatchTopic(t *testing.T) {
+	f := func(filter, topic string, want bool) {
+		t.Helper()
+		if got := MatchTopic(filter, []byte(topic)); got != want {
+			t.Fatalf("MatchTopic(%q, %q) = %v; want %v", filter, topic, got, want)
+		}
+	}
+	f("a/b", "a/b", true)
+	f("a/b", "a/c", false)
+	f("a/+", "a/b", true)
+	f("a/+", "a/b/c", false)
+	f("a/#", "a", true)
+	f("a/#", "a/b/c", true)
+	f("#", "a/b", true)
+	f("#", "$SYS/x", false) // [MQTT-4.7.2-1]
+	f("+/x", "$SYS/x", false)
+	f("$SYS/#", "$SYS/x", true)
+	f("a/+/c", "a//c", true)
+	f("a", "a/b", false)
+	if n := testing.AllocsPerRun(100, func() { MatchTopic("a/+/c/#", []byte("a/b/c/d/e")) }); n != 0 {
+		t.Fatalf("%v allocations per match", n)
+	}
+}

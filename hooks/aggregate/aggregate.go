@@ -13,11 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcutie/mcutie/codec"
+
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
-	"github.com/mcutie/mcutie/hooks/internal/topic"
 )
 
 // Publisher publishes a message from the server side; *broker.Broker is
@@ -126,7 +127,7 @@ func New(cfg Config) (*Plugin, error) {
 	p := &Plugin{cfg: cfg, outputs: map[string]bool{}, results: make(chan result, cfg.Queue), stop: make(chan struct{})}
 	for i, r := range cfg.Rules {
 		at := func(f string) string { return fmt.Sprintf("rules[%d].%s", i, f) }
-		if !topic.ValidFilter(r.Filter) {
+		if codec.ValidateTopicFilter([]byte(r.Filter)) != nil {
 			return nil, conf.Errorf(at("filter"), "%q is not a valid topic filter", r.Filter)
 		}
 		if r.Output == "" || strings.ContainsAny(r.Output, "+#") {
@@ -158,7 +159,7 @@ func New(cfg Config) (*Plugin, error) {
 	// A result matched by a filter would be aggregated again: refused.
 	for i, r := range p.rules {
 		for _, o := range p.rules {
-			if topic.Match(o.Filter, []byte(r.Output)) {
+			if codec.MatchTopic(o.Filter, []byte(r.Output)) {
 				return nil, conf.Errorf(fmt.Sprintf("rules[%d].output", i), "%q matches the filter %q: its results would be aggregated again", r.Output, o.Filter)
 			}
 		}
@@ -205,7 +206,7 @@ func (p *Plugin) OnPublish(m *hooks.Message) (*hooks.Message, error) {
 	}
 	now := time.Time{}
 	for _, r := range p.rules {
-		if !topic.Match(r.Filter, m.Topic) {
+		if !codec.MatchTopic(r.Filter, m.Topic) {
 			continue
 		}
 		v, ok := value(m.Payload, r.path)

@@ -8,9 +8,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mcutie/mcutie/codec"
+
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
-	"github.com/mcutie/mcutie/hooks/internal/topic"
 )
 
 // Config configures the plugin.
@@ -47,7 +48,7 @@ func New(cfg Config) (*Plugin, error) {
 		return nil, conf.Errorf("filters", "give at least one topic filter")
 	}
 	for i, f := range cfg.Filters {
-		if !topic.ValidFilter(f) {
+		if codec.ValidateTopicFilter([]byte(f)) != nil {
 			return nil, conf.Errorf(fmt.Sprintf("filters[%d]", i), "%q is not a valid topic filter", f)
 		}
 	}
@@ -92,7 +93,7 @@ func (p *Plugin) OnPublish(m *hooks.Message) (*hooks.Message, error) {
 
 func (p *Plugin) matches(t []byte) bool {
 	for _, f := range p.cfg.Filters {
-		if topic.Match(f, t) {
+		if codec.MatchTopic(f, t) {
 			return true
 		}
 	}

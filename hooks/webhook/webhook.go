@@ -12,11 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcutie/mcutie/codec"
+
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
-	"github.com/mcutie/mcutie/hooks/internal/topic"
 )
 
 // Config configures the plugin. Zero values take the defaults noted.
@@ -147,7 +148,7 @@ func New(cfg Config) (*Plugin, error) {
 		p.provides |= hooks.EventsOf(e)
 	}
 	for i, f := range cfg.Filters {
-		if !topic.ValidFilter(f) {
+		if codec.ValidateTopicFilter([]byte(f)) != nil {
 			return nil, conf.Errorf(fmt.Sprintf("filters[%d]", i), "%q is not a valid topic filter", f)
 		}
 	}
@@ -303,7 +304,7 @@ func (p *Plugin) OnPublish(m *hooks.Message) (*hooks.Message, error) {
 
 func (p *Plugin) matches(t []byte) bool {
 	for _, f := range p.cfg.Filters {
-		if topic.Match(f, t) {
+		if codec.MatchTopic(f, t) {
 			return true
 		}
 	}
