@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,38 +17,11 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mcutie/mcutie/broker"
-	"github.com/mcutie/mcutie/reactor"
 	"github.com/mcutie/mcutie/store"
 )
 
 // The embedding API (broker/embed.go, publishmsg.go, serversub.go) with
 // real clients over real sockets.
-
-// startTick is start with the reactor's tick every tick: a long one keeps
-// Stats' per-tick snapshots stale, so StatsNow is seen to be exact.
-func startTick(t testing.TB, opts broker.Options, tick time.Duration) *testBroker {
-	t.Helper()
-	if opts.Loops == 0 {
-		opts.Loops = 2
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if opts.Store == nil {
-		opts.Store = store.NewMemory()
-	}
-	b := broker.New(opts)
-	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: opts.Logger, TickInterval: tick})
-	if err := srv.Start(); err != nil {
-		t.Fatalf("start broker: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Stop(ctx)
-	})
-	return &testBroker{B: b, Addr: srv.Addrs()[0].String(), srv: srv}
-}
 
 func embedCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)

@@ -25,6 +25,13 @@ type testBroker struct {
 // are always exercised) and stops it when the test ends.
 func start(t testing.TB, opts broker.Options) *testBroker {
 	t.Helper()
+	return startTick(t, opts, 100*time.Millisecond)
+}
+
+// startTick is start with the reactor's tick every tick (a long one keeps
+// Stats' per-tick snapshots stale).
+func startTick(t testing.TB, opts broker.Options, tick time.Duration) *testBroker {
+	t.Helper()
 	if opts.Loops == 0 {
 		opts.Loops = 2
 	}
@@ -40,7 +47,7 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 	b := broker.New(opts)
 	// Port 0: the reactor binds the port the kernel chooses (Addrs), so
 	// no other test can take it between choosing and binding.
-	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: opts.Logger, TickInterval: 100 * time.Millisecond})
+	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: opts.Logger, TickInterval: tick})
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
