@@ -1,6 +1,9 @@
 package broker
 
-import "github.com/mcutie/mcutie/codec"
+import (
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
+)
 
 // Delivery to one session: the QoS it gets (min of published and granted),
 // its queue and inflight window with their bounds, and the PUBLISH header
@@ -25,7 +28,7 @@ func (l *Loop) deliverOne(s *Session, m *Message, granted byte, retain bool, id 
 func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	m := tmpl.m
 	if m.expired(l.now) {
-		l.counters.dropped[dropExpired]++ // [MQTT-3.3.2-5]
+		l.dropDelivery(dropExpired, s, m) // [MQTT-3.3.2-5]
 		return
 	}
 	c := s.c
@@ -41,7 +44,7 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 			return // QoS 0 is not queued for offline sessions
 		}
 		if c.outboundFull() {
-			l.counters.dropped[dropSlowConsumer]++
+			l.dropDelivery(dropSlowConsumer, s, m)
 			return
 		}
 		c.writePublish(tmpl, false, l.now)
@@ -56,17 +59,17 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 	}
 	q := s.qos()
 	size := len(m.Topic) + len(m.Payload)
-	var drop *uint64
+	drop := numDropReasons
 	switch o := &l.b.opts; {
 	case q.queue.len()+q.inflight.len() >= o.MaxQueued:
-		drop = &l.counters.dropped[dropQueueFull] // --max-queued-messages
+		drop = dropQueueFull // --max-queued-messages
 	case q.bytes+size > o.MaxQueuedBytes:
-		drop = &l.counters.dropped[dropQueueBytes] // --max-queued-bytes
+		drop = dropQueueBytes // --max-queued-bytes
 	case l.queuedBytes+int64(size) > l.queuedBytesShare:
-		drop = &l.counters.dropped[dropBrokerQueueBytes] // --max-queued-bytes-total
+		drop = dropBrokerQueueBytes // --max-queued-bytes-total
 	}
-	if drop != nil {
-		*drop++
+	if drop != numDropReasons {
+		l.dropDelivery(drop, s, m)
 		if m.ack != nil {
 			m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
 		}
@@ -106,6 +109,15 @@ func (l *Loop) deliver(s *Session, tmpl *outMsg) {
 // writePublish encodes the header of om for this connection and queues it
 // with the shared payload as a second vector.
 func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
+	if c.l.hooked.Has(hooks.Forward) && !om.forwarded {
+		ok, made := c.forward(om)
+		if !ok {
+			return // dropped as if sent
+		}
+		if made != nil {
+			defer made.release() // a QoS 0 copy: the output holds its own reference
+		}
+	}
 	m := om.m
 	p := codec.Publish{Topic: m.Topic, QoS: om.qos, Retain: om.retain, Dup: dup, PacketID: om.pid, Payload: m.Payload}
 	var shared []byte // the message's forwarded properties, encoded once
@@ -152,7 +164,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 		// the largest remaining length grows past it with a v5 header
 		// (properties, subscription identifiers). Drop the message and
 		// behave as if it had been sent.
-		c.l.counters.dropped[dropTooLarge]++
+		c.l.dropDelivery(dropTooLarge, c.s, m)
 		if om.qos > 0 && c.s != nil {
 			c.s.completeOutbound(om.pid)
 		}
@@ -196,4 +208,7 @@ func (c *Client) writePublish(om *outMsg, dup bool, now int64) {
 	c.l.counters.payloadOut[om.qos] += uint64(len(m.Payload))
 	c.l.counters.packetsOut[codec.PUBLISH]++
 	c.markDirty()
+	if c.l.hooked.Has(hooks.Delivered) {
+		c.l.b.hooks.Delivered(c.hookClientNoAddr(), c.l.hookMessage(m.Topic, m.Payload, om.qos, om.retain, m.Props, originOf(m), nil), om.qos)
+	}
 }

@@ -183,3 +183,69 @@ func (h *hookAuthenticator) connect(req *AuthRequest, ok AuthResult, done func(A
 		done(r)
 	})
 }
+
+// originOf says where m comes from, for hooks.
+func originOf(m *Message) hooks.OriginKind {
+	if m.origin != nil {
+		return hooks.FromClient
+	}
+	return hooks.FromServer
+}
+
+// hookTo describes the session s delivers to: its connection's client,
+// or only its id when it has none. Loop-only.
+func (s *Session) hookTo() *hooks.Client {
+	if s.c != nil {
+		return s.c.hookClientNoAddr()
+	}
+	hc := &s.l.hook.client
+	*hc = hooks.Client{ID: s.id}
+	return hc
+}
+
+// dropDelivery counts a delivery to s dropped for r, and tells the
+// Dropped hooks. Loop-only.
+func (l *Loop) dropDelivery(r dropReason, s *Session, m *Message) {
+	l.counters.dropped[r]++
+	if l.hooked.Has(hooks.Dropped) && s != nil {
+		l.b.hooks.Dropped(s.hookTo(), l.hookMessage(m.Topic, m.Payload, m.QoS, m.Retain, m.Props, originOf(m), nil), dropLabels[r])
+	}
+}
+
+// forward runs the Forward hooks on one delivery to c: false drops it (as
+// if sent); otherwise om.m may now be this subscriber's own copy. For QoS
+// 0 the copy (made) is the caller's to release once written; for QoS 1/2
+// the session's queue holds it, for resends too. Loop-only.
+func (c *Client) forward(om *outMsg) (ok bool, made *Message) {
+	l := c.l
+	m := om.m
+	hm := l.hookMessage(m.Topic, m.Payload, om.qos, om.retain, m.Props, originOf(m), nil)
+	out, err := l.b.hooks.Forward(c.hookClientNoAddr(), hm)
+	if err == nil && out != nil {
+		err = checkHookMessage(out)
+	}
+	if err != nil {
+		l.dropDelivery(dropHook, c.s, m)
+		if om.qos > 0 && c.s != nil {
+			c.s.completeOutbound(om.pid)
+		}
+		return false, nil
+	}
+	if out == nil {
+		om.forwarded = om.qos > 0
+		return true, nil
+	}
+	p := codec.Publish{Topic: out.Topic, Payload: out.Payload, QoS: m.QoS, Retain: m.Retain}
+	if out.Props != nil {
+		p.Props = *out.Props
+	}
+	n := newMessage(&p, m.origin, m.Created)
+	n.ExpireAt = m.ExpireAt
+	om.m = n
+	if om.qos > 0 {
+		om.forwarded = true
+		m.release() // the queue's reference moves to the copy
+		return true, nil
+	}
+	return true, n
+}

@@ -1,6 +1,9 @@
 package broker
 
-import "github.com/mcutie/mcutie/codec"
+import (
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
+)
 
 // The QoS 1/2 acknowledgement packets: PUBACK, PUBREC, PUBREL and PUBCOMP
 // received (handleAck) and queued (queueAck). Acknowledgements that wait
@@ -118,6 +121,10 @@ func (s *Session) ackOutbound(pid uint16, qos byte, _ bool) {
 		q.held--
 	}
 	s.storeOutboundDone(om, nil)
+	if om.m != nil && s.l.hooked.Has(hooks.Acked) {
+		m := om.m
+		s.l.b.hooks.Acked(s.hookTo(), s.l.hookMessage(m.Topic, m.Payload, om.qos, om.retain, m.Props, originOf(m), nil))
+	}
 	s.dropMsg(om)
 	s.freePID(pid)
 	s.pump()

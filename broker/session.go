@@ -221,6 +221,9 @@ type outMsg struct {
 	// the publisher's inbound record is durable; a PUBLISH of it waits
 	// for that (Session.qos2Mark). nil: nothing to wait for.
 	gate *qos2Order
+	// forwarded: the Forward hooks have made this session's copy (m)
+	// already; a resend does not run them again.
+	forwarded bool
 }
 
 const (

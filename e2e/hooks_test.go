@@ -371,3 +371,92 @@ func TestHooks_PreConnect(t *testing.T) {
 		}
 	}
 }
+
+// forwarder decides per subscriber: "fw-blocked" gets nothing, "fw-upper"
+// its own upper-cased copy, everyone else the message as published; and
+// it records deliveries, acknowledgements and drops.
+type forwarder struct {
+	mu                        sync.Mutex
+	delivered, acked, dropped []string
+	forwardCalls              map[string]int
+}
+
+func (*forwarder) Name() string { return "forwarder" }
+func (*forwarder) Provides() hooks.Events {
+	return hooks.EventsOf(hooks.Forward, hooks.Delivered, hooks.Acked, hooks.Dropped)
+}
+func (f *forwarder) OnForward(to *hooks.Client, m *hooks.Message) (*hooks.Message, error) {
+	f.mu.Lock()
+	f.forwardCalls[to.ID]++
+	f.mu.Unlock()
+	switch to.ID {
+	case "fw-blocked":
+		return nil, hooks.ErrDrop
+	case "fw-upper":
+		c := *m
+		c.Payload = bytes.ToUpper(m.Payload)
+		return &c, nil
+	}
+	return nil, nil
+}
+func (f *forwarder) OnDelivered(to *hooks.Client, m *hooks.Message, qos byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delivered = append(f.delivered, fmt.Sprintf("%s %s %s q%d", to.ID, m.Topic, m.Payload, qos))
+}
+func (f *forwarder) OnAcked(to *hooks.Client, m *hooks.Message) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acked = append(f.acked, fmt.Sprintf("%s %s", to.ID, m.Payload))
+}
+func (f *forwarder) OnDropped(to *hooks.Client, m *hooks.Message, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropped = append(f.dropped, fmt.Sprintf("%s %s %s", to.ID, m.Payload, reason))
+}
+
+// The Forward hook decides each subscriber's copy (live and retained
+// deliveries alike): one subscriber gets nothing, one its own changed
+// copy while the others get the message as published; Delivered, Acked and
+// Dropped fire for each delivery.
+func TestHooks_ForwardPerSubscriber(t *testing.T) {
+	t.Parallel()
+	fw := &forwarder{forwardCalls: map[string]int{}}
+	tb := start(t, broker.Options{Hooks: newRegistry(t, hooks.Options{}, fw)})
+	pub, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "fw-pub", CleanStart: true})
+	pub.publish(t, &paho.Publish{Topic: "fw/r", QoS: 1, Retain: true, Payload: []byte("kept")})
+	subs := map[string]*v5Paho{}
+	for _, id := range []string{"fw-plain", "fw-upper", "fw-blocked"} {
+		c, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: id, CleanStart: true})
+		c.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "fw/#", QoS: 1}}})
+		subs[id] = c
+	}
+	pub.publish(t, &paho.Publish{Topic: "fw/t", QoS: 1, Payload: []byte("live")})
+	for id, want := range map[string][2]string{"fw-plain": {"kept", "live"}, "fw-upper": {"KEPT", "LIVE"}} {
+		for _, w := range want {
+			if p := subs[id].recv(t); string(p.Payload) != w {
+				t.Fatalf("%s got %q, want %q", id, p.Payload, w)
+			}
+		}
+	}
+	subs["fw-blocked"].quiet(t)
+	v5Wait(t, "delivered, acked and dropped events", func() bool {
+		fw.mu.Lock()
+		defer fw.mu.Unlock()
+		return len(fw.delivered) == 4 && len(fw.acked) == 4 && len(fw.dropped) == 2
+	})
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if !slicesContain(fw.delivered, "fw-upper fw/t LIVE q1") || !slicesContain(fw.dropped, "fw-blocked live hook") {
+		t.Fatalf("delivered %q, dropped %q", fw.delivered, fw.dropped)
+	}
+}
+
+func slicesContain(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -26,6 +26,10 @@ const (
 	Publish                        // a PUBLISH before it is routed: pass, drop or change it (PublishHook)
 	WillPublished                  // a will was published (WillHook)
 	RetainedChanged                // a retained message set or cleared (RetainedHook)
+	Forward                        // one delivery to one subscriber, before it is written: pass, drop or change that copy (ForwardHook)
+	Delivered                      // a PUBLISH written to a subscriber's connection (DeliveredHook)
+	Acked                          // a subscriber acknowledged a QoS 1/2 delivery: PUBACK or PUBCOMP (AckedHook)
+	Dropped                        // a delivery dropped, with the reason (DroppedHook)
 	numEvents
 )
 
@@ -43,6 +47,10 @@ var eventNames = [numEvents]string{
 	Publish:           "publish",
 	WillPublished:     "will_published",
 	RetainedChanged:   "retained_changed",
+	Forward:           "forward",
+	Delivered:         "delivered",
+	Acked:             "acked",
+	Dropped:           "dropped",
 }
 
 // String is the event's name in logs and metric labels.
@@ -219,4 +227,34 @@ type WillHook interface {
 // cleared.
 type RetainedHook interface {
 	OnRetainedChanged(m *Message)
+}
+
+// ForwardHook decides on one delivery to one subscriber (live, queued or
+// retained), as it is written to the connection: return nil, nil to pass
+// it; a new Message for this subscriber's copy (the broker copies it; the
+// topic must stay a valid topic name); nil and an error to drop it, as if
+// sent (counted as dropped, reason "hook"). Called on the subscriber's
+// loop for every delivery: it must be cheap.
+type ForwardHook interface {
+	OnForward(to *Client, m *Message) (*Message, error)
+}
+
+// DeliveredHook is told a PUBLISH was written to a subscriber's connection
+// (qos: the delivered QoS).
+type DeliveredHook interface {
+	OnDelivered(to *Client, m *Message, qos byte)
+}
+
+// AckedHook is told a subscriber acknowledged a QoS 1 or 2 delivery
+// (PUBACK, or PUBCOMP).
+type AckedHook interface {
+	OnAcked(to *Client, m *Message)
+}
+
+// DroppedHook is told a delivery was dropped, and why: the label of
+// mcutie_messages_dropped_total ("slow_consumer", "queue_full",
+// "expired", "too_large", "hook", …). to.ID names the session; the
+// rest of to is empty when it has no connection.
+type DroppedHook interface {
+	OnDropped(to *Client, m *Message, reason string)
 }

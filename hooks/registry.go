@@ -134,6 +134,14 @@ func implements(h Hook, ev Event) bool {
 		_, ok = h.(WillHook)
 	case RetainedChanged:
 		_, ok = h.(RetainedHook)
+	case Forward:
+		_, ok = h.(ForwardHook)
+	case Delivered:
+		_, ok = h.(DeliveredHook)
+	case Acked:
+		_, ok = h.(AckedHook)
+	case Dropped:
+		_, ok = h.(DroppedHook)
 	}
 	return ok
 }
@@ -409,6 +417,55 @@ func (r *Registry) RetainedChanged(m *Message) {
 	for _, e := range r.by[RetainedChanged] {
 		h := e.h.(RetainedHook)
 		_ = r.call(e, RetainedChanged, func() error { h.OnRetainedChanged(m); return nil })
+	}
+}
+
+// Forward runs the Forward hooks in turn on one delivery, each seeing the
+// message the one before returned: nil, nil passes it unchanged; a
+// message is this subscriber's copy; an error drops it.
+func (r *Registry) Forward(to *Client, m *Message) (*Message, error) {
+	var changed *Message
+	for _, e := range r.by[Forward] {
+		h := e.h.(ForwardHook)
+		cur := m
+		if changed != nil {
+			cur = changed
+		}
+		var out *Message
+		err := r.call(e, Forward, func() error {
+			var err error
+			out, err = h.OnForward(to, cur)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out != nil {
+			changed = out
+		}
+	}
+	return changed, nil
+}
+
+// Delivered, Acked and Dropped tell their hooks.
+func (r *Registry) Delivered(to *Client, m *Message, qos byte) {
+	for _, e := range r.by[Delivered] {
+		h := e.h.(DeliveredHook)
+		_ = r.call(e, Delivered, func() error { h.OnDelivered(to, m, qos); return nil })
+	}
+}
+
+func (r *Registry) Acked(to *Client, m *Message) {
+	for _, e := range r.by[Acked] {
+		h := e.h.(AckedHook)
+		_ = r.call(e, Acked, func() error { h.OnAcked(to, m); return nil })
+	}
+}
+
+func (r *Registry) Dropped(to *Client, m *Message, reason string) {
+	for _, e := range r.by[Dropped] {
+		h := e.h.(DroppedHook)
+		_ = r.call(e, Dropped, func() error { h.OnDropped(to, m, reason); return nil })
 	}
 }
 
