@@ -136,6 +136,12 @@ func (c *Client) checkFilter(sub *codec.Subscription, q *filterQuota) (codec.Rea
 		// filter) is then checked like any filter.
 		if err := c.hookSubscribe(sub); err != nil {
 			l.counters.subsRefused[subRefusedHook]++
+			if c.version == codec.V5 && c.problemInfo {
+				// The SUBACK's Reason String says why (one per packet).
+				ack := &l.pkt.suback
+				ack.Props.Set(codec.PropReasonString)
+				ack.Props.ReasonString = append(ack.Props.ReasonString[:0], err.Error()...)
+			}
 			return codec.NotAuthorized, nil
 		}
 	}

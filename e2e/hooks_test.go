@@ -231,6 +231,16 @@ func TestHooks_SubscribePolicy(t *testing.T) {
 	if fmt.Sprint(codes) != fmt.Sprint([]codec.ReasonCode{0, codec.NotAuthorized}) {
 		t.Fatalf("v5 SUBACK %v, want [0 0x87]", codes)
 	}
+	// A client that asked for problem information is told why.
+	rp, _ := v5RawConnect(t, tb.Addr, "hk-subp-info", func(p *codec.Connect) {
+		p.Props.Set(codec.PropRequestProblemInfo)
+		p.Props.RequestProblemInfo = 1
+	})
+	sp := codec.Subscribe{PacketID: 9, Subs: []codec.Subscription{{Filter: []byte("admin/x")}}}
+	rp.send(sp.Append(nil, codec.V5))
+	if a, ok := rp.next(v5Timeout).(*codec.Suback); !ok || a.Codes[0] != codec.NotAuthorized || !strings.Contains(string(a.Props.ReasonString), "denied") {
+		t.Fatalf("SUBACK %+v, want 0x87 with the hook's reason", a)
+	}
 	r3, _ := v3Raw(t, tb.Addr, codec.V311, "hk-subp3", true, nil)
 	if codes := r3.v3Subscribe(1, "admin/#", 1); fmt.Sprint(codes) != fmt.Sprint([]codec.ReasonCode{0x80}) {
 		t.Fatalf("3.1.1 SUBACK %v, want [0x80]", codes)
