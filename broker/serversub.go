@@ -152,11 +152,7 @@ func (b *Broker) Subscribe(filter string, opts SubscribeOptions, handler func(m 
 		b: b, id: ServerClientIDPrefix + "sub/" + opts.Name, filter: filter, opts: opts, handler: handler,
 		stop: make(chan struct{}), done: make(chan struct{}), slots: make(chan struct{}, opts.Window),
 	}
-	sc := &subConn{
-		sub: sub, window: int32(opts.Window), full: b.opts.MaxOutboundBytes + 1,
-		sig: make(chan struct{}, 1), connack: make(chan byte, 1), suback: make(chan codec.ReasonCode, 1),
-		rec: map[uint16]bool{},
-	}
+	sc := newSubConn(b, sub, sub.id, !opts.CheckACL, opts.Window)
 	sub.conn = sc
 
 	cp := codec.Connect{ProtocolName: []byte("MQTT"), Version: codec.V5, CleanStart: !opts.Persistent, ClientID: []byte(sub.id)}
@@ -337,9 +333,24 @@ type subAck struct {
 	pid uint16
 }
 
-// subConn is the in-process connection of a server-side subscription.
+// connOwner is what a subConn serves: a server-side subscription, or an
+// in-process client (inproc.go).
+type connOwner interface {
+	// end: the connection ended, or cannot run. Safe for concurrent use.
+	end(err error)
+	// control handles a packet the broker sent other than PUBLISH and
+	// PUBREL. Loop-only.
+	control(sc *subConn, h codec.FixedHeader, body []byte)
+	// dropQoS0 counts a QoS 0 message dropped beyond the window.
+	dropQoS0()
+}
+
+// subConn is the in-process connection of a server-side subscription or
+// of an in-process client (a Conn with no socket).
 type subConn struct {
-	sub    *ServerSubscription
+	owner  connOwner
+	id     string               // the client id (empty: the broker assigns one)
+	admin  bool                 // the ACLs are bypassed
 	loop   atomic.Pointer[Loop] // the loop that owns the client id
 	window int32
 	full   int // what OutboundBuffered reports while the window is full
@@ -367,6 +378,41 @@ type subConn struct {
 
 var _ Conn = (*subConn)(nil)
 
+// newSubConn makes the connection of owner: client id id, the ACLs
+// bypassed when admin, at most window QoS 1/2 messages outstanding.
+func newSubConn(b *Broker, owner connOwner, id string, admin bool, window int) *subConn {
+	return &subConn{
+		owner: owner, id: id, admin: admin, window: int32(window), full: b.opts.MaxOutboundBytes + 1,
+		sig: make(chan struct{}, 1), connack: make(chan byte, 1), suback: make(chan codec.ReasonCode, 1),
+		rec: map[uint16]bool{},
+	}
+}
+
+// control handles a server-side subscription's CONNACK and SUBACK.
+// Loop-only.
+func (s *ServerSubscription) control(sc *subConn, h codec.FixedHeader, body []byte) {
+	switch h.Type {
+	case codec.CONNACK:
+		var ack codec.Connack
+		if ack.Decode(h, body, codec.V5) == nil {
+			select {
+			case sc.connack <- ack.Code:
+			default:
+			}
+		}
+	case codec.SUBACK:
+		var ack codec.Suback
+		if ack.Decode(h, body, codec.V5) == nil && len(ack.Codes) > 0 {
+			select {
+			case sc.suback <- ack.Codes[0]:
+			default:
+			}
+		}
+	}
+}
+
+func (s *ServerSubscription) dropQoS0() { s.dropped.Add(1) }
+
 // inProcess reports whether c is a server-side subscription's.
 func (c *Client) inProcess() bool {
 	_, ok := c.conn.(*subConn)
@@ -379,20 +425,19 @@ func (sc *subConn) run(fn func()) {
 	l := sc.loop.Load()
 	if !l.post(inboxItem{kind: itemFunc, fn: fn}, true) {
 		if err := l.exec(fn); err != nil {
-			sc.sub.end(ErrClosed)
+			sc.owner.end(ErrClosed)
 		}
 	}
 }
 
 // open registers the connection on l and feeds it the CONNECT, then the
-// SUBSCRIBE. A client id owned by another loop (a network client had it)
+// SUBSCRIBE (if any). A client id owned by another loop (a network client had it)
 // moves it there, as the transport would. Loop-only (l).
 func (sc *subConn) open(l *Loop, connectRaw, subscribeRaw []byte, moves int) {
 	if sc.closed.Load() {
 		return
 	}
-	id := sc.sub.id
-	if s := l.sessions[id]; s != nil && !sc.sub.opts.CheckACL {
+	if s := l.sessions[sc.id]; s != nil && sc.admin {
 		s.extra().admin = true // before the resumed session's messages are sent
 	}
 	c := l.NewClient(sc)
@@ -416,10 +461,12 @@ func (sc *subConn) open(l *Loop, connectRaw, subscribeRaw []byte, moves int) {
 		return
 	}
 	c.keepAlive = 0 // nothing to detect: the connection cannot go silent
-	if !sc.sub.opts.CheckACL {
+	if sc.admin {
 		c.s.extra().admin = true
 	}
-	sc.feed(subscribeRaw)
+	if subscribeRaw != nil {
+		sc.feed(subscribeRaw)
+	}
 }
 
 // feed hands raw to the Client. Loop-only.
@@ -456,22 +503,6 @@ func (sc *subConn) Writev(bufs [][]byte) (int, error) {
 // packet handles one packet the broker sent. Loop-only.
 func (sc *subConn) packet(h codec.FixedHeader, body []byte) {
 	switch h.Type {
-	case codec.CONNACK:
-		var ack codec.Connack
-		if ack.Decode(h, body, codec.V5) == nil {
-			select {
-			case sc.connack <- ack.Code:
-			default:
-			}
-		}
-	case codec.SUBACK:
-		var ack codec.Suback
-		if ack.Decode(h, body, codec.V5) == nil && len(ack.Codes) > 0 {
-			select {
-			case sc.suback <- ack.Codes[0]:
-			default:
-			}
-		}
 	case codec.PUBLISH:
 		var p codec.Publish
 		if p.Decode(h, body, codec.V5) == nil {
@@ -483,13 +514,15 @@ func (sc *subConn) packet(h codec.FixedHeader, body []byte) {
 			delete(sc.rec, a.PacketID)
 			sc.ack(subAck{typ: codec.PUBCOMP, pid: a.PacketID})
 		}
+	default:
+		sc.owner.control(sc, h, body)
 	}
 }
 
 // deliver queues one PUBLISH for the handler. Loop-only.
 func (sc *subConn) deliver(p *codec.Publish) {
 	if p.QoS == 0 && sc.outstanding.Load() >= sc.window {
-		sc.sub.dropped.Add(1)
+		sc.owner.dropQoS0()
 		return
 	}
 	if p.QoS == 2 {
@@ -607,7 +640,7 @@ func (sc *subConn) Close() error {
 	if sc.closed.Swap(true) {
 		return nil
 	}
-	sc.sub.end(ErrClosed)
+	sc.owner.end(ErrClosed)
 	sc.run(func() {
 		if c := sc.c; c != nil {
 			sc.c = nil
