@@ -430,12 +430,29 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 		PacketTimeout:        packetTimeout(cfg.packetTimeout),
 		WSAllowNoSubprotocol: !cfg.wsRequireProto,
 	})
+	// The metrics and health endpoint is bound first: a busy port must
+	// stop the start before any MQTT client could connect, not kill a
+	// broker that has taken clients. Until srv starts, /readyz answers
+	// 503 (listeners not running).
+	mon, code := startMonitor(cfg, b, srv, st, log)
+	if code >= 0 {
+		return nil, nil, code
+	}
 	if err := srv.Start(); err != nil {
 		log.Error("cannot start", "err", err)
+		if mon != nil {
+			_ = mon.Shutdown(context.Background())
+		}
 		return nil, nil, 1
 	}
+	return srv, mon, -1
+}
+
+// startMonitor starts the metrics and health endpoint on --metrics-listen
+// (nil when it is empty); code is the exit code when it cannot (-1: go on).
+func startMonitor(cfg *config, b *broker.Broker, srv *reactor.Server, st store.Store, log *slog.Logger) (*monitor.Server, int) {
 	if cfg.metricsListen == "" {
-		return srv, nil, -1
+		return nil, -1
 	}
 	mon := monitor.New(monitor.Options{
 		Addr:    cfg.metricsListen,
@@ -449,11 +466,10 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 		mon.Handle(registerPprof)
 	}
 	if err := mon.Start(); err != nil {
-		log.Error("cannot serve metrics and health", "addr", cfg.metricsListen, "err", err)
-		_ = srv.Stop(context.Background())
-		return nil, nil, 1
+		log.Error("cannot serve metrics and health (--metrics-listen; empty turns it off); not starting", "addr", cfg.metricsListen, "err", err)
+		return nil, 1
 	}
-	return srv, mon, -1
+	return mon, -1
 }
 
 // waitForStop serves SIGHUP (reload the password and ACL files and the
