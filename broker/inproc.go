@@ -633,7 +633,7 @@ func (ic *InProcClient) handle(it subItem) bool {
 	var fns []func(*Delivered)
 	ic.mu.Lock()
 	for i := range ic.handlers {
-		if topicMatch(ic.handlers[i].match, it.d.Topic) {
+		if codec.MatchTopic(ic.handlers[i].match, []byte(it.d.Topic)) {
 			fns = append(fns, ic.handlers[i].fn)
 		}
 	}
@@ -660,31 +660,4 @@ func (ic *InProcClient) call(fn func(*Delivered), d *Delivered) {
 		}
 	}()
 	fn(d)
-}
-
-// topicMatch reports whether topic matches filter (no $share prefix):
-// wildcards at the first level do not match topics starting with $
-// [MQTT-4.7.2-1].
-func topicMatch(filter, topic string) bool {
-	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(topic, "/")
-		switch {
-		case fl != "+" && fl != tl:
-			return false
-		case !fmore && !tmore:
-			return true
-		case !tmore:
-			return frest == "#" // "a/#" matches "a"
-		case !fmore:
-			return false
-		}
-		filter, topic = frest, trest
-	}
 }
