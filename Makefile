@@ -17,7 +17,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 build: ## build bin/mcutie (version, commit and build date stamped in)
 	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/mcutie
 
-run: build ## start a broker: MQTT on 127.0.0.1:1883, metrics on 127.0.0.1:9100, data in ./data
+run: build ## start a broker: MQTT on 127.0.0.1:1883, metrics on 127.0.0.1:9100, data in ./data (flags: make run ARGS="...")
 	./$(BIN) $(ARGS)
 
 test: ## all tests with the race detector (what CI runs)

@@ -147,14 +147,18 @@ func reserveBind(network, addr string) (int, *net.TCPAddr, error) {
 	default:
 		family, sa = v6()
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	// SOCK_CLOEXEC is Linux's; CloseOnExec works everywhere (the window
+	// between the two calls matters only to a process that forks, which
+	// this one does not while listening).
+	fd, err := unix.Socket(family, unix.SOCK_STREAM, unix.IPPROTO_TCP)
 	if err != nil && dual {
 		family, sa = v4() // no IPv6
-		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		fd, err = unix.Socket(family, unix.SOCK_STREAM, unix.IPPROTO_TCP)
 	}
 	if err != nil {
 		return -1, nil, os.NewSyscallError("socket", err)
 	}
+	unix.CloseOnExec(fd)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if family == unix.AF_INET6 && dual {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)

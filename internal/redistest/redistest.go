@@ -88,7 +88,7 @@ func (s *Server) Restart(t testing.TB) {
 	cmd := exec.Command(Binary(), "--port", fmt.Sprint(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--appendonly", aof, "--appendfsync", s.opt.Fsync, "--daemonize", "no",
 		"--logfile", s.log, "--protected-mode", "no")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
