@@ -382,17 +382,23 @@ func (r *Registry) Unsubscribed(c *Client, filter []byte) {
 // before returned. It returns nil, nil when none changed m; the message to
 // route instead; or an error: drop it.
 func (r *Registry) Publish(m *Message) (*Message, error) {
+	return r.chain(Publish, m, func(h Hook, cur *Message) (*Message, error) { return h.(PublishHook).OnPublish(cur) })
+}
+
+// chain runs the hooks of ev (an interceptor: Publish, Forward) in turn,
+// each on the message the one before returned: nil, nil when none changed
+// m; the message that results; or the first error.
+func (r *Registry) chain(ev Event, m *Message, on func(Hook, *Message) (*Message, error)) (*Message, error) {
 	var changed *Message
-	for _, e := range r.by[Publish] {
-		h := e.h.(PublishHook)
+	for _, e := range r.by[ev] {
 		cur := m
 		if changed != nil {
 			cur = changed
 		}
 		var out *Message
-		err := r.call(e, Publish, func() error {
+		err := r.call(e, ev, func() error {
 			var err error
-			out, err = h.OnPublish(cur)
+			out, err = on(e.h, cur)
 			return err
 		})
 		if err != nil {
@@ -424,27 +430,7 @@ func (r *Registry) RetainedChanged(m *Message) {
 // message the one before returned: nil, nil passes it unchanged; a
 // message is this subscriber's copy; an error drops it.
 func (r *Registry) Forward(to *Client, m *Message) (*Message, error) {
-	var changed *Message
-	for _, e := range r.by[Forward] {
-		h := e.h.(ForwardHook)
-		cur := m
-		if changed != nil {
-			cur = changed
-		}
-		var out *Message
-		err := r.call(e, Forward, func() error {
-			var err error
-			out, err = h.OnForward(to, cur)
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		if out != nil {
-			changed = out
-		}
-	}
-	return changed, nil
+	return r.chain(Forward, m, func(h Hook, cur *Message) (*Message, error) { return h.(ForwardHook).OnForward(to, cur) })
 }
 
 // Delivered, Acked and Dropped tell their hooks.
