@@ -224,7 +224,8 @@ func TestEmbed_PublishMessageWaitsForStore(t *testing.T) {
 	}
 }
 
-// embedSink collects what a server-side subscription's handler gets.
+// embedSink collects what a server-side subscription's (or an in-process
+// client's) handlers get.
 type embedSink struct {
 	mu   sync.Mutex
 	got  []*broker.Delivered
@@ -243,20 +244,23 @@ func (s *embedSink) add(d *broker.Delivered) {
 	}
 }
 
+func (s *embedSink) all() []*broker.Delivered {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*broker.Delivered(nil), s.got...)
+}
+
 func (s *embedSink) waitN(t testing.TB, n int) []*broker.Delivered {
 	t.Helper()
 	deadline := time.After(v5Timeout)
 	for {
-		s.mu.Lock()
-		got := append([]*broker.Delivered(nil), s.got...)
-		s.mu.Unlock()
-		if len(got) >= n {
+		if got := s.all(); len(got) >= n {
 			return got
 		}
 		select {
 		case <-s.more:
 		case <-deadline:
-			t.Fatalf("server-side subscription got %d messages, want %d", len(got), n)
+			t.Fatalf("got %d messages, want %d: %v", len(s.all()), n, payloads(s.all()))
 		}
 	}
 }

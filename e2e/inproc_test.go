@@ -18,46 +18,6 @@ import (
 // In-process clients (broker/inproc.go: Broker.Connect) with network
 // paho.golang v5 clients.
 
-// inprocSink collects what an in-process client's handlers get.
-type inprocSink struct {
-	mu   sync.Mutex
-	got  []*broker.Delivered
-	more chan struct{}
-}
-
-func newInprocSink() *inprocSink { return &inprocSink{more: make(chan struct{}, 1)} }
-
-func (s *inprocSink) add(d *broker.Delivered) {
-	s.mu.Lock()
-	s.got = append(s.got, d)
-	s.mu.Unlock()
-	select {
-	case s.more <- struct{}{}:
-	default:
-	}
-}
-
-func (s *inprocSink) all() []*broker.Delivered {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*broker.Delivered(nil), s.got...)
-}
-
-func (s *inprocSink) waitN(t testing.TB, n int) []*broker.Delivered {
-	t.Helper()
-	deadline := time.After(v5Timeout)
-	for {
-		if got := s.all(); len(got) >= n {
-			return got
-		}
-		select {
-		case <-s.more:
-		case <-deadline:
-			t.Fatalf("in-process client got %d messages, want %d: %v", len(s.all()), n, payloads(s.all()))
-		}
-	}
-}
-
 func payloads(ds []*broker.Delivered) []string {
 	var out []string
 	for _, d := range ds {
@@ -87,7 +47,7 @@ func TestInProc_ExchangeQoS012(t *testing.T) {
 	if ic.ClientID() != "ip-proc" || ic.SessionPresent() {
 		t.Fatalf("ClientID %q, SessionPresent %v", ic.ClientID(), ic.SessionPresent())
 	}
-	sink := newInprocSink()
+	sink := newEmbedSink()
 	if err := ic.Subscribe(embedCtx(t), "to-proc/#", 2, sink.add); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +137,7 @@ func TestInProc_PersistentSessionResumed(t *testing.T) {
 	opts := broker.ConnectOptions{ClientID: "ip-pers", CleanStart: true, SessionExpiry: time.Hour, ReceiveMaximum: 4}
 	ic := inprocConnect(t, tb.B, opts)
 	entered, release := make(chan struct{}), make(chan struct{})
-	sink := newInprocSink()
+	sink := newEmbedSink()
 	if err := ic.Subscribe(embedCtx(t), "pers/#", 1, func(m *broker.Delivered) {
 		if string(m.Payload) == "block" {
 			close(entered)
@@ -210,7 +170,7 @@ func TestInProc_PersistentSessionResumed(t *testing.T) {
 		t.Fatal("SessionPresent false on resuming")
 	}
 	time.Sleep(v5Quiet) // the queued messages come, and wait for a handler
-	sink2 := newInprocSink()
+	sink2 := newEmbedSink()
 	if err := ic2.Subscribe(embedCtx(t), "pers/#", 1, sink2.add); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +185,7 @@ func TestInProc_PersistentSessionResumed(t *testing.T) {
 	// before any Subscribe.
 	ic2.Disconnect()
 	pub.publish(t, &paho.Publish{Topic: "pers/c", QoS: 1, Payload: []byte("x")})
-	sink3 := newInprocSink()
+	sink3 := newEmbedSink()
 	opts.Handler = sink3.add
 	ic3 := inprocConnect(t, tb.B, opts)
 	if got := sink3.waitN(t, 1); got[0].Topic != "pers/c" {
@@ -256,25 +216,25 @@ func TestInProc_NoLocalRetainedAssignedID(t *testing.T) {
 	if id := ic.ClientID(); id == "" || strings.HasPrefix(id, broker.ServerClientIDPrefix) {
 		t.Fatalf("assigned client id %q", id)
 	}
-	sink := newInprocSink()
+	sink := newEmbedSink()
 	if err := ic.Subscribe(embedCtx(t), "ret/#", 1, sink.add); err != nil {
 		t.Fatal(err)
 	}
 	if d := sink.waitN(t, 1)[0]; d.Topic != "ret/a" || !d.Retain || string(d.Payload) != "kept" {
 		t.Fatalf("retained on subscribe: %+v", d)
 	}
-	never := newInprocSink()
+	never := newEmbedSink()
 	if err := ic.SubscribeWith(embedCtx(t), broker.ClientSubscription{Filter: "ret/+", QoS: 1, RetainHandling: 2}, never.add); err != nil {
 		t.Fatal(err)
 	}
 
 	net5, _ := v5Connect(t, tb.Addr, &paho.Connect{ClientID: "ip-nl-net", CleanStart: true, KeepAlive: 30})
 	net5.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "nl/#", QoS: 1}}})
-	local := newInprocSink()
+	local := newEmbedSink()
 	if err := ic.SubscribeWith(embedCtx(t), broker.ClientSubscription{Filter: "nl/#", QoS: 1, NoLocal: true}, local.add); err != nil {
 		t.Fatal(err)
 	}
-	echo := newInprocSink()
+	echo := newEmbedSink()
 	if err := ic.Subscribe(embedCtx(t), "echo/#", 1, echo.add); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +274,7 @@ func (annOnly) Generation() uint64 { return 1 }
 func TestInProc_ACL(t *testing.T) {
 	tb := start(t, broker.Options{Authorizer: annOnly{}})
 	ann := inprocConnect(t, tb.B, broker.ConnectOptions{ClientID: "ip-ann", Username: "ann", CleanStart: true})
-	sink := newInprocSink()
+	sink := newEmbedSink()
 	if err := ann.Subscribe(embedCtx(t), "ann/#", 1, sink.add); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +296,7 @@ func TestInProc_ACL(t *testing.T) {
 		t.Fatalf("Subscribe as anonymous: %v, want 0x87", err)
 	}
 	admin := inprocConnect(t, tb.B, broker.ConnectOptions{ClientID: "ip-admin", BypassACL: true, CleanStart: true})
-	all := newInprocSink()
+	all := newEmbedSink()
 	if err := admin.Subscribe(embedCtx(t), "#", 1, all.add); err != nil {
 		t.Fatal(err)
 	}
