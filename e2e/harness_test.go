@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,5 +192,29 @@ func TestListenPortInUse(t *testing.T) {
 	if err := srv.Start(); err == nil {
 		_ = srv.Stop(context.Background())
 		t.Fatalf("a second broker started on %s, which is in use", tb.Addr)
+	}
+}
+
+// waitInOrder waits until lines() includes want, in this order (other lines
+// may come between), and returns all it has; what names the lines in the
+// failure.
+func waitInOrder(t testing.TB, what string, lines func() []string, want ...string) []string {
+	t.Helper()
+	deadline := time.Now().Add(v5Timeout)
+	for {
+		got := lines()
+		i := 0
+		for _, l := range got {
+			if i < len(want) && l == want[i] {
+				i++
+			}
+		}
+		if i == len(want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s:\n%s\nwant in this order:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -535,3 +535,19 @@ func (dp *durPublisher) read(c *durConn, slots chan<- uint16) error {
 		slots <- a.PacketID
 	}
 }
+
+// procExit waits for p to exit by itself (20 s at most) and returns its
+// non-zero exit status and its log.
+func procExit(t *testing.T, p *durProc) (int, string) {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mcutie did not exit:\n%s", p.log())
+	}
+	var ee *exec.ExitError
+	if !errors.As(p.err, &ee) {
+		t.Fatalf("mcutie exited with %v, want a non-zero status:\n%s", p.err, p.log())
+	}
+	return ee.ExitCode(), p.log()
+}

@@ -81,26 +81,11 @@ func (r *recorder) OnRetainedChanged(m *hooks.Message) { r.add("retained %s %q",
 // may come between), and returns them all.
 func (r *recorder) wait(t *testing.T, want ...string) []string {
 	t.Helper()
-	var got []string
-	deadline := time.Now().Add(v5Timeout)
-	for {
+	return waitInOrder(t, "hook events", func() []string {
 		r.mu.Lock()
-		got = append([]string(nil), r.lines...)
-		r.mu.Unlock()
-		i := 0
-		for _, l := range got {
-			if i < len(want) && l == want[i] {
-				i++
-			}
-		}
-		if i == len(want) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hook events:\n%s\nwant in this order:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer r.mu.Unlock()
+		return append([]string(nil), r.lines...)
+	}, want...)
 }
 
 // The lifecycle events fire when documented: session created and connected

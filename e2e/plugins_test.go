@@ -224,23 +224,7 @@ func (s *eventSink) lines() []string {
 // waitLines waits until want appear in the sink in this order.
 func (s *eventSink) waitLines(t *testing.T, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(v5Timeout)
-	for {
-		got := s.lines()
-		i := 0
-		for _, l := range got {
-			if i < len(want) && l == want[i] {
-				i++
-			}
-		}
-		if i == len(want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhook events:\n%s\nwant in this order:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitInOrder(t, "webhook events", s.lines, want...)
 }
 
 // The webhook posts each event of a v5 and a 3.1.1 client's life, in

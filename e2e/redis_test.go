@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,29 +28,16 @@ func TestRedis_StartupErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the broker binary")
 	}
-	exit := func(t *testing.T, p *durProc) (int, string) {
-		t.Helper()
-		select {
-		case <-p.exited:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("mcutie did not exit:\n%s", p.log())
-		}
-		var ee *exec.ExitError
-		if !errors.As(p.err, &ee) {
-			t.Fatalf("mcutie exited with %v, want a non-zero status:\n%s", p.err, p.log())
-		}
-		return ee.ExitCode(), p.log()
-	}
 	srv := redistest.Start(t, redistest.Options{})
 	t.Run("unreachable", func(t *testing.T) {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		code, log := exit(t, durRun(t, t.TempDir(), freePort(t), "--store", "redis", "--redis-addr", addr))
+		code, log := procExit(t, durRun(t, t.TempDir(), freePort(t), "--store", "redis", "--redis-addr", addr))
 		if code != 1 || !strings.Contains(log, "cannot reach redis at "+addr) {
 			t.Fatalf("exit %d, log:\n%s\nwant exit 1 and 'cannot reach redis'", code, log)
 		}
 	})
 	t.Run("sync without appendfsync always", func(t *testing.T) {
-		code, log := exit(t, durRun(t, t.TempDir(), freePort(t), redisArgs(srv, "sync")...))
+		code, log := procExit(t, durRun(t, t.TempDir(), freePort(t), redisArgs(srv, "sync")...))
 		if code != 1 || !strings.Contains(log, "appendfsync always") {
 			t.Fatalf("exit %d, log:\n%s\nwant exit 1 and a message naming appendfsync always", code, log)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,23 +24,10 @@ func TestStoreStartupErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the broker binary")
 	}
-	exitOf := func(t *testing.T, p *durProc) (int, string) {
-		t.Helper()
-		select {
-		case <-p.exited:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("mcutie did not exit:\n%s", p.log())
-		}
-		var ee *exec.ExitError
-		if !errors.As(p.err, &ee) {
-			t.Fatalf("mcutie exited with %v, want a non-zero status:\n%s", p.err, p.log())
-		}
-		return ee.ExitCode(), p.log()
-	}
 	t.Run("directory locked by another broker", func(t *testing.T) {
 		dir := t.TempDir()
 		durStartProc(t, dir, freePort(t))
-		code, log := exitOf(t, durRun(t, dir, freePort(t)))
+		code, log := procExit(t, durRun(t, dir, freePort(t)))
 		if code != 1 || !strings.Contains(log, "store") || !strings.Contains(strings.ToLower(log), "lock") {
 			t.Fatalf("exit %d, log:\n%s\nwant exit 1 and a message about the lock", code, log)
 		}
@@ -51,7 +37,7 @@ func TestStoreStartupErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte("this is not a badger manifest"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		code, log := exitOf(t, durRun(t, dir, freePort(t)))
+		code, log := procExit(t, durRun(t, dir, freePort(t)))
 		if code != 1 || !strings.Contains(log, "store") {
 			t.Fatalf("exit %d, log:\n%s\nwant exit 1 and a store error", code, log)
 		}
@@ -61,7 +47,7 @@ func TestStoreStartupErrors(t *testing.T) {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		code, log := exitOf(t, durRun(t, f, freePort(t)))
+		code, log := procExit(t, durRun(t, f, freePort(t)))
 		if code != 1 || !strings.Contains(log, "store") {
 			t.Fatalf("exit %d, log:\n%s\nwant exit 1 and a store error", code, log)
 		}
