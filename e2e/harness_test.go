@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -216,5 +217,23 @@ func waitInOrder(t testing.TB, what string, lines func() []string, want ...strin
 			t.Fatalf("%s:\n%s\nwant in this order:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// awaitDisconnect reads packets from read (skipping others) until a v5
+// DISCONNECT comes, and says whether it carries want.
+func awaitDisconnect(read func(time.Duration) (codec.FixedHeader, []byte, error), want codec.ReasonCode) error {
+	for {
+		h, body, err := read(5 * time.Second)
+		if err != nil {
+			return fmt.Errorf("no DISCONNECT %#x before the connection ended: %v", byte(want), err)
+		}
+		if h.Type == codec.DISCONNECT {
+			var d codec.Disconnect
+			if err := d.Decode(h, body, codec.V5); err != nil || d.Code != want {
+				return fmt.Errorf("DISCONNECT %#x (%v), want %#x", d.Code, err, byte(want))
+			}
+			return nil
+		}
 	}
 }

@@ -309,21 +309,7 @@ func TestReactorRobust_DisconnectReasonSurvivesInflightBytes(t *testing.T) {
 			}
 		}()
 		time.Sleep(300 * time.Millisecond) // a busy client, slow to read
-		var got error
-		for {
-			h, body, err := r.tryRead(5 * time.Second)
-			if err != nil {
-				got = fmt.Errorf("no DISCONNECT 0x93 before the connection ended: %v", err)
-				break
-			}
-			if h.Type == codec.DISCONNECT {
-				var d codec.Disconnect
-				if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
-					got = fmt.Errorf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
-				}
-				break
-			}
-		}
+		got := awaitDisconnect(r.tryRead, codec.ReceiveMaximumExceeded)
 		close(stop)
 		<-wrote
 		c.Close()
@@ -565,21 +551,7 @@ func TestReactorRobust_WSPacketTimeoutAndLingeringClose(t *testing.T) {
 				}
 			}()
 			time.Sleep(300 * time.Millisecond)
-			var got error
-			for {
-				h, body, err := c.read(5 * time.Second)
-				if err != nil {
-					got = fmt.Errorf("no DISCONNECT 0x93 before the connection ended: %v", err)
-					break
-				}
-				if h.Type == codec.DISCONNECT {
-					var d codec.Disconnect
-					if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
-						got = fmt.Errorf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
-					}
-					break
-				}
-			}
+			got := awaitDisconnect(c.read, codec.ReceiveMaximumExceeded)
 			close(stop)
 			<-wrote
 			c.ws.Close()

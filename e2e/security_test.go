@@ -218,18 +218,8 @@ func TestSecurity_ReceiveMaximumQoS1(t *testing.T) {
 			break
 		}
 	}
-	for {
-		h, body, err := pub.tryRead(5 * time.Second)
-		if err != nil {
-			t.Fatalf("no DISCONNECT 0x93 before the connection ended: %v", err)
-		}
-		if h.Type == codec.DISCONNECT {
-			var d codec.Disconnect
-			if err := d.Decode(h, body, codec.V5); err != nil || d.Code != codec.ReceiveMaximumExceeded {
-				t.Fatalf("DISCONNECT %#x (%v), want 0x93", d.Code, err)
-			}
-			return
-		}
+	if err := awaitDisconnect(pub.tryRead, codec.ReceiveMaximumExceeded); err != nil {
+		t.Fatal(err)
 	}
 }
 
