@@ -104,6 +104,7 @@ func (h *connHook) OnConnect(c *Client, p *codec.Connect) error { return h.fn(c,
 // the timeout (refused), a full pool refuses at once, a panic refuses.
 func TestConnectPool(t *testing.T) {
 	release := make(chan struct{})
+	slowStarted := make(chan struct{})
 	r := New(Options{Workers: 1, Queue: 1, Timeout: 200 * time.Millisecond, Logger: quiet()})
 	defer r.Stop()
 	var calls atomic.Int32
@@ -113,6 +114,7 @@ func TestConnectPool(t *testing.T) {
 			panic("boom")
 		}
 		if string(p.ClientID) == "slow" {
+			close(slowStarted)
 			<-release
 		}
 		if c.Username == "mallory" {
@@ -146,6 +148,7 @@ func TestConnectPool(t *testing.T) {
 		t.Fatal("a panicking hook allowed the CONNECT")
 	}
 	slow := result("slow", "alice") // holds the only worker
+	<-slowStarted                   // taken off the queue: the queue is empty again
 	queued := result("queued", "alice")
 	full := result("full", "alice") // the queue holds one: refused at once
 	if re := codec.AsReasonError(wait(full)); re == nil || re.Code != codec.ServerBusy {
