@@ -59,6 +59,9 @@ type config struct {
 	// writers (plugins.go).
 	pluginsFile string
 	hookMetrics []func(io.Writer)
+	// storeMetrics is the store's metrics set, one per run (the default
+	// set would refuse a second store's names in the same process).
+	storeMetrics *metrics.Set
 
 	outboundAliases  uint
 	maxKeepAlive     uint
@@ -318,6 +321,7 @@ func setupProcess(cfg *config) (tuning.Runtime, *slog.Logger, int) {
 
 // openStore opens the --store.
 func openStore(cfg *config, log *slog.Logger) (store.Store, int) {
+	cfg.storeMetrics = metrics.NewSet()
 	switch cfg.storeKind {
 	case "memory":
 		return store.NewMemory(), -1
@@ -327,7 +331,7 @@ func openStore(cfg *config, log *slog.Logger) (store.Store, int) {
 			log.Error("bad --durability", "err", err)
 			return nil, 2
 		}
-		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue, Logger: log, Metrics: metrics.GetDefaultSet()})
+		bs, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.dataDir, Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue, Logger: log, Metrics: cfg.storeMetrics})
 		if err != nil {
 			log.Error("cannot open the store", "dir", cfg.dataDir, "err", err)
 			return nil, 1
@@ -456,7 +460,7 @@ func startMonitor(cfg *config, b *broker.Broker, srv *reactor.Server, st store.S
 	}
 	mon := monitor.New(monitor.Options{
 		Addr:    cfg.metricsListen,
-		Writers: append([]func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo}, cfg.hookMetrics...),
+		Writers: append([]func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo, cfg.storeMetrics.WritePrometheus}, cfg.hookMetrics...),
 		Checks: []monitor.Check{
 			{Name: "listeners", Fn: srv.Ready},
 			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},

@@ -9,8 +9,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -67,7 +65,7 @@ func openRedis(cfg *config, d store.Durability, log *slog.Logger) (store.Store, 
 	}
 	o := store.RedisOptions{Addr: rc.addr, Username: rc.username, Password: pw, DB: rc.db, Prefix: rc.prefix,
 		Durability: d, MaxBatch: cfg.commitBatch, MaxDelay: cfg.commitDelay, QueueSize: cfg.commitQueue,
-		Logger: log, Metrics: metrics.GetDefaultSet()}
+		Logger: log, Metrics: cfg.storeMetrics}
 	if rc.tls {
 		host, _, err := net.SplitHostPort(rc.addr)
 		if err != nil {
