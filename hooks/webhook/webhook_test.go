@@ -154,6 +154,12 @@ func TestRetryBackoff(t *testing.T) {
 	if d := time.Since(start); d < 60*time.Millisecond { // 20 + 40
 		t.Fatalf("delivered after %v: no backoff", d)
 	}
+	// Sent is counted once the endpoint's answer is read, a moment after
+	// the sink has the event.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().Sent == 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
 	if st := p.Stats(); st.Retries != 2 || st.Sent != 1 || st.Failed != 0 {
 		t.Fatalf("stats %+v", st)
 	}
