@@ -120,3 +120,7 @@ image: ## container image IMAGE (mcutie:VERSION) FROM scratch with CONTAINER (po
 
 test-packaging: ## the packaging tests including the slow ones: a release build, the image built and run (needs podman, buildah or docker)
 	MCUTIE_PACKAGING_TEST=1 $(GO) test -count=1 -v -run 'TestPackaging|TestCheck' ./e2e ./packaging/...
+
+.PHONY: bench-cluster-probe
+bench-cluster-probe: ## the clustering engines compared on loopback (docs/clustering.md; nested module, ~1 min)
+	cd bench/clusterprobe && $(GO) run . -n 50000 -rate 10000 -applies 1000
