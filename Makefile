@@ -5,7 +5,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn bench-bin bench-compare bench-scaling bench-profiles mosquitto fuzz lint fmt vet staticcheck clean
+.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn bench-bin bench-compare bench-devices bench-scaling bench-profiles mosquitto fuzz lint fmt vet staticcheck clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ mosquitto: ## install Mosquitto (Debian package) if it is missing
 
 bench-compare: bench-bin mosquitto ## mcutie vs Mosquitto vs mochi-mqtt, same scenarios; writes bench/results/latest.{md,svg,json} (~7 min)
 	./bin/compare --suite compare $(COMPARE_FLAGS)
+
+bench-devices: bench-bin mosquitto ## paced load from 1,000 and 10,000 devices (one PUBLISH per write), mcutie vs Mosquitto vs mochi-mqtt; writes bench/results/devices.{md,json} (~25 min)
+	./bin/compare --suite devices $(COMPARE_FLAGS)
 
 bench-scaling: bench-bin ## mcutie fan-in/fan-out with --loops 1 and 2; writes bench/results/scaling.{md,json}
 	./bin/compare --suite scaling $(COMPARE_FLAGS)

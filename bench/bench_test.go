@@ -165,6 +165,8 @@ func TestPubSubScenarios(t *testing.T) {
 	f(2, "--scenario", "p2p", "--publishers", "4", "--rate", "300", "--mqtt", "3")
 	f(1, "--scenario", "shared", "--publishers", "2", "--subscribers", "3", "--rate", "300", "--mqtt", "5")
 	f(1, "--scenario", "wildcard", "--publishers", "2", "--subscribers", "4", "--topics", "50", "--rate", "300")
+	f(0, "--scenario", "device", "--publishers", "50", "--subscribers", "2", "--total-rate", "500")
+	f(1, "--scenario", "device", "--publishers", "50", "--subscribers", "3", "--total-rate", "500", "--mqtt", "5")
 	// As fast as possible, bounded by --count: every message sent, acknowledged and delivered.
 	f(1, "--scenario", "p2p", "--publishers", "2", "--count", "2000", "--duration", "20s")
 }
@@ -331,5 +333,26 @@ func TestUnreachableBrokerFails(t *testing.T) {
 	code := realMain([]string{"--addr", addr, "--scenario", "fanin", "--publishers", "1", "--duration", "1s", "--progress=false"}, &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "no connection came up") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestDeviceFlags: --total-rate spreads over the devices, the device
+// scenario refuses to run unpaced, and --rate with --total-rate is an
+// error.
+func TestDeviceFlags(t *testing.T) {
+	c, err := parseConfig([]string{"--scenario", "device", "--publishers", "1000", "--total-rate", "20000"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rate != 20 || c.Subscribers != 2 {
+		t.Errorf("rate %v, subscribers %d: want 20 per device and the preset's 2", c.Rate, c.Subscribers)
+	}
+	for _, args := range [][]string{
+		{"--scenario", "device"},
+		{"--scenario", "device", "--rate", "5", "--total-rate", "500"},
+	} {
+		if _, err := parseConfig(args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
 	}
 }

@@ -26,6 +26,7 @@ type config struct {
 	Publishers         int
 	Subscribers        int
 	Rate               float64
+	TotalRate          float64
 	Duration           time.Duration
 	Count              uint64
 	MQTT               int
@@ -61,9 +62,10 @@ var presets = map[string]preset{
 	"retained": {summary: "set --topics retained messages, then time a # subscriber receiving them all", publishers: 1, subscribers: 1, topics: 10000},
 	"connect":  {summary: "connect storm: --conns connections, connections/s and CONNACK latency", conns: 1000},
 	"idle":     {summary: "hold --conns connections with keep-alive; broker RSS per connection (needs --pid)", conns: 1000, keepAlive: 60},
+	"device":   {summary: "N devices, each on its own topic at its own paced rate (--total-rate), one PUBLISH per write, → M subscribers on a + filter", publishers: 1000, subscribers: 2},
 }
 
-var scenarioOrder = []string{"fanin", "fanout", "p2p", "shared", "wildcard", "retained", "connect", "idle"}
+var scenarioOrder = []string{"fanin", "fanout", "p2p", "shared", "wildcard", "retained", "connect", "idle", "device"}
 
 // Bounds every run stays within.
 const (
@@ -100,6 +102,7 @@ could not be made (e.g. no connection came up); 2 on a bad flag.
 Examples:
   go run ./bench --scenario fanin --qos 1 --pid $(pgrep -n mcutie)
   go run ./bench --scenario fanout --subscribers 200 --rate 1000 --json
+  go run ./bench --scenario device --publishers 1000 --total-rate 20000 --qos 1 --pid $(pgrep -n mcutie)
   go run ./bench --scenario idle --conns 70000 --source-addrs 4 --pid $(pgrep -n mcutie)
 
 Flags:
@@ -116,6 +119,7 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Publishers, "publishers", 0, "publishers (p2p: pairs) (0: the scenario's preset)")
 	fs.IntVar(&c.Subscribers, "subscribers", 0, "subscribers (shared: group members) (0: the scenario's preset)")
 	fs.Float64Var(&c.Rate, "rate", 0, "messages per second per publisher; 0: as fast as possible, with at most --window unacknowledged QoS 1/2 messages per publisher")
+	fs.Float64Var(&c.TotalRate, "total-rate", 0, "messages per second over all publishers, spread evenly (sets --rate to it / --publishers); device needs it or --rate")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the measured window, at most 1h (retained: bound on delivery; connect: bound on the storm; idle: how long connections are held)")
 	fs.Uint64Var(&c.Count, "count", 0, "messages per publisher; the run ends when every publisher has sent and had acknowledged this many, or at --duration (0: --duration only)")
 	fs.IntVar(&c.MQTT, "mqtt", 4, "MQTT protocol level: 3 (3.1), 4 (3.1.1) or 5 (5.0)")
@@ -189,6 +193,15 @@ func parseConfig(args []string, out io.Writer) (*config, error) {
 			c.KeepAlive = 30
 		}
 	}
+	if c.TotalRate > 0 {
+		if set["rate"] {
+			return nil, errors.New("bench: give --rate (per publisher) or --total-rate, not both")
+		}
+		c.Rate = c.TotalRate / float64(max(c.Publishers, 1))
+	}
+	if c.Scenario == "device" && c.Rate == 0 {
+		return nil, errors.New("bench: device paces each device: give --total-rate (or --rate per device)")
+	}
 	var err error
 	if c.addr, err = loopbackAddr(c.Addr); err != nil {
 		return nil, err
@@ -213,6 +226,7 @@ func (c *config) validate() error {
 	check(c.Duration > 0 && c.Duration <= maxDuration, "--duration %v: want more than 0 and at most %v", c.Duration, maxDuration)
 	check(c.Count <= math.MaxUint32, "--count %d: at most %d", c.Count, uint64(math.MaxUint32))
 	check(c.Rate >= 0 && c.Rate <= 10_000_000, "--rate %v: want 0 … 10,000,000", c.Rate)
+	check(c.TotalRate >= 0 && c.TotalRate <= 10_000_000, "--total-rate %v: want 0 … 10,000,000", c.TotalRate)
 	if c.Scenario == "connect" || c.Scenario == "idle" {
 		check(c.Conns >= 1, "--conns %d: want at least 1", c.Conns)
 	} else {

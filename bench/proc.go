@@ -77,6 +77,37 @@ func procMem(pid int) (rss, hwm uint64, err error) {
 	return rss, hwm, nil
 }
 
+// procCtxSwitches returns the context switches, voluntary and not, of
+// every thread of process pid, from /proc/PID/task/*/status (the
+// process's own status counts its main thread only). Threads that exited
+// are not counted: read it over a window in which the thread set is
+// stable (the brokers keep their threads).
+func procCtxSwitches(pid int) (uint64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			c, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: unexpected %s line %q", k, line)
+			}
+			n += c
+		}
+	}
+	return n, nil
+}
+
 // selfCPU returns this process's CPU time (user + system).
 func selfCPU() time.Duration {
 	var ru unix.Rusage

@@ -118,6 +118,10 @@ type BrokerStats struct {
 	CPUMicrosPerCon float64 `json:"cpu_us_per_conn,omitempty"` // connect: per connection
 	RSS             uint64  `json:"rss_bytes"`
 	PeakRSS         uint64  `json:"peak_rss_bytes"` // VmHWM: the process's peak since it started
+	// CtxSwitches are the context switches of all the broker's threads
+	// over the window; per message, the wake-ups a message costs.
+	CtxSwitches       uint64  `json:"ctx_switches"`
+	CtxSwitchesPerMsg float64 `json:"ctx_switches_per_msg,omitempty"`
 }
 
 // ClientStats describe the load generator itself.
@@ -189,6 +193,9 @@ func (r *Report) writeTable(w io.Writer) {
 		}
 		if br.CPUMicrosPerCon > 0 {
 			row("broker CPU/conn", "%.1f µs per connection", br.CPUMicrosPerCon)
+		}
+		if br.CtxSwitches > 0 {
+			row("broker switches", "%s context switches (all threads), %.2f per delivered message", num(br.CtxSwitches), br.CtxSwitchesPerMsg)
 		}
 		row("broker memory", "RSS %s, peak %s", size(br.RSS), size(br.PeakRSS))
 	}

@@ -124,6 +124,9 @@ func (r *runner) describe() string {
 		return fmt.Sprintf("%d retained topics set by %d publisher(s), then %d subscriber(s) on #, %s", c.Topics, c.Publishers, c.Subscribers, q)
 	case "connect":
 		return fmt.Sprintf("connect storm of %d connections, %d at a time, MQTT level %d", c.Conns, c.ConnectConcurrency, c.MQTT)
+	case "device":
+		return fmt.Sprintf("%d devices, each on its own topic at %s msg/s (%s msg/s in all), phases spread, one PUBLISH per write → %d subscriber(s) on a + filter, %s",
+			c.Publishers, strconv.FormatFloat(c.Rate, 'g', 4, 64), num(uint64(c.Rate*float64(c.Publishers)+0.5)), c.Subscribers, q)
 	case "idle":
 		return fmt.Sprintf("%d idle connections, keep-alive %d s, held %v, MQTT level %d", c.Conns, c.KeepAlive, c.Duration, c.MQTT)
 	}
@@ -177,6 +180,18 @@ func (r *runner) specs() (subs, pubs []*client.Spec) {
 		for i := range c.Publishers {
 			pubs = append(pubs, r.pub(i, t))
 		}
+	case "device":
+		// Devices send at one rate with their phases spread evenly over
+		// the interval: messages arrive one at a time, each alone in its
+		// segment, as from independent devices (not in bursts per tick).
+		for j := range c.Subscribers {
+			subs = append(subs, r.sub(j, r.pfx+"dev/+/telemetry"))
+		}
+		for i := range c.Publishers {
+			p := r.pub(i, r.pfx+"dev/"+strconv.Itoa(i)+"/telemetry")
+			p.Pub.Phase = float64(i) / float64(c.Publishers)
+			pubs = append(pubs, p)
+		}
 	case "wildcard":
 		// Topic space bench/<id>/w/<a>/<b>: a < A, b < B, A·B ≥ topics.
 		a := int(math.Ceil(math.Sqrt(float64(c.Topics))))
@@ -228,6 +243,7 @@ type sample struct {
 	at       time.Time
 	ctr      client.Counters
 	cpu, own time.Duration
+	switches uint64
 }
 
 func (r *runner) sample(e *client.Engine) sample {
@@ -237,6 +253,7 @@ func (r *runner) sample(e *client.Engine) sample {
 	}
 	if r.c.PID > 0 {
 		s.cpu, _ = procCPU(r.c.PID)
+		s.switches, _ = procCtxSwitches(r.c.PID)
 	}
 	return s
 }
@@ -264,6 +281,12 @@ func (r *runner) finishWindow(s0, s1 sample, delivered uint64, perConn bool) {
 			br.CPUMicrosPerCon = per
 		} else {
 			br.CPUMicrosPerMsg = per
+		}
+	}
+	if s1.switches > s0.switches {
+		br.CtxSwitches = s1.switches - s0.switches
+		if delivered > 0 && !perConn {
+			br.CtxSwitchesPerMsg = float64(br.CtxSwitches) / float64(delivered)
 		}
 	}
 	br.RSS, br.PeakRSS, _ = procMem(r.c.PID)

@@ -58,6 +58,11 @@ type PubSpec struct {
 	Rate    float64 // messages per second; 0: as fast as socket and window allow
 	Window  int     // most unacknowledged QoS 1/2 messages; default 64 (capped by the broker's Receive Maximum)
 	Count   uint64  // stop after Count messages; 0: until StopPublishing
+	// Phase delays a paced publisher's first message by Phase × its
+	// interval (0 ≤ Phase < 1), so that many publishers at one rate send
+	// at moments spread over the interval, as independent devices do,
+	// rather than all in the same instant.
+	Phase float64
 }
 
 // ConnectOptions paces a Connect call.

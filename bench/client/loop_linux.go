@@ -596,6 +596,10 @@ func (l *loop) startPublishing() {
 		if p := c.pub; p != nil && c.state == stReady {
 			p.start, p.next = now, now
 			p.start -= time.Duration(float64(p.seq) * p.interval) // resume the schedule where it stopped
+			if p.seq == 0 && p.spec.Phase > 0 {
+				p.start += time.Duration(p.spec.Phase * p.interval)
+				p.next = p.start
+			}
 			l.kick(c)
 		}
 	}

@@ -318,3 +318,39 @@ func TestMosquittoStartsWithGeneratedConfig(t *testing.T) {
 		t.Errorf("mosquitto version %q", v)
 	}
 }
+
+// TestDeviceSuite: the devices suite runs the paced scenarios on the
+// three brokers, idle-badger on the Badger target only, and every
+// scenario's flags are ones the bench accepts (its --help lists them).
+func TestDeviceSuite(t *testing.T) {
+	o, err := parseOptions([]string{"--suite", "devices", "--idle-conns", "1000"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, ss, err := o.plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, s := range ss {
+		ids[s.ID] = true
+		if s.ID != "idle" && s.ID != "idle-badger" && !s.FixedRate {
+			t.Errorf("%s: a device scenario must be fixed-rate", s.ID)
+		}
+	}
+	for _, want := range []string{"dev1k-q0-20k", "dev1k-q1-20k", "dev1k-q0-1k", "dev1k-q1-1k", "dev10k-q1-20k", "dev1k-fanout50-q0-5k", "idle", "idle-badger"} {
+		if !ids[want] {
+			t.Errorf("scenario %s missing (have %v)", want, ids)
+		}
+	}
+	for _, tg := range ts {
+		for _, s := range ss {
+			if s.ID == "idle-badger" && tg.runs(s) != (tg.Label == "mcutie (Badger)") {
+				t.Errorf("%s runs idle-badger: %v", tg.Label, tg.runs(s))
+			}
+		}
+	}
+	if got := strings.Join(deviceScenarios(o.cfg)[2].args(0), " "); !strings.Contains(got, "--total-rate 20000") || !strings.Contains(got, "--publishers 1000") {
+		t.Errorf("dev1k-q0-20k args %q", got)
+	}
+}

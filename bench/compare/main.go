@@ -49,7 +49,7 @@ func parseOptions(args []string, w io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
 	fs.SetOutput(w)
-	fs.StringVar(&o.suite, "suite", "compare", "compare (mcutie, Mosquitto, mochi-mqtt side by side), scaling (mcutie --loops) or profiles (mcutie --profile)")
+	fs.StringVar(&o.suite, "suite", "compare", "compare (mcutie, Mosquitto, mochi-mqtt side by side), devices (the same brokers at paced load from many connections), scaling (mcutie --loops) or profiles (mcutie --profile)")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for the report (compare: latest.md, latest.svg, latest.json; scaling.md; profiles.md)")
 	fs.StringVar(&o.bin, "bin", "bin", "directory holding mcutie, mcutie-bench and mochi (make bench-bin builds them)")
 	fs.StringVar(&o.repo, "repo", ".", "repository root, for versions (git describe, bench/mochi/go.mod)")
@@ -110,7 +110,7 @@ func (o *options) plan() ([]target, []scenario, error) {
 	var ts []target
 	var ss []scenario
 	switch o.suite {
-	case "compare":
+	case "compare", "devices":
 		want := map[string]bool{}
 		for _, b := range strings.Split(o.brokers, ",") {
 			want[strings.TrimSpace(b)] = true
@@ -132,12 +132,15 @@ func (o *options) plan() ([]target, []scenario, error) {
 			}
 		}
 		ss = compareScenarios(o.cfg)
+		if o.suite == "devices" {
+			ss = deviceScenarios(o.cfg)
+		}
 	case "scaling":
 		ts, ss = scalingTargets(o.cfg.Loops), scalingScenarios(o.cfg)
 	case "profiles":
 		ts, ss = profileTargets(), profileScenarios(o.cfg)
 	default:
-		return nil, nil, fmt.Errorf("compare: --suite %q: want compare, scaling or profiles", o.suite)
+		return nil, nil, fmt.Errorf("compare: --suite %q: want compare, devices, scaling or profiles", o.suite)
 	}
 	ss, err := filter(ss, o.cfg.Only)
 	return ts, ss, err
@@ -476,7 +479,7 @@ func write(o *options, ri *runInfo) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	base := map[string]string{"compare": "latest", "scaling": "scaling", "profiles": "profiles"}[o.suite]
+	base := map[string]string{"compare": "latest", "devices": "devices", "scaling": "scaling", "profiles": "profiles"}[o.suite]
 	js, err := json.MarshalIndent(ri, "", "  ")
 	if err != nil {
 		return err

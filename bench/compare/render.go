@@ -11,6 +11,7 @@ import (
 
 var suiteTitles = map[string]string{
 	"compare":  "mcutie, Mosquitto and mochi-mqtt side by side",
+	"devices":  "mcutie, Mosquitto and mochi-mqtt at paced load from many connections",
 	"scaling":  "mcutie: event loops (--loops) scaling",
 	"profiles": "mcutie: measured effect of --profile",
 }
@@ -52,6 +53,9 @@ func renderMarkdown(ri *runInfo, base string) string {
 		renderSummary(&b, ri)
 		renderTargets(&b, ri)
 		p("## Chart\n\n![delivered msg/s and p99 latency per scenario and broker](%s.svg)\n\n", base)
+	case "devices":
+		renderSummary(&b, ri)
+		renderDeviceTargets(&b, ri)
 	case "scaling":
 		renderScaling(&b, ri)
 	case "profiles":
@@ -133,7 +137,7 @@ func renderScenario(b *strings.Builder, ri *runInfo, s scenario) {
 	case "retained":
 		p("| broker | delivered msg/s | CPU/msg µs | all delivered in | complete | p99 ms from SUBSCRIBE | RSS / peak |\n| --- | ---: | ---: | ---: | --- | ---: | ---: |\n")
 	default:
-		p("| broker | delivered msg/s | CPU/msg µs | cores | p50 ms | p99 ms | p99.9 ms | lost / dup | RSS / peak | bench cores |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		p("| broker | delivered msg/s | CPU/msg µs | cores | switches/msg | p50 ms | p99 ms | p99.9 ms | lost / dup / ooo | RSS / peak | bench cores |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	}
 	for _, rw := range rows {
 		r := rw.res.rep
@@ -189,7 +193,11 @@ func renderScenario(b *strings.Builder, ri *runInfo, s scenario) {
 			if r.Latency != nil {
 				p50, p99, p999 = ms(r.Latency.P50), ms(r.Latency.P99), ms(r.Latency.P999)
 			}
-			p("| %s | %s | %.2f | %s | %s | %s | %s | %s / %s | %s | %.2f |\n", label, num(uint64(m.ReceivedPerSec+0.5)), r.cpuPer(), cores, p50, p99, p999, num(m.Lost), num(m.Duplicated), rss, r.Client.Cores)
+			switches := "–"
+			if r.Broker != nil && r.Broker.CtxSwitchesPerMsg > 0 {
+				switches = fmt.Sprintf("%.2f", r.Broker.CtxSwitchesPerMsg)
+			}
+			p("| %s | %s | %.2f | %s | %s | %s | %s | %s | %s / %s / %s | %s | %.2f |\n", label, num(uint64(m.ReceivedPerSec+0.5)), r.cpuPer(), cores, switches, p50, p99, p999, num(m.Lost), num(m.Duplicated), num(m.OutOfOrder), rss, r.Client.Cores)
 		}
 	}
 	p("\n")
@@ -202,7 +210,7 @@ func renderScenario(b *strings.Builder, ri *runInfo, s scenario) {
 			p("Errors, %s: %s.\n\n", rw.label, strings.Join(es, "; "))
 		}
 	}
-	if ri.Suite == "compare" {
+	if ri.Suite == "compare" || ri.Suite == "devices" {
 		if line := ratioLine(ri, s, kind); line != "" {
 			p("%s\n\n", line)
 		}
@@ -413,6 +421,57 @@ func renderTargets(b *strings.Builder, ri *runInfo) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", g.What, g.Measured, g.Ratio, g.Met)
 	}
 	fmt.Fprintf(b, "\n")
+}
+
+// renderDeviceTargets checks the paced-load targets: at 20k msg/s from
+// 1,000 devices CPU per message ≤ ⅓ of Mosquitto's, at 1k msg/s ≤ ½, and
+// p99 ≤ Mosquitto's at both; nothing lost, duplicated or out of order
+// anywhere.
+func renderDeviceTargets(b *strings.Builder, ri *runInfo) {
+	fmt.Fprintf(b, "## Targets\n\nmcutie's figure against Mosquitto's in the same run; the ratio is mcutie ÷ Mosquitto.\n\n| target | mcutie vs Mosquitto | ratio | met |\n| --- | --- | ---: | --- |\n")
+	row := func(what, measured string, a, ref float64, ok func(float64) bool) {
+		ratio, met := "–", "–"
+		if a > 0 && ref > 0 {
+			ratio = fmt.Sprintf("%.2f×", a/ref)
+			met = map[bool]string{true: "yes", false: "**no**"}[ok(a/ref)]
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", what, measured, ratio, met)
+	}
+	for _, t := range []struct {
+		id  string
+		cpu float64
+	}{{"dev1k-q0-20k", 1.0 / 3}, {"dev1k-q1-20k", 1.0 / 3}, {"dev1k-q0-1k", 0.5}, {"dev1k-q1-1k", 0.5}} {
+		c, q := ri.rep(t.id, "mcutie"), ri.rep(t.id, "Mosquitto")
+		frac := map[bool]string{true: "⅓", false: "½"}[t.cpu < 0.4]
+		row(t.id+": CPU/msg ≤ "+frac+" of Mosquitto's", fmt.Sprintf("%.2f vs %.2f µs", c.cpuPer(), q.cpuPer()), c.cpuPer(), q.cpuPer(), func(r float64) bool { return r <= t.cpu })
+		row(t.id+": p99 ≤ Mosquitto's", fmt.Sprintf("%s vs %s ms", ms(c.p99()), ms(q.p99())), float64(c.p99()), float64(q.p99()), func(r float64) bool { return r <= 1 })
+	}
+	var bad []string
+	for _, s := range ri.Scenarios {
+		if c := ri.rep(s.ID, "mcutie"); c != nil && c.Messages != nil {
+			if m := c.Messages; m.Lost+m.Duplicated+m.OutOfOrder > 0 {
+				bad = append(bad, fmt.Sprintf("%s (%d lost, %d duplicated, %d out of order)", s.ID, m.Lost, m.Duplicated, m.OutOfOrder))
+			}
+		}
+	}
+	for _, label := range []string{"mcutie", "mcutie (Badger)"} {
+		id := map[string]string{"mcutie": "idle", "mcutie (Badger)": "idle-badger"}[label]
+		c, q := ri.rep(id, label), ri.rep("idle", "Mosquitto")
+		if c == nil || c.Idle == nil || c.Broker == nil || c.WindowSec <= 0 {
+			continue
+		}
+		perSec := c.Broker.CPUSec / c.WindowSec * 1e3
+		fmt.Fprintf(b, "| %s at rest: ≤ 1 ms CPU per second | %.2f ms/s with %s idle connections | | %s |\n", label, perSec, num(c.Idle.Held),
+			map[bool]string{true: "yes", false: "**no**"}[perSec <= 1])
+		if q != nil && q.Idle != nil {
+			row(label+": idle RSS per connection ≤ Mosquitto's", bytesPer(c.Idle.BytesPerConn)+" vs "+bytesPer(q.Idle.BytesPerConn), c.Idle.BytesPerConn, q.Idle.BytesPerConn, func(r float64) bool { return r <= 1 })
+		}
+	}
+	met := "yes"
+	if len(bad) > 0 {
+		met = "**no**: " + strings.Join(bad, "; ")
+	}
+	fmt.Fprintf(b, "| every scenario: 0 lost, 0 duplicated, 0 out of order (mcutie) | | | %s |\n\n", met)
 }
 
 // renderScaling is the --loops table: rate and CPU per message for each

@@ -50,12 +50,13 @@ type report struct {
 		BytesPerConn float64 `json:"broker_bytes_per_conn"`
 	} `json:"idle"`
 	Broker *struct {
-		CPUSec          float64 `json:"cpu_s"`
-		Cores           float64 `json:"cores"`
-		CPUMicrosPerMsg float64 `json:"cpu_us_per_msg"`
-		CPUMicrosPerCon float64 `json:"cpu_us_per_conn"`
-		RSS             uint64  `json:"rss_bytes"`
-		PeakRSS         uint64  `json:"peak_rss_bytes"`
+		CPUSec            float64 `json:"cpu_s"`
+		Cores             float64 `json:"cores"`
+		CPUMicrosPerMsg   float64 `json:"cpu_us_per_msg"`
+		CPUMicrosPerCon   float64 `json:"cpu_us_per_conn"`
+		RSS               uint64  `json:"rss_bytes"`
+		PeakRSS           uint64  `json:"peak_rss_bytes"`
+		CtxSwitchesPerMsg float64 `json:"ctx_switches_per_msg"`
 	} `json:"broker"`
 	Client struct {
 		CPUSec float64 `json:"cpu_s"`

@@ -84,7 +84,7 @@ func compareTargets() []target {
 		{Label: "Mosquitto", Kind: "mosquitto"},
 		{Label: "mochi-mqtt", Kind: "mochi"},
 		{Label: "mcutie", Kind: "mcutie"},
-		{Label: "mcutie (Badger)", Kind: "mcutie", Badger: true, Only: []string{"fanin-q1-badger"}},
+		{Label: "mcutie (Badger)", Kind: "mcutie", Badger: true, Only: []string{"fanin-q1-badger", "idle-badger"}},
 	}
 }
 
@@ -154,4 +154,54 @@ func filter(all []scenario, list string) ([]scenario, error) {
 		out = append(out, p...)
 	}
 	return out, nil
+}
+
+// deviceScenarios are the paced, many-connection scenarios of `make
+// bench-devices`: each device sends on its own topic at its own rate, one
+// PUBLISH per write, phases spread so messages arrive alone, as in the
+// field; the total rate is fixed, so CPU per message, latency and context
+// switches per message are the headline, not throughput.
+func deviceScenarios(c suiteConfig) []scenario {
+	var ss []scenario
+	add := func(devices, subs, qos, total int) {
+		fan := "fan-in to 2 subscribers on dev/+/telemetry"
+		id := fmt.Sprintf("dev%s-q%d-%s", kilo(devices), qos, kilo(total))
+		if subs != 2 {
+			fan = fmt.Sprintf("fan-out: each message to %d subscribers on dev/+/telemetry", subs)
+			id = fmt.Sprintf("dev%s-fanout%d-q%d-%s", kilo(devices), subs, qos, kilo(total))
+		}
+		ss = append(ss, scenario{ID: id,
+			Title: fmt.Sprintf("%s devices at %s msg/s in all (%s msg/s each), QoS %d, 64 B, one PUBLISH per write; %s",
+				num(uint64(devices)), num(uint64(total)), strconv.FormatFloat(float64(total)/float64(devices), 'g', 3, 64), qos, fan),
+			Args: []string{"--scenario", "device", "--publishers", strconv.Itoa(devices), "--subscribers", strconv.Itoa(subs),
+				"--qos", strconv.Itoa(qos), "--total-rate", strconv.Itoa(total)},
+			Duration: c.LatDur, FixedRate: true})
+	}
+	for _, q := range []int{0, 1} {
+		for _, total := range []int{1000, 5000, 20000, 50000} {
+			add(1000, 2, q, total)
+		}
+	}
+	for _, q := range []int{0, 1} {
+		for _, total := range []int{5000, 20000} {
+			add(10000, 2, q, total)
+		}
+	}
+	add(1000, 50, 0, 1000)
+	add(1000, 50, 0, 5000)
+	idle := []string{"--scenario", "idle", "--conns", strconv.Itoa(c.IdleConns), "--source-addrs", "4"}
+	ss = append(ss,
+		scenario{ID: "idle", Title: fmt.Sprintf("%s idle connections (keep-alive 60 s) held 10 s: broker RSS per connection and CPU per second at rest", num(uint64(c.IdleConns))),
+			Args: idle, Duration: 10 * time.Second},
+		scenario{ID: "idle-badger", Title: "the same idle connections, mcutie with the default Badger store (the others as in idle)",
+			Args: idle, Duration: 10 * time.Second, OwnTargets: true, RefScenario: "idle"})
+	return ss
+}
+
+// kilo writes 1000 as 1k, 50000 as 50k.
+func kilo(n int) string {
+	if n >= 1000 && n%1000 == 0 {
+		return strconv.Itoa(n/1000) + "k"
+	}
+	return strconv.Itoa(n)
 }
