@@ -461,6 +461,67 @@ func TestProxyProtocol_BadHeaderRefused(t *testing.T) {
 	}
 }
 
+// A listener pinned with ?proxy=v1 or ?proxy=v2 takes a header of its
+// version and refuses the other one, however valid, with a log line and
+// its own counter (reason proxy_version), on the event-loop (tcp) and the
+// goroutine (ws) transports.
+func TestProxyProtocol_VersionPinned(t *testing.T) {
+	tb := startTransport(t, reactor.TLSOptions{}, "tcp?proxy=v1", "tcp?proxy=v2", "ws?proxy=v2")
+	for i, c := range []struct {
+		listener string
+		good     byte
+	}{{"tcp?proxy=v1", 1}, {"tcp?proxy=v2", 2}} {
+		bad := 3 - c.good
+		r := dialRaw(t, tb.Addrs[c.listener], codec.V5)
+		r.send(append(proxyHeader(t, bad, "203.0.113.50:1000", tb.Addrs[c.listener]),
+			(&codec.Connect{Version: codec.V5, ProtocolName: []byte("MQTT"), ClientID: []byte("wrong"), CleanStart: true}).Append(nil)...))
+		if got := r.expectClosed(v3Wait); len(got) != 0 {
+			t.Fatalf("%s, v%d header: got packets %v before the close", c.listener, bad, got)
+		}
+		client := fmt.Sprintf("203.0.113.%d:%d", 60+i, 41000+i)
+		nc, err := net.Dial("tcp", tb.Addrs[c.listener])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(proxyHeader(t, c.good, client, tb.Addrs[c.listener])); err != nil {
+			t.Fatal(err)
+		}
+		cid := fmt.Sprintf("pinned-v%d", c.good)
+		v5RoundTrip(t, nc, cid)
+		tb.Log.waitFor(t, "client connected", "client="+cid, "remote="+client)
+	}
+	// WebSocket: the v1 header is refused before the upgrade, v2 passes.
+	dial := func(v byte, client string) (*websocket.Conn, error) {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: v3Wait, NetDial: func(network, addr string) (net.Conn, error) {
+			c, err := net.Dial(network, addr)
+			if err == nil {
+				_, err = c.Write(proxyHeader(t, v, client, addr))
+			}
+			return c, err
+		}}
+		ws, _, err := d.Dial("ws://"+tb.Addrs["ws?proxy=v2"]+"/mqtt", nil)
+		return ws, err
+	}
+	if ws, err := dial(1, "192.0.2.60:1"); err == nil {
+		ws.Close()
+		t.Fatal("a v1 header passed a ?proxy=v2 WebSocket listener")
+	}
+	ws, err := dial(2, "192.0.2.61:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := (&codec.Connect{Version: codec.V311, ProtocolName: []byte("MQTT"), ClientID: []byte("pinned-ws"), CleanStart: true}).Append(nil)
+	if err := ws.WriteMessage(websocket.BinaryMessage, connect); err != nil {
+		t.Fatal(err)
+	}
+	tb.Log.waitFor(t, "client connected", "client=pinned-ws", "remote=192.0.2.61:2")
+	ws.Close()
+	tb.Log.waitFor(t, "PROXY protocol header of the wrong version", `listener="ws://`, "remote=127.0.0.1")
+	tb.Log.waitFor(t, "PROXY protocol header of the wrong version", "v2 on a listener with proxy=v1")
+	tb.waitMetric(t, `mcutie_transport_rejected_total{reason="proxy_version"}`, "3")
+	tb.waitMetric(t, `mcutie_transport_rejected_total{reason="proxy_header"}`, "0")
+}
+
 // Certificates reload: after the files are replaced and ReloadTLS runs
 // (SIGHUP in the binary), a new handshake sees the new certificate, and a
 // connection made before keeps working.

@@ -43,8 +43,8 @@ type connExtra struct {
 	// and the packet-timeout clock. The other bytes received wait in
 	// gnet's inbound buffer.
 	in     inbound
-	proxy  bool   // a PROXY protocol header is expected before MQTT
-	remote string // the client's address from a PROXY header ("": the socket's)
+	proxy  proxyMode // a PROXY protocol header is expected before MQTT (proxyOff once read)
+	remote string    // the client's address from a PROXY header ("": the socket's)
 
 	lingerEnd   int64 // unix ns: when the lingering close ends; 0 = not lingering
 	discarded   int   // bytes discarded while lingering
@@ -64,7 +64,7 @@ func (st *connState) extra() *connExtra {
 // they are: no PROXY header ahead, nothing carried over.
 func (st *connState) direct() bool {
 	x := st.x
-	return x == nil || (!x.proxy && len(x.in.carry) == 0)
+	return x == nil || (x.proxy == proxyOff && len(x.in.carry) == 0)
 }
 
 // carrying reports whether bytes carried over by a move wait to be fed.
@@ -100,8 +100,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		// before any byte is read; Admit has counted the refusal.
 		// Behind a PROXY header the socket's address is the balancer's,
 		// so admission waits for the client's (proxyPrelude).
-		if s.proxyExpected(c.LocalAddr()) {
-			st.extra().proxy = true
+		if m := s.proxyExpected(c.LocalAddr()); m != proxyOff {
+			st.extra().proxy = m
 		} else if s.b.AdmitListenerInto(&st.ticket, remoteIP(c.RemoteAddr()), s.listenerOf(c.LocalAddr())) != nil {
 			return nil, gnet.Close
 		}
@@ -141,15 +141,14 @@ func (s *Server) traffic(c gnet.Conn, st *connState) gnet.Action {
 		return gnet.None
 	}
 	buf, _ := c.Peek(-1)
-	if st.x != nil && st.x.proxy {
+	if st.x != nil && st.x.proxy != proxyOff {
 		n, err := s.proxyPrelude(st, buf)
 		if err == errProxyIncomplete {
 			return gnet.None // the rest of the header stays buffered
 		}
 		if err != nil {
 			if err != errAdmission {
-				s.ctr.proxyRejected.Add(1)
-				s.log.Info("closing connection: bad PROXY protocol header", "remote", st.remote(), "err", err)
+				s.proxyRefused(err, s.listenerOf(c.LocalAddr()), st.remote())
 			}
 			return gnet.Close
 		}
@@ -170,15 +169,28 @@ func (s *Server) listenerOf(local net.Addr) string {
 	return ""
 }
 
-// proxyExpected reports whether the gnet listener that accepted a
-// connection at local has ?proxy=true.
-func (s *Server) proxyExpected(local net.Addr) bool {
+// proxyExpected returns the ?proxy= mode of the gnet listener that
+// accepted a connection at local.
+func (s *Server) proxyExpected(local net.Addr) proxyMode {
 	for _, ln := range s.specs {
-		if ln.onLoop() && ln.proxy && ln.matches(local) {
-			return true
+		if ln.onLoop() && ln.proxy != proxyOff && ln.matches(local) {
+			return ln.proxy
 		}
 	}
-	return false
+	return proxyOff
+}
+
+// proxyRefused counts and logs a connection closed for its PROXY header
+// (missing, malformed, or of a version the listener does not take).
+// Safe for concurrent use.
+func (s *Server) proxyRefused(err error, listener, remote string) {
+	if errors.Is(err, errProxyVersion) {
+		s.ctr.proxyVersion.Add(1)
+		s.log.Info("closing connection: PROXY protocol header of the wrong version", "listener", listener, "remote", remote, "err", err)
+		return
+	}
+	s.ctr.proxyRejected.Add(1)
+	s.log.Info("closing connection: bad PROXY protocol header", "listener", listener, "remote", remote, "err", err)
 }
 
 // proxyPrelude parses the PROXY header at the start of buf and takes the
@@ -187,11 +199,11 @@ func (s *Server) proxyPrelude(st *connState, buf []byte) (int, error) {
 	if len(buf) > proxyMaxLen {
 		buf = buf[:proxyMaxLen]
 	}
-	n, src, err := parseProxyHeader(buf)
+	n, src, err := parseProxyHeader(buf, st.x.proxy)
 	if err != nil {
 		return 0, err
 	}
-	st.x.proxy = false
+	st.x.proxy = proxyOff
 	ip := remoteIP(st.conn.RemoteAddr())
 	if src != nil {
 		st.extra().remote = src.String()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -107,11 +108,14 @@ func (gl *goListener) handle(raw net.Conn) {
 	deadline := time.Now().Add(s.handshakeTimeout())
 	_ = raw.SetDeadline(deadline)
 	c := raw
-	if gl.spec.proxy {
+	if gl.spec.proxy != proxyOff {
 		pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE))
-		if _, err := pc.Read(nil); err != nil {
-			s.ctr.proxyRejected.Add(1)
-			s.log.Info("closing connection: bad PROXY protocol header", "listener", gl.spec.raw, "remote", tcpAddr(raw), "err", err)
+		_, err := pc.Read(nil)
+		if h := pc.ProxyHeader(); err == nil && h != nil && !gl.spec.proxy.accepts(h.Version) {
+			err = fmt.Errorf("%w: v%d on a listener with proxy=%s", errProxyVersion, h.Version, gl.spec.proxy)
+		}
+		if err != nil {
+			s.proxyRefused(err, gl.spec.raw, tcpAddr(raw))
 			_ = raw.Close()
 			return
 		}

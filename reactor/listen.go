@@ -14,10 +14,10 @@ import (
 // listener is one parsed --listen address.
 type listener struct {
 	raw    string
-	scheme string // tcp, tcp4, tcp6 (gnet); tls, ws, wss (goroutine transport)
-	addr   string // host:port
-	path   string // ws/wss: HTTP path of the WebSocket endpoint
-	proxy  bool   // a PROXY protocol v1/v2 header precedes everything else
+	scheme string    // tcp, tcp4, tcp6 (gnet); tls, ws, wss (goroutine transport)
+	addr   string    // host:port
+	path   string    // ws/wss: HTTP path of the WebSocket endpoint
+	proxy  proxyMode // whether (and which) PROXY protocol header precedes everything else
 }
 
 // onLoop reports whether the listener is served by the gnet event loops
@@ -35,7 +35,7 @@ func (ln listener) gnetAddr() string { return ln.scheme + "://" + ln.addr }
 // without one.
 const DefaultWSPath = "/mqtt"
 
-// parseListener parses scheme://host:port[/path][?proxy=true].
+// parseListener parses scheme://host:port[/path][?proxy=true|v1|v2].
 func parseListener(s string) (listener, error) {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -61,11 +61,11 @@ func parseListener(s string) (listener, error) {
 	for k, v := range u.Query() {
 		switch k {
 		case "proxy":
-			b, err := strconv.ParseBool(strings.Join(v, ""))
+			m, err := parseProxyMode(strings.Join(v, ""))
 			if err != nil {
-				return listener{}, fmt.Errorf("reactor: listener %q: proxy=%q is not a boolean", s, strings.Join(v, ""))
+				return listener{}, fmt.Errorf("reactor: listener %q: %v", s, err)
 			}
-			ln.proxy = b
+			ln.proxy = m
 		default:
 			return listener{}, fmt.Errorf("reactor: listener %q: unknown option %q (known: proxy)", s, k)
 		}

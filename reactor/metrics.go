@@ -11,7 +11,8 @@ import (
 // reaches the broker (the broker counts everything after). Safe for
 // concurrent use.
 type transportCounters struct {
-	proxyRejected   atomic.Uint64 // bad or missing PROXY header on a ?proxy=true listener
+	proxyRejected   atomic.Uint64 // bad or missing PROXY header on a ?proxy= listener
+	proxyVersion    atomic.Uint64 // a PROXY header of the version a ?proxy=v1 or v2 listener refuses
 	tlsFailed       atomic.Uint64 // TLS handshakes that failed or timed out
 	wsUpgradeFailed atomic.Uint64 // HTTP requests on a WebSocket path that were not a valid upgrade
 	goOpen          atomic.Int64  // connections on the goroutine transport (tls, ws, wss), prelude included
@@ -23,6 +24,7 @@ type transportCounters struct {
 // Safe for concurrent use.
 func (s *Server) WriteMetrics(w io.Writer) {
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_header"}`, s.ctr.proxyRejected.Load())
+	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_version"}`, s.ctr.proxyVersion.Load())
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="tls_handshake"}`, s.ctr.tlsFailed.Load())
 	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="websocket_upgrade"}`, s.ctr.wsUpgradeFailed.Load())
 	metrics.WriteCounterUint64(w, `mcutie_transport_packet_timeouts_total`, s.ctr.packetTimeouts.Load())

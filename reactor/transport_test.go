@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -12,10 +13,12 @@ import (
 func TestParseListener(t *testing.T) {
 	good := map[string]listener{
 		"tcp://0.0.0.0:1883":                   {scheme: "tcp", addr: "0.0.0.0:1883"},
-		"tcp://0.0.0.0:1883?proxy=true":        {scheme: "tcp", addr: "0.0.0.0:1883", proxy: true},
+		"tcp://0.0.0.0:1883?proxy=true":        {scheme: "tcp", addr: "0.0.0.0:1883", proxy: proxyAny},
+		"tcp://0.0.0.0:1883?proxy=v1":          {scheme: "tcp", addr: "0.0.0.0:1883", proxy: proxyV1},
+		"tls://0.0.0.0:8883?proxy=V2":          {scheme: "tls", addr: "0.0.0.0:8883", proxy: proxyV2},
 		"tls://[::1]:8883":                     {scheme: "tls", addr: "[::1]:8883"},
 		"ws://127.0.0.1:8080":                  {scheme: "ws", addr: "127.0.0.1:8080", path: "/mqtt"},
-		"wss://127.0.0.1:8443/x/y?proxy=1":     {scheme: "wss", addr: "127.0.0.1:8443", path: "/x/y", proxy: true},
+		"wss://127.0.0.1:8443/x/y?proxy=1":     {scheme: "wss", addr: "127.0.0.1:8443", path: "/x/y", proxy: proxyAny},
 		"tcp6://[::]:1883":                     {scheme: "tcp6", addr: "[::]:1883"},
 		"ws://localhost:9001/mqtt?proxy=false": {scheme: "ws", addr: "localhost:9001", path: "/mqtt"},
 	}
@@ -29,7 +32,7 @@ func TestParseListener(t *testing.T) {
 			t.Fatalf("%s: got %+v, want %+v", in, got, want)
 		}
 	}
-	for _, in := range []string{"udp://1.2.3.4:5", "tcp://1.2.3.4", "tls://h:1/path", "ws://h:1?proxy=maybe", "ws://h:1?tls=1", "1.2.3.4:1883"} {
+	for _, in := range []string{"udp://1.2.3.4:5", "tcp://1.2.3.4", "tls://h:1/path", "ws://h:1?proxy=maybe", "tcp://h:1?proxy=v3", "ws://h:1?tls=1", "1.2.3.4:1883"} {
 		if _, err := parseListener(in); err == nil {
 			t.Fatalf("%s: accepted", in)
 		}
@@ -70,12 +73,12 @@ func TestProxyHeaderIncrementally(t *testing.T) {
 		for _, src := range []string{"203.0.113.9:4242", "[2001:db8::1]:65535"} {
 			h := proxyV(t, v, src)
 			for i := 0; i < len(h); i++ {
-				if _, _, err := parseProxyHeader(h[:i]); err != errProxyIncomplete {
+				if _, _, err := parseProxyHeader(h[:i], proxyAny); err != errProxyIncomplete {
 					t.Fatalf("v%d %s: prefix of %d bytes: %v", v, src, i, err)
 				}
 			}
 			full := append(append([]byte(nil), h...), 0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T')
-			n, addr, err := parseProxyHeader(full)
+			n, addr, err := parseProxyHeader(full, proxyAny)
 			if err != nil || n != len(h) || addr.String() != src {
 				t.Fatalf("v%d: n=%d (want %d) addr=%v err=%v", v, n, len(h), addr, err)
 			}
@@ -83,7 +86,7 @@ func TestProxyHeaderIncrementally(t *testing.T) {
 	}
 	// LOCAL (a balancer's health check) keeps the socket's address.
 	local := append(append([]byte(nil), proxyproto.SIGV2...), 0x20, 0x00, 0, 0)
-	if n, addr, err := parseProxyHeader(local); err != nil || n != 16 || addr != nil {
+	if n, addr, err := parseProxyHeader(local, proxyAny); err != nil || n != 16 || addr != nil {
 		t.Fatalf("LOCAL: %d %v %v", n, addr, err)
 	}
 	for name, b := range map[string][]byte{
@@ -92,10 +95,43 @@ func TestProxyHeaderIncrementally(t *testing.T) {
 		"v2 huge":       append(append([]byte(nil), proxyproto.SIGV2...), 0x21, 0x11, 0xff, 0xff),
 		"v1 bad family": []byte("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n"),
 	} {
-		if _, _, err := parseProxyHeader(b); err == nil || err == errProxyIncomplete {
+		if _, _, err := parseProxyHeader(b, proxyAny); err == nil || err == errProxyIncomplete {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
+}
+
+// A listener pinned to one version refuses the other as soon as its
+// signature has arrived (errProxyVersion, counted apart), and takes its own.
+func TestProxyHeaderVersionPinned(t *testing.T) {
+	f := func(m proxyMode, v byte, wantOK bool) {
+		t.Helper()
+		h := proxyV(t, v, "203.0.113.9:4242")
+		n, addr, err := parseProxyHeader(h, m)
+		if wantOK {
+			if err != nil || n != len(h) || addr.String() != "203.0.113.9:4242" {
+				t.Fatalf("proxy=%s, v%d: n=%d addr=%v err=%v", m, v, n, addr, err)
+			}
+			return
+		}
+		if !errors.Is(err, errProxyVersion) {
+			t.Fatalf("proxy=%s, v%d: %v, want errProxyVersion", m, v, err)
+		}
+		// Refused from the signature alone, before the rest arrives.
+		sig := len(proxyproto.SIGV1)
+		if v == 2 {
+			sig = len(proxyproto.SIGV2)
+		}
+		if _, _, err := parseProxyHeader(h[:sig], m); !errors.Is(err, errProxyVersion) {
+			t.Fatalf("proxy=%s, v%d signature only: %v", m, v, err)
+		}
+	}
+	f(proxyAny, 1, true)
+	f(proxyAny, 2, true)
+	f(proxyV1, 1, true)
+	f(proxyV1, 2, false)
+	f(proxyV2, 2, true)
+	f(proxyV2, 1, false)
 }
 
 // FuzzProxyHeader: no panic, the length never exceeds the input or the
@@ -107,7 +143,7 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add([]byte("PROXY UNKNOWN\r\n"))
 	f.Add(append(append([]byte(nil), proxyproto.SIGV2...), 0x20, 0x00, 0, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n, addr, err := parseProxyHeader(b)
+		n, addr, err := parseProxyHeader(b, proxyAny)
 		if err != nil {
 			return
 		}
@@ -115,7 +151,7 @@ func FuzzProxyHeader(f *testing.F) {
 			t.Fatalf("length %d for %d bytes", n, len(b))
 		}
 		more := append(append([]byte(nil), b...), 0x10, 0x02, 0, 0)
-		n2, addr2, err2 := parseProxyHeader(more)
+		n2, addr2, err2 := parseProxyHeader(more, proxyAny)
 		if err2 != nil || n2 != n || (addr == nil) != (addr2 == nil) || (addr != nil && addr.String() != addr2.String()) {
 			t.Fatalf("with trailing bytes: %d %v %v, alone: %d %v", n2, addr2, err2, n, addr)
 		}

@@ -100,7 +100,7 @@ type config struct {
 
 func newFlagSet(cfg *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("mcutie", flag.ContinueOnError)
-	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header (default tcp://127.0.0.1:1883)")
+	fs.Var(&cfg.listen, "listen", "listener address, repeatable: tcp://host:port, tls://host:port, ws://host:port[/path], wss://host:port[/path] (WebSocket path default /mqtt); append ?proxy=true to expect a PROXY protocol v1/v2 header, ?proxy=v1 or ?proxy=v2 for that version only (default tcp://127.0.0.1:1883)")
 	fs.IntVar(&cfg.opts.Loops, "loops", 0, "event loops and router shards (0: number of CPUs)")
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded store")
 	fs.StringVar(&cfg.nodeID, "node-id", "", "this broker's node id (in $SYS topics and the embedding API); empty: the one kept in --data-dir/node-id, made there on first start (--store badger), else a new random one per start")
