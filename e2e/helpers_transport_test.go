@@ -83,6 +83,13 @@ func startTransport(t testing.TB, tlsOpts reactor.TLSOptions, schemes ...string)
 // memory store and the debug log are filled in).
 func startTransportWith(t testing.TB, bo broker.Options, tlsOpts reactor.TLSOptions, schemes ...string) *transportBroker {
 	t.Helper()
+	return startTransportOpts(t, bo, reactor.Options{TLS: tlsOpts}, schemes...)
+}
+
+// startTransportOpts is startTransportWith with reactor options (Listen,
+// Logger and TickInterval are filled in).
+func startTransportOpts(t testing.TB, bo broker.Options, ro reactor.Options, schemes ...string) *transportBroker {
+	t.Helper()
 	lb := &logBuf{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(lb), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	bo.Loops, bo.Store, bo.Logger = 2, store.NewMemory(), logger
@@ -103,7 +110,8 @@ func startTransportWith(t testing.TB, bo broker.Options, tlsOpts reactor.TLSOpti
 		}
 		listen = append(listen, u)
 	}
-	srv := reactor.New(b, reactor.Options{Listen: listen, TLS: tlsOpts, Logger: logger, TickInterval: 100 * time.Millisecond})
+	ro.Listen, ro.Logger, ro.TickInterval = listen, logger, 100*time.Millisecond
+	srv := reactor.New(b, ro)
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start broker on %v: %v", listen, err)
 	}
@@ -125,10 +133,12 @@ func (tb *transportBroker) at(scheme string) *testBroker {
 	return &testBroker{B: tb.B, Addr: tb.Addrs[scheme], srv: tb.srv}
 }
 
-// metric returns the value of one transport metric line, or "" if absent.
+// metric returns the value of one transport or broker metric line, or ""
+// if absent.
 func (tb *transportBroker) metric(name string) string {
 	var b bytes.Buffer
 	tb.srv.WriteMetrics(&b)
+	tb.B.WriteMetrics(&b)
 	for _, line := range strings.Split(b.String(), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			return v

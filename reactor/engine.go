@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +24,8 @@ type Options struct {
 	// Listen lists the listeners: tcp://host:port (gnet event loops),
 	// tls://host:port, ws://host:port[/path], wss://host:port[/path]
 	// (goroutine transport, goconn.go); ?proxy=true on any of them
-	// expects a PROXY protocol v1/v2 header first. On port 0 the kernel
+	// expects a PROXY protocol v1/v2 header first (?proxy=v1 or ?proxy=v2:
+	// that version only). On port 0 the kernel
 	// chooses a port; Server.Addrs reports it.
 	Listen           []string
 	TLS              TLSOptions // certificates of the tls:// and wss:// listeners
@@ -46,6 +48,13 @@ type Options struct {
 	// the "mqtt" (or "mqttv3.1") subprotocol. By default they are refused
 	// with HTTP 400 [MQTT-6.0.0-3].
 	WSAllowNoSubprotocol bool
+
+	// WSTrustedProxies lists the reverse proxies whose X-Forwarded-For or
+	// Forwarded (RFC 7239) header on a ws:// or wss:// upgrade names the
+	// client (forwarded.go): the address then seen by logs, hooks, bans and
+	// per-IP limits. A header from any other peer is ignored and counted.
+	// Empty: every such header is ignored.
+	WSTrustedProxies []netip.Prefix
 }
 
 // Server runs a broker on gnet event loops.
@@ -57,6 +66,8 @@ type Server struct {
 	b    *broker.Broker
 	opts Options
 	log  *slog.Logger
+	// trusted is Options.WSTrustedProxies (forwarded.go).
+	trusted trustedProxies
 
 	eng      gnet.Engine
 	engReady chan struct{}
@@ -108,7 +119,7 @@ func New(b *broker.Broker, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{b: b, opts: o, log: o.Logger, engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1)}
+	s := &Server{b: b, opts: o, log: o.Logger, trusted: trustedProxies(o.WSTrustedProxies), engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1)}
 	empty := []boundLoop{}
 	s.loops.Store(&empty)
 	s.perLoop = make([]*loopState, b.NumLoops())

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -49,6 +50,9 @@ func (s *Server) startGoListener(spec listener) (*goListener, error) {
 			IdleTimeout:       s.handshakeTimeout(),
 			MaxHeaderBytes:    wsMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, connKey{}, c)
+			},
 		}
 		// A connection carries one request, the upgrade: any other is
 		// answered and the connection closed, never kept idle (issue
@@ -125,13 +129,18 @@ func (gl *goListener) handle(raw net.Conn) {
 	// Accept-time admission (bans, connection limits), with the client's
 	// real address when a PROXY header named it, before the TLS
 	// handshake costs anything. The ticket is released when the
-	// connection is closed, whoever closes it (ticketConn).
-	t, err := s.b.AdmitListener(remoteIP(c.RemoteAddr()), gl.spec.raw)
-	if err != nil {
-		_ = raw.Close()
-		return
+	// connection is closed, whoever closes it (ticketConn). A trusted
+	// reverse proxy's WebSocket connection is admitted at the upgrade
+	// instead, with the address its forwarding header names.
+	admitLater := gl.conns != nil && gl.s.trusted.contains(remoteIP(c.RemoteAddr()))
+	if !admitLater {
+		t, err := s.b.AdmitListener(remoteIP(c.RemoteAddr()), gl.spec.raw)
+		if err != nil {
+			_ = raw.Close()
+			return
+		}
+		c = &ticketConn{Conn: c, t: t}
 	}
-	c = &ticketConn{Conn: c, t: t}
 	user := ""
 	if gl.spec.tls() {
 		tc := tls.Server(c, s.tls.base)
@@ -163,7 +172,7 @@ func (gl *goListener) handle(raw net.Conn) {
 	// between requests without IdleTimeout); preludeConn keeps every one
 	// of them within the deadline set above, until the upgrade is done.
 	select {
-	case gl.conns <- &preludeConn{Conn: c, user: user, deadline: deadline}:
+	case gl.conns <- &preludeConn{Conn: c, user: user, deadline: deadline, admitLater: admitLater}:
 	case <-gl.done:
 		_ = c.Close()
 	}
@@ -187,9 +196,10 @@ func (c *ticketConn) Close() error {
 // deadline http.Server sets until release.
 type preludeConn struct {
 	net.Conn
-	user     string
-	mu       sync.Mutex
-	deadline time.Time // zero once released
+	user       string
+	admitLater bool // from a trusted proxy: admitted at the upgrade (forwarded.go)
+	mu         sync.Mutex
+	deadline   time.Time // zero once released
 }
 
 // clamp returns t, or the prelude's deadline if t is later or zero.
@@ -265,10 +275,15 @@ func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: "+errNoMQTTSubprotocol.Error(), http.StatusBadRequest)
 		return
 	}
+	remote, ticket, ok := gl.forwarded(w, r)
+	if !ok {
+		return
+	}
 	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		ticket.Release()
 		gl.s.ctr.wsUpgradeFailed.Add(1)
-		gl.s.log.Info("closing connection: WebSocket upgrade failed", "listener", gl.spec.raw, "remote", r.RemoteAddr, "err", err)
+		gl.s.log.Info("closing connection: WebSocket upgrade failed", "listener", gl.spec.raw, "remote", remote, "err", err)
 		return // Upgrade has answered with an HTTP error
 	}
 	user := ""
@@ -279,14 +294,59 @@ func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	// The handler's goroutine serves the connection; http.Server forgets
 	// a hijacked connection, so Stop tracks it through goConns.
+	var nc net.Conn = &wsConn{ws: ws}
+	if ticket != nil {
+		nc = &ticketConn{Conn: nc, t: ticket}
+	}
 	if !gl.s.goAdd() {
-		_ = ws.Close()
+		_ = nc.Close()
 		return
 	}
 	defer gl.s.goConns.Done()
 	gl.s.ctr.goOpen.Add(1)
 	defer gl.s.ctr.goOpen.Add(-1)
-	gl.s.serveGo(&wsConn{ws: ws}, r.RemoteAddr, user, nil)
+	gl.s.serveGo(nc, remote, user, nil)
+}
+
+// connKey keys the request's connection in its context (ConnContext).
+type connKey struct{}
+
+// connOf returns the connection r arrived on.
+func connOf(r *http.Request) net.Conn {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	return c
+}
+
+// forwarded reads the upgrade request's forwarding headers (forwarded.go)
+// and returns the client's address for the broker; for a connection from
+// a trusted proxy it also admits the client (bans, connection limits)
+// under that address and returns its ticket, or answers 403 and returns
+// ok false. Runs on the request's goroutine.
+func (gl *goListener) forwarded(w http.ResponseWriter, r *http.Request) (remote string, t *broker.Ticket, ok bool) {
+	s := gl.s
+	remote = r.RemoteAddr
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	client, res := s.trusted.forwardedClient(r.Header, peer)
+	s.ctr.forwarded[res].Add(1)
+	switch res {
+	case forwardUsed:
+		remote = hopString(client)
+	case forwardUntrusted:
+		s.log.Debug("ignoring the forwarding header of a peer that is not a trusted proxy (--ws-trusted-proxies)", "listener", gl.spec.raw, "remote", remote)
+	case forwardMalformed:
+		s.log.Info("ignoring a trusted proxy's malformed forwarding header", "listener", gl.spec.raw, "remote", remote,
+			"forwarded", r.Header.Values("Forwarded"), "x_forwarded_for", r.Header.Values("X-Forwarded-For"))
+	}
+	pc, _ := connOf(r).(*preludeConn)
+	if pc == nil || !pc.admitLater {
+		return remote, nil, true
+	}
+	t, err := s.b.AdmitListener(client.Addr(), gl.spec.raw)
+	if err != nil {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return "", nil, false
+	}
+	return remote, t, true
 }
 
 // wsConn is a WebSocket connection as a byte stream: MQTT packets are not

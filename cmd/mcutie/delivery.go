@@ -1,0 +1,52 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// deliveryConfig holds the flags of the delivery features (docs/delivery.md)
+// and of the forwarding headers the WebSocket listeners honour.
+type deliveryConfig struct {
+	wsTrustedProxies prefixList
+}
+
+func deliveryFlags(fs *flag.FlagSet, c *deliveryConfig) {
+	fs.Var(&c.wsTrustedProxies, "ws-trusted-proxies", "reverse proxies (IPs or CIDRs, comma-separated, repeatable) whose X-Forwarded-For or Forwarded header on a ws:// or wss:// upgrade names the client for logs, hooks, bans and per-IP limits (right-most untrusted hop); any other sender's header is ignored and counted (empty: all ignored)")
+}
+
+// prefixList is a repeatable flag of comma-separated IP prefixes; a bare
+// address is a /32 or /128.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			*l = append(*l, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q is neither an IP address nor a CIDR prefix", f)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
+}
