@@ -119,7 +119,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.opts.SysClientEvents, "sys-client-events", false, "publish a JSON event on <sys-prefix>/brokers/<node id>/clients/<client id>/connected and .../disconnected (EMQX's names) for every client")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
-	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win")
+	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win. A Mosquitto config (mosquitto.conf) is recognised and run too (docs/mosquitto.md)")
 	fs.StringVar(&cfg.pluginsFile, "plugins", "", "YAML file of the plugins to run (httpauth, webhook, aggregate, rewrite) and their settings; see docs/hooks.md (empty: none)")
 
 	fs.IntVar(&cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
@@ -196,6 +196,9 @@ func main() {
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return runPasswd(args[1:], os.Stdin, os.Stdout, os.Stderr)
+	}
+	if len(args) > 0 && args[0] == "convert-mosquitto-conf" {
+		return runConvertMosquittoConf(args[1:], os.Stdout, os.Stderr)
 	}
 	if len(args) == 1 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
 		printVersion(os.Stdout)
@@ -556,6 +559,9 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("cannot read config file: %w", err)
+	}
+	if isMosquittoConf(path, raw) {
+		return applyMosquittoConf(fs, path, os.Stderr)
 	}
 	var m map[string]any
 	if err := yaml.Unmarshal(raw, &m); err != nil {
