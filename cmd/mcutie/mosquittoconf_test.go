@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -801,5 +802,66 @@ func TestConvertMosquittoConfCommand(t *testing.T) {
 	// --config refuses the same file with exit 2.
 	if c := run([]string{"--config", bad, "--metrics-listen", ""}); c != 2 {
 		t.Fatalf("run refused config: exit %d", c)
+	}
+}
+
+// debianConfSHA256 is the sha256 of Debian 12's /etc/mosquitto/mosquitto.conf
+// (mosquitto 2.0.11-1.2+deb12u2), the file docs/mosquitto.md converts.
+const debianConfSHA256 = "0abbc666efc370c72f8a58537254d95f99b0d83a4dae741d22e01f0e259f1a78"
+
+// TestMosquittoDocExample: the conversion of Debian's default config shown
+// in docs/mosquitto.md is what convert-mosquitto-conf prints.
+func TestMosquittoDocExample(t *testing.T) {
+	const debian = "/etc/mosquitto/mosquitto.conf"
+	raw, err := os.ReadFile(debian)
+	if err != nil {
+		t.Skipf("%s not present (Debian package mosquitto)", debian)
+	}
+	if fmt.Sprintf("%x", sha256.Sum256(raw)) != debianConfSHA256 {
+		t.Skipf("%s is not Debian 12's default", debian)
+	}
+	doc, err := os.ReadFile("../../docs/mosquitto.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```yaml\n# mcutie configuration converted from the Mosquitto config "+debian)
+	if !ok {
+		t.Fatal("docs/mosquitto.md shows no conversion of " + debian)
+	}
+	block, _, _ = strings.Cut(block, "```")
+	var out bytes.Buffer
+	if c := runConvertMosquittoConf([]string{debian}, &out, io.Discard); c != 0 {
+		t.Fatalf("exit %d", c)
+	}
+	if got := strings.TrimPrefix(out.String(), "# mcutie configuration converted from the Mosquitto config "+debian); got != block {
+		t.Fatalf("docs/mosquitto.md shows\n%s\nconvert-mosquitto-conf prints\n%s", block, got)
+	}
+}
+
+// TestMosquittoDocTableComplete: every option the converter knows has a
+// row in docs/mosquitto.md's table.
+func TestMosquittoDocTableComplete(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/mosquitto.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(doc), "## Every option")
+	var keys []string
+	for k := range mosqKnown {
+		keys = append(keys, k)
+	}
+	for k := range mosqNotCarried {
+		keys = append(keys, k)
+	}
+	for k := range mosqBridgeOptions {
+		if !strings.HasPrefix(k, "bridge_") && !strings.HasPrefix(k, "local_") && !strings.HasPrefix(k, "remote_") && !strings.HasPrefix(k, "notification") &&
+			k != "clientid" && k != "username" && k != "password" {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if !strings.Contains(table, "`"+k+"`") {
+			t.Errorf("docs/mosquitto.md's table has no row for %s", k)
+		}
 	}
 }
