@@ -263,7 +263,7 @@ func run(args []string) int {
 func parseConfig(args []string, cfg *config) (fs *flag.FlagSet, code int) {
 	fs = newFlagSet(cfg)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n\n", version)
+		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n       mcutie convert-mosquitto-conf [-o out.yaml] mosquitto.conf\n\n", version)
 		fs.PrintDefaults()
 	}
 	// Usage errors are one line; --help prints the whole usage, to stdout.

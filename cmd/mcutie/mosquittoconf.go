@@ -257,7 +257,7 @@ func convertMosquittoConf(path string) (*mosqConversion, error) {
 		return nil, err
 	}
 	if len(p.refusals) > 0 {
-		return nil, fmt.Errorf("Mosquitto config %s cannot be run by mcutie as it stands:\n  %s", path, strings.Join(p.refusals, "\n  "))
+		return nil, fmt.Errorf("cannot run the Mosquitto config %s as it stands:\n  %s", path, strings.Join(p.refusals, "\n  "))
 	}
 	return p.conv, nil
 }
@@ -816,7 +816,7 @@ func (p *mosqParser) mapListeners(listeners []*mosqListener) error {
 		}
 	}
 	if len(urls) == 0 {
-		return fmt.Errorf("Mosquitto config %s: no listener mcutie can serve", p.conv.file)
+		return fmt.Errorf("the Mosquitto config %s has no listener mcutie can serve", p.conv.file)
 	}
 	p.conv.settings = append(p.conv.settings, mosqSetting{flag: "listen", values: urls, from: from})
 	if tlsRef != nil {
@@ -1076,7 +1076,7 @@ func applyMosquittoConf(fs *flag.FlagSet, path string, w io.Writer) error {
 		}
 		for _, v := range s.values {
 			if err := fs.Set(s.flag, v); err != nil {
-				return fmt.Errorf("Mosquitto config %s: %s (from %s): %w", path, s.flag, strings.Join(s.from, ", "), err)
+				return fmt.Errorf("the Mosquitto config %s: %s (from %s): %w", path, s.flag, strings.Join(s.from, ", "), err)
 			}
 		}
 	}
