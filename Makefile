@@ -127,3 +127,9 @@ test-packaging: ## the packaging tests including the slow ones: a release build,
 .PHONY: bench-cluster-probe
 bench-cluster-probe: ## the clustering engines compared on loopback (docs/clustering.md; nested module, ~1 min)
 	cd bench/clusterprobe && $(GO) run . -n 50000 -rate 10000 -applies 1000
+
+# ---- dashboard (admin/ui, docs/admin.md) ----
+.PHONY: dashboard
+dashboard: ## build the web dashboard (admin/ui/src → admin/ui/dist, committed and embedded; needs Node.js 20 and npm)
+	cd admin/ui && npm ci --no-audit --no-fund && npm run build
+	$(GO) test -count=1 ./admin/ui -run TestDistMatchesSources -update-source-hash
