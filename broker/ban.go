@@ -24,7 +24,7 @@ import (
 // failed CONNECT (never on the publish path). Both maps hold at most
 // Options.BanMaxTracked keys: when full, expired keys are swept; if none
 // has expired, a new key is not tracked (counted in
-// mcutie_ban_tracking_full_total) rather than growing without bound.
+// mcutie_ban_sources_untracked_total) rather than growing without bound.
 type bans struct {
 	b         *Broker
 	threshold int

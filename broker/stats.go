@@ -3,13 +3,13 @@ package broker
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // loopCounters are plain per-loop counters, written only by their loop (no
@@ -290,106 +290,131 @@ var refusedReasons = []string{
 	"connect_refused", "client_id_too_long", "keepalive_out_of_range", "session_owner", "max_sessions",
 }
 
-// WriteMetrics writes the broker's metrics in Prometheus text format; pass
-// it to metrics.RegisterMetricsWriter. It formats names at scrape time, so
-// counting costs the hot path nothing but the loops' plain increments.
-// Safe for concurrent use.
+// WriteMetrics writes the broker's metrics (and its hooks') in Prometheus
+// text format, each family under its HELP and TYPE lines. It formats names
+// at scrape time, so counting costs the hot path nothing but the loops'
+// plain increments. Safe for concurrent use.
 func (b *Broker) WriteMetrics(w io.Writer) {
 	st := b.Stats()
-	metrics.WriteGaugeUint64(w, "mcutie_connections", st.Clients)
-	metrics.WriteGaugeUint64(w, "mcutie_clients_connected", st.Connected)
-	metrics.WriteCounterUint64(w, "mcutie_connections_opened_total", st.ConnectionsOpened)
-	metrics.WriteCounterUint64(w, "mcutie_connections_closed_total", st.ConnectionsClosed)
-	metrics.WriteCounterUint64(w, "mcutie_connects_total", st.Connects)
+	mConnections.Write(w, st.Clients)
+	mClientsConnected.Write(w, st.Connected)
+	mConnectionsOpened.Write(w, st.ConnectionsOpened)
+	mConnectionsClosed.Write(w, st.ConnectionsClosed)
+	mConnects.Write(w, st.Connects)
+	mConnectsRefused.Header(w) // no sample until a CONNECT is refused: Merge drops the header then
 	for code, n := range st.RefusedByCode {
 		if n > 0 {
 			name := strings.ReplaceAll(codec.ReasonCode(code).String(), " ", "_")
-			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connects_refused_total{code="0x%02x",reason=%q}`, code, name), n)
+			mConnectsRefused.Sample(w, promtext.Labels("code", fmt.Sprintf("0x%02x", code), "reason", name), n)
 		}
 	}
-	metrics.WriteGaugeUint64(w, "mcutie_connections_admitted", uint64(max(st.OpenConnections, 0)))
+	mConnectionsAdmitted.Write(w, uint64(max(st.OpenConnections, 0)))
+	mConnectionsRejected.Header(w)
 	for _, r := range refusedReasons {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r), st.Rejected[r])
+		mConnectionsRejected.Sample(w, promtext.Labels("reason", r), st.Rejected[r])
 	}
 	for _, r := range closeReasons {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_connections_rejected_total{reason=%q}`, r.label), st.Rejected[r.label])
+		mConnectionsRejected.Sample(w, promtext.Labels("reason", r.label), st.Rejected[r.label])
 	}
+	mConnectionsRejected.Sample(w, `{reason="banned_ip"}`, st.Auth.RefusedBannedIP)
+	mConnectionsRejected.Sample(w, `{reason="banned_client_id"}`, st.Auth.RefusedBannedClientID)
+	mSubsRefused.Header(w)
 	for _, r := range subRefusalLabels {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_subscriptions_refused_total{reason=%q}`, r), st.SubscriptionsRefused[r])
+		mSubsRefused.Sample(w, promtext.Labels("reason", r), st.SubscriptionsRefused[r])
 	}
-	metrics.WriteCounterUint64(w, "mcutie_session_takeovers_total", st.Takeovers)
+	mTakeovers.Write(w, st.Takeovers)
+	mPacketsReceived.Header(w)
 	for t := 1; t < 16; t++ {
 		if t != int(codec.CONNACK) && t != int(codec.SUBACK) && t != int(codec.UNSUBACK) && t != int(codec.PINGRESP) {
-			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_packets_received_total{type=%q}`, packetTypeLabel(t)), st.PacketsIn[t])
+			mPacketsReceived.Sample(w, promtext.Labels("type", packetTypeLabel(t)), st.PacketsIn[t])
 		}
+	}
+	mPacketsSent.Header(w)
+	for t := 1; t < 16; t++ {
 		if t != int(codec.CONNECT) && t != int(codec.SUBSCRIBE) && t != int(codec.UNSUBSCRIBE) && t != int(codec.PINGREQ) {
-			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_packets_sent_total{type=%q}`, packetTypeLabel(t)), st.PacketsOut[t])
+			mPacketsSent.Sample(w, promtext.Labels("type", packetTypeLabel(t)), st.PacketsOut[t])
 		}
 	}
-	for q := 0; q < 3; q++ {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_received_total{qos="%d"}`, q), st.PublishIn[q])
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_sent_total{qos="%d"}`, q), st.PublishOut[q])
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_payload_bytes_received_total{qos="%d"}`, q), st.PayloadIn[q])
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_payload_bytes_sent_total{qos="%d"}`, q), st.PayloadOut[q])
+	for _, f := range []struct {
+		fam promtext.Family
+		v   *[3]uint64
+	}{{mMessagesReceived, &st.PublishIn}, {mMessagesSent, &st.PublishOut}, {mPayloadReceived, &st.PayloadIn}, {mPayloadSent, &st.PayloadOut}} {
+		f.fam.Header(w)
+		for q := 0; q < 3; q++ {
+			f.fam.Sample(w, qosLabels[q], f.v[q])
+		}
 	}
-	metrics.WriteCounterUint64(w, "mcutie_bytes_received_total", st.BytesIn)
-	metrics.WriteCounterUint64(w, "mcutie_bytes_sent_total", st.BytesOut)
-	metrics.WriteGaugeUint64(w, "mcutie_sessions", st.Sessions)
-	metrics.WriteGaugeUint64(w, "mcutie_client_ids_owned", st.ClientIDsOwned)
-	metrics.WriteGaugeUint64(w, "mcutie_subscriptions", st.Subscriptions)
-	metrics.WriteGaugeUint64(w, "mcutie_shared_subscriptions", st.SharedSubscriptions)
-	metrics.WriteGaugeUint64(w, "mcutie_retained_messages", st.Retained)
-	metrics.WriteGaugeUint64(w, "mcutie_inflight_messages", st.Inflight)
-	metrics.WriteGaugeUint64(w, "mcutie_queued_messages", st.Queued)
-	metrics.WriteGaugeUint64(w, "mcutie_queued_bytes", st.QueuedBytes)
-	metrics.WriteGaugeUint64(w, "mcutie_retained_bytes", st.RetainedBytes)
-	metrics.WriteCounterUint64(w, `mcutie_outbound_topic_aliases_total{result="hit"}`, st.TopicAliasHits)
-	metrics.WriteCounterUint64(w, `mcutie_outbound_topic_aliases_total{result="assigned"}`, st.TopicAliasAssigned)
-	metrics.WriteCounterUint64(w, "mcutie_outbound_topic_alias_bytes_saved_total", st.TopicAliasBytesSaved)
-	metrics.WriteCounterUint64(w, "mcutie_wills_published_total", st.WillsPublished)
-	metrics.WriteCounterUint64(w, "mcutie_sessions_expired_total", st.SessionsExpired)
-	metrics.WriteCounterUint64(w, "mcutie_acks_deferred_total", st.AcksDeferred)
-	metrics.WriteCounterUint64(w, "mcutie_store_acks_refused_total", st.StoreRefused)
-	metrics.WriteCounterUint64(w, "mcutie_broker_store_errors_total", st.StoreErrors)
-	metrics.WriteCounterUint64(w, "mcutie_store_backlogged_passes_total", st.StoreBacklogged)
-	metrics.WriteCounterUint64(w, "mcutie_store_shed_ops_total", st.StoreShed)
-	metrics.WriteGaugeUint64(w, "mcutie_store_backlog_ops", st.StoreBacklogOps)
-	metrics.WriteCounterUint64(w, "mcutie_retained_sent_on_subscribe_total", st.RetainedSent)
-	metrics.WriteCounterUint64(w, "mcutie_retained_send_stalls_total", st.RetainedStalls)
-	metrics.WriteCounterUint64(w, "mcutie_sys_messages_published_total", st.SysPublished)
+	mReceivedBytes.Write(w, st.BytesIn)
+	mSentBytes.Write(w, st.BytesOut)
+	mSessions.Write(w, st.Sessions)
+	mClientIDsOwned.Write(w, st.ClientIDsOwned)
+	mSubscriptions.Write(w, st.Subscriptions)
+	mSharedSubscriptions.Write(w, st.SharedSubscriptions)
+	mRetainedMessages.Write(w, st.Retained)
+	mRetainedBytes.Write(w, st.RetainedBytes)
+	mInflightMessages.Write(w, st.Inflight)
+	mQueuedMessages.Write(w, st.Queued)
+	mQueuedBytes.Write(w, st.QueuedBytes)
+	mTopicAliases.Header(w)
+	mTopicAliases.Sample(w, `{result="hit"}`, st.TopicAliasHits)
+	mTopicAliases.Sample(w, `{result="assigned"}`, st.TopicAliasAssigned)
+	mTopicAliasSaved.Write(w, st.TopicAliasBytesSaved)
+	mWillsPublished.Write(w, st.WillsPublished)
+	mSessionsExpired.Write(w, st.SessionsExpired)
+	mAcksDeferred.Write(w, st.AcksDeferred)
+	mStoreAcksRefused.Write(w, st.StoreRefused)
+	mStoreAppliesFailed.Write(w, st.StoreErrors)
+	mStoreBacklogged.Write(w, st.StoreBacklogged)
+	mStoreShed.Write(w, st.StoreShed)
+	mStoreBacklogOps.Write(w, st.StoreBacklogOps)
+	mRetainedSent.Write(w, st.RetainedSent)
+	mRetainedStalls.Write(w, st.RetainedStalls)
+	mSysPublished.Write(w, st.SysPublished)
+	mDropped.Header(w)
 	for _, r := range dropLabels {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_messages_dropped_total{reason=%q}`, r), st.Dropped[r])
+		mDropped.Sample(w, promtext.Labels("reason", r), st.Dropped[r])
 	}
+	mACLDenied.Header(w)
 	for _, a := range []string{"publish", "subscribe", "read", "will"} {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_acl_denied_total{access=%q}`, a), st.ACLDenied[a])
+		mACLDenied.Sample(w, promtext.Labels("access", a), st.ACLDenied[a])
 	}
 	b.hooks.WriteMetrics(w)
 	au := &st.Auth
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="success"}`, au.Succeeded)
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="failed"}`, au.Failed)
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="timeout"}`, au.TimedOut)
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="anonymous_refused"}`, au.AnonymousRefused)
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="bad_method"}`, au.MethodRefused)
-	metrics.WriteCounterUint64(w, `mcutie_auth_total{result="busy"}`, au.BusyRefused)
-	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="ip"}`, au.BansIP)
-	metrics.WriteCounterUint64(w, `mcutie_bans_total{kind="client_id"}`, au.BansClientID)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_ip"}`, au.RefusedBannedIP)
-	metrics.WriteCounterUint64(w, `mcutie_connections_rejected_total{reason="banned_client_id"}`, au.RefusedBannedClientID)
-	metrics.WriteCounterUint64(w, "mcutie_ban_tracking_full_total", au.BanTrackingFull)
-	for _, ls := range st.Loops {
-		lbl := fmt.Sprintf(`{loop="%d"}`, ls.Index)
-		metrics.WriteGaugeUint64(w, "mcutie_loop_connections"+lbl, ls.Connections)
-		metrics.WriteGaugeUint64(w, "mcutie_loop_sessions"+lbl, ls.Sessions)
-		metrics.WriteGaugeUint64(w, "mcutie_loop_inbox_len"+lbl, ls.InboxLen)
-		metrics.WriteGaugeUint64(w, "mcutie_loop_inbox_capacity"+lbl, ls.InboxCap)
-		metrics.WriteCounterUint64(w, "mcutie_loop_inbox_items_total"+lbl, ls.InboxItems)
-		metrics.WriteCounterUint64(w, "mcutie_loop_inbox_rejected_total"+lbl, ls.InboxRejected)
-		metrics.WriteCounterUint64(w, "mcutie_loop_messages_received_total"+lbl, ls.MessagesIn)
-		metrics.WriteCounterUint64(w, "mcutie_loop_messages_sent_total"+lbl, ls.MessagesOut)
-		metrics.WriteCounterUint64(w, "mcutie_loop_bytes_received_total"+lbl, ls.BytesIn)
-		metrics.WriteCounterUint64(w, "mcutie_loop_bytes_sent_total"+lbl, ls.BytesOut)
-		metrics.WriteCounterUint64(w, "mcutie_loop_connections_migrated_total"+lbl, ls.Migrated)
-		metrics.WriteCounterUint64(w, "mcutie_loop_slow_consumer_stalls_total"+lbl, ls.SlowConsumerStalls)
-		metrics.WriteGaugeUint64(w, "mcutie_loop_subscriptions"+lbl, ls.Subscriptions)
+	mAuthentications.Header(w)
+	mAuthentications.Sample(w, `{result="success"}`, au.Succeeded)
+	mAuthentications.Sample(w, `{result="failed"}`, au.Failed)
+	mAuthentications.Sample(w, `{result="timeout"}`, au.TimedOut)
+	mAuthentications.Sample(w, `{result="anonymous_refused"}`, au.AnonymousRefused)
+	mAuthentications.Sample(w, `{result="bad_method"}`, au.MethodRefused)
+	mAuthentications.Sample(w, `{result="busy"}`, au.BusyRefused)
+	mBans.Header(w)
+	mBans.Sample(w, `{kind="ip"}`, au.BansIP)
+	mBans.Sample(w, `{kind="client_id"}`, au.BansClientID)
+	mBanUntracked.Write(w, au.BanTrackingFull)
+	for _, f := range []struct {
+		fam promtext.Family
+		v   func(*LoopStats) uint64
+	}{
+		{mLoopConnections, func(l *LoopStats) uint64 { return l.Connections }},
+		{mLoopSessions, func(l *LoopStats) uint64 { return l.Sessions }},
+		{mLoopSubscriptions, func(l *LoopStats) uint64 { return l.Subscriptions }},
+		{mLoopInboxLength, func(l *LoopStats) uint64 { return l.InboxLen }},
+		{mLoopInboxCapacity, func(l *LoopStats) uint64 { return l.InboxCap }},
+		{mLoopInboxItems, func(l *LoopStats) uint64 { return l.InboxItems }},
+		{mLoopInboxRejected, func(l *LoopStats) uint64 { return l.InboxRejected }},
+		{mLoopMessagesRecv, func(l *LoopStats) uint64 { return l.MessagesIn }},
+		{mLoopMessagesSent, func(l *LoopStats) uint64 { return l.MessagesOut }},
+		{mLoopReceivedBytes, func(l *LoopStats) uint64 { return l.BytesIn }},
+		{mLoopSentBytes, func(l *LoopStats) uint64 { return l.BytesOut }},
+		{mLoopMigrated, func(l *LoopStats) uint64 { return l.Migrated }},
+		{mLoopStalls, func(l *LoopStats) uint64 { return l.SlowConsumerStalls }},
+	} {
+		f.fam.Header(w)
+		for i := range st.Loops {
+			f.fam.Sample(w, promtext.Labels("loop", strconv.Itoa(st.Loops[i].Index)), f.v(&st.Loops[i]))
+		}
 	}
 }
+
+// qosLabels are the label sets of QoS 0, 1 and 2.
+var qosLabels = [3]string{`{qos="0"}`, `{qos="1"}`, `{qos="2"}`}

@@ -117,7 +117,7 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 func TestMetricsAfterTraffic(t *testing.T) {
 	o := startObserved(t, broker.Options{})
 	before := scrape(t, o)
-	for _, name := range []string{"mcutie_connections", `mcutie_messages_received_total{qos="1"}`, "go_goroutines", "process_resident_memory_bytes", `mcutie_loop_inbox_len{loop="1"}`, `mcutie_loop_inbox_capacity{loop="0"}`} {
+	for _, name := range []string{"mcutie_connections", `mcutie_messages_received_total{qos="1"}`, "go_goroutines", "process_resident_memory_bytes", `mcutie_loop_inbox_length{loop="1"}`, `mcutie_loop_inbox_capacity{loop="0"}`} {
 		if _, ok := before[name]; !ok {
 			t.Fatalf("/metrics lacks %s", name)
 		}
@@ -153,8 +153,8 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`mcutie_messages_received_total{qos="0"}`:                                       12,
 		`mcutie_messages_sent_total{qos="1"}`:                                           20,
 		`mcutie_messages_sent_total{qos="0"}`:                                           11,
-		`mcutie_payload_bytes_received_total{qos="1"}`:                                  20 * 64,
-		`mcutie_payload_bytes_sent_total{qos="1"}`:                                      20 * 64,
+		`mcutie_payload_received_bytes_total{qos="1"}`:                                  20 * 64,
+		`mcutie_payload_sent_bytes_total{qos="1"}`:                                      20 * 64,
 		`mcutie_packets_received_total{type="publish"}`:                                 32,
 		`mcutie_packets_received_total{type="puback"}`:                                  20,
 		`mcutie_packets_sent_total{type="puback"}`:                                      20,
@@ -193,11 +193,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		}
 	}
 	// Wire bytes: at least the payloads, both ways.
-	if d := m["mcutie_bytes_received_total"] - before["mcutie_bytes_received_total"]; d < 31*64 {
-		t.Errorf("mcutie_bytes_received_total moved by %v", d)
+	if d := m["mcutie_received_bytes_total"] - before["mcutie_received_bytes_total"]; d < 31*64 {
+		t.Errorf("mcutie_received_bytes_total moved by %v", d)
 	}
-	if d := m["mcutie_bytes_sent_total"] - before["mcutie_bytes_sent_total"]; d < 30*64 {
-		t.Errorf("mcutie_bytes_sent_total moved by %v", d)
+	if d := m["mcutie_sent_bytes_total"] - before["mcutie_sent_bytes_total"]; d < 30*64 {
+		t.Errorf("mcutie_sent_bytes_total moved by %v", d)
 	}
 	// Per loop: the loops' traffic adds up to the totals.
 	if in := sumPrefix(m, "mcutie_loop_messages_received_total{"); in != 32 {

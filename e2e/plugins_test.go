@@ -468,7 +468,7 @@ plugins:
 	_, body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	for _, want := range []string{
 		`mcutie_hook_calls_total{hook="httpauth",event="connect"} 3`,
-		`mcutie_httpauth_connect_total{hook="httpauth",result="deny"} 1`,
+		`mcutie_httpauth_connect_checks_total{hook="httpauth",result="deny"} 1`,
 		`mcutie_aggregate_results_total{hook="aggregate",output="binstats/data",result="published"} 1`,
 		`mcutie_webhook_events_total{hook="webhook",result="queued"}`,
 	} {

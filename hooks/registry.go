@@ -11,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Options configure a Registry.
@@ -38,7 +37,6 @@ type Registry struct {
 	hooks    []*entry
 	by       [numEvents][]*entry
 
-	set     *metrics.Set // the Connect latency histograms
 	queue   chan func()
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -51,7 +49,7 @@ type entry struct {
 	h                      Hook
 	panics, errs, timeouts atomic.Uint64
 	calls                  [numEvents]atomic.Uint64
-	seconds                *metrics.Histogram // Connect decisions' latency
+	seconds                *promtext.Histogram // Connect decisions' latency
 }
 
 // New returns an empty registry with its worker pool running.
@@ -68,7 +66,7 @@ func New(o Options) *Registry {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	r := &Registry{opts: o, set: metrics.NewSet(), queue: make(chan func(), o.Queue), stop: make(chan struct{})}
+	r := &Registry{opts: o, queue: make(chan func(), o.Queue), stop: make(chan struct{})}
 	for range o.Workers {
 		r.wg.Add(1)
 		go r.work()
@@ -92,7 +90,7 @@ func (r *Registry) Add(h Hook) error {
 	}
 	e := &entry{h: h}
 	if h.Provides().Has(Connect) {
-		e.seconds = r.set.NewHistogram(fmt.Sprintf(`mcutie_hook_connect_seconds{hook=%q}`, h.Name()))
+		e.seconds = promtext.NewHistogram(hookSecondsBounds...)
 	}
 	want := h.Provides()
 	for ev := Event(0); ev < numEvents; ev++ {
@@ -245,7 +243,7 @@ func (r *Registry) Connect(c *Client, p *codec.Connect, done func(error)) {
 			h := e.h.(ConnectHook)
 			start := time.Now()
 			err := r.call(e, Connect, func() error { return h.OnConnect(&cc, pc) })
-			e.seconds.UpdateDuration(start)
+			e.seconds.Observe(time.Since(start).Seconds())
 			if err != nil {
 				timer.Stop()
 				finish(err)
@@ -455,27 +453,56 @@ func (r *Registry) Dropped(to *Client, m *Message, reason string) {
 	}
 }
 
+// The hooks' metric families (docs/observability.md, docs/hooks.md).
+var (
+	mHookCalls    = promtext.Counter("mcutie_hook_calls_total", "Calls of a hook, by hook and event.")
+	mHookPanics   = promtext.Counter("mcutie_hook_panics_total", "Panics recovered in a hook (the call counts as a refusal).")
+	mHookRefusals = promtext.Counter("mcutie_hook_refusals_total", "Calls a hook refused (returned an error), panics included.")
+	mHookTimeouts = promtext.Counter("mcutie_hook_timeouts_total", "Connect decisions of a hook that took longer than the hooks' timeout (the CONNECT is refused).")
+	mHookSeconds  = promtext.HistogramFamily("mcutie_hook_connect_seconds", "Time a Connect hook took to decide.")
+	mHookBusy     = promtext.Counter("mcutie_hook_connect_busy_total", "CONNECTs refused (server busy) because the Connect hooks' queue was full.")
+)
+
+// hookSecondsBounds are the buckets of mcutie_hook_connect_seconds: a
+// local decision takes microseconds, an HTTP call milliseconds, and the
+// timeout (default 5 s) ends the rest.
+var hookSecondsBounds = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
 // WriteMetrics writes the hooks' counters and latency in Prometheus text
 // format. Safe for concurrent use.
 func (r *Registry) WriteMetrics(w io.Writer) {
 	if r == nil {
 		return
 	}
+	mHookCalls.Header(w)
 	for _, e := range r.hooks {
-		name := e.h.Name()
 		for ev := Event(0); ev < numEvents; ev++ {
 			if e.h.Provides().Has(ev) {
-				metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_hook_calls_total{hook=%q,event=%q}`, name, ev), e.calls[ev].Load())
+				mHookCalls.Sample(w, promtext.Labels("hook", e.h.Name(), "event", ev.String()), e.calls[ev].Load())
 			}
 		}
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_hook_panics_total{hook=%q}`, name), e.panics.Load())
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_hook_refusals_total{hook=%q}`, name), e.errs.Load())
-		if e.h.Provides().Has(Connect) {
-			metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_hook_timeouts_total{hook=%q}`, name), e.timeouts.Load())
+	}
+	mHookPanics.Header(w)
+	for _, e := range r.hooks {
+		mHookPanics.Sample(w, promtext.Labels("hook", e.h.Name()), e.panics.Load())
+	}
+	mHookRefusals.Header(w)
+	for _, e := range r.hooks {
+		mHookRefusals.Sample(w, promtext.Labels("hook", e.h.Name()), e.errs.Load())
+	}
+	mHookTimeouts.Header(w)
+	for _, e := range r.hooks {
+		if e.seconds != nil {
+			mHookTimeouts.Sample(w, promtext.Labels("hook", e.h.Name()), e.timeouts.Load())
 		}
 	}
-	metrics.WriteCounterUint64(w, "mcutie_hook_connect_busy_total", r.busy.Load())
-	r.set.WritePrometheus(w)
+	mHookSeconds.Header(w)
+	for _, e := range r.hooks {
+		if e.seconds != nil {
+			mHookSeconds.Histogram(w, promtext.Labels("hook", e.h.Name()), e.seconds)
+		}
+	}
+	mHookBusy.Write(w, r.busy.Load())
 }
 
 // Stats are a hook's counters (tests, the embedding API).

@@ -1,9 +1,10 @@
 // Package monitor is mcutie's operator endpoint: one HTTP server (the
 // --metrics-listen address) serving
 //
-//   - /metrics: every registered github.com/VictoriaMetrics/metrics metric
-//     (the broker's and the store's) in Prometheus text format, with the Go
-//     runtime and process metrics (go_*, process_*);
+//   - /metrics: the broker's, transport's, store's, hooks' and plugins'
+//     metrics in Prometheus text format, with the Go runtime and process
+//     metrics (go_*, process_*), every family under one HELP and TYPE line
+//     (package promtext; names and meanings in docs/observability.md);
 //   - /healthz: liveness, 200 while the process serves HTTP at all;
 //   - /readyz: readiness, 200 only when every Check passes within the
 //     probe timeout (the listeners take connections, the event loops

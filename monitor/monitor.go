@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Check is one readiness condition. Fn returns nil when the condition
@@ -49,8 +52,12 @@ func (s *Server) Handle(register func(*http.ServeMux)) {
 	s.extra = append(s.extra, register)
 }
 
-// New returns a server for o; call Start.
+// New returns a server for o; call Start. It turns on
+// github.com/VictoriaMetrics/metrics' HELP and TYPE lines for the whole
+// process (metrics.ExposeMetadata), so the runtime metrics and any set
+// registered there are typed too.
 func New(o Options) *Server {
+	metrics.ExposeMetadata(true)
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = 2 * time.Second
 	}
@@ -62,13 +69,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		metrics.WritePrometheus(w, true)
-		for _, s := range s.opts.Sets {
-			s.WritePrometheus(w)
-		}
-		for _, f := range s.opts.Writers {
-			f(w)
-		}
+		_ = promtext.Merge(w, s.WriteMetrics(nil))
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -79,6 +80,25 @@ func (s *Server) Handler() http.Handler {
 		register(mux)
 	}
 	return mux
+}
+
+// WriteMetrics appends every metric /metrics serves to buf and returns it,
+// as the writers wrote it (the handler then groups each family under one
+// HELP and TYPE with promtext.Merge): the default set and the sets
+// registered with metrics.RegisterSet, the Go runtime and process metrics
+// (open and maximum file descriptors included), Options.Sets and
+// Options.Writers.
+func (s *Server) WriteMetrics(buf []byte) []byte {
+	b := bytes.NewBuffer(buf)
+	metrics.WritePrometheus(b, true)
+	metrics.WriteFDMetrics(b)
+	for _, s := range s.opts.Sets {
+		s.WritePrometheus(b)
+	}
+	for _, f := range s.opts.Writers {
+		f(b)
+	}
+	return b.Bytes()
 }
 
 // Ready runs every check and joins the failures (nil: ready).

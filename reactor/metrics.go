@@ -4,7 +4,7 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/VictoriaMetrics/metrics"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // transportCounters count what the transports refuse before a connection
@@ -21,17 +21,28 @@ type transportCounters struct {
 	lingering       atomic.Uint64    // closes that lingered (shut the write side, then drained) before closing
 }
 
+// The transport's metric families (docs/observability.md).
+var (
+	mTransportRejected = promtext.Counter("mcutie_transport_rejected_total", "Connections refused before MQTT, by reason: a bad PROXY header or one of the wrong version, a failed TLS handshake, a failed WebSocket upgrade.")
+	mForwardedHeaders  = promtext.Counter("mcutie_transport_forwarded_headers_total", "WebSocket upgrades carrying X-Forwarded-For or Forwarded headers, by result: used (from a trusted proxy), untrusted (ignored), malformed.")
+	mPacketTimeouts    = promtext.Counter("mcutie_transport_packet_timeouts_total", "Connections closed holding a partial packet longer than --packet-timeout.")
+	mLingeringCloses   = promtext.Counter("mcutie_transport_lingering_closes_total", "Closes that lingered: output sent, write side shut, input drained before closing.")
+	mGoroutineConns    = promtext.Gauge("mcutie_transport_goroutine_connections", "Open tls://, ws:// and wss:// connections, handshakes included.")
+)
+
 // WriteMetrics writes the transport's metrics in Prometheus text format.
 // Safe for concurrent use.
 func (s *Server) WriteMetrics(w io.Writer) {
-	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_header"}`, s.ctr.proxyRejected.Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="proxy_version"}`, s.ctr.proxyVersion.Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="tls_handshake"}`, s.ctr.tlsFailed.Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_rejected_total{reason="websocket_upgrade"}`, s.ctr.wsUpgradeFailed.Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_forwarded_headers_total{result="used"}`, s.ctr.forwarded[forwardUsed].Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_forwarded_headers_total{result="untrusted"}`, s.ctr.forwarded[forwardUntrusted].Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_forwarded_headers_total{result="malformed"}`, s.ctr.forwarded[forwardMalformed].Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_packet_timeouts_total`, s.ctr.packetTimeouts.Load())
-	metrics.WriteCounterUint64(w, `mcutie_transport_lingering_closes_total`, s.ctr.lingering.Load())
-	metrics.WriteGaugeUint64(w, "mcutie_transport_goroutine_connections", uint64(max(s.ctr.goOpen.Load(), 0)))
+	mTransportRejected.Header(w)
+	mTransportRejected.Sample(w, `{reason="proxy_header"}`, s.ctr.proxyRejected.Load())
+	mTransportRejected.Sample(w, `{reason="proxy_version"}`, s.ctr.proxyVersion.Load())
+	mTransportRejected.Sample(w, `{reason="tls_handshake"}`, s.ctr.tlsFailed.Load())
+	mTransportRejected.Sample(w, `{reason="websocket_upgrade"}`, s.ctr.wsUpgradeFailed.Load())
+	mForwardedHeaders.Header(w)
+	mForwardedHeaders.Sample(w, `{result="used"}`, s.ctr.forwarded[forwardUsed].Load())
+	mForwardedHeaders.Sample(w, `{result="untrusted"}`, s.ctr.forwarded[forwardUntrusted].Load())
+	mForwardedHeaders.Sample(w, `{result="malformed"}`, s.ctr.forwarded[forwardMalformed].Load())
+	mPacketTimeouts.Write(w, s.ctr.packetTimeouts.Load())
+	mLingeringCloses.Write(w, s.ctr.lingering.Load())
+	mGoroutineConns.Write(w, uint64(max(s.ctr.goOpen.Load(), 0)))
 }

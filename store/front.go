@@ -267,10 +267,8 @@ func (f *commitFront) record(bt *batchHead, txns int) {
 	m.ops.Add(bt.ops)
 	m.bytes.Add(bt.bytes)
 	m.txns.Add(txns)
-	if m.batchOps != nil {
-		m.batchOps.Update(float64(bt.ops))
-		m.commitSeconds.UpdateDuration(bt.start)
-	}
+	m.batchOps.Observe(float64(bt.ops))
+	m.commitSeconds.Observe(time.Since(bt.start).Seconds())
 	f.last.Store(int64(bt.ops))
 	storeMax(&f.most, int64(bt.ops))
 	if bt.err != nil {

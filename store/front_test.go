@@ -149,7 +149,7 @@ func testMetrics(t *testing.T, s Store, set *metrics.Set, want ...string) {
 	set.WritePrometheus(&buf)
 	out := buf.String()
 	for _, name := range append([]string{
-		"mcutie_store_commit_batch_ops_bucket", "mcutie_store_commit_seconds_bucket", "mcutie_store_queue_len 0",
+		"mcutie_store_commit_batch_ops_bucket", "mcutie_store_commit_seconds_bucket", "mcutie_store_queue_length 0",
 		"mcutie_store_ops_rejected_total 0", "mcutie_store_errors_total 0",
 	}, want...) {
 		if !strings.Contains(out, name) {

@@ -14,6 +14,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // RedisOptions configure OpenRedis. Zero values take the defaults.
@@ -101,6 +103,9 @@ type redisBatch struct {
 	cmds [][]any // each a command and its arguments
 }
 
+// mRedisUp is the Redis store's own gauge.
+var mRedisUp = promtext.Gauge("mcutie_store_redis_up", "1 while the Redis server answers, 0 while the store has marked it down.")
+
 // OpenRedis connects to Redis and checks it can serve as the store: it
 // fails when Redis cannot be reached or authenticated, or, with
 // DurabilitySync, when Redis does not fsync its append-only file on every
@@ -148,7 +153,7 @@ func OpenRedis(o RedisOptions) (*Redis, error) {
 		return nil, err
 	}
 	// The same metrics as Badger's, and whether Redis is reachable.
-	r.m = newStoreMetrics(o.Metrics, &r.commitFront, gauge{"mcutie_store_redis_up", func() float64 {
+	r.m = newStoreMetrics(o.Metrics, &r.commitFront, gauge{mRedisUp, func() float64 {
 		if r.down.Load() != nil {
 			return 0
 		}

@@ -6,7 +6,7 @@ P=$!
 for i in $(seq 100); do grep -q 'mcutie started' /tmp/mc-churn.log && break; sleep 0.1; done
 echo "broker pid $P"
 ${DURBENCH:-bin/durbench} -mode churn -addr 127.0.0.1:${PORT:-28831} -dur ${DUR:-10m} -dir $D
-curl -s 127.0.0.1:${METRICS_PORT:-29101}/metrics | grep -E '^mcutie_store_(ops|ops_rejected|batches|errors|gc_runs|bytes_written)_total|^mcutie_retained_messages|^mcutie_sessions|^mcutie_queued' | head -20
+curl -s 127.0.0.1:${METRICS_PORT:-29101}/metrics | grep -E '^mcutie_store_(ops|ops_rejected|batches|errors|vlog_gc_rewrites|written_bytes)_total|^mcutie_retained_messages|^mcutie_sessions|^mcutie_queued' | head -20
 echo "RSS: $(grep -E 'VmRSS|VmHWM' /proc/$P/status | tr '\n' ' ')"
 ls -la $D | head -30
 kill -TERM $P; wait $P

@@ -379,7 +379,7 @@ func TestRunServesProbesAndMetrics(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{"\nmcutie_connections 1\n", "\nmcutie_store_commit_seconds_count ", "\nmcutie_store_queue_capacity ",
-		"\ngo_goroutines ", "\nprocess_cpu_seconds_user_total ", `mcutie_loop_inbox_len{loop="1"}`} {
+		"\ngo_goroutines ", "\nprocess_cpu_seconds_user_total ", `mcutie_loop_inbox_length{loop="1"}`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}

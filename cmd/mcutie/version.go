@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/VictoriaMetrics/metrics"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // version is the release, stamped by `make build` and release builds
@@ -51,8 +51,12 @@ func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "mcutie %s\ncommit %s\nbuilt %s\n%s %s/%s\nlicense Apache-2.0\n", b.Version, commit, b.Date, b.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
+// mBuildInfo is the build's identity in /metrics.
+var mBuildInfo = promtext.Gauge("mcutie_build_info", "The version, commit and Go version of the running binary (always 1).")
+
 // writeBuildInfo writes mcutie_build_info for /metrics.
 func writeBuildInfo(w io.Writer) {
 	b := readBuildInfo()
-	metrics.WriteGaugeUint64(w, fmt.Sprintf(`mcutie_build_info{version=%q,commit=%q,goversion=%q}`, b.Version, b.Commit, b.GoVersion), 1)
+	mBuildInfo.Header(w)
+	mBuildInfo.Sample(w, promtext.Labels("version", b.Version, "commit", b.Commit, "goversion", b.GoVersion), 1)
 }

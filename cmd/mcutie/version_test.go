@@ -25,7 +25,7 @@ func TestVersionAndStrayArguments(t *testing.T) {
 	}
 	var m bytes.Buffer
 	writeBuildInfo(&m)
-	if !strings.HasPrefix(m.String(), "mcutie_build_info{version=") {
+	if !strings.Contains(m.String(), "\nmcutie_build_info{version=") || !strings.HasPrefix(m.String(), "# HELP mcutie_build_info ") {
 		t.Fatalf("build info metric: %s", m.String())
 	}
 }

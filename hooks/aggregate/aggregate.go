@@ -14,11 +14,9 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
-
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Publisher publishes a message from the server side; *broker.Broker is
@@ -360,15 +358,31 @@ func (p *Plugin) Stats(output string) (RuleStats, bool) {
 	return RuleStats{}, false
 }
 
+// The plugin's metric families (docs/hooks.md, docs/observability.md).
+var (
+	mValues  = promtext.Counter("mcutie_aggregate_values_total", "Numbers an aggregate rule took in, by output topic.")
+	mSkipped = promtext.Counter("mcutie_aggregate_skipped_total", "Messages an aggregate rule skipped because their payload was not a number, by output topic.")
+	mResults = promtext.Counter("mcutie_aggregate_results_total", "Results an aggregate rule produced, by output topic and result: published, dropped, error.")
+)
+
 // WriteMetrics writes the counters in Prometheus text format. Safe for
 // concurrent use.
 func (p *Plugin) WriteMetrics(w io.Writer) {
+	mValues.Header(w)
 	for _, r := range p.rules {
-		l := fmt.Sprintf(`hook=%q,output=%q`, p.cfg.Name, r.Output)
-		metrics.WriteCounterUint64(w, "mcutie_aggregate_values_total{"+l+"}", r.values.Load())
-		metrics.WriteCounterUint64(w, "mcutie_aggregate_skipped_total{"+l+"}", r.skipped.Load())
-		metrics.WriteCounterUint64(w, "mcutie_aggregate_results_total{"+l+`,result="published"}`, r.published.Load())
-		metrics.WriteCounterUint64(w, "mcutie_aggregate_results_total{"+l+`,result="dropped"}`, r.dropped.Load())
-		metrics.WriteCounterUint64(w, "mcutie_aggregate_results_total{"+l+`,result="error"}`, r.errs.Load())
+		mValues.Sample(w, promtext.Labels("hook", p.cfg.Name, "output", r.Output), r.values.Load())
+	}
+	mSkipped.Header(w)
+	for _, r := range p.rules {
+		mSkipped.Sample(w, promtext.Labels("hook", p.cfg.Name, "output", r.Output), r.skipped.Load())
+	}
+	mResults.Header(w)
+	for _, r := range p.rules {
+		for _, c := range []struct {
+			result string
+			v      uint64
+		}{{"published", r.published.Load()}, {"dropped", r.dropped.Load()}, {"error", r.errs.Load()}} {
+			mResults.Sample(w, promtext.Labels("hook", p.cfg.Name, "output", r.Output, "result", c.result), c.v)
+		}
 	}
 }

@@ -48,8 +48,8 @@
 // most Config.CacheSize verdicts; when full, expired entries go first,
 // then a quarter of the rest. A hit allocates nothing.
 //
-// Metrics (WriteMetrics): mcutie_httpauth_connect_total{result=…},
-// mcutie_httpauth_acl_total{result=hit_allow|hit_deny|miss},
+// Metrics (WriteMetrics): mcutie_httpauth_connect_checks_total{result=…},
+// mcutie_httpauth_acl_checks_total{result=hit_allow|hit_deny|miss},
 // mcutie_httpauth_lookups_total{result=allow|deny|error|dropped},
 // mcutie_httpauth_cache_entries.
 package httpauth

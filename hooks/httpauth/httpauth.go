@@ -13,11 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Config configures the plugin. Zero values take the defaults noted.
@@ -412,26 +411,38 @@ func (p *Plugin) Lookup(clientID, username, topic, act string) (bool, error) {
 	return allow, nil
 }
 
+// The plugin's metric families (docs/hooks.md, docs/observability.md).
+var (
+	mConnectChecks = promtext.Counter("mcutie_httpauth_connect_checks_total", "CONNECT decisions of an httpauth plugin, by result: allow, deny, error (the endpoint failed: refused).")
+	mACLChecks     = promtext.Counter("mcutie_httpauth_acl_checks_total", "ACL checks of an httpauth plugin against its cache, by result: hit_allow, hit_deny, miss.")
+	mLookups       = promtext.Counter("mcutie_httpauth_lookups_total", "ACL lookups an httpauth plugin sent to its endpoint, by result: allow, deny, error, dropped (queue full).")
+	mCacheEntries  = promtext.Gauge("mcutie_httpauth_cache_entries", "Entries in an httpauth plugin's ACL cache.")
+)
+
 // WriteMetrics writes the plugin's counters in Prometheus text format.
 // Safe for concurrent use.
 func (p *Plugin) WriteMetrics(w io.Writer) {
 	n := p.cfg.Name
-	c := func(name, result string, v uint64) {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`%s{hook=%q,result=%q}`, name, n, result), v)
+	res := func(f promtext.Family, result string, v uint64) {
+		f.Sample(w, promtext.Labels("hook", n, "result", result), v)
 	}
 	if p.provides.Has(hooks.Connect) {
-		c("mcutie_httpauth_connect_total", "allow", p.connAllow.Load())
-		c("mcutie_httpauth_connect_total", "deny", p.connDeny.Load())
-		c("mcutie_httpauth_connect_total", "error", p.connErr.Load())
+		mConnectChecks.Header(w)
+		res(mConnectChecks, "allow", p.connAllow.Load())
+		res(mConnectChecks, "deny", p.connDeny.Load())
+		res(mConnectChecks, "error", p.connErr.Load())
 	}
 	if p.cache != nil {
-		c("mcutie_httpauth_acl_total", "hit_allow", p.hitAllow.Load())
-		c("mcutie_httpauth_acl_total", "hit_deny", p.hitDeny.Load())
-		c("mcutie_httpauth_acl_total", "miss", p.miss.Load())
-		c("mcutie_httpauth_lookups_total", "allow", p.lookAllow.Load())
-		c("mcutie_httpauth_lookups_total", "deny", p.lookDeny.Load())
-		c("mcutie_httpauth_lookups_total", "error", p.lookErr.Load())
-		c("mcutie_httpauth_lookups_total", "dropped", p.lookDropped.Load())
-		metrics.WriteGaugeUint64(w, fmt.Sprintf(`mcutie_httpauth_cache_entries{hook=%q}`, n), uint64(p.cache.len()))
+		mACLChecks.Header(w)
+		res(mACLChecks, "hit_allow", p.hitAllow.Load())
+		res(mACLChecks, "hit_deny", p.hitDeny.Load())
+		res(mACLChecks, "miss", p.miss.Load())
+		mLookups.Header(w)
+		res(mLookups, "allow", p.lookAllow.Load())
+		res(mLookups, "deny", p.lookDeny.Load())
+		res(mLookups, "error", p.lookErr.Load())
+		res(mLookups, "dropped", p.lookDropped.Load())
+		mCacheEntries.Header(w)
+		mCacheEntries.Sample(w, promtext.Labels("hook", n), uint64(p.cache.len()))
 	}
 }

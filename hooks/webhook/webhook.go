@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
-
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/hooks/internal/conf"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Config configures the plugin. Zero values take the defaults noted.
@@ -427,18 +425,30 @@ func (p *Plugin) Stats() Stats {
 	return Stats{Queued: p.queued.Load(), Sent: p.sent.Load(), Dropped: p.dropped.Load(), Failed: p.failed.Load(), Retries: p.retries.Load(), QueueLength: len(p.queue)}
 }
 
+// The plugin's metric families (docs/hooks.md, docs/observability.md).
+var (
+	mEvents      = promtext.Counter("mcutie_webhook_events_total", "Events of a webhook plugin, by result: queued, sent, dropped (queue full), failed (given up after the retries).")
+	mBatches     = promtext.Counter("mcutie_webhook_batches_total", "Batches a webhook plugin posted, by result: ok, failed.")
+	mRetries     = promtext.Counter("mcutie_webhook_retries_total", "Batch posts a webhook plugin retried.")
+	mQueueLength = promtext.Gauge("mcutie_webhook_queue_length", "Events waiting in a webhook plugin's queue.")
+)
+
 // WriteMetrics writes the counters in Prometheus text format. Safe for
 // concurrent use.
 func (p *Plugin) WriteMetrics(w io.Writer) {
 	n := p.cfg.Name
+	mEvents.Header(w)
 	for _, c := range []struct {
 		result string
 		v      uint64
 	}{{"queued", p.queued.Load()}, {"sent", p.sent.Load()}, {"dropped", p.dropped.Load()}, {"failed", p.failed.Load()}} {
-		metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_webhook_events_total{hook=%q,result=%q}`, n, c.result), c.v)
+		mEvents.Sample(w, promtext.Labels("hook", n, "result", c.result), c.v)
 	}
-	metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_webhook_batches_total{hook=%q,result="ok"}`, n), p.batchesOK.Load())
-	metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_webhook_batches_total{hook=%q,result="failed"}`, n), p.batchesFailed.Load())
-	metrics.WriteCounterUint64(w, fmt.Sprintf(`mcutie_webhook_retries_total{hook=%q}`, n), p.retries.Load())
-	metrics.WriteGaugeUint64(w, fmt.Sprintf(`mcutie_webhook_queue_length{hook=%q}`, n), uint64(len(p.queue)))
+	mBatches.Header(w)
+	mBatches.Sample(w, promtext.Labels("hook", n, "result", "ok"), p.batchesOK.Load())
+	mBatches.Sample(w, promtext.Labels("hook", n, "result", "failed"), p.batchesFailed.Load())
+	mRetries.Header(w)
+	mRetries.Sample(w, promtext.Labels("hook", n), p.retries.Load())
+	mQueueLength.Header(w)
+	mQueueLength.Sample(w, promtext.Labels("hook", n), uint64(len(p.queue)))
 }
