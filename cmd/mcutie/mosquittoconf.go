@@ -106,6 +106,9 @@ type mosqListener struct {
 	socketDomain   string
 	sec            mosqSecurity
 	touched        bool // an option that makes Mosquitto create the default listener
+
+	served       bool // mapped onto a --listen URL
+	certIdentity bool // TLS, client certificate required, its CN the user name
 }
 
 // name says which listener ln is, for messages.
@@ -773,6 +776,8 @@ func (p *mosqParser) mapListeners(listeners []*mosqListener) error {
 			return at.errorf("certfile and keyfile must both be given for TLS (Mosquitto refuses this too)")
 		}
 		tlsOn := ln.certfile.key != ""
+		ln.served = true
+		ln.certIdentity = tlsOn && ln.requireCert && ln.useIdentity && ln.cafile.key != ""
 		scheme := map[[2]bool]string{{false, false}: "tcp", {true, false}: "tls", {false, true}: "ws", {true, true}: "wss"}[[2]bool{tlsOn, ln.websockets}]
 		host := ln.host
 		switch ln.socketDomain {
@@ -907,13 +912,43 @@ func (p *mosqParser) mapSecurity(listeners []*mosqListener) {
 		sec = ref.sec
 		p.conv.notes = append(p.conv.notes, mosqFinding{p.conv.file, 0, "per_listener_settings", "true, and every listener has the same security settings: carried over as mcutie's global ones"})
 	}
+	// use_identity_as_username: Mosquitto checks no password on such a
+	// listener (handle_connect.c: "authentication assumed to be
+	// cleared"); mcutie checks the certificate's user like any other.
+	served, certOnly := 0, 0
+	for _, ln := range listeners {
+		if ln.served {
+			served++
+			if ln.certIdentity {
+				certOnly++
+			}
+		}
+	}
+	allCert := served > 0 && certOnly == served
 	if sec.passwordFile.key != "" {
-		p.set("password-file", sec.passwordFile.rest, sec.passwordFile)
+		if allCert {
+			p.note(sec.passwordFile, "not used, as by Mosquitto: every listener takes the user name from a verified client certificate (use_identity_as_username) and checks no password")
+		} else {
+			p.set("password-file", sec.passwordFile.rest, sec.passwordFile)
+		}
+	}
+	if certOnly > 0 && !allCert {
+		for _, ln := range listeners {
+			if ln.certIdentity {
+				p.warn(ln.at, "use_identity_as_username on some listeners only: mcutie checks the certificate's user against --password-file and --allow-anonymous like any user, so this listener's clients must also send that user's password (Mosquitto asks none)")
+			}
+		}
 	}
 	if sec.aclFile.key != "" {
 		p.set("acl-file", sec.aclFile.rest, sec.aclFile)
 	}
 	switch {
+	case allCert && !p.localOnly:
+		// Every client has a verified certificate whose Common Name is
+		// its user name (one without is refused): no anonymous client
+		// can reach mcutie, and with anonymous access on, no password is
+		// asked, as in Mosquitto.
+		p.setBecause("allow-anonymous", "true", "every listener takes the user name from a verified client certificate (use_identity_as_username): no password is checked, as in Mosquitto; a client without a certificate is refused at the TLS handshake")
 	case p.localOnly:
 		// Mosquitto 2 (config__read): without listener, port or
 		// bind_address, anonymous clients are let in whatever the file
@@ -1080,7 +1115,13 @@ func applyMosquittoConf(fs *flag.FlagSet, path string, w io.Writer) error {
 			}
 		}
 	}
-	conv.report(slog.New(slog.NewTextHandler(w, nil)))
+	// The logger is not made yet: these lines follow --log-level as given
+	// on the command line (info unless said otherwise).
+	var level slog.Level
+	if f := fs.Lookup("log-level"); f != nil {
+		_ = level.UnmarshalText([]byte(f.Value.String()))
+	}
+	conv.report(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 	return nil
 }
 

@@ -338,6 +338,18 @@ func TestMosquittoConfCommandLineWins(t *testing.T) {
 	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "option=pid_file") || !strings.Contains(log.String(), "line=3") {
 		t.Fatalf("no warning naming pid_file at line 3:\n%s", log.String())
 	}
+	// --log-level error keeps them quiet.
+	fs = newFlagSet(&config{})
+	if err := fs.Parse([]string{"--log-level", "error"}); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	if err := applyMosquittoConf(fs, path, &log); err != nil {
+		t.Fatal(err)
+	}
+	if log.Len() != 0 {
+		t.Fatalf("logged at --log-level error:\n%s", log.String())
+	}
 }
 
 // mcutieProc is mcutie's run() started by a test.
@@ -863,5 +875,54 @@ func TestMosquittoDocTableComplete(t *testing.T) {
 		if !strings.Contains(table, "`"+k+"`") {
 			t.Errorf("docs/mosquitto.md's table has no row for %s", k)
 		}
+	}
+}
+
+// TestMosquittoParityCertIdentity: a TLS-only config whose listener takes
+// the user name from the client certificate (require_certificate,
+// use_identity_as_username) and has a password file: Mosquitto checks no
+// password there, so mcutie is given anonymous access on and no password
+// file (every client is named by a verified certificate). The same conf
+// under `mosquitto -c` and mcutie: the same answers.
+func TestMosquittoParityCertIdentity(t *testing.T) {
+	dir := t.TempDir()
+	passwd, acl := securityFiles(t, dir)
+	pki := testpki.New(t)
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	conf := writeConf(t, dir, "mtls.conf", fmt.Sprintf("%slistener %s 127.0.0.1\ncertfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\nuse_identity_as_username true\n"+
+		"allow_anonymous false\npassword_file %s\nacl_file %s\n", rootLine(), port, pki.ServerCert, pki.ServerKey, pki.CA, passwd, acl))
+	conv, err := convertMosquittoConf(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := settingsOf(conv); got["allow-anonymous"] != "true" || got["password-file"] != "" || got["tls-username-from-cn"] != "true" || got["tls-client-ca"] != pki.CA {
+		t.Fatalf("settings %v", got)
+	}
+	withCert := pki.ClientTLS(t, pki.ClientCert, pki.ClientKey) // CN alice
+	rogue := pki.ClientTLS(t, pki.RogueCert, pki.RogueKey)
+	noCert := pki.ClientTLS(t, "", "")
+	answers := func() (s []string) {
+		for _, c := range []struct {
+			name, user, pass string
+			tc               *tls.Config
+		}{{"cert alice, no user name", "", "", withCert}, {"cert alice as bob, wrong password", "bob", "x", withCert}, {"rogue CA", "alice", "alice-pw", rogue}, {"no certificate", "alice", "alice-pw", noCert}} {
+			a := connectAnswer(t, "ssl://"+addr, c.user, c.pass, c.tc)
+			t.Logf("%s: %s", c.name, a)
+			s = append(s, c.name+": "+strings.Fields(a)[0])
+		}
+		return s
+	}
+	stop := startMosquitto(t, conf, addr)
+	mosq := answers()
+	stop()
+	stopMcutie := startMcutieRun(t, addr, "--config", conf, "--metrics-listen", "", "--log-level", "error")
+	mine := answers()
+	stopMcutie()
+	if !reflect.DeepEqual(mosq, mine) {
+		t.Errorf("answers differ\nmosquitto: %q\n   mcutie: %q", mosq, mine)
+	}
+	if want := []string{"cert alice, no user name: accepted", "cert alice as bob, wrong password: accepted", "rogue CA: refused", "no certificate: refused"}; !reflect.DeepEqual(mine, want) {
+		t.Errorf("mcutie answers %q, want %q", mine, want)
 	}
 }
