@@ -54,6 +54,8 @@ type Broker struct {
 
 	admit admission // connection limits checked at accept (limits.go)
 
+	p2p p2pCounters // point-to-point messages (p2p.go)
+
 	// dir says which loop owns each client id (directory.go).
 	dir *clientDir
 

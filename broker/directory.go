@@ -89,6 +89,19 @@ func (d *clientDir) claim(k uint64, loop int) int {
 	return loop
 }
 
+// owner returns the loop that owns k, if any. With one loop there is no
+// record: the caller knows the answer (loop 0).
+func (d *clientDir) owner(k uint64) (int, bool) {
+	if d.single {
+		return 0, true
+	}
+	sh := &d.shards[k%dirShards]
+	sh.mu.Lock()
+	e, ok := sh.m[k]
+	sh.mu.Unlock()
+	return int(e.loop), ok
+}
+
 // release drops one of loop's references on k.
 func (d *clientDir) release(k uint64, loop int) {
 	if d.single {

@@ -44,7 +44,11 @@ type Options struct {
 	// its client id: the basis of its response topics (e.g. "reply/%c/").
 	// Empty: never sent.
 	ResponseInformation string
-	MaxQueuedBytes      int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
+	// P2P turns on point-to-point messages (p2p.go): a PUBLISH to
+	// $p2p/{clientid}/{topic} goes to that client's session only, as a
+	// PUBLISH to {topic}. Off: such a topic is an ordinary one.
+	P2P            bool
+	MaxQueuedBytes int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
 	// MaxQueuedBytesTotal bounds the bytes (topic + payload) held in all
 	// sessions' QoS 1/2 queues and inflight windows, each event loop
 	// holding an equal share; beyond it new messages are dropped and

@@ -42,7 +42,28 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		}
 		return &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "more user properties than the server allows"}
 	}
-	if l.b.isSys(p.Topic) || !s.allowed(p.Topic, AccessWrite) {
+	var p2pTo []byte // the recipient of a $p2p/ PUBLISH (p2p.go)
+	if len(p.Topic) > 0 && p.Topic[0] == '$' && l.b.opts.P2P && bytes.HasPrefix(p.Topic, []byte(p2pPrefix)) {
+		// Only topics starting with '$' pay more than the first byte's test.
+		cid, rest, ok := splitP2P(p.Topic)
+		if !ok {
+			l.b.p2p[p2pInvalid].Add(1)
+			if p.QoS > 0 && c.version == codec.V5 {
+				c.queueAck(ackFor(p.QoS), p.PacketID, codec.TopicNameInvalid)
+				return nil
+			}
+			if p.QoS > 0 {
+				c.queueAck(ackFor(p.QoS), p.PacketID, codec.Success) // 3.x has no code: dropped, as an ACL refusal
+			}
+			return nil
+		}
+		if !s.allowed(p.Topic, AccessWrite) {
+			l.b.p2p[p2pDenied].Add(1)
+		} else {
+			p2pTo, p.Topic = cid, rest
+		}
+	}
+	if l.b.isSys(p.Topic) || !s.allowed(p.Topic, AccessWrite) && p2pTo == nil {
 		// Not authorized: dropped and counted. v5 QoS 1/2 is told 0x87;
 		// 3.x has no code for it, so, as Mosquitto does, the PUBLISH is
 		// acknowledged normally and dropped. QoS 0 is dropped silently.
@@ -120,7 +141,13 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 			q.qos2Pending = append(q.qos2Pending, aw)
 		}
 	}
-	n := l.publish(m, s)
+	var n int
+	if p2pTo != nil {
+		m.Retain, m.pinned = false, false // a message for one session is never retained
+		n = l.sendP2P(m, p2pTo)
+	} else {
+		n = l.publish(m, s)
+	}
 	m.release()
 	if aw != nil && aw.q2 != nil {
 		if aw.q2.routing.Load() == 1 {

@@ -414,6 +414,7 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 			f.fam.Sample(w, promtext.Labels("loop", strconv.Itoa(st.Loops[i].Index)), f.v(&st.Loops[i]))
 		}
 	}
+	b.writeDeliveryMetrics(w)
 }
 
 // qosLabels are the label sets of QoS 0, 1 and 2.

@@ -18,7 +18,7 @@ import (
 // upgrade headers hdr; it returns the client, or nil and the error.
 func wsConnectWith(t *testing.T, addr, cid string, hdr http.Header) (mqtt.Client, error) {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker("ws://"+addr+"/mqtt").SetClientID(cid).SetProtocolVersion(4).
+	o := mqtt.NewClientOptions().AddBroker("ws://" + addr + "/mqtt").SetClientID(cid).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait).SetHTTPHeaders(hdr)
 	c := mqtt.NewClient(o)
 	tok := c.Connect()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mcutie/mcutie/broker"
 )
 
 // deliveryConfig holds the flags of the delivery features (docs/delivery.md)
@@ -13,7 +15,10 @@ type deliveryConfig struct {
 	wsTrustedProxies prefixList
 }
 
-func deliveryFlags(fs *flag.FlagSet, c *deliveryConfig) {
+// deliveryFlags registers the delivery features' flags; those that map to
+// a broker option set o directly.
+func deliveryFlags(fs *flag.FlagSet, c *deliveryConfig, o *broker.Options) {
+	fs.BoolVar(&o.P2P, "p2p", false, "point-to-point messages: a PUBLISH to $p2p/{clientid}/{topic} goes to that client's session only, as a PUBLISH to {topic} (queued for an offline persistent session); the publisher needs write access to the $p2p topic, the recipient read access to {topic} (docs/delivery.md)")
 	fs.Var(&c.wsTrustedProxies, "ws-trusted-proxies", "reverse proxies (IPs or CIDRs, comma-separated, repeatable) whose X-Forwarded-For or Forwarded header on a ws:// or wss:// upgrade names the client for logs, hooks, bans and per-IP limits (right-most untrusted hop); any other sender's header is ignored and counted (empty: all ignored)")
 }
 

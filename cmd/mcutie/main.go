@@ -107,7 +107,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.nodeID, "node-id", "", "this broker's node id (in $SYS topics and the embedding API); empty: the one kept in --data-dir/node-id, made there on first start (--store badger), else a new random one per start")
 	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir), redis (see --redis-addr; docs/redis.md) or memory (nothing written to disk)")
 	redisFlags(fs, &cfg.redis)
-	deliveryFlags(fs, &cfg.delivery)
+	deliveryFlags(fs, &cfg.delivery, &cfg.opts)
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
 	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")

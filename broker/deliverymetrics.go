@@ -1,0 +1,22 @@
+package broker
+
+import (
+	"io"
+
+	"github.com/mcutie/mcutie/monitor/promtext"
+)
+
+// The metric families of the delivery features (docs/delivery.md); each
+// has a row in docs/observability.md.
+var (
+	mP2PMessages = promtext.Counter("mcutie_p2p_messages_total", "PUBLISHes to $p2p/{clientid}/{topic} (--p2p), by result: delivered, no_session, invalid, denied.")
+)
+
+// writeDeliveryMetrics writes the metrics of the delivery features.
+// Safe for concurrent use.
+func (b *Broker) writeDeliveryMetrics(w io.Writer) {
+	mP2PMessages.Header(w)
+	for r := range numP2PResults {
+		mP2PMessages.Sample(w, promtext.Labels("result", p2pResultLabels[r]), b.p2p[r].Load())
+	}
+}
