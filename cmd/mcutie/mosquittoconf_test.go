@@ -387,7 +387,8 @@ func startMcutieRun(t *testing.T, addr string, args ...string) (stop func()) {
 	return stop
 }
 
-// waitListening waits (10s at most) until addr accepts TCP connections.
+// waitListening waits (10s at most) until addr accepts TCP connections,
+// failing the test if exit (nil: not watched) reports an exit first.
 func waitListening(t *testing.T, addr string, exit <-chan int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -516,6 +517,8 @@ acl_file %s
 pid_file /run/mosquitto/mosquitto.pid
 `, port(tcpAddr), port(wsAddr), port(tlsAddr), pki.ServerCert, pki.ServerKey, passwd, acl))
 	startMcutieRun(t, tcpAddr, "--config", conf, "--metrics-listen", "", "--log-level", "error")
+	waitListening(t, wsAddr, nil)
+	waitListening(t, tlsAddr, nil)
 	tc := pki.ClientTLS(t, "", "")
 	for _, b := range []struct {
 		url string
@@ -695,31 +698,44 @@ func TestMosquittoParity(t *testing.T) {
 	f.Close()
 	cases := []struct{ user, pass string }{{"", ""}, {"alice", "alice-pw"}, {"alice", "wrong"}, {"bob", "bob-pw"}, {"carol", "carol-pw"}, {"nobody", "x"}}
 	for _, anon := range []bool{false, true} {
-		addr := freeAddr(t)
+		addr, wsAddr := freeAddr(t), freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
-		conf := writeConf(t, dir, fmt.Sprintf("parity-%v.conf", anon), fmt.Sprintf("%slistener %s 127.0.0.1\nallow_anonymous %v\npassword_file %s\nacl_file %s\npersistence false\n",
-			rootLine(), port, anon, passwd, acl))
+		_, wsPort, _ := net.SplitHostPort(wsAddr)
+		conf := writeConf(t, dir, fmt.Sprintf("parity-%v.conf", anon), fmt.Sprintf("%slistener %s 127.0.0.1\nlistener %s 127.0.0.1\nprotocol websockets\n"+
+			"allow_anonymous %v\npassword_file %s\nacl_file %s\npersistence false\n", rootLine(), port, wsPort, anon, passwd, acl))
+		// Both brokers take the WebSocket upgrade on any path.
+		urls := []string{"tcp://" + addr, "ws://" + wsAddr + "/mqtt", "ws://" + wsAddr + "/"}
 		answers := func() (s []string) {
-			for _, c := range cases {
-				a := connectAnswer(t, "tcp://"+addr, c.user, c.pass, nil)
-				s = append(s, fmt.Sprintf("%s/%s: %s", c.user, c.pass, strings.Fields(a)[0]))
-				t.Logf("anonymous %v, %q: %s", anon, c.user, a)
+			for _, u := range urls {
+				for _, c := range cases {
+					a := connectAnswer(t, u, c.user, c.pass, nil)
+					s = append(s, fmt.Sprintf("%s %s/%s: %s", u[:strings.Index(u, ":")], c.user, c.pass, strings.Fields(a)[0]))
+					t.Logf("anonymous %v, %s %q: %s", anon, u, c.user, a)
+				}
 			}
-			return append(s, "acl: "+aclAnswers(t, "tcp://"+addr))
+			return append(s, "acl: "+aclAnswers(t, "tcp://"+addr), "acl ws: "+aclAnswers(t, "ws://"+wsAddr+"/mqtt"))
 		}
 		stopMosq := startMosquitto(t, conf, addr)
+		waitListening(t, wsAddr, nil)
 		mosq := answers()
 		stopMosq()
 		stopMcutie := startMcutieRun(t, addr, "--config", conf, "--metrics-listen", "", "--log-level", "error")
+		waitListening(t, wsAddr, nil)
 		mine := answers()
 		stopMcutie()
 		if !reflect.DeepEqual(mosq, mine) {
 			t.Errorf("allow_anonymous %v: answers differ\nmosquitto: %q\n   mcutie: %q", anon, mosq, mine)
 		}
-		want := []string{"/: refused", "alice/alice-pw: accepted", "alice/wrong: refused", "bob/bob-pw: accepted", "carol/carol-pw: accepted", "nobody/x: refused", "acl: public/x"}
-		if anon {
-			want[0] = "/: accepted"
+		var want []string
+		for _, scheme := range []string{"tcp", "ws", "ws"} {
+			first := "refused"
+			if anon {
+				first = "accepted"
+			}
+			want = append(want, scheme+" /: "+first, scheme+" alice/alice-pw: accepted", scheme+" alice/wrong: refused", scheme+" bob/bob-pw: accepted",
+				scheme+" carol/carol-pw: accepted", scheme+" nobody/x: refused")
 		}
+		want = append(want, "acl: public/x", "acl ws: public/x")
 		if !reflect.DeepEqual(mine, want) {
 			t.Errorf("allow_anonymous %v: mcutie answers %q, want %q", anon, mine, want)
 		}
