@@ -23,7 +23,6 @@ import (
 	"github.com/mcutie/mcutie/reactor"
 	"github.com/mcutie/mcutie/store"
 	"github.com/mcutie/mcutie/tuning"
-	"gopkg.in/yaml.v3"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -53,8 +52,12 @@ type config struct {
 	metricsListen string
 	sysInterval   time.Duration
 	logLevel      string
+	logging       logConfig
 	configFile    string
 	pprof         bool
+
+	// loaded says where the settings came from (config.go).
+	loaded loaded
 
 	// pluginsFile is --plugins; hookMetrics are the plugins' metrics
 	// writers (plugins.go).
@@ -88,7 +91,7 @@ type config struct {
 
 	gomaxprocs  int
 	gogc        int
-	memoryLimit string
+	memoryLimit int64
 	profile     string
 
 	passwordFile       string
@@ -117,27 +120,28 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
 	fs.StringVar(&cfg.opts.SysPrefix, "sys-prefix", "$SYS", "root of the broker's own topics (<prefix>/broker/..., <prefix>/<node id>/heartbeat); must start with '$', clients may not publish under it")
 	fs.BoolVar(&cfg.opts.SysClientEvents, "sys-client-events", false, "publish a JSON event on <sys-prefix>/brokers/<node id>/clients/<client id>/connected and .../disconnected (EMQX's names) for every client")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn, error; changed by SIGHUP")
+	logFlags(fs, &cfg.logging)
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
-	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); flags given on the command line win. A Mosquitto config (mosquitto.conf) is recognised and run too (docs/mosquitto.md)")
+	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); the command line and the environment win over it; re-read on SIGHUP. A Mosquitto config (mosquitto.conf) is recognised and run too (docs/mosquitto.md)")
 	fs.StringVar(&cfg.pluginsFile, "plugins", "", "YAML file of the plugins to run (httpauth, webhook, aggregate, rewrite) and their settings; see docs/hooks.md (empty: none)")
 
-	fs.IntVar(&cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
+	bytesVar(fs, &cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
 	fs.IntVar(&cfg.opts.MaxTopicLength, "max-topic-length", 65535, "longest topic name or filter, bytes")
 	fs.IntVar(&cfg.opts.MaxTopicLevels, "max-topic-levels", 128, "most levels in a topic name or filter")
 	fs.UintVar(&cfg.maxKeepAlive, "max-keepalive", 0, "largest keep-alive, seconds; v5 clients asking for more (or for none) get Server Keep Alive; 3.x clients asking for more are refused with CONNACK 0x02, those asking for none are accepted and closed when silent for 1.5 × this (0: no limit)")
 	fs.UintVar(&cfg.minKeepAlive, "min-keepalive", 0, "smallest keep-alive, seconds; v5 clients asking for less (but not 0) get Server Keep Alive, 3.x clients are refused with CONNACK 0x02 (0: no limit)")
 	fs.UintVar(&cfg.maxInflight, "max-inflight", 1024, "unacknowledged QoS 1/2 messages per session, both directions (v5 Receive Maximum)")
 	fs.IntVar(&cfg.opts.MaxQueued, "max-queued-messages", 10000, "QoS 1/2 messages held per session (inflight + queued, also while offline); newer messages are dropped and counted")
-	fs.IntVar(&cfg.opts.MaxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
+	bytesVar(fs, &cfg.opts.MaxOutboundBytes, "max-outbound-bytes", 4<<20, "bytes buffered for one connection before it is a slow consumer: QoS 0 dropped, QoS 1/2 wait in the session queue")
 	fs.UintVar(&cfg.topicAliasMax, "topic-alias-maximum", 64, "inbound topic aliases accepted per v5 connection (0: none)")
 	fs.UintVar(&cfg.maxSessionExpiry, "max-session-expiry", store.ExpiryNever, "cap on a session's expiry interval, seconds (4294967295: never expires; 0: every session ends with its connection)")
 	fs.DurationVar(&cfg.opts.ConnectTimeout, "connect-timeout", 10*time.Second, "a connection that sends no CONNECT within this is closed")
 	fs.DurationVar(&cfg.packetTimeout, "packet-timeout", reactor.DefaultPacketTimeout, "longest a packet may take to arrive once its first byte has: a connection holding a partial packet longer is closed, whatever its keep-alive (the default lets a 1 MiB packet arrive at 35 KB/s) (0: no limit)")
 	fs.BoolVar(&cfg.wsRequireProto, "ws-require-subprotocol", true, "refuse (HTTP 400) a WebSocket upgrade that does not offer the \"mqtt\" subprotocol (or \"mqttv3.1\"), which MQTT requires of clients (false: accept it)")
 	fs.IntVar(&cfg.opts.InboxSize, "inbox-size", 16384, "cross-loop inbox capacity per event loop, messages")
-	fs.IntVar(&cfg.opts.MaxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
-	fs.Int64Var(&cfg.opts.MaxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
+	bytesVar(fs, &cfg.opts.MaxQueuedBytes, "max-queued-bytes", 32<<20, "topic + payload bytes of the QoS 1/2 messages held per session; newer messages are dropped and counted (v5 publisher told 0x97)")
+	bytesVar(fs, &cfg.opts.MaxQueuedBytesTotal, "max-queued-bytes-total", 1<<30, "topic + payload bytes held in all sessions' QoS 1/2 queues together, each event loop taking an equal share; newer messages are dropped and counted (v5 publisher told 0x97)")
 	fs.IntVar(&cfg.opts.MaxConnections, "max-connections", 0, "open connections in total; more are closed at accept (0: no limit but the process's open files limit)")
 	fs.IntVar(&cfg.opts.MaxConnectionsPerIP, "max-connections-per-ip", 0, "open connections per source IP address; more are closed at accept (0: no limit)")
 	fs.Float64Var(&cfg.opts.ConnectRatePerIP, "connection-rate-per-ip", 0, "new connections per second per source IP address (token bucket); more are closed at accept (0: no limit)")
@@ -146,22 +150,22 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.IntVar(&cfg.opts.MaxSubscriptions, "max-subscriptions", 10000, "subscriptions per session; a new filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.IntVar(&cfg.opts.MaxWildcardLevels, "max-wildcard-levels", broker.DefaultMaxWildcardLevels, "sum of the levels of one session's filters that contain '+'; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80). Bounds the topic-matching work one session adds to every PUBLISH")
 	fs.IntVar(&cfg.opts.MaxRetainedMessages, "max-retained-messages", 2000000, "retained topics held; a message for a new topic beyond it is delivered but not retained (v5 publisher told 0x97)")
-	fs.Int64Var(&cfg.opts.MaxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
+	bytesVar(fs, &cfg.opts.MaxRetainedBytes, "max-retained-bytes", 1<<30, "topic + payload bytes of the retained messages; a new one beyond it is delivered but not retained (v5 publisher told 0x97)")
 	fs.IntVar(&cfg.opts.MaxSessions, "max-sessions", 1000000, "sessions, connected and offline, each event loop holding an equal share; a CONNECT that needs a new one beyond it is refused (v5 0x97, 3.x 0x03)")
-	fs.IntVar(&cfg.opts.MaxSubscriptionBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
+	bytesVar(fs, &cfg.opts.MaxSubscriptionBytes, "max-subscription-bytes", 1<<20, "bytes of one session's filters together; a filter beyond it is refused in the SUBACK (v5 0x97, 3.x 0x80)")
 	fs.UintVar(&cfg.outboundAliases, "outbound-topic-aliases", 0, "topic aliases the broker assigns per v5 connection to the topics it sends (at most the client's Topic Alias Maximum; least recently sent reassigned first); saves the topic's bytes on repeated topics. 0: off (libmosquitto 2.0 clients advertise aliases they cannot receive)")
 	fs.StringVar(&cfg.opts.ResponseInformation, "response-information", "", "v5 Response Information sent to clients that request it, %c replaced by the client id, e.g. reply/%c/ (the basis of their response topics; empty: none)")
 	fs.IntVar(&cfg.opts.MaxUserProperties, "max-user-properties", 128, "v5 user properties in one PUBLISH or will; beyond it a QoS 1/2 PUBLISH is answered 0x83, a QoS 0 one ends the connection (DISCONNECT 0x83), a will is refused at CONNECT")
 	fs.IntVar(&cfg.opts.MaxRetainedOwed, "max-retained-owed", 100000, "retained messages a connection may still be owed (not read yet) when it subscribes again; beyond it the connection is closed as a slow reader")
 	fs.Float64Var(&cfg.opts.PublishRate, "publish-rate", 0, "PUBLISH packets per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x96 (0: no limit)")
 	fs.IntVar(&cfg.opts.PublishBurst, "publish-burst", 0, "bucket size of --publish-rate, packets (0: twice the rate)")
-	fs.Float64Var(&cfg.opts.PublishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
-	fs.IntVar(&cfg.opts.PublishByteBurst, "publish-byte-burst", 0, "bucket size of --publish-byte-rate, bytes (0: twice the rate, at least --max-packet-size)")
+	bytesVar(fs, &cfg.opts.PublishByteRate, "publish-byte-rate", 0, "PUBLISH bytes per second per connection (token bucket); beyond it the connection is closed, v5 after DISCONNECT 0x97 (0: no limit)")
+	bytesVar(fs, &cfg.opts.PublishByteBurst, "publish-byte-burst", 0, "bucket size of --publish-byte-rate, bytes (0: twice the rate, at least --max-packet-size)")
 
-	fs.IntVar(&cfg.readBufferCap, "read-buffer-cap", 0, "gnet read buffer per loop and inbound cap per connection, bytes (0: 64 KiB)")
-	fs.IntVar(&cfg.writeBufferCap, "write-buffer-cap", 0, "gnet outbound ring per connection, bytes (0: 64 KiB)")
-	fs.IntVar(&cfg.socketRecvBuffer, "socket-recv-buffer", 0, "SO_RCVBUF per connection, bytes (0: kernel default)")
-	fs.IntVar(&cfg.socketSendBuffer, "socket-send-buffer", 0, "SO_SNDBUF per connection, bytes (0: kernel default)")
+	bytesVar(fs, &cfg.readBufferCap, "read-buffer-cap", 0, "gnet read buffer per loop and inbound cap per connection, bytes (0: 64 KiB)")
+	bytesVar(fs, &cfg.writeBufferCap, "write-buffer-cap", 0, "gnet outbound ring per connection, bytes (0: 64 KiB)")
+	bytesVar(fs, &cfg.socketRecvBuffer, "socket-recv-buffer", 0, "SO_RCVBUF per connection, bytes (0: kernel default)")
+	bytesVar(fs, &cfg.socketSendBuffer, "socket-send-buffer", 0, "SO_SNDBUF per connection, bytes (0: kernel default)")
 	fs.BoolVar(&cfg.lockOSThread, "lock-os-thread", false, "pin each event loop to an OS thread")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "PEM certificate chain (leaf first) of the tls:// and wss:// listeners; re-read on SIGHUP")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read on SIGHUP")
@@ -170,7 +174,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.tlsUsernameFromCN, "tls-username-from-cn", false, "use the Common Name of the verified client certificate as the username, replacing the CONNECT's (needs --tls-client-ca)")
 	fs.IntVar(&cfg.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS (0: Go's default, the CPU count or the GOMAXPROCS variable)")
 	fs.IntVar(&cfg.gogc, "gogc", 0, "GOGC percent; -1 turns the collector off (use with --memory-limit) (0: Go's default 100 or the GOGC variable)")
-	fs.StringVar(&cfg.memoryLimit, "memory-limit", "", "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (empty: none)")
+	bytesVar(fs, &cfg.memoryLimit, "memory-limit", 0, "soft memory limit, e.g. 512MiB (GOMEMLIMIT) (0: none)")
 	fs.StringVar(&cfg.profile, "profile", "", "preset for the tuning flags not given: throughput, latency or low-memory (see docs/configuration.md)")
 
 	fs.StringVar(&cfg.passwordFile, "password-file", "", "Mosquitto-compatible password file (mosquitto_passwd or mcutie passwd); reread on SIGHUP")
@@ -186,6 +190,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.opts.BanDuration, "ban-duration", 5*time.Minute, "how long a banned IP is refused at accept and at CONNECT; a banned client id only turns a failed authentication's code into 0x8A (anyone can name an id: valid credentials are never refused by it)")
 	fs.IntVar(&cfg.opts.BanMaxTracked, "ban-max-tracked", 100000, "IPs and client ids tracked for bans, each; when full, new sources are not tracked (counted)")
 	fs.IntVar(&cfg.opts.MaxPendingAuthPerIP, "max-pending-auth-per-ip", 16, "authentications in progress from one source address; more CONNECTs are refused with 0x89 server busy (3.x 0x03) until one finishes")
+	checkValues(fs)
 	return fs
 }
 
@@ -257,70 +262,44 @@ func run(args []string) int {
 	return 0
 }
 
-// parseConfig reads the flags, the config file and the profile into cfg
-// and checks the bounds; code is the exit code when it ends the run
-// (-1: go on).
+// parseConfig reads the flags, the environment, the config file and the
+// profile into cfg and checks the bounds; code is the exit code when it
+// ends the run (-1: go on).
 func parseConfig(args []string, cfg *config) (fs *flag.FlagSet, code int) {
 	fs = newFlagSet(cfg)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "mcutie %s — MQTT 3.1 / 3.1.1 / 5.0 broker\n\nUsage: mcutie [flags]\n       mcutie passwd [-c | -D] [-b] FILE USER [PASSWORD]   (see mcutie passwd -h)\n       mcutie convert-mosquitto-conf [-o out.yaml] mosquitto.conf\n\n", version)
-		fs.PrintDefaults()
-	}
 	// Usage errors are one line; --help prints the whole usage, to stdout.
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fs.Usage()
-			return fs, 0
-		}
+	ld, err := loadConfig(fs, args, os.Environ(), cfg)
+	if errors.Is(err, flag.ErrHelp) {
+		printHelp(os.Stdout, fs)
+		return fs, 0
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "mcutie: %v; see mcutie --help\n", err)
 		return fs, 2
 	}
-	if fs.NArg() > 0 {
-		// "mcutie my.yaml" would otherwise start an open default broker.
-		fmt.Fprintf(os.Stderr, "mcutie: unexpected argument %q (a config file is --config FILE); see mcutie --help\n", fs.Arg(0))
-		return fs, 2
-	}
-	if cfg.configFile != "" {
-		if err := applyConfigFile(fs, cfg.configFile); err != nil {
-			fmt.Fprintln(os.Stderr, "mcutie:", err)
-			return fs, 2
-		}
-	}
-	if err := applyProfile(fs, cfg.profile); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie:", err)
-		return fs, 2
-	}
-	if err := checkLimits(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie:", err)
-		return fs, 2
-	}
-	if len(cfg.listen) == 0 {
-		cfg.listen = listFlag{"tcp://127.0.0.1:1883"}
-	}
+	cfg.loaded = ld
 	return fs, -1
 }
 
 // setupProcess applies the runtime knobs and makes the logger.
 func setupProcess(cfg *config) (tuning.Runtime, *slog.Logger, int) {
-	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc}
-	if cfg.memoryLimit != "" {
-		n, err := tuning.ParseBytes(cfg.memoryLimit)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mcutie: --memory-limit:", err)
-			return rt, nil, 2
-		}
-		rt.MemoryLimit = n
-	}
-	rt = rt.Apply()
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "mcutie: bad --log-level:", err)
+	rt := tuning.Runtime{GOMAXPROCS: cfg.gomaxprocs, GOGC: cfg.gogc, MemoryLimit: cfg.memoryLimit}
+	level, err := parseLevel(cfg.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
 		return rt, nil, 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.logging.level = new(slog.LevelVar)
+	cfg.logging.level.Set(level)
+	log, err := newLogger(os.Stderr, cfg.logging.format, cfg.logging.level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mcutie:", err)
+		return rt, nil, 2
+	}
+	rt = rt.Apply()
 	slog.SetDefault(log)
+	logLoaded(log, cfg.loaded)
 	return rt, log, -1
 }
 
@@ -516,17 +495,18 @@ func parseTLSVersion(v string) (uint16, error) {
 // aside).
 func brokerOptions(cfg *config) broker.Options {
 	o := cfg.opts
-	// What a flag cannot set directly: narrower integer types, and zero
-	// meaning none where the Options' zero means the default.
-	o.MaxKeepAlive = uint16(min(cfg.maxKeepAlive, 65535))
-	o.MinKeepAlive = uint16(min(cfg.minKeepAlive, 65535))
-	o.MaxInflight = uint16(min(max(cfg.maxInflight, 1), 65535))
-	o.TopicAliasMaximum = uint16(min(cfg.topicAliasMax, 65535))
+	// What a flag cannot set directly: narrower integer types (their
+	// bounds checked by checkLimits, never cut here), and zero meaning
+	// none where the Options' zero means the default.
+	o.MaxKeepAlive = uint16(cfg.maxKeepAlive)
+	o.MinKeepAlive = uint16(cfg.minKeepAlive)
+	o.MaxInflight = uint16(cfg.maxInflight)
+	o.TopicAliasMaximum = uint16(cfg.topicAliasMax)
 	o.NoTopicAliases = cfg.topicAliasMax == 0
-	o.OutboundTopicAliases = uint16(min(cfg.outboundAliases, 65535))
-	o.MaxSessionExpiry = uint32(min(cfg.maxSessionExpiry, store.ExpiryNever))
+	o.OutboundTopicAliases = uint16(cfg.outboundAliases)
+	o.MaxSessionExpiry = uint32(cfg.maxSessionExpiry)
 	o.NoSessionExpiry = cfg.maxSessionExpiry == 0
-	o.SysInterval = max(cfg.sysInterval, 0)
+	o.SysInterval = cfg.sysInterval
 	return o
 }
 
@@ -550,43 +530,6 @@ func applyProfile(fs *flag.FlagSet, name string) error {
 	set("max-outbound-bytes", fmt.Sprint(p.MaxOutbound))
 	set("inbox-size", fmt.Sprint(p.InboxSize))
 	set("lock-os-thread", fmt.Sprint(p.LockOSThread))
-	return nil
-}
-
-// applyConfigFile sets every key of the YAML file whose flag was not given
-// on the command line. Keys are flag names; lists give repeatable flags.
-func applyConfigFile(fs *flag.FlagSet, path string) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("cannot read config file: %w", err)
-	}
-	if isMosquittoConf(path, raw) {
-		return applyMosquittoConf(fs, path, os.Stderr)
-	}
-	var m map[string]any
-	if err := yaml.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("cannot parse config file %s: %w", path, err)
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for k, v := range m {
-		f := fs.Lookup(k)
-		if f == nil {
-			return fmt.Errorf("config file %s: unknown key %q (keys are flag names, see mcutie --help)", path, k)
-		}
-		if given[k] || k == "config" {
-			continue
-		}
-		vals := []any{v}
-		if list, ok := v.([]any); ok {
-			vals = list
-		}
-		for _, x := range vals {
-			if err := fs.Set(k, fmt.Sprint(x)); err != nil {
-				return fmt.Errorf("config file %s: key %q: %w", path, k, err)
-			}
-		}
-	}
 	return nil
 }
 

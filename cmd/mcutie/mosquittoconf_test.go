@@ -238,7 +238,7 @@ func applyBoth(t *testing.T, confPath string) (direct, viaYAML config, givenDire
 		t.Fatalf("converted YAML does not parse: %v\n%s", err, raw)
 	}
 	fs2 := newFlagSet(&viaYAML)
-	if err := applyConfigFile(fs2, yamlPath); err != nil {
+	if _, err := applyConfigFile(fs2, yamlPath); err != nil {
 		t.Fatalf("converted YAML refused by --config: %v\n%s", err, raw)
 	}
 	return direct, viaYAML, givenDirect, given(fs2), string(raw)
