@@ -104,12 +104,12 @@ func TestConfigErrorsNameKeyTypeAndValue(t *testing.T) {
 
 // Every byte-sized setting takes units, in flags, variables and the file.
 func TestByteSizes(t *testing.T) {
-	cfg, _, err := loadFor(t, "max-queued-bytes: 1MiB\nmax-retained-bytes: 1GB\nmemory-limit: 512MiB\n",
+	_, _, err := loadFor(t, "max-queued-bytes: 1MiB\nmax-retained-bytes: 1GB\nmemory-limit: 512MiB\n",
 		[]string{"MCUTIE_MAX_OUTBOUND_BYTES=64KiB"}, "--max-packet-size", "256KiB", "--publish-byte-rate", "1.5KiB", "--read-buffer-cap", "16k")
 	if err == nil {
 		t.Fatal("a fractional 1.5KiB accepted")
 	}
-	cfg, _, err = loadFor(t, "max-queued-bytes: 1MiB\nmax-retained-bytes: 1GB\nmemory-limit: 512MiB\n",
+	cfg, _, err := loadFor(t, "max-queued-bytes: 1MiB\nmax-retained-bytes: 1GB\nmemory-limit: 512MiB\n",
 		[]string{"MCUTIE_MAX_OUTBOUND_BYTES=64KiB"}, "--max-packet-size", "256KiB", "--publish-byte-rate", "1500.5", "--read-buffer-cap", "16k")
 	if err != nil {
 		t.Fatal(err)
