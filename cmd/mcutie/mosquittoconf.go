@@ -323,6 +323,11 @@ func (p *mosqParser) readFile(path string, level int) error {
 			continue
 		}
 		key := strings.ReplaceAll(fields[0], "\x00", "\t")
+		if strings.HasPrefix(key, "#") {
+			// An indented comment (Mosquitto 2.0 refuses it as an
+			// unknown option "#").
+			continue
+		}
 		_, rest, _ := strings.Cut(strings.TrimLeft(text, " "), " ")
 		l := mosqLine{file: path, n: n, key: key, rest: strings.TrimFunc(rest, unicode.IsSpace)}
 		if key == "include_dir" {
@@ -1054,7 +1059,7 @@ func (p *mosqParser) mapLimits(listeners []*mosqListener) {
 		if ln.unixPath != "" {
 			continue
 		}
-		if ln.maxConnections >= 0 {
+		if ln.maxConnections > 0 { // 0 and -1: no limit (net.c)
 			total += ln.maxConnections
 			limited++
 			lines = append(lines, ln.maxConnLine)

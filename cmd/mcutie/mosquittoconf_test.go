@@ -126,6 +126,7 @@ func TestMosquittoConfMapping(t *testing.T) {
 	f("max_queued_messages 0\n", map[string]string{"max-queued-messages": ""}, "max_queued_messages")
 	f("listener 1883\nmax_connections 10\nlistener 1884\nmax_connections 5\n", map[string]string{"max-connections": "15"})
 	f("listener 1883\nmax_connections 10\nlistener 1884\n", map[string]string{"max-connections": ""}, "max_connections")
+	f("listener 1883\nmax_connections 0\n  # indented comment\n", map[string]string{"max-connections": ""}) // 0: no limit in Mosquitto too
 	f("listener 1883\nmax_topic_alias 5\nlistener 1884\nmax_topic_alias 20\n", map[string]string{"topic-alias-maximum": "5"})
 	// Not carried over: each named, with its line.
 	c := f("pid_file /run/mosquitto.pid\nlog_dest file /var/log/mosquitto.log\nlog_type all\nuser mosquitto\nno_such_option 1\nauth_opt_x y\n"+
