@@ -605,17 +605,27 @@ func (p *mosqParser) option(l mosqLine, cur *mosqListener) (*mosqListener, error
 			return cur, err
 		}
 		p.note(l, "deprecated in Mosquitto 2; mcutie sends a client one copy of a message however many of its subscriptions match (MQTT-3.3.4-2), which either value allows")
-	case "allow_zero_length_clientid", "check_retain_source", "connection_messages":
+	case "connection_messages":
+		v, err := l.boolValue()
+		if err != nil {
+			return cur, err
+		}
+		if v {
+			p.setBecause("log-connections-rate", "100", l.String()+" (mcutie's default)")
+			p.note(l, "mcutie logs connects and disconnects at info, at most --log-connections-rate lines a second (beyond it, one summing line a second)")
+		} else {
+			p.set("log-connections-rate", "0", l)
+		}
+	case "allow_zero_length_clientid", "check_retain_source":
 		v, err := l.boolValue()
 		if err != nil {
 			return cur, err
 		}
 		// mcutie's fixed behaviour matches one of the two values.
-		same := map[string]bool{"allow_zero_length_clientid": true, "check_retain_source": false, "connection_messages": false}[l.key]
+		same := map[string]bool{"allow_zero_length_clientid": true, "check_retain_source": false}[l.key]
 		why := map[string]string{
 			"allow_zero_length_clientid": "no equivalent: mcutie always lets a client without a client id in and names it (3.1.1 with clean session, 5)",
 			"check_retain_source":        "no equivalent: mcutie checks the subscriber's read right on a retained message, not whether its publisher may still write it",
-			"connection_messages":        "mcutie logs connects and disconnects at --log-level debug",
 		}[l.key]
 		if v != same {
 			p.warn(l, why)
@@ -1120,13 +1130,24 @@ func applyMosquittoConf(fs *flag.FlagSet, path string, w io.Writer) error {
 			}
 		}
 	}
-	// The logger is not made yet: these lines follow --log-level as given
-	// on the command line (info unless said otherwise).
-	var level slog.Level
+	// The process's logger is not made yet: these lines follow
+	// --log-level and --log-format as the command line and the
+	// environment give them.
+	var level slog.LevelVar
 	if f := fs.Lookup("log-level"); f != nil {
-		_ = level.UnmarshalText([]byte(f.Value.String()))
+		if l, err := parseLevel(f.Value.String()); err == nil {
+			level.Set(l)
+		}
 	}
-	conv.report(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
+	format := "text"
+	if f := fs.Lookup("log-format"); f != nil {
+		format = f.Value.String()
+	}
+	log, err := newLogger(w, format, &level)
+	if err != nil {
+		log, _ = newLogger(w, "text", &level) // the bad format is refused later, by setupProcess
+	}
+	conv.report(log)
 	return nil
 }
 

@@ -127,11 +127,13 @@ func TestMosquittoConfMapping(t *testing.T) {
 	f("listener 1883\nmax_connections 10\nlistener 1884\nmax_connections 5\n", map[string]string{"max-connections": "15"})
 	f("listener 1883\nmax_connections 10\nlistener 1884\n", map[string]string{"max-connections": ""}, "max_connections")
 	f("listener 1883\nmax_connections 0\n  # indented comment\n", map[string]string{"max-connections": ""}) // 0: no limit in Mosquitto too
+	f("connection_messages false\n", map[string]string{"log-connections-rate": "0"})
+	f("connection_messages true\n", map[string]string{"log-connections-rate": "100"})
 	f("listener 1883\nmax_topic_alias 5\nlistener 1884\nmax_topic_alias 20\n", map[string]string{"topic-alias-maximum": "5"})
 	// Not carried over: each named, with its line.
 	c := f("pid_file /run/mosquitto.pid\nlog_dest file /var/log/mosquitto.log\nlog_type all\nuser mosquitto\nno_such_option 1\nauth_opt_x y\n"+
 		"connection_messages true\ncheck_retain_source false\nallow_zero_length_clientid false\nconnection b1\naddress 10.0.0.2:1883\ntopic # both 0\n",
-		nil, "address", "allow_zero_length_clientid", "auth_opt_x", "connection", "connection_messages", "log_dest", "log_type", "no_such_option", "pid_file", "topic", "user")
+		nil, "address", "allow_zero_length_clientid", "auth_opt_x", "connection", "log_dest", "log_type", "no_such_option", "pid_file", "topic", "user")
 	for _, w := range c.warnings {
 		if w.line == 0 || w.why == "" || w.file == "" {
 			t.Errorf("warning without a line or reason: %+v", w)
@@ -350,6 +352,18 @@ func TestMosquittoConfCommandLineWins(t *testing.T) {
 	}
 	if log.Len() != 0 {
 		t.Fatalf("logged at --log-level error:\n%s", log.String())
+	}
+	// --log-format json: JSON lines, as the rest of the log.
+	fs = newFlagSet(&config{})
+	if err := fs.Parse([]string{"--log-format", "json"}); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	if err := applyMosquittoConf(fs, path, &log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(log.String(), "{") || !strings.Contains(log.String(), `"option":"pid_file"`) {
+		t.Fatalf("not JSON lines:\n%s", log.String())
 	}
 }
 
