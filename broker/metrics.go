@@ -13,6 +13,8 @@ var (
 	mConnects            = promtext.Counter("mcutie_connects_total", "CONNECTs accepted (CONNACK success sent).")
 	mConnectsRefused     = promtext.Counter("mcutie_connects_refused_total", "CONNECTs refused, by CONNACK reason code (only codes seen are written).")
 	mConnectionsAdmitted = promtext.Gauge("mcutie_connections_admitted", "Connections holding a place in the connection limits (--max-connections, --max-connections-per-ip).")
+	mConnectionsLimit    = promtext.Gauge("mcutie_connections_limit", "The most connections admitted at once (--max-connections; 0: no limit but the open files limit).")
+	mSessionsLimit       = promtext.Gauge("mcutie_sessions_limit", "The most sessions, connected and offline (--max-sessions).")
 	mConnectionsRejected = promtext.Counter("mcutie_connections_rejected_total", "Connections refused at accept or closed by the broker for a limit or error, by reason.")
 	mSubsRefused         = promtext.Counter("mcutie_subscriptions_refused_total", "SUBSCRIBE filters refused by a limit, by reason.")
 	mTakeovers           = promtext.Counter("mcutie_session_takeovers_total", "Sessions taken over by a new connection with the same client id (MQTT-3.1.4-3).")

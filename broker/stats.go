@@ -309,6 +309,8 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 		}
 	}
 	mConnectionsAdmitted.Write(w, uint64(max(st.OpenConnections, 0)))
+	mConnectionsLimit.Write(w, uint64(max(b.opts.MaxConnections, 0)))
+	mSessionsLimit.Write(w, uint64(max(b.opts.MaxSessions, 0)))
 	mConnectionsRejected.Header(w)
 	for _, r := range refusedReasons {
 		mConnectionsRejected.Sample(w, promtext.Labels("reason", r), st.Rejected[r])

@@ -180,7 +180,8 @@ func parsePlugins(raw []byte, log *slog.Logger) (*plugins, error) {
 		return nil, lineErr(root, "no plugins: list")
 	}
 	ps := &plugins{reg: hooks.New(hooks.Options{Workers: hs.Workers, Queue: hs.Queue, Timeout: hs.Timeout, Logger: log})}
-	ps.writers = append(ps.writers, ps.reg.WriteMetrics)
+	// The registry's own metrics are the broker's to write
+	// (broker.WriteMetrics); writers are the plugins'.
 	fail := func(err error) (*plugins, error) {
 		_ = ps.reg.Stop()
 		return nil, err

@@ -27,7 +27,8 @@ type Sample struct {
 // family opens with exactly one "# HELP" (with text) and one "# TYPE" line
 // before its samples, its samples are contiguous, no series repeats, label
 // values are quoted and escaped, counters end in _total, and a histogram's
-// buckets are cumulative with a +Inf bucket equal to its _count. The
+// buckets are cumulative with a +Inf bucket equal to its _count (when it
+// has one). The
 // first problem is returned with its line number.
 func Parse(body []byte) ([]Parsed, error) {
 	var fams []Parsed
@@ -188,8 +189,10 @@ func closeFamily(p *Parsed) error {
 		}
 	}
 	for k, h := range by {
-		if !h.hasI || !h.hasSum || !h.hasCount {
-			return fmt.Errorf("%s%s: needs a +Inf bucket, _sum and _count", p.Name, k)
+		// _sum and _count may be missing: VictoriaMetrics/metrics leaves
+		// them out of the Go runtime's histograms, whose sum is unknown.
+		if !h.hasI {
+			return fmt.Errorf("%s%s: needs a +Inf bucket", p.Name, k)
 		}
 		idx := make([]int, len(h.les))
 		for i := range idx {
@@ -203,7 +206,7 @@ func closeFamily(p *Parsed) error {
 			}
 			prev = h.counts[i]
 		}
-		if prev != h.count {
+		if h.hasCount && prev != h.count {
 			return fmt.Errorf("%s%s: +Inf bucket %g != _count %g", p.Name, k, prev, h.count)
 		}
 	}
