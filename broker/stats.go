@@ -118,6 +118,12 @@ type Stats struct {
 	// StoreShed the operations refused once a backlog reached
 	// Options.CommitBacklog; StoreBacklogOps is the backlogs' size now.
 	StoreBacklogged, StoreShed, StoreBacklogOps uint64
+	// StoreBatches and StoreCommitSeconds are the store's committed
+	// batches and the time they took in all (store.Stats), zero without
+	// a store: the mean commit latency over an interval is the growth of
+	// one over the other's.
+	StoreBatches       uint64
+	StoreCommitSeconds float64
 	// RetainedSent counts retained messages sent after SUBSCRIBEs;
 	// RetainedStalls the times such sending waited for a connection.
 	RetainedSent, RetainedStalls uint64
@@ -180,6 +186,10 @@ func (b *Broker) Stats() Stats {
 		st.Rejected[r] = b.admit.refused[i].Load()
 	}
 	st.OpenConnections = b.admit.open.Load()
+	if b.opts.Store != nil {
+		ss := b.opts.Store.Stats()
+		st.StoreBatches, st.StoreCommitSeconds = ss.Batches, ss.CommitSeconds
+	}
 	owned := b.dir.len()
 	st.Loops = make([]LoopStats, len(b.loops))
 	for i, l := range b.loops {

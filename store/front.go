@@ -31,12 +31,13 @@ type commitFront struct {
 	closing       chan struct{} // closed by Close: drain and stop
 	committerDone chan struct{}
 
-	inflight   atomic.Int32 // being written (Stats.InFlight), set by the committer
-	last, most atomic.Int64
-	lastErr    atomic.Pointer[error] // error of the last committed batch; nil after a good one
-	closed     atomic.Bool
-	logFull    throttle
-	logErr     throttle
+	inflight    atomic.Int32 // being written (Stats.InFlight), set by the committer
+	last, most  atomic.Int64
+	commitNanos atomic.Uint64         // Stats.CommitSeconds, in nanoseconds
+	lastErr     atomic.Pointer[error] // error of the last committed batch; nil after a good one
+	closed      atomic.Bool
+	logFull     throttle
+	logErr      throttle
 }
 
 // setFrontDefaults gives the options of a store's front that are zero (or
@@ -122,19 +123,20 @@ func (f *commitFront) deleteExpired(l *loader) error {
 func (f *commitFront) Stats() Stats {
 	m := f.m
 	return Stats{
-		QueueLen:     f.q.len(),
-		QueueCap:     f.q.cap,
-		Batches:      m.batches.Get(),
-		Ops:          m.ops.Get(),
-		Errors:       m.errors.Get(),
-		Rejected:     m.rejected.Get(),
-		LastBatchOps: int(f.last.Load()),
-		MaxBatchOps:  int(f.most.Load()),
-		Txns:         m.txns.Get(),
-		Syncs:        m.syncs.Get(),
-		InFlight:     int(f.inflight.Load()),
-		BytesWritten: m.bytes.Get(),
-		GCRuns:       m.gcRuns.Get(),
+		QueueLen:      f.q.len(),
+		QueueCap:      f.q.cap,
+		Batches:       m.batches.Get(),
+		Ops:           m.ops.Get(),
+		Errors:        m.errors.Get(),
+		Rejected:      m.rejected.Get(),
+		LastBatchOps:  int(f.last.Load()),
+		MaxBatchOps:   int(f.most.Load()),
+		Txns:          m.txns.Get(),
+		Syncs:         m.syncs.Get(),
+		InFlight:      int(f.inflight.Load()),
+		BytesWritten:  m.bytes.Get(),
+		GCRuns:        m.gcRuns.Get(),
+		CommitSeconds: float64(f.commitNanos.Load()) / 1e9,
 	}
 }
 
@@ -267,8 +269,10 @@ func (f *commitFront) record(bt *batchHead, txns int) {
 	m.ops.Add(bt.ops)
 	m.bytes.Add(bt.bytes)
 	m.txns.Add(txns)
+	took := time.Since(bt.start)
+	f.commitNanos.Add(uint64(max(took, 0)))
 	m.batchOps.Observe(float64(bt.ops))
-	m.commitSeconds.Observe(time.Since(bt.start).Seconds())
+	m.commitSeconds.Observe(took.Seconds())
 	f.last.Store(int64(bt.ops))
 	storeMax(&f.most, int64(bt.ops))
 	if bt.err != nil {

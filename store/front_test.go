@@ -114,6 +114,10 @@ func testGroupCommit(t *testing.T, s queuedStore) {
 	if st.Batches >= st.Ops {
 		t.Fatalf("no grouping: %d batches for %d ops", st.Batches, st.Ops)
 	}
+	// Every batch wrote to the backend: the commit time adds up.
+	if st.CommitSeconds <= 0 {
+		t.Fatalf("Stats.CommitSeconds %v after %d batches", st.CommitSeconds, st.Batches)
+	}
 	if got := len(load(t, s).Out); got != producers*each {
 		t.Fatalf("%d outbound stored, want %d", got, producers*each)
 	}

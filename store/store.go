@@ -235,6 +235,9 @@ type Stats struct {
 	InFlight           int    // Badger transactions submitted, not yet done (≤ 2)
 	BytesWritten       uint64 // key and value bytes handed to Badger
 	GCRuns             uint64 // value-log GC rewrites that reclaimed a file
+	// CommitSeconds is the time batches took to commit, in all (the
+	// mean latency over an interval: its growth over Batches').
+	CommitSeconds float64
 }
 
 // Errors returned by Apply.
