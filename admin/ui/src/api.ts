@@ -97,10 +97,10 @@ export interface Stats {
   connects_refused: number
   store_backlog_ops: number
   loops: number
-  // The store's commit latency, when the API reports it (seconds): sum
-  // and count since start, so the dashboard takes the mean per interval.
-  store_commit_seconds_sum?: number
-  store_commit_count?: number
+  // The store's commits since start and the seconds they took in all
+  // (absent without a store): the dashboard charts the mean per interval.
+  store_commits?: number
+  store_commit_seconds?: number
 }
 
 export interface Client {

@@ -40,9 +40,9 @@ export function Overview() {
     const dt = p ? s.uptime_seconds - p.uptime_seconds : 0
     const rate = (cur: number, old: number | undefined) => (p && dt > 0 && old !== undefined && cur >= old ? (cur - old) / dt : null)
     let commit: number | null = null
-    if (p && s.store_commit_count !== undefined && p.store_commit_count !== undefined) {
-      const n = s.store_commit_count - p.store_commit_count
-      commit = n > 0 ? ((s.store_commit_seconds_sum! - p.store_commit_seconds_sum!) / n) * 1000 : 0
+    if (p && s.store_commits !== undefined && p.store_commits !== undefined) {
+      const n = s.store_commits - p.store_commits
+      commit = n > 0 ? ((s.store_commit_seconds! - p.store_commit_seconds!) / n) * 1000 : 0
     }
     if (p && dt <= 0 && s.uptime_seconds < p.uptime_seconds) setHist(empty()) // the broker restarted
     setHist((h) => {
@@ -65,7 +65,7 @@ export function Overview() {
   }, 1000)
 
   const last = <T,>(a: T[]) => (a.length ? a[a.length - 1] : null)
-  const hasCommit = st?.store_commit_count !== undefined
+  const hasCommit = st?.store_commits !== undefined
   return (
     <div>
       <ErrorBox err={err} />
@@ -81,7 +81,7 @@ export function Overview() {
           <Tile label="Dropped" value={fmtNum(st.dropped)} sub={dropReasons(st)} />
         </div>
       )}
-      <div class="charts">
+      <div class="charts" data-samples={hist.t.length}>
         <Chart title="Connections" data={[hist.t, hist.conns, hist.connected]}
           series={[{ label: 'connections', color: '#2f6fdf' }, { label: 'connected sessions', color: '#19a974' }]} />
         <Chart title="Messages per second" data={[hist.t, hist.msgIn, hist.msgOut]}

@@ -114,7 +114,11 @@ function LivePanel() {
     setErr('')
     client.current?.end(true)
     setStatus('loading MQTT.js')
-    const mqtt = await import('mqtt') // loaded on first use: the rest of the dashboard does not wait for it
+    // Loaded on first use: the rest of the dashboard does not wait for it.
+    // The browser bundle's default export is the module object.
+    type MQTT = typeof import('mqtt')
+    const mod = (await import('mqtt')) as unknown as Partial<MQTT> & { default?: MQTT }
+    const mqtt = (mod.connect ? mod : mod.default!) as MQTT
     setStatus('connecting to ' + url)
     const c = mqtt.connect(url, {
       protocolVersion: 5,
@@ -154,10 +158,10 @@ function LivePanel() {
         <div class="muted" id="live-none">The broker has no WebSocket listener: start it with --listen ws://:8083 to watch messages here.</div>
       ) : (
         <form id="live-form" class="form" onSubmit={start}>
+          <label>Filter<input name="filter" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} /></label>
           <div class="row">
-            <label class="grow">Filter<input name="filter" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} /></label>
-            <label>User<input name="username" value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} autocomplete="off" /></label>
-            <label>Password<input name="password" type="password" value={pass} onInput={(e) => setPass((e.target as HTMLInputElement).value)} autocomplete="off" /></label>
+            <label class="grow">User name (if the listener needs one)<input name="username" value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} autocomplete="off" /></label>
+            <label class="grow">Password<input name="password" type="password" value={pass} onInput={(e) => setPass((e.target as HTMLInputElement).value)} autocomplete="off" /></label>
           </div>
           <div class="row">
             <button type="submit" class="primary" disabled={!url}>Subscribe</button>
@@ -171,7 +175,7 @@ function LivePanel() {
         <thead><tr><th>Time</th><th>Topic</th><th>Payload</th><th class="num">QoS</th></tr></thead>
         <tbody>
           {msgs.map((m) => (
-            <tr key={m.n}><td class="mono">{m.at}</td><td class="mono">{m.topic}</td><td class="payload-cell">{m.payload}{m.retain ? ' (retained)' : ''}</td><td class="num">{m.qos}</td></tr>
+            <tr key={m.n}><td class="mono">{m.at}</td><td class="mono">{m.topic}</td><td class="payload-cell">{m.payload}{m.retain && <span class="badge off">retained</span>}</td><td class="num">{m.qos}</td></tr>
           ))}
           {msgs.length === 0 && <tr><td colSpan={4} class="empty">no message yet</td></tr>}
         </tbody>

@@ -83,7 +83,7 @@ export function Topics() {
 const byName = (a: Node, b: Node) => a.name.localeCompare(b.name)
 
 function TreeNode({ n, sel, onSel, depth }: { n: Node; sel: string | null; onSel: (t: string) => void; depth: number }) {
-  const [open, setOpen] = useState(depth < 2)
+  const [open, setOpen] = useState(depth < 2 && !n.path.startsWith('$')) // $SYS folded: the broker's own topics
   const kids = [...n.children.values()].sort(byName)
   return (
     <li>
