@@ -848,8 +848,11 @@ func (p *mosqParser) mapListeners(listeners []*mosqListener) error {
 		} else if ln.cafile.key != "" {
 			p.note(ln.cafile, "not needed without require_certificate true: Mosquitto asks no client certificate then either")
 		}
-		if ln.capath.key != "" && !ln.requireCert {
+		switch {
+		case ln.capath.key != "" && !ln.requireCert:
 			p.note(ln.capath, "not needed without require_certificate true")
+		case ln.capath.key != "" && ln.cafile.key != "":
+			p.warn(ln.capath, "mcutie trusts the CA certificates of one file (--tls-client-ca, from cafile): clients whose CA is only in this directory are refused; append its certificates to the cafile")
 		}
 		if ln.useIdentity {
 			if ln.requireCert {

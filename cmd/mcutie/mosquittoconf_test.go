@@ -112,6 +112,7 @@ func TestMosquittoConfMapping(t *testing.T) {
 		map[string]string{"listen": "tls://:8883,wss://127.0.0.1:8443/", "tls-cert": "/c.pem", "tls-key": "/k.pem", "tls-client-ca": "/ca.pem",
 			"tls-username-from-cn": "true", "tls-min-version": "1.3"})
 	f("listener 8883\ncertfile /c.pem\nkeyfile /k.pem\ncafile /ca.pem\n", map[string]string{"listen": "tls://:8883", "tls-client-ca": "", "tls-min-version": "1.2"})
+	f("listener 8883\ncertfile /c.pem\nkeyfile /k.pem\ncafile /ca.pem\ncapath /cas\nrequire_certificate true\n", map[string]string{"tls-client-ca": "/ca.pem"}, "capath")
 	f("listener 1883\nsocket_domain ipv4\nlistener 1884\nsocket_domain ipv6\n", map[string]string{"listen": "tcp4://0.0.0.0:1883,tcp6://:1884"})
 	// Security, persistence, limits.
 	f("listener 1883\npassword_file /etc/mosquitto/passwd\nacl_file /etc/mosquitto/acl\n",
