@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcutie/mcutie/internal/redistest"
 	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
@@ -30,7 +31,7 @@ import (
 // should be exposed by that broker (configure the feature in
 // startExposition) rather than listed here.
 var notExposedHere = map[string]string{
-	"mcutie_store_redis_up": "only with --store redis (checked by store's Redis tests)",
+	"mcutie_store_redis_up": "only with --store redis (TestMetricsExpositionRedis)",
 }
 
 // legacyRuntimeNames are github.com/VictoriaMetrics/metrics' runtime
@@ -484,4 +485,51 @@ func TestAlertRulesPromtool(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(dir, "check", "rules", "dashboard-rules.yaml")
+}
+
+// TestMetricsExpositionRedis: on the Redis store the exposition is as
+// strict, every mcutie family it has is in docs/observability.md's table
+// with its type, and it has the families TestMetricsExposition cannot
+// show (mcutie_store_redis_up, 1 while Redis answers).
+func TestMetricsExpositionRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := durStartProc(t, t.TempDir(), freePort(t), append(redisArgs(srv, "commit"), "--metrics-listen", metricsAddr)...)
+	defer p.term(t)
+	sub, _ := v5Connect(t, p.Addr, &paho.Connect{ClientID: "expo-redis", CleanStart: false,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: paho.Uint32(300)}}) // a session to store
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "r/#", QoS: 1}}})
+
+	var fams []promtext.Parsed
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, body := httpGet(t, "http://"+metricsAddr+"/metrics")
+		var err error
+		if fams, err = promtext.Parse([]byte(body)); err != nil {
+			t.Fatalf("/metrics is not a valid exposition: %v\n%s", err, body)
+		}
+		if strings.Contains(body, "\nmcutie_store_redis_up 1\n") && !strings.Contains(body, "\nmcutie_store_commit_seconds_count 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("within 20s, /metrics never showed Redis up and a commit:\n%s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	doc := readMetricsTable(t)
+	got := map[string]bool{}
+	for _, f := range fams {
+		got[f.Name] = true
+		if !strings.HasPrefix(f.Name, "mcutie_") {
+			continue
+		}
+		if row, ok := doc[f.Name]; !ok || row.typ != f.Type {
+			t.Errorf("%s (%s) is not in docs/observability.md's table with that type", f.Name, f.Type)
+		}
+	}
+	for name, why := range notExposedHere {
+		if strings.Contains(why, "--store redis") && !got[name] {
+			t.Errorf("%s: not exposed on the Redis store", name)
+		}
+	}
 }

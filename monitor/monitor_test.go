@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -79,5 +81,43 @@ func TestReadyTimesOut(t *testing.T) {
 	err := s.Ready(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "loops: ") {
 		t.Fatalf("Ready with a hanging check = %v", err)
+	}
+}
+
+// TestMetricsOneHeaderPerFamily: two writers of the same family (two
+// plugins of one kind) and a writer of a second family in between come
+// out as one valid exposition, each family under one HELP and TYPE, with
+// the runtime metrics' HELP text filled in.
+func TestMetricsOneHeaderPerFamily(t *testing.T) {
+	events := promtext.Counter("test_events_total", "Events.")
+	other := promtext.Gauge("test_other", "Other.")
+	writer := func(hook string, n uint64) func(io.Writer) {
+		return func(w io.Writer) {
+			events.Header(w)
+			events.Sample(w, promtext.Labels("hook", hook), n)
+		}
+	}
+	s := New(Options{Addr: "127.0.0.1:0", Writers: []func(io.Writer){writer("a", 1), other.Header, func(w io.Writer) { other.Sample(w, "", 2) }, writer("b", 3)}})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	_, body := get(t, "http://"+s.Addr()+"/metrics")
+	fams, err := promtext.Parse([]byte(body))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	by := map[string]promtext.Parsed{}
+	for _, f := range fams {
+		by[f.Name] = f
+		if f.Help == "" {
+			t.Errorf("%s has no help text", f.Name)
+		}
+	}
+	if n := len(by["test_events_total"].Samples); n != 2 {
+		t.Fatalf("test_events_total has %d samples, want 2 (hook a and b):\n%s", n, body)
+	}
+	if by["go_goroutines"].Help != promtext.RuntimeHelp["go_goroutines"] || by["process_open_fds"].Type != "gauge" {
+		t.Fatalf("runtime metrics: %+v %+v", by["go_goroutines"], by["process_open_fds"])
 	}
 }

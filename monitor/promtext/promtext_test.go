@@ -148,3 +148,15 @@ func TestParseRefuses(t *testing.T) {
 	f("# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n", "+Inf")
 	f("# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 1\n", "!= _count")
 }
+
+// Observe runs once per store commit and per Connect hook call: it must
+// not allocate.
+func TestObserveAllocatesNothing(t *testing.T) {
+	h := NewHistogram(ExponentialBounds(0.0001, 2, 16)...)
+	if n := testing.AllocsPerRun(1000, func() { h.Observe(0.003) }); n != 0 {
+		t.Fatalf("Observe allocates %v times", n)
+	}
+	if h.Count() != 1001 {
+		t.Fatalf("count %d", h.Count())
+	}
+}
