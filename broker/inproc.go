@@ -113,6 +113,7 @@ type inprocHandler struct {
 	filter string // as subscribed
 	match  string // the filter matched against topics (no $share/group/)
 	fn     func(m *Delivered)
+	afn    func(m *Delivered, ack func()) // instead of fn: SubscribeAck's
 }
 
 // inprocWait waits for the acknowledgement of a packet the client sent.
@@ -125,11 +126,16 @@ type inprocWait struct {
 // connection is in the process. It returns once the CONNACK has come
 // (its refusal is a *codec.ReasonError), ctx's error, or ErrClosed.
 func (b *Broker) Connect(ctx context.Context, opts ConnectOptions) (*InProcClient, error) {
-	if b.closed.Load() {
-		return nil, ErrClosed
-	}
 	if strings.HasPrefix(opts.ClientID, ServerClientIDPrefix) {
 		return nil, errors.New("broker: client ids starting with " + ServerClientIDPrefix + " are the server's")
+	}
+	return b.connect(ctx, opts)
+}
+
+// connect is Connect for any client id (ConnectBridge's reserved ones too).
+func (b *Broker) connect(ctx context.Context, opts ConnectOptions) (*InProcClient, error) {
+	if b.closed.Load() {
+		return nil, ErrClosed
 	}
 	if opts.ReceiveMaximum <= 0 {
 		opts.ReceiveMaximum = DefaultWindow
@@ -304,6 +310,11 @@ func (ic *InProcClient) SubscribeWith(ctx context.Context, s ClientSubscription,
 	if handler == nil {
 		return errors.New("broker: Subscribe needs a handler")
 	}
+	return ic.subscribe(ctx, s, inprocHandler{fn: handler})
+}
+
+// subscribe is SubscribeWith with h's handler (fn or afn).
+func (ic *InProcClient) subscribe(ctx context.Context, s ClientSubscription, h inprocHandler) error {
 	if err := codec.ValidateTopicFilter([]byte(s.Filter)); err != nil {
 		return err
 	}
@@ -319,7 +330,7 @@ func (ic *InProcClient) SubscribeWith(ctx context.Context, s ClientSubscription,
 	}
 	// The handler is there before the retained messages can come; an
 	// earlier one for the filter stays until the SUBACK (refused: kept).
-	h := inprocHandler{filter: s.Filter, match: match, fn: handler}
+	h.filter, h.match = s.Filter, match
 	ic.mu.Lock()
 	var prev *inprocHandler
 	for i := range ic.handlers {
@@ -631,21 +642,30 @@ func (ic *InProcClient) dispatch() {
 // matches.
 func (ic *InProcClient) handle(it subItem) bool {
 	var fns []func(*Delivered)
+	var afns []func(*Delivered, func()) // SubscribeAck's (inproc_ack.go)
 	ic.mu.Lock()
 	for i := range ic.handlers {
-		if codec.MatchTopic(ic.handlers[i].match, []byte(it.d.Topic)) {
-			fns = append(fns, ic.handlers[i].fn)
+		if h := &ic.handlers[i]; codec.MatchTopic(h.match, []byte(it.d.Topic)) {
+			if h.afn != nil {
+				afns = append(afns, h.afn)
+			} else {
+				fns = append(fns, h.fn)
+			}
 		}
 	}
 	ic.mu.Unlock()
-	if len(fns) == 0 && ic.opts.Handler != nil {
+	if len(fns) == 0 && len(afns) == 0 && ic.opts.Handler != nil {
 		fns = append(fns, ic.opts.Handler)
 	}
-	if len(fns) == 0 {
+	if len(fns) == 0 && len(afns) == 0 {
 		return false
 	}
 	for _, fn := range fns {
 		ic.call(fn, it.d)
+	}
+	if len(afns) > 0 {
+		ic.callAck(afns, it)
+		return true
 	}
 	ic.conn.done(it)
 	return true
