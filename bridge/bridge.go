@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,19 +22,12 @@ type Bridge struct {
 	password string
 	dial     dialFunc
 	echo     *echoFilter // 3.1.1 remotes only (no No Local there)
+	outs     int         // out mappings
 
-	local *broker.InProcClient
-	// out carries the local session's messages to the sender, in order.
-	// Its capacity is MaxInflight times the out mappings: what the
-	// local session hands out before acks bound it, so the handler
-	// never waits on it.
-	out chan *outItem
-
-	mu sync.Mutex
-	// pending are the messages taken by the sender and not yet
-	// acknowledged by the remote, in the order they came: sent again,
-	// in that order, on the next connection.
-	pending []*outItem
+	// local is the in-process client of the current connection; it is
+	// connected only while the remote is (localConn).
+	localMu sync.Mutex
+	local   *localConn
 
 	ctx    context.Context // ends at Stop
 	cancel context.CancelFunc
@@ -45,8 +37,19 @@ type Bridge struct {
 	sent, received                    atomic.Uint64
 	reconnects, connectErrors, echoes atomic.Uint64
 	droppedRefused, droppedLocal      atomic.Uint64
+	inflight                          atomic.Int64 // handed to the remote, not yet acknowledged
 	queued                            atomic.Int64 // the local session's queue + inflight, refreshed each second
 	logThrottle                       atomic.Int64 // unix ns of the last connect error logged
+}
+
+// localConn is one connection of the bridge's local session.
+type localConn struct {
+	client *broker.InProcClient
+	// out carries the session's messages to the sender, in delivery
+	// order. Its capacity is MaxInflight per out mapping: what the
+	// session hands out before acks bound it, so the handler never
+	// waits on it.
+	out chan *outItem
 }
 
 // outItem is one local message on its way to the remote.
@@ -55,7 +58,6 @@ type outItem struct {
 	qos   byte              // the local delivery's QoS (the mapping's at most)
 	msg   *broker.Delivered // shared with other mappings: read only
 	ack   func()            // acknowledges it to the local broker
-	acked bool              // Bridge.mu
 }
 
 // Name is the bridge's name.
@@ -63,43 +65,32 @@ func (br *Bridge) Name() string { return br.cfg.Name }
 
 // Status is a bridge's state and counters (Manager.Status).
 type Status struct {
-	Name                string
-	Up                  bool
-	Sent, Received      uint64 // messages to / from the remote
-	Reconnects          uint64 // connections that ended and were made again
-	ConnectErrors       uint64 // failed connection attempts
-	Echoes              uint64 // 3.1.1: inbound copies of the bridge's own outbound messages, dropped
-	DroppedRemote       uint64 // refused by the remote (v5 PUBACK >= 0x80)
-	DroppedLocal        uint64 // refused by the local broker (ACL, validation)
-	Queued              int64  // held in the local session for the remote
-	Pending             int    // handed to the remote and not yet acknowledged
-	Address, Protocol   string
-	LocalClientID       string
-	RemoteClientID      string
-	OutFilters, InFilters []string
+	Name           string
+	Up             bool
+	Sent, Received uint64 // messages to / from the remote
+	Reconnects     uint64 // connections that ended and were made again
+	ConnectErrors  uint64 // failed connection attempts
+	Echoes         uint64 // 3.1.1: inbound copies of the bridge's own outbound messages, dropped
+	DroppedRemote  uint64 // refused by the remote (v5 PUBACK >= 0x80)
+	DroppedLocal   uint64 // refused by the local broker (ACL, validation)
+	// Queued are the messages the local session holds for the remote
+	// (its queue and inflight window, at most a second old); Inflight
+	// those handed to the remote and not yet acknowledged.
+	Queued, Inflight  int64
+	Address, Protocol string
+	LocalClientID     string
+	RemoteClientID    string
 }
 
 // Status reports the bridge's state.
 func (br *Bridge) Status() Status {
-	br.mu.Lock()
-	pending := len(br.pending)
-	br.mu.Unlock()
-	st := Status{
+	return Status{
 		Name: br.cfg.Name, Up: br.up.Load(), Sent: br.sent.Load(), Received: br.received.Load(),
 		Reconnects: br.reconnects.Load(), ConnectErrors: br.connectErrors.Load(), Echoes: br.echoes.Load(),
 		DroppedRemote: br.droppedRefused.Load(), DroppedLocal: br.droppedLocal.Load(),
-		Queued: br.queued.Load(), Pending: pending, Address: br.cfg.Address, Protocol: br.cfg.Protocol,
+		Queued: br.queued.Load(), Inflight: br.inflight.Load(), Address: br.cfg.Address, Protocol: br.cfg.Protocol,
 		LocalClientID: broker.BridgeClientIDPrefix + br.cfg.Name, RemoteClientID: br.cfg.ClientID,
 	}
-	for _, t := range br.cfg.Topics {
-		if t.out() {
-			st.OutFilters = append(st.OutFilters, t.localFilter())
-		}
-		if t.in() {
-			st.InFilters = append(st.InFilters, t.remoteFilter())
-		}
-	}
-	return st
 }
 
 // newBridge checks what a bridge needs before it starts (TLS files, the
@@ -113,61 +104,83 @@ func newBridge(b *broker.Broker, cfg Config, log *slog.Logger) (*Bridge, error) 
 	if err != nil {
 		return nil, err
 	}
-	outs := 0
+	br := &Bridge{cfg: cfg, b: b, log: log.With("bridge", cfg.Name), tls: tc, password: pw, done: make(chan struct{})}
+	ins := 0
 	for _, t := range cfg.Topics {
 		if t.out() {
-			outs++
+			br.outs++
+		}
+		if t.in() {
+			ins++
 		}
 	}
-	br := &Bridge{cfg: cfg, b: b, log: log.With("bridge", cfg.Name), password: pw,
-		out: make(chan *outItem, cfg.MaxInflight*max(outs, 1)), done: make(chan struct{})}
-	br.tls = tc
 	br.dial = dialV5
 	if cfg.Protocol == "3.1.1" {
 		br.dial = dialV3
-		for _, t := range cfg.Topics {
-			if t.in() && t.out() || t.in() && outs > 0 {
-				br.echo = newEchoFilter(echoWindow)
-				break
-			}
+		if ins > 0 && br.outs > 0 {
+			br.echo = newEchoFilter(echoWindow)
 		}
 	}
 	br.ctx, br.cancel = context.WithCancel(context.Background())
 	return br, nil
 }
 
-// start connects the local side and starts the bridge's goroutines.
+// start makes sure the local session and its subscriptions exist (so
+// messages for the remote are queued from now on, while the remote is
+// down too) and starts the bridge's goroutines.
 func (br *Bridge) start(ctx context.Context) error {
-	local, err := br.b.ConnectBridge(ctx, br.cfg.Name, broker.ConnectOptions{
+	lc, err := br.connectLocal(ctx)
+	if err != nil {
+		return err
+	}
+	// Detached until the remote is up: an offline session queues (up to
+	// --max-queued-messages/-bytes, then drops and counts) without
+	// holding back the local publishers' acknowledgements, as an online
+	// subscriber far behind would (flow control).
+	br.detach(lc)
+	br.publishState(false)
+	go br.run()
+	go br.watch()
+	return nil
+}
+
+// connectLocal connects the bridge's local session (persistent, client
+// id $mcutie/bridge/NAME): resumed, its unacknowledged messages come
+// again first, in order, then the queued ones.
+func (br *Bridge) connectLocal(ctx context.Context) (*localConn, error) {
+	lc := &localConn{out: make(chan *outItem, br.cfg.MaxInflight*max(br.outs, 1))}
+	client, err := br.b.ConnectBridge(ctx, br.cfg.Name, broker.ConnectOptions{
 		// The local session is the durable outbound queue: it keeps
 		// what the remote has not acknowledged across outages and
-		// broker restarts, bounded by --max-queued-messages/-bytes.
+		// broker restarts.
 		CleanStart: false, SessionExpiry: -1, BypassACL: true,
 		ReceiveMaximum: br.cfg.MaxInflight, Logger: br.log,
 	})
 	if err != nil {
-		return fmt.Errorf("connecting the local session: %w", err)
+		return nil, fmt.Errorf("connecting the local session: %w", err)
 	}
-	br.local = local
+	lc.client = client
+	fail := func(err error) (*localConn, error) {
+		client.Disconnect()
+		return nil, err
+	}
 	want := map[string]bool{}
 	for i := range br.cfg.Topics {
 		if t := &br.cfg.Topics[i]; t.out() {
 			want[t.localFilter()] = true
 		}
 	}
-	if local.SessionPresent() {
+	if client.SessionPresent() {
 		// Mappings removed from the file since the session was made
 		// would keep queueing messages no handler takes.
-		si, err := local.SessionInfo(ctx)
+		si, err := client.SessionInfo(ctx)
 		if err != nil {
-			local.Disconnect()
-			return fmt.Errorf("reading the local session: %w", err)
+			return fail(fmt.Errorf("reading the local session: %w", err))
 		}
 		for _, f := range si.Filters {
 			if !want[f] {
-				if err := local.Unsubscribe(ctx, f); err != nil {
-					local.Disconnect()
-					return fmt.Errorf("removing the old mapping %q: %w", f, err)
+				if err := client.Unsubscribe(ctx, f); err != nil {
+					return fail(fmt.Errorf("removing the old mapping %q: %w", f, err))
 				}
 				br.log.Info("bridge: removed a mapping no longer configured", "filter", f)
 			}
@@ -178,30 +191,30 @@ func (br *Bridge) start(ctx context.Context) error {
 		if !t.out() {
 			continue
 		}
-		// No Local: what the bridge's in side publishes locally is not
-		// sent back out [MQTT-3.8.3-3]. Retain As Published keeps the
-		// retain flag; Retain Handling 1: the retained messages once,
-		// when the mapping is new, not at every restart.
+		// No Local: what the bridge's in side publishes locally (as this
+		// session) is not sent back out [MQTT-3.8.3-3]. Retain As
+		// Published keeps the retain flag; Retain Handling 1: the
+		// retained messages once, when the mapping is new, not at every
+		// reconnect.
 		s := broker.ClientSubscription{Filter: t.localFilter(), QoS: t.QoS, NoLocal: true, RetainAsPublished: true, RetainHandling: 1}
-		if err := local.SubscribeAck(ctx, s, func(m *broker.Delivered, ack func()) { br.outbound(t, m, ack) }); err != nil {
-			local.Disconnect()
-			return fmt.Errorf("subscribing locally to %q: %w", s.Filter, err)
+		if err := client.SubscribeAck(ctx, s, func(m *broker.Delivered, ack func()) { br.outbound(lc, t, m, ack) }); err != nil {
+			return fail(fmt.Errorf("subscribing locally to %q: %w", s.Filter, err))
 		}
 	}
-	br.publishState(false)
-	go br.run()
-	go br.watch()
-	return nil
+	br.localMu.Lock()
+	br.local = lc
+	br.localMu.Unlock()
+	return lc, nil
 }
 
 // outbound takes a local message for the remote. It runs on the local
 // client's goroutine, in delivery order.
-func (br *Bridge) outbound(t *Topic, m *broker.Delivered, ack func()) {
+func (br *Bridge) outbound(lc *localConn, t *Topic, m *broker.Delivered, ack func()) {
 	it := &outItem{topic: t.toRemote(m.Topic), qos: min(m.QoS, t.QoS), msg: m, ack: ack}
 	select {
-	case br.out <- it:
-	case <-br.ctx.Done():
-		// Stopping: not acked, the local session keeps it.
+	case lc.out <- it:
+	case <-lc.client.Done():
+		// Detached: not acked, the session sends it again.
 	}
 }
 
@@ -219,8 +232,14 @@ func (br *Bridge) inbound(topic string, pub broker.Publication, ack func()) {
 		ack()
 		return
 	}
+	br.localMu.Lock()
+	lc := br.local
+	br.localMu.Unlock()
+	if lc == nil {
+		return // not acked: the remote sends it again
+	}
 	pub.Topic, pub.QoS = t.toLocal(topic), min(pub.QoS, t.QoS)
-	err := br.local.Publish(br.ctx, pub)
+	err := lc.client.Publish(br.ctx, pub)
 	switch {
 	case err == nil, errors.Is(err, broker.ErrQuotaExceeded):
 		// Routed (a full subscriber queue missed it: the broker counts that).
@@ -235,15 +254,23 @@ func (br *Bridge) inbound(topic string, pub broker.Publication, ack func()) {
 	}
 }
 
-// run connects to the remote, serves the connection, and reconnects with
-// backoff until Stop.
+// run connects to the remote (then the local session), serves the
+// connection, and reconnects with backoff until Stop.
 func (br *Bridge) run() {
 	defer close(br.done)
 	attempt := 0
 	for br.ctx.Err() == nil {
-		r, err := br.dial(br.ctx, br)
+		// The local session first: a persistent remote session sends
+		// what it kept for the bridge as soon as it has connected.
+		var r remote
+		lc, err := br.connectLocal(br.ctx)
+		if err == nil {
+			if r, err = br.dial(br.ctx, br); err != nil {
+				br.detach(lc)
+			}
+		}
 		if err != nil {
-			if br.ctx.Err() != nil {
+			if br.ctx.Err() != nil || br.b.Closed() {
 				return
 			}
 			br.connectErrors.Add(1)
@@ -258,10 +285,10 @@ func (br *Bridge) run() {
 		br.log.Info("bridge: connected", "address", br.cfg.Address, "protocol", br.cfg.Protocol)
 		br.up.Store(true)
 		br.publishState(true)
-		br.serve(r)
+		br.serve(r, lc)
 		br.up.Store(false)
 		br.publishState(false)
-		if br.ctx.Err() != nil {
+		if br.ctx.Err() != nil || br.b.Closed() {
 			return
 		}
 		br.reconnects.Add(1)
@@ -276,42 +303,47 @@ func (br *Bridge) run() {
 	}
 }
 
-// serve sends the pending messages again, in order, then the new ones,
-// until the connection ends or Stop.
-func (br *Bridge) serve(r remote) {
-	acks := make(chan sentItem, cap(br.out)+1)
+// serve sends the local session's messages to the remote, in order,
+// until either connection ends or Stop; then it detaches the local
+// session, which keeps what the remote has not acknowledged.
+func (br *Bridge) serve(r remote, lc *localConn) {
+	acks := make(chan sentItem, cap(lc.out)+1)
 	collected := make(chan struct{})
 	go br.collect(r, acks, collected)
 	defer func() {
+		br.detach(lc)
 		r.close()
 		<-collected
+		br.inflight.Store(0)
 	}()
-	br.mu.Lock()
-	resend := slices.Clone(br.pending)
-	br.mu.Unlock()
-	for _, it := range resend {
-		br.mu.Lock()
-		acked := it.acked
-		br.mu.Unlock()
-		if !acked && !br.send(r, it, acks) {
-			return
-		}
-	}
 	for {
 		select {
-		case it := <-br.out:
-			br.mu.Lock()
-			br.pending = append(br.pending, it)
-			br.mu.Unlock()
+		case it := <-lc.out:
 			if !br.send(r, it, acks) {
 				return
 			}
 		case <-r.done():
 			return
+		case <-lc.client.Done():
+			if !br.b.Closed() {
+				br.log.Warn("bridge: the local session ended", "err", lc.client.Err())
+			}
+			return
 		case <-br.ctx.Done():
 			return
 		}
 	}
+}
+
+// detach disconnects the local session: it keeps what the remote has not
+// acknowledged, for the next connection.
+func (br *Bridge) detach(lc *localConn) {
+	br.localMu.Lock()
+	if br.local == lc {
+		br.local = nil
+	}
+	br.localMu.Unlock()
+	lc.client.Disconnect()
 }
 
 // sentItem is a QoS 1 message written and waiting for its PUBACK.
@@ -320,8 +352,8 @@ type sentItem struct {
 	wait ackWait
 }
 
-// send writes one message; false: the connection has ended (the message
-// stays pending).
+// send writes one message; false: the connection has ended (the local
+// session sends the message again on its next connection).
 func (br *Bridge) send(r remote, it *outItem, acks chan<- sentItem) bool {
 	if br.echo != nil && inbound(br.cfg.Topics, it.topic) != nil {
 		br.echo.sent(it.topic, it.msg.Payload)
@@ -334,6 +366,7 @@ func (br *Bridge) send(r remote, it *outItem, acks chan<- sentItem) bool {
 		br.complete(it, ackOK)
 		return true
 	}
+	br.inflight.Add(1)
 	select {
 	case acks <- sentItem{it, wait}:
 		return true
@@ -353,6 +386,7 @@ func (br *Bridge) collect(r remote, acks <-chan sentItem, collected chan<- struc
 			if res == ackLost {
 				return
 			}
+			br.inflight.Add(-1)
 			br.complete(s.it, res)
 		case <-r.done():
 			return
@@ -360,18 +394,8 @@ func (br *Bridge) collect(r remote, acks <-chan sentItem, collected chan<- struc
 	}
 }
 
-// complete ends a message's trip: off the pending list, acknowledged
-// locally.
+// complete ends a message's trip: acknowledged locally.
 func (br *Bridge) complete(it *outItem, res ackResult) {
-	br.mu.Lock()
-	it.acked = true
-	n := 0
-	for n < len(br.pending) && br.pending[n].acked {
-		br.pending[n] = nil
-		n++
-	}
-	br.pending = br.pending[n:]
-	br.mu.Unlock()
 	if res == ackRefused {
 		br.droppedRefused.Add(1)
 		br.log.Warn("bridge: the remote refused a message; dropped", "topic", it.topic)
@@ -385,9 +409,10 @@ func (br *Bridge) complete(it *outItem, res ackResult) {
 func (br *Bridge) watch() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	id := broker.BridgeClientIDPrefix + br.cfg.Name
 	for {
 		ctx, cancel := context.WithTimeout(br.ctx, time.Second)
-		si, err := br.local.SessionInfo(ctx)
+		si, _, err := br.b.SessionInfo(ctx, id)
 		cancel()
 		if err == nil {
 			br.queued.Store(int64(si.Queued + si.Inflight))
@@ -395,8 +420,6 @@ func (br *Bridge) watch() {
 		select {
 		case <-t.C:
 		case <-br.ctx.Done():
-			return
-		case <-br.local.Done():
 			return
 		}
 	}
@@ -447,7 +470,4 @@ func (br *Bridge) sleep(d time.Duration) bool {
 func (br *Bridge) stop() {
 	br.cancel()
 	<-br.done
-	if br.local != nil {
-		br.local.Disconnect()
-	}
 }

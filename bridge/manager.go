@@ -84,7 +84,7 @@ func (m *Manager) WriteMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_sent_total"+l, st.Sent)
 		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_received_total"+l, st.Received)
 		metrics.WriteGaugeUint64(w, "mcutie_bridge_messages_queued"+l, uint64(max(st.Queued, 0)))
-		metrics.WriteGaugeUint64(w, "mcutie_bridge_messages_pending"+l, uint64(st.Pending))
+		metrics.WriteGaugeUint64(w, "mcutie_bridge_messages_inflight"+l, uint64(max(st.Inflight, 0)))
 		metrics.WriteCounterUint64(w, "mcutie_bridge_reconnects_total"+l, st.Reconnects)
 		metrics.WriteCounterUint64(w, "mcutie_bridge_connect_errors_total"+l, st.ConnectErrors)
 		lr := `{bridge=` + strconv.Quote(st.Name) + `,reason=`

@@ -89,30 +89,57 @@ type SessionInfo struct {
 // SessionInfo asks the session's loop what the session holds now. Safe
 // for concurrent use; it must not be called on a loop.
 func (ic *InProcClient) SessionInfo(ctx context.Context) (SessionInfo, error) {
-	if err := ic.ended(); err != nil {
-		return SessionInfo{}, err
+	si, _, err := ic.b.SessionInfo(ctx, ic.id)
+	return si, err
+}
+
+// SessionInfo reports what the session of clientID holds now, connected
+// or not (found false: there is none). It asks every loop (through its
+// inbox) and waits for them, or until ctx is done. Safe for concurrent
+// use; it must not be called on a loop.
+func (b *Broker) SessionInfo(ctx context.Context, clientID string) (si SessionInfo, found bool, err error) {
+	type answer struct {
+		si SessionInfo
+		ok bool
 	}
-	res := make(chan SessionInfo, 1)
-	sc := ic.conn
-	sc.run(func() {
-		var si SessionInfo
-		if c := sc.c; c != nil && c.s != nil {
-			s := c.s
-			si.Inflight, si.Queued = s.inflightLen(), s.queuedLen()
+	res := make(chan answer, len(b.loops))
+	asked := 0
+	for _, l := range b.loops {
+		if !l.bound() {
+			continue
+		}
+		l := l
+		fn := func() {
+			s := l.sessions[clientID]
+			if s == nil {
+				res <- answer{}
+				return
+			}
+			a := answer{ok: true}
+			a.si.Inflight, a.si.Queued = s.inflightLen(), s.queuedLen()
 			if s.extras != nil {
 				for f := range s.extras.subs {
-					si.Filters = append(si.Filters, f)
+					a.si.Filters = append(a.si.Filters, f)
 				}
 			}
+			res <- a
 		}
-		res <- si
-	})
-	select {
-	case si := <-res:
-		return si, nil
-	case <-ic.stop:
-		return SessionInfo{}, ic.ended()
-	case <-ctx.Done():
-		return SessionInfo{}, ctx.Err()
+		if !l.post(inboxItem{kind: itemFunc, fn: fn}, true) {
+			if err := l.exec(fn); err != nil {
+				continue
+			}
+		}
+		asked++
 	}
+	for ; asked > 0; asked-- {
+		select {
+		case a := <-res:
+			if a.ok {
+				si, found = a.si, true
+			}
+		case <-ctx.Done():
+			return si, found, ctx.Err()
+		}
+	}
+	return si, found, nil
 }
