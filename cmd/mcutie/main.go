@@ -63,6 +63,7 @@ type config struct {
 	// writers (plugins.go).
 	pluginsFile string
 	hookMetrics []func(io.Writer)
+	bridges     bridgesConfig // --bridges (bridges.go)
 	// storeMetrics is the store's metrics set, one per run (the default
 	// set would refuse a second store's names in the same process).
 	storeMetrics *metrics.Set
@@ -124,6 +125,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	logFlags(fs, &cfg.logging)
 	fs.BoolVar(&cfg.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --metrics-listen (for go tool pprof; off: they expose internals)")
 	fs.StringVar(&cfg.configFile, "config", "", "YAML config file; keys are flag names without dashes (e.g. max-inflight: 100); the command line and the environment win over it; re-read on SIGHUP. A Mosquitto config (mosquitto.conf) is recognised and run too (docs/mosquitto.md)")
+	bridgesFlags(fs, &cfg.bridges)
 	fs.StringVar(&cfg.pluginsFile, "plugins", "", "YAML file of the plugins to run (httpauth, webhook, aggregate, rewrite) and their settings; see docs/hooks.md (empty: none)")
 
 	bytesVar(fs, &cfg.opts.MaxPacketSize, "max-packet-size", 1<<20, "largest MQTT packet accepted, bytes (advertised to v5 clients as Maximum Packet Size)")
@@ -243,6 +245,11 @@ func run(args []string) int {
 	}
 	defer sec.close()
 	plugs.attach(b)
+	brs, code := startBridges(&cfg, b, log)
+	if code >= 0 {
+		return code
+	}
+	defer brs.stop() // after the broker stopped: its sessions keep what the remotes have not acknowledged
 	srv, mon, code := serve(&cfg, b, st, log)
 	if code >= 0 {
 		return code
