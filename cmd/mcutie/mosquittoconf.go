@@ -715,9 +715,9 @@ func (p *mosqParser) option(l mosqLine, cur *mosqListener) (*mosqListener, error
 	default:
 		switch {
 		case mosqBridgeOptions[l.key]:
-			why := "mcutie has no bridges to other brokers: the messages this bridge forwards will not be forwarded"
+			why := "bridge options are not converted: write the bridge in a --bridges file (docs/bridges.md maps each option); until then its messages are not forwarded"
 			if l.key == "connection" {
-				why = fmt.Sprintf("bridge %q not carried over: mcutie has no bridges to other brokers (its options below are listed too)", l.rest)
+				why = fmt.Sprintf("bridge %q not carried over: mcutie's bridges live in a --bridges YAML file (docs/bridges.md maps Mosquitto's options; the bridge's lines below are listed too)", l.rest)
 			}
 			p.warn(l, why)
 		case strings.HasPrefix(l.key, "auth_opt_") || strings.HasPrefix(l.key, "plugin_opt_"):
