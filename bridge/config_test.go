@@ -92,7 +92,8 @@ func TestEchoFilter(t *testing.T) {
 	e := newEchoFilter(3)
 	e.sent("a", []byte("1"))
 	e.sent("a", []byte("1"))
-	if !e.echoed("a", []byte("1")) || !e.echoed("a", []byte("1")) || e.echoed("a", []byte("1")) {
+	first, second, third := e.echoed("a", []byte("1")), e.echoed("a", []byte("1")), e.echoed("a", []byte("1"))
+	if !first || !second || third {
 		t.Fatal("two sent, two echoes dropped, the third is a new message")
 	}
 	if e.echoed("a", []byte("2")) || e.echoed("b", []byte("1")) {

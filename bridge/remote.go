@@ -10,8 +10,6 @@ import (
 	"net"
 	"os"
 	"time"
-
-	"github.com/mcutie/mcutie/broker"
 )
 
 // The remote side: one connection to the remote broker, made by a
@@ -42,10 +40,6 @@ const (
 	ackOK                       // PUBACK
 	ackRefused                  // PUBACK with a v5 error code: not sent again
 )
-
-// inboundFunc receives a message from the remote; ack acknowledges it to
-// the remote (PUBACK for QoS 1, nothing for QoS 0).
-type inboundFunc func(topic string, pub broker.Publication, ack func())
 
 // dialFunc connects to the remote and subscribes to the in mappings.
 type dialFunc func(ctx context.Context, br *Bridge) (remote, error)
