@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-
-	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // Manager runs the bridges of one broker. Its methods are safe for
@@ -68,28 +66,47 @@ func (m *Manager) Status() []Status {
 	return out
 }
 
+// The bridges' metric families (docs/bridges.md, docs/observability.md).
+var (
+	mUp            = promtext.Gauge("mcutie_bridge_up", "1 while the bridge is connected to its remote broker, 0 not.")
+	mSent          = promtext.Counter("mcutie_bridge_messages_sent_total", "Messages the bridge's remote acknowledged (QoS 0: written to it).")
+	mReceived      = promtext.Counter("mcutie_bridge_messages_received_total", "Messages from the bridge's remote published locally.")
+	mQueued        = promtext.Gauge("mcutie_bridge_messages_queued", "Messages the bridge's local session holds for the remote: queue and inflight, bounded by --max-queued-messages/--max-queued-bytes.")
+	mInflight      = promtext.Gauge("mcutie_bridge_messages_inflight", "Messages sent to the bridge's remote and not yet acknowledged (max_inflight bounds it).")
+	mReconnects    = promtext.Counter("mcutie_bridge_reconnects_total", "Remote connections of the bridge that ended and were made again.")
+	mConnectErrors = promtext.Counter("mcutie_bridge_connect_errors_total", "Failed connection attempts of the bridge (retried with backoff).")
+	mDropped       = promtext.Counter("mcutie_bridge_messages_dropped_total", "Messages the bridge dropped, by reason: echo (a 3.1.1 remote sent the bridge's own message back), remote_refused (v5 PUBACK >= 0x80), local_refused (the local broker refused an inbound message).")
+)
+
 // WriteMetrics writes the bridges' metrics in Prometheus text format.
+// Safe for concurrent use.
 func (m *Manager) WriteMetrics(w io.Writer) {
-	if m == nil {
+	if m == nil || len(m.bridges) == 0 {
 		return
 	}
-	for _, br := range m.bridges {
-		st := br.Status()
-		l := `{bridge=` + strconv.Quote(st.Name) + `}`
-		up := uint64(0)
-		if st.Up {
-			up = 1
+	sts := m.Status()
+	each := func(f promtext.Family, v func(Status) uint64) {
+		f.Header(w)
+		for _, st := range sts {
+			f.Sample(w, promtext.Labels("bridge", st.Name), v(st))
 		}
-		metrics.WriteGaugeUint64(w, "mcutie_bridge_up"+l, up)
-		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_sent_total"+l, st.Sent)
-		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_received_total"+l, st.Received)
-		metrics.WriteGaugeUint64(w, "mcutie_bridge_messages_queued"+l, uint64(max(st.Queued, 0)))
-		metrics.WriteGaugeUint64(w, "mcutie_bridge_messages_inflight"+l, uint64(max(st.Inflight, 0)))
-		metrics.WriteCounterUint64(w, "mcutie_bridge_reconnects_total"+l, st.Reconnects)
-		metrics.WriteCounterUint64(w, "mcutie_bridge_connect_errors_total"+l, st.ConnectErrors)
-		lr := `{bridge=` + strconv.Quote(st.Name) + `,reason=`
-		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_dropped_total"+lr+`"echo"}`, st.Echoes)
-		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_dropped_total"+lr+`"remote_refused"}`, st.DroppedRemote)
-		metrics.WriteCounterUint64(w, "mcutie_bridge_messages_dropped_total"+lr+`"local_refused"}`, st.DroppedLocal)
+	}
+	each(mUp, func(st Status) uint64 {
+		if st.Up {
+			return 1
+		}
+		return 0
+	})
+	each(mSent, func(st Status) uint64 { return st.Sent })
+	each(mReceived, func(st Status) uint64 { return st.Received })
+	each(mQueued, func(st Status) uint64 { return uint64(max(st.Queued, 0)) })
+	each(mInflight, func(st Status) uint64 { return uint64(max(st.Inflight, 0)) })
+	each(mReconnects, func(st Status) uint64 { return st.Reconnects })
+	each(mConnectErrors, func(st Status) uint64 { return st.ConnectErrors })
+	mDropped.Header(w)
+	for _, st := range sts {
+		mDropped.Sample(w, promtext.Labels("bridge", st.Name, "reason", "echo"), st.Echoes)
+		mDropped.Sample(w, promtext.Labels("bridge", st.Name, "reason", "remote_refused"), st.DroppedRemote)
+		mDropped.Sample(w, promtext.Labels("bridge", st.Name, "reason", "local_refused"), st.DroppedLocal)
 	}
 }
