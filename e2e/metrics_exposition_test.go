@@ -76,8 +76,19 @@ func startExposition(t *testing.T) *exposition {
 `, auth.URL, hook.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A bridge whose remote is down: its families are there (up 0,
+	// connect errors counting).
+	bridges := filepath.Join(dir, "bridges.yaml")
+	if err := os.WriteFile(bridges, []byte(fmt.Sprintf(`bridges:
+  - name: expo
+    address: tcp://127.0.0.1:%d
+    reconnect: {min: 50ms, max: 200ms}
+    topics: [{pattern: "expo/#", direction: both, qos: 1}]
+`, freePort(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := durStartProc(t, dir, freePort(t), "--plugins", file, "--metrics-listen", metricsAddr, "--sys-interval", "200ms")
+	p := durStartProc(t, dir, freePort(t), "--plugins", file, "--bridges", bridges, "--metrics-listen", metricsAddr, "--sys-interval", "200ms")
 	t.Cleanup(func() { p.term(t) })
 
 	if _, ack, err := v5TryConnect(t, p.Addr, &paho.Connect{ClientID: "expo-bad", CleanStart: true, Username: "banned", UsernameFlag: true}); err == nil || ack == nil || ack.ReasonCode != 0x8A {

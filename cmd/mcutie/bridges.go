@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcutie/mcutie/bridge"
@@ -23,44 +25,54 @@ func bridgesFlags(fs *flag.FlagSet, c *bridgesConfig) {
 	fs.StringVar(&c.file, "bridges", "", "YAML file of bridges to other MQTT brokers (Mosquitto-style topic mappings in/out/both, MQTT 5 or 3.1.1, TLS); see docs/bridges.md (empty: none)")
 }
 
-// bridges are the running bridges (none without --bridges).
+// bridges are the bridges of --bridges (none without it).
 type bridges struct {
-	m *bridge.Manager
+	cfgs []bridge.Config
+	file string
+	m    atomic.Pointer[bridge.Manager] // set once started
 }
 
-// startBridges reads --bridges and starts the bridges on b; their metrics
-// join the /metrics writers (cfg.hookMetrics, read by serve). code is the
-// exit code when it ends the run (-1: go on). A remote that is down is
-// no error: it is retried with backoff.
-func startBridges(cfg *config, b *broker.Broker, log *slog.Logger) (*bridges, int) {
-	if cfg.bridges.file == "" {
-		return &bridges{}, -1
+// loadBridges reads and checks --bridges (before the listeners start:
+// a bad file stops the start) and adds the bridges' metrics to the
+// /metrics writers (cfg.hookMetrics, read by serve). code is the exit
+// code when it ends the run (-1: go on).
+func loadBridges(cfg *config) (*bridges, int) {
+	bs := &bridges{file: cfg.bridges.file}
+	if bs.file == "" {
+		return bs, -1
 	}
-	cfgs, err := bridge.Load(cfg.bridges.file)
+	cfgs, err := bridge.Load(bs.file)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcutie:", err)
 		return nil, 2
+	}
+	bs.cfgs = cfgs
+	cfg.hookMetrics = append(cfg.hookMetrics, func(w io.Writer) { bs.m.Load().WriteMetrics(w) })
+	return bs, -1
+}
+
+// start starts the bridges on b, whose loops must be running (serve). A
+// remote that is down is no error: it is retried with backoff.
+func (bs *bridges) start(b *broker.Broker, log *slog.Logger) int {
+	if len(bs.cfgs) == 0 {
+		return -1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := bridge.Start(ctx, b, cfgs, log)
+	m, err := bridge.Start(ctx, b, bs.cfgs, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcutie:", err)
-		return nil, 2
+		return 2
 	}
-	cfg.hookMetrics = append(cfg.hookMetrics, m.WriteMetrics)
-	names := make([]string, 0, len(cfgs))
-	for _, c := range cfgs {
+	bs.m.Store(m)
+	names := make([]string, 0, len(bs.cfgs))
+	for _, c := range bs.cfgs {
 		names = append(names, c.Name+"="+c.Address)
 	}
-	log.Info("bridges started", "file", cfg.bridges.file, "bridges", names)
-	return &bridges{m: m}, -1
+	log.Info("bridges started", "file", bs.file, "bridges", names)
+	return -1
 }
 
 // stop stops the bridges (their local sessions keep what the remotes
 // have not acknowledged).
-func (bs *bridges) stop() {
-	if bs != nil {
-		bs.m.Stop()
-	}
-}
+func (bs *bridges) stop() { bs.m.Load().Stop() }

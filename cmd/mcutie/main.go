@@ -245,15 +245,18 @@ func run(args []string) int {
 	}
 	defer sec.close()
 	plugs.attach(b)
-	brs, code := startBridges(&cfg, b, log)
+	brs, code := loadBridges(&cfg)
 	if code >= 0 {
 		return code
 	}
-	defer brs.stop() // after the broker stopped: its sessions keep what the remotes have not acknowledged
 	srv, mon, code := serve(&cfg, b, st, log)
 	if code >= 0 {
 		return code
 	}
+	if code := brs.start(b, log); code >= 0 { // the loops run now
+		return code
+	}
+	defer brs.stop() // after the broker stopped: its sessions keep what the remotes have not acknowledged
 	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
 	s := waitForStop(sig, &cfg, sec, srv, log)
 	log.Info("shutting down", "signal", s.String())
