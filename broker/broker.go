@@ -54,7 +54,8 @@ type Broker struct {
 
 	admit admission // connection limits checked at accept (limits.go)
 
-	p2p p2pCounters // point-to-point messages (p2p.go)
+	p2p     p2pCounters   // point-to-point messages (p2p.go)
+	delayed *delayedQueue // $delayed messages (delayed.go)
 
 	// dir says which loop owns each client id (directory.go).
 	dir *clientDir
@@ -96,6 +97,7 @@ func New(opts Options) *Broker {
 		b.nodeID = NewNodeID()
 	}
 	b.dir = newClientDir(opts.Loops)
+	b.delayed = newDelayedQueue(b)
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
 	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize
@@ -168,6 +170,7 @@ func (b *Broker) Shutdown() {
 		return
 	}
 	defer b.clock.stop()
+	b.delayed.stop()
 	var wg sync.WaitGroup
 	for _, l := range b.loops {
 		wg.Add(1)

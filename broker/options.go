@@ -47,8 +47,17 @@ type Options struct {
 	// P2P turns on point-to-point messages (p2p.go): a PUBLISH to
 	// $p2p/{clientid}/{topic} goes to that client's session only, as a
 	// PUBLISH to {topic}. Off: such a topic is an ordinary one.
-	P2P            bool
-	MaxQueuedBytes int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
+	P2P bool
+	// DelayedPublish turns on delayed messages (delayed.go): a PUBLISH to
+	// $delayed/{seconds}/{topic} is published to {topic} after the delay,
+	// kept in the store meanwhile. MaxDelayedMessages bounds how many
+	// wait (beyond it: v5 PUBACK 0x97; 3.x dropped, counted and logged;
+	// default 100,000), MaxDelay the delay (beyond it: v5 0x83; default
+	// 24h).
+	DelayedPublish     bool
+	MaxDelayedMessages int
+	MaxDelay           time.Duration
+	MaxQueuedBytes     int // bytes (topic + payload) of the QoS 1/2 messages held per session; beyond it new messages are dropped and counted (v5 publisher: 0x97); default 32 MiB
 	// MaxQueuedBytesTotal bounds the bytes (topic + payload) held in all
 	// sessions' QoS 1/2 queues and inflight windows, each event loop
 	// holding an equal share; beyond it new messages are dropped and
@@ -279,6 +288,12 @@ func (o *Options) Defaults() {
 	}
 	if o.MaxPendingAuthPerIP <= 0 {
 		o.MaxPendingAuthPerIP = 16
+	}
+	if o.MaxDelayedMessages <= 0 {
+		o.MaxDelayedMessages = 100000
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = 24 * time.Hour
 	}
 	if o.BanMaxTracked <= 0 {
 		o.BanMaxTracked = 100000

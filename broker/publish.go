@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/hooks"
@@ -43,8 +44,21 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		return &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "more user properties than the server allows"}
 	}
 	var p2pTo []byte // the recipient of a $p2p/ PUBLISH (p2p.go)
-	if len(p.Topic) > 0 && p.Topic[0] == '$' && l.b.opts.P2P && bytes.HasPrefix(p.Topic, []byte(p2pPrefix)) {
+	delay := time.Duration(-1)
+	if len(p.Topic) > 0 && p.Topic[0] == '$' && l.b.opts.DelayedPublish && bytes.HasPrefix(p.Topic, []byte(delayedPrefix)) {
 		// Only topics starting with '$' pay more than the first byte's test.
+		secs, rest, ok := splitDelayed(p.Topic)
+		switch {
+		case !ok:
+			c.refuseDelayed(p, delayedInvalid, codec.TopicNameInvalid)
+			return nil
+		case secs > uint64(l.b.opts.MaxDelay/time.Second):
+			c.refuseDelayed(p, delayedTooLong, codec.ImplementationSpecificError)
+			return nil
+		}
+		// The ACL, the hooks and the limits below see the target topic.
+		delay, p.Topic = time.Duration(secs)*time.Second, rest
+	} else if len(p.Topic) > 0 && p.Topic[0] == '$' && l.b.opts.P2P && bytes.HasPrefix(p.Topic, []byte(p2pPrefix)) {
 		cid, rest, ok := splitP2P(p.Topic)
 		if !ok {
 			l.b.p2p[p2pInvalid].Add(1)
@@ -125,6 +139,10 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		q.inboundQoS2 = append(q.inboundQoS2, p.PacketID)
 	}
 
+	if delay >= 0 {
+		c.publishDelayed(p, delay, routeQoS, routeRetain)
+		return nil
+	}
 	m := newMessage(p, s, l.now)
 	m.QoS, m.Retain, m.pinned = routeQoS, routeRetain, routeRetain
 	var aw *ackWait

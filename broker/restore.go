@@ -32,6 +32,7 @@ func (b *Broker) Restore() (RestoreStats, error) {
 		Inbound:  r.inbound,
 		Retained: r.retained,
 		Will:     r.will,
+		Delayed:  r.delayedMsg,
 	})
 	if err == nil {
 		err = r.err
@@ -208,9 +209,23 @@ func (r *restorer) will(w store.Will) {
 	r.stats.Wills++
 }
 
+// delayedMsg restores a delayed message (delayed.go). It is kept whether
+// or not DelayedPublish is on now: it was accepted, and is published at
+// its time (at once if that time passed while the broker was down).
+func (r *restorer) delayedMsg(d store.Delayed) {
+	m, err := messageFromStore(&d.Msg)
+	if err != nil {
+		r.fail(fmt.Errorf("delayed message %d on %q: %w", d.ID, d.Msg.Topic, err))
+		return
+	}
+	m.pinned = m.Retain
+	r.b.delayed.restore(&d, m)
+	r.stats.Delayed++
+}
+
 // RestoreStats counts what Restore loaded.
 type RestoreStats struct {
-	Sessions, Subscriptions, Outbound, Inbound, Retained, Wills int
+	Sessions, Subscriptions, Outbound, Inbound, Retained, Wills, Delayed int
 	// Unconfirmed counts outbound QoS 2 records dropped because their
 	// publisher's inbound record was not durable (Session.qos2Mark).
 	Unconfirmed int

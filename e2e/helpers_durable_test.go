@@ -54,12 +54,20 @@ type durServer struct {
 // it unless stop did.
 func durStart(t testing.TB, dir string, d store.Durability) *durServer {
 	t.Helper()
+	return durStartWith(t, dir, d, broker.Options{})
+}
+
+// durStartWith is durStart with broker options (Loops, Store and Logger
+// are filled in).
+func durStartWith(t testing.TB, dir string, d store.Durability, bo broker.Options) *durServer {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st, err := store.OpenBadger(store.BadgerOptions{Dir: dir, Durability: d, Logger: log})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	b := broker.New(broker.Options{Loops: 2, Store: st, Logger: log})
+	bo.Loops, bo.Store, bo.Logger = 2, st, log
+	b := broker.New(bo)
 	rs, err := b.Restore()
 	if err != nil {
 		st.Close()

@@ -1,6 +1,6 @@
 // Package store keeps the broker's durable state: sessions, subscriptions,
 // outbound QoS 1/2 messages (in flight or queued), inbound QoS 2 packet ids,
-// retained messages and wills.
+// retained messages, wills and delayed messages ($delayed/…).
 //
 // It has one job: durable state behind one interface, Store, with two
 // implementations. Badger (the embedded default) is Badger v4 behind a
@@ -46,7 +46,7 @@
 //
 // Load runs at start-up, not concurrently with Apply: it waits for earlier
 // Apply calls, streams the records in key order (sessions, subscriptions,
-// outbound by client and Seq, inbound, retained, wills), skips what has
+// outbound by client and Seq, inbound, retained, wills, delayed), skips what has
 // expired and deletes it in one batch. A session expires once
 // DisconnectedAt+ExpiryInterval has passed (downtime counts; a session still
 // marked connected has not started to expire), and its subscriptions,
@@ -84,6 +84,14 @@
 //	r<cid>\x00<pid:be16>       inbound QoS 2 id awaiting PUBREL
 //	t<topic>                   retained message
 //	w<cid>\x00                 will
+//	d<at:be64><id:be64>        delayed message, due at unix ns at (not a client's)
+//
+// The delayed record kind came after the others, in the same format 1: a
+// store written before it has no 'd' keys, and a broker older than it
+// neither loads nor deletes them, so a downgrade leaves them untouched for
+// the next upgrade. Load streams them last, in the order they are due, and
+// drops one whose Message Expiry passed (not one merely past its time:
+// the broker publishes it at once).
 //
 // # Values
 //

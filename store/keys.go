@@ -16,10 +16,15 @@ const (
 	prefixRetained = 't' // t<topic>
 	prefixSub      = 'u' // u<cid>\x00<filter>
 	prefixWill     = 'w' // w<cid>\x00
+	prefixDelayed  = 'd' // d<publishAt:be64><id:be64>, not client-owned (docs/delivery.md)
 )
 
 // loadOrder is the order in which Load streams the key ranges.
-var loadOrder = [...]byte{prefixSession, prefixSub, prefixOutbound, prefixInbound, prefixRetained, prefixWill}
+//
+// Delayed messages came later (format 1 still): a broker older than them
+// neither loads nor deletes 'd' keys, so a downgrade keeps them stored,
+// untouched, for the next upgrade; a store written before them has none.
+var loadOrder = [...]byte{prefixSession, prefixSub, prefixOutbound, prefixInbound, prefixRetained, prefixWill, prefixDelayed}
 
 // clientPrefixes are the key ranges a session delete clears.
 var clientPrefixes = [...]byte{prefixSession, prefixSub, prefixOutbound, prefixInbound, prefixWill}
@@ -51,6 +56,13 @@ func appendInboundKey(dst []byte, cid string, pid uint16) []byte {
 
 func appendRetainedKey(dst []byte, topic []byte) []byte {
 	return append(append(dst, prefixRetained), topic...)
+}
+
+// appendDelayedKey keys a delayed message by its publication time, so Load
+// streams them in the order they are due.
+func appendDelayedKey(dst []byte, publishAt int64, id uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(append(dst, prefixDelayed), uint64(publishAt))
+	return binary.BigEndian.AppendUint64(dst, id)
 }
 
 func appendWillKey(dst []byte, cid string) []byte {

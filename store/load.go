@@ -32,7 +32,7 @@ func msgExpired(m *Message, now int64) bool {
 // visit handles one pair. key and val must be owned by the loader (the
 // visited records alias them).
 func (l *loader) visit(key, val []byte) error {
-	if len(key) > 0 && key[0] != prefixSession && key[0] != prefixRetained && len(l.expired) > 0 {
+	if len(key) > 0 && key[0] != prefixSession && key[0] != prefixRetained && key[0] != prefixDelayed && len(l.expired) > 0 {
 		// A record under an expired session goes with it, decoded or not.
 		if cid, ok := keyClient(key); ok {
 			if _, gone := l.expired[string(cid)]; gone {
@@ -88,6 +88,16 @@ func (l *loader) visit(key, val []byte) error {
 		}
 		if l.v.Will != nil {
 			l.v.Will(rec.will)
+		}
+	case prefixDelayed:
+		// Kept past its publication time: the broker publishes it at
+		// once. Only its Message Expiry drops it.
+		if msgExpired(&rec.delayed.Msg, l.now) {
+			l.dels = append(l.dels, key)
+			return nil
+		}
+		if l.v.Delayed != nil {
+			l.v.Delayed(rec.delayed)
 		}
 	}
 	return nil

@@ -140,6 +140,22 @@ func opSize(i int, op *Op) (k, v int, err error) {
 		}
 		k, v = len(w.ClientID)+2, 9+msgSize(&w.Msg)
 	}
+	if op.Delayed != nil {
+		n++
+		d := op.Delayed
+		if !op.Delete {
+			if len(d.Msg.Topic) == 0 || bytes.IndexByte(d.Msg.Topic, 0) >= 0 {
+				return 0, 0, invalid(i, "delayed message topic %s empty or containing U+0000", quoteShort(d.Msg.Topic))
+			}
+			if err = checkCID(i, d.Origin); err != nil {
+				return
+			}
+			if err = checkMsg(i, &d.Msg); err != nil {
+				return
+			}
+		}
+		k, v = 1+8+8, 1+binary.MaxVarintLen64+len(d.Origin)+msgSize(&d.Msg)
+	}
 	if n != 1 {
 		return 0, 0, invalid(i, "sets %d records, want exactly 1", n)
 	}
@@ -192,6 +208,8 @@ func encodeOps(ops []Op, maxVal int) (*unit, error) {
 			buf = appendRetainedKey(buf, op.Retained.Topic)
 		case op.Will != nil:
 			buf = appendWillKey(buf, op.Will.ClientID)
+		case op.Delayed != nil:
+			buf = appendDelayedKey(buf, op.Delayed.PublishAt, op.Delayed.ID)
 		}
 		k1 := len(buf)
 		e.key = buf[k0:k1:k1]
@@ -216,6 +234,8 @@ func encodeOps(ops []Op, maxVal int) (*unit, error) {
 			buf = appendRetainedValue(buf, op.Retained)
 		case op.Will != nil:
 			buf = appendWillValue(buf, op.Will)
+		case op.Delayed != nil:
+			buf = appendDelayedValue(buf, op.Delayed)
 		}
 		e.val = buf[k1:len(buf):len(buf)]
 		e.kind = entPut

@@ -148,10 +148,22 @@ type Will struct {
 	PublishAt int64 // unix ns
 }
 
+// Delayed is a message published to $delayed/{seconds}/{topic}, kept until
+// PublishAt (docs/delivery.md). Msg.Topic is the target topic.
+type Delayed struct {
+	ID        uint64 // chosen by the broker, unique among stored delayed messages
+	PublishAt int64  // unix ns
+	// Origin is the client id of the publisher, for logs and the embedding
+	// API; it may be empty.
+	Origin string
+	Msg    Message
+}
+
 // Op is one change. Exactly one of the pointer fields is set; Delete means
 // remove that record, and for a delete only the key fields are read
 // (Session.ClientID; Sub.ClientID and Filter; Outbound.ClientID and Seq;
-// Inbound.ClientID and PacketID; Retained.Topic; Will.ClientID).
+// Inbound.ClientID and PacketID; Retained.Topic; Will.ClientID; Delayed.ID
+// and PublishAt).
 type Op struct {
 	Delete bool
 	// Session: deleting a session also deletes all its subscriptions,
@@ -163,6 +175,7 @@ type Op struct {
 	Inbound  *InboundQoS2
 	Retained *Message // keyed by Topic
 	Will     *Will
+	Delayed  *Delayed
 }
 
 // Store is durable broker state.
@@ -193,7 +206,7 @@ type Store interface {
 	DoneInline() bool
 	// Load streams all non-expired state, in key order: sessions, then
 	// subscriptions, outbound (by client id, then Seq), inbound, retained
-	// messages, wills. Expired records are skipped and deleted. Not safe for
+	// messages, wills, delayed messages (by PublishAt). Expired records are skipped and deleted. Not safe for
 	// concurrent use with Apply; it waits for earlier Apply calls to be
 	// written. The visited values are owned by the caller. A nil callback
 	// skips that record type. A record that cannot be decoded stops Load
@@ -219,6 +232,7 @@ type Visitor struct {
 	Inbound  func(InboundQoS2)
 	Retained func(Message)
 	Will     func(Will)
+	Delayed  func(Delayed)
 }
 
 // Stats are the store's counters.

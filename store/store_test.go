@@ -576,3 +576,46 @@ func TestSessionOwnerRoundTrip(t *testing.T) {
 		equal(t, "sessions after reopen", load(t, s).Sessions, want)
 	})
 }
+
+// Delayed messages load in the order they are due, after every other
+// record, survive a reopen, and are deleted by PublishAt and ID; one whose
+// Message Expiry passed is dropped, one merely past its time is not.
+func TestDelayedRoundTrip(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, be backend) {
+		s := be.open(t)
+		now := time.Now().UnixNano()
+		later, sooner, past := msg("a/later", "3"), msg("a/sooner", "1"), msg("a/past", "0")
+		later.QoS, later.Retain, later.Props = 1, true, []byte{0x01, 0x01}
+		expired := msg("a/expired", "x")
+		expired.ExpireAt = now - 1
+		ops := []Op{
+			{Delayed: &Delayed{ID: 3, PublishAt: now + 3e9, Origin: "pub", Msg: later}},
+			{Delayed: &Delayed{ID: 9, PublishAt: now + 1e9, Msg: sooner}},
+			{Delayed: &Delayed{ID: 1, PublishAt: now - 5e9, Origin: "old", Msg: past}},
+			{Delayed: &Delayed{ID: 4, PublishAt: now + 2e9, Msg: expired}},
+			{Delayed: &Delayed{ID: 5, PublishAt: now + 2e9, Msg: msg("a/gone", "2")}},
+		}
+		apply(t, s, append(ops, fixture("c")...)...)
+		apply(t, s, Op{Delete: true, Delayed: &Delayed{ID: 5, PublishAt: now + 2e9}})
+		check := func(s Store) {
+			t.Helper()
+			var got []Delayed
+			var order strings.Builder
+			err := s.Load(Visitor{
+				Delayed:  func(d Delayed) { got = append(got, d); order.WriteByte('d') },
+				Session:  func(Session) { order.WriteByte('s') },
+				Retained: func(Message) { order.WriteByte('t') },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o := order.String(); !strings.HasSuffix(o, "ddd") || strings.Count(o, "d") != 3 {
+				t.Fatalf("load order %q", o)
+			}
+			equal(t, "delayed", got, []Delayed{*ops[2].Delayed, *ops[1].Delayed, *ops[0].Delayed})
+		}
+		check(s)
+		s = be.reopen(t, s)
+		check(s)
+	})
+}

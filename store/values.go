@@ -19,6 +19,7 @@ const formatV1 = 1
 //	inbound   1
 //	retained  1 | message without topic (the topic is the key)
 //	will      1 | publishAt i64 | message with topic
+//	delayed   1 | originLen uv | origin | message with topic (publishAt and id are in the key)
 //	message   flags (qos in bits 0-1, 4 retain) | expireAt i64 | created i64 |
 //	          [topicLen uv | topic] | propsLen uv | props | payload (the rest)
 const (
@@ -113,6 +114,13 @@ func appendWillValue(dst []byte, w *Will) []byte {
 	dst = append(dst, formatV1)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(w.PublishAt))
 	return appendMessage(dst, &w.Msg, true)
+}
+
+func appendDelayedValue(dst []byte, d *Delayed) []byte {
+	dst = append(dst, formatV1)
+	dst = binary.AppendUvarint(dst, uint64(len(d.Origin)))
+	dst = append(dst, d.Origin...)
+	return appendMessage(dst, &d.Msg, true)
 }
 
 // reader decodes a value; the first failure sticks. It never panics.
@@ -323,6 +331,18 @@ func decodeWillValue(cid []byte, val []byte) (Will, error) {
 	return w, r.end()
 }
 
+func decodeDelayedValue(rest []byte, val []byte) (Delayed, error) {
+	r := reader{b: val}
+	r.version()
+	d := Delayed{PublishAt: int64(binary.BigEndian.Uint64(rest[:8])), ID: binary.BigEndian.Uint64(rest[8:])}
+	d.Origin = string(r.bytes())
+	r.message(&d.Msg, true)
+	if r.err == nil && len(d.Msg.Topic) == 0 {
+		r.fail(errRange)
+	}
+	return d, r.end()
+}
+
 // record is one decoded key/value pair; kind is its key prefix.
 type record struct {
 	kind     byte
@@ -333,6 +353,7 @@ type record struct {
 	inbound  InboundQoS2
 	retained Message
 	will     Will
+	delayed  Delayed
 }
 
 // decodeRecord decodes one stored pair. The returned record aliases key and
@@ -349,6 +370,13 @@ func decodeRecord(key, val []byte) (rec record, err error) {
 	}()
 	if rec.kind == prefixRetained {
 		rec.retained, err = decodeRetainedValue(key[1:], val)
+		return rec, err
+	}
+	if rec.kind == prefixDelayed {
+		if len(key) != 1+8+8 {
+			return rec, errBadKey
+		}
+		rec.delayed, err = decodeDelayedValue(key[1:], val)
 		return rec, err
 	}
 	cid, rest, ok := splitClientKey(key)
@@ -402,6 +430,8 @@ func kindName(k byte) string {
 		return "retained"
 	case prefixWill:
 		return "will"
+	case prefixDelayed:
+		return "delayed"
 	}
 	return "unknown"
 }

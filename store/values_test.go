@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -11,7 +12,8 @@ func sampleEntries(t testing.TB) []entry {
 	t.Helper()
 	m := msg("t/1", "payload")
 	m.Props, m.ExpireAt, m.Retain = []byte{0x01, 0x01}, 1<<62, true
-	ops := append(fixture("c1"), Op{Retained: &m}, Op{Outbound: &Outbound{ClientID: "", Seq: 1 << 63, Msg: Message{Topic: []byte("x")}}})
+	ops := append(fixture("c1"), Op{Retained: &m}, Op{Outbound: &Outbound{ClientID: "", Seq: 1 << 63, Msg: Message{Topic: []byte("x")}}},
+		Op{Delayed: &Delayed{ID: 7, PublishAt: 1 << 61, Origin: "c1", Msg: m}}, Op{Delayed: &Delayed{ID: 1 << 63, Msg: Message{Topic: []byte("y")}}})
 	u, err := encodeOps(ops, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +36,8 @@ func recordOp(r *record) Op {
 		return Op{Retained: &r.retained}
 	case prefixWill:
 		return Op{Will: &r.will}
+	case prefixDelayed:
+		return Op{Delayed: &r.delayed}
 	}
 	return Op{}
 }
@@ -64,7 +68,7 @@ func TestValuesCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The payload is a message's tail: cutting into it still decodes.
-		tail := len(full.outbound.Msg.Payload) + len(full.retained.Payload) + len(full.will.Msg.Payload)
+		tail := len(full.outbound.Msg.Payload) + len(full.retained.Payload) + len(full.will.Msg.Payload) + len(full.delayed.Msg.Payload)
 		for n := range len(e.val) {
 			_, err := decodeRecord(e.key, e.val[:n])
 			if err == nil && n < len(e.val)-tail {
@@ -81,7 +85,7 @@ func TestValuesCorrupt(t *testing.T) {
 				_, _ = decodeRecord(e.key, v)
 			}
 		}
-		hasMsg := e.key[0] == prefixOutbound || e.key[0] == prefixRetained || e.key[0] == prefixWill
+		hasMsg := e.key[0] == prefixOutbound || e.key[0] == prefixRetained || e.key[0] == prefixWill || e.key[0] == prefixDelayed
 		if _, err := decodeRecord(e.key, append(append([]byte(nil), e.val...), 0)); err == nil && !hasMsg {
 			t.Fatalf("%q with a trailing byte decodes without error", e.key)
 		}
@@ -94,20 +98,22 @@ func TestValuesCorrupt(t *testing.T) {
 	}
 	f("", "\x01")
 	f("s", "\x01")
-	f("sab", "\x01")                                                                                          // no separator
-	f("sab\x00x", "\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00") // session key with a suffix
-	f("sab\x00", "\x02\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")                                  // unknown format version
-	f("uab\x00", "\x01\x00\x00\x00\x00")                                                                      // subscription without a filter
-	f("uab\x00f", "\x01\x03\x00\x00\x00")                                                                     // QoS 3
-	f("uab\x00f", "\x01\x00\x04\x00\x00")                                                                     // unknown flag
-	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")                             // varint overflow
-	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\x7f")                                                     // id > 32 bits
-	f("iab\x00\x00\x00\x00\x00\x00\x00\x01", "\x01\x00\x01\x03")                                              // state 3
-	f("iab\x00\x00\x01", "\x01")                                                                              // short seq
-	f("rab\x00\x00", "\x01")                                                                                  // short packet id
-	f("tx", "\x01\x08")                                                                                       // unknown message flag
-	f("tx", "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05ab")                     // props longer than the value
-	f("zab\x00", "\x01")                                                                                      // unknown type
+	f("sab", "\x01")                                                                                                             // no separator
+	f("sab\x00x", "\x01\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")                    // session key with a suffix
+	f("sab\x00", "\x02\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")                                                     // unknown format version
+	f("uab\x00", "\x01\x00\x00\x00\x00")                                                                                         // subscription without a filter
+	f("uab\x00f", "\x01\x03\x00\x00\x00")                                                                                        // QoS 3
+	f("uab\x00f", "\x01\x00\x04\x00\x00")                                                                                        // unknown flag
+	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")                                                // varint overflow
+	f("uab\x00f", "\x01\x00\x00\x00\xff\xff\xff\xff\x7f")                                                                        // id > 32 bits
+	f("iab\x00\x00\x00\x00\x00\x00\x00\x01", "\x01\x00\x01\x03")                                                                 // state 3
+	f("iab\x00\x00\x01", "\x01")                                                                                                 // short seq
+	f("rab\x00\x00", "\x01")                                                                                                     // short packet id
+	f("tx", "\x01\x08")                                                                                                          // unknown message flag
+	f("tx", "\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05ab")                                        // props longer than the value
+	f("zab\x00", "\x01")                                                                                                         // unknown type
+	f("d\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00", "\x01\x00\x00")                                           // delayed: short key
+	f("d\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01", "\x01\x00\x00"+strings.Repeat("\x00", 16)+"\x00\x00") // delayed: empty topic
 }
 
 // FuzzDecodeValues feeds arbitrary keys and values to the decoders: they

@@ -376,7 +376,7 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 		log.Error("cannot load the stored state", "dir", cfg.dataDir, "err", err)
 		return nil, nil, 1
 	}
-	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
+	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "delayed", rs.Delayed, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
 	return b, sec, -1
 }
 
