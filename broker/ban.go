@@ -26,8 +26,11 @@ import (
 // has expired, a new key is not tracked (counted in
 // mcutie_ban_sources_untracked_total) rather than growing without bound.
 type bans struct {
-	b         *Broker
-	threshold int
+	b *Broker
+	// threshold is read without the lock (per accepted connection);
+	// window, duration, max and maxPending are guarded by mu. All change
+	// at run time (Broker.SetBanPolicy).
+	threshold atomic.Int64
 	window    int64
 	duration  int64
 	max       int
@@ -59,9 +62,44 @@ type banEntry struct {
 
 func newBans(b *Broker) *bans {
 	o := &b.opts
-	return &bans{b: b, threshold: o.BanThreshold, window: int64(o.BanWindow), duration: int64(o.BanDuration),
+	t := &bans{b: b, window: int64(o.BanWindow), duration: int64(o.BanDuration),
 		max: o.BanMaxTracked, ips: map[string]*banEntry{}, ids: map[string]*banEntry{},
 		pending: map[string]int{}, maxPending: o.MaxPendingAuthPerIP}
+	t.threshold.Store(int64(o.BanThreshold))
+	return t
+}
+
+// BanPolicy is the part of the ban settings that may change while the
+// broker runs (Broker.SetBanPolicy): Options.BanThreshold, BanWindow,
+// BanDuration, BanMaxTracked and MaxPendingAuthPerIP.
+type BanPolicy struct {
+	Threshold           int // 0: no new bans, and bans in force are not checked
+	Window, Duration    time.Duration
+	MaxTracked          int
+	MaxPendingAuthPerIP int
+}
+
+// SetBanPolicy changes the ban settings of a running broker (a SIGHUP
+// reload): failures are counted against the new threshold and window
+// from now on; bans already issued keep their end. Values at or below 0
+// but Threshold are left unchanged. Safe for concurrent use.
+func (b *Broker) SetBanPolicy(p BanPolicy) {
+	t := b.bans
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Window > 0 {
+		t.window = int64(p.Window)
+	}
+	if p.Duration > 0 {
+		t.duration = int64(p.Duration)
+	}
+	if p.MaxTracked > 0 {
+		t.max = p.MaxTracked
+	}
+	if p.MaxPendingAuthPerIP > 0 {
+		t.maxPending = p.MaxPendingAuthPerIP
+	}
+	t.threshold.Store(int64(max(p.Threshold, 0)))
 }
 
 // beginPending counts one more authentication in progress from ip and
@@ -95,7 +133,7 @@ func (t *bans) ipBanned(ip string, now int64) bool {
 // fail records one failed authentication from ip for client id.
 func (t *bans) fail(ip, id string, now int64) {
 	t.failures.Add(1)
-	if t.threshold <= 0 {
+	if t.threshold.Load() <= 0 {
 		return
 	}
 	t.mu.Lock()
@@ -104,13 +142,13 @@ func (t *bans) fail(ip, id string, now int64) {
 		t.issuedIP.Add(1)
 		raise(&t.untilIP, now+t.duration)
 		t.b.opts.Logger.Warn("banned source address: too many failed authentications",
-			slog.String("ip", ip), slog.Int("failures", t.threshold), slog.Duration("for", time.Duration(t.duration)))
+			slog.String("ip", ip), slog.Int64("failures", t.threshold.Load()), slog.Duration("for", time.Duration(t.duration)))
 	}
 	if id != "" && t.record(t.ids, id, now) {
 		t.issuedID.Add(1)
 		raise(&t.untilID, now+t.duration)
 		t.b.opts.Logger.Warn("banned client id: too many failed authentications",
-			slog.String("client", id), slog.Int("failures", t.threshold), slog.Duration("for", time.Duration(t.duration)))
+			slog.String("client", id), slog.Int64("failures", t.threshold.Load()), slog.Duration("for", time.Duration(t.duration)))
 	}
 }
 
@@ -135,7 +173,7 @@ func (t *bans) record(m map[string]*banEntry, key string, now int64) bool {
 		e.start, e.n = now, 0
 	}
 	e.n++
-	if e.n >= t.threshold {
+	if th := t.threshold.Load(); th > 0 && int64(e.n) >= th {
 		e.until = now + t.duration
 		e.start, e.n = now, 0
 		return true
@@ -165,7 +203,7 @@ func (t *bans) anyIP(now int64) bool { return now < t.untilIP.Load() }
 func (t *bans) anyID(now int64) bool { return now < t.untilID.Load() }
 
 func (t *bans) banned(m map[string]*banEntry, key string, now int64) bool {
-	if t.threshold <= 0 || key == "" {
+	if t.threshold.Load() <= 0 || key == "" {
 		return false
 	}
 	t.mu.Lock()
@@ -193,7 +231,7 @@ var ErrBanned = errors.New("broker: source address banned after failed authentic
 // (mcutie_connections_rejected_total{reason="banned_ip"}), not logged one
 // by one: the ban itself was.
 func (b *Broker) checkBan(remote netip.Addr) error {
-	if b.bans.threshold <= 0 || !remote.IsValid() {
+	if b.bans.threshold.Load() <= 0 || !remote.IsValid() {
 		return nil
 	}
 	if now := b.readClock(); b.bans.anyIP(now) && b.bans.banned(b.bans.ips, remote.Unmap().String(), now) {

@@ -30,6 +30,13 @@ type Conn interface {
 	Wake() error
 }
 
+// ListenerConn is implemented by a Conn that knows the listener that
+// accepted it, as configured ("tcp://0.0.0.0:1883"): the connection hooks
+// are told it (hooks.Client.Listener).
+type ListenerConn interface {
+	Listener() string
+}
+
 // IdentifiedConn is implemented by a Conn whose transport has already
 // established who the peer is (mTLS with the username taken from the client
 // certificate's Common Name). When Username reports ok, that name replaces

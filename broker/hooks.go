@@ -23,6 +23,9 @@ type hookScratch struct {
 func (c *Client) hookClient() *hooks.Client {
 	hc := c.hookClientNoAddr()
 	hc.Remote = c.conn.RemoteAddr()
+	if lc, ok := c.conn.(ListenerConn); ok {
+		hc.Listener = lc.Listener()
+	}
 	return hc
 }
 

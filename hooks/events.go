@@ -86,8 +86,12 @@ type Client struct {
 	// listener expects one, else the socket's. Set for the connection
 	// events (Connect, Connected, Disconnected, Subscribe…), empty for
 	// Publish, where formatting it per message would cost an allocation.
-	Remote  string
-	Version codec.Version
+	Remote string
+	// Listener is the listener that accepted the connection, as
+	// configured ("tcp://0.0.0.0:1883"), when the transport says (set
+	// with Remote; empty for in-process clients).
+	Listener string
+	Version  codec.Version
 }
 
 // OriginKind says where a message comes from.

@@ -49,6 +49,8 @@ type goConn struct {
 	nc     net.Conn
 	remote string
 	user   string // verified client certificate CN (TLSOptions.UsernameFromCN)
+	// listener is the accepting listener as configured (hooks see it).
+	listener string
 
 	// owner is the loop the reader posts to; written on the loop during a
 	// migration, read by the reader after the chunk hand-over.
@@ -81,13 +83,13 @@ var _ broker.Conn = (*goConn)(nil)
 
 // serveGo runs nc (already past TLS and WebSocket handshakes) until it
 // closes. It blocks: call it on the connection's own goroutine.
-func (s *Server) serveGo(nc net.Conn, remote, user string, pre []byte) {
+func (s *Server) serveGo(nc net.Conn, remote, user, listener string, pre []byte) {
 	bl, ok := s.pickLoop()
 	if !ok {
 		_ = nc.Close()
 		return
 	}
-	g := &goConn{s: s, nc: nc, remote: remote, user: user, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1), readDone: make(chan struct{})}
+	g := &goConn{s: s, nc: nc, remote: remote, user: user, listener: listener, fed: make(chan struct{}, 1), wake: make(chan struct{}, 1), readDone: make(chan struct{})}
 	g.owner.Store(&bl)
 	if len(pre) > 0 {
 		g.in.carry = append([]byte(nil), pre...)
@@ -297,6 +299,9 @@ func (g *goConn) Wake() error {
 
 // RemoteAddr is the peer (after PROXY protocol, the real client).
 func (g *goConn) RemoteAddr() string { return g.remote }
+
+// Listener implements broker.ListenerConn.
+func (g *goConn) Listener() string { return g.listener }
 
 // Username implements broker.IdentifiedConn: the CN of the verified client
 // certificate when the listener takes usernames from certificates; an

@@ -164,7 +164,7 @@ func (gl *goListener) handle(raw net.Conn) {
 	}
 	if gl.conns == nil {
 		_ = c.SetDeadline(time.Time{})
-		s.serveGo(c, remote, user, nil)
+		s.serveGo(c, remote, user, gl.spec.raw, nil)
 		return
 	}
 	// WebSocket: the HTTP upgrade runs on http.Server's goroutine for
@@ -305,7 +305,7 @@ func (gl *goListener) upgrade(w http.ResponseWriter, r *http.Request) {
 	defer gl.s.goConns.Done()
 	gl.s.ctr.goOpen.Add(1)
 	defer gl.s.ctr.goOpen.Add(-1)
-	gl.s.serveGo(nc, remote, user, nil)
+	gl.s.serveGo(nc, remote, user, gl.spec.raw, nil)
 }
 
 // connKey keys the request's connection in its context (ConnContext).

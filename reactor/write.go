@@ -30,7 +30,16 @@ func (g gnetConn) Close() error {
 	}))
 }
 func (g gnetConn) RemoteAddr() string { return g.st.remote() }
-func (g gnetConn) Wake() error        { return g.st.conn.Wake(nil) }
+
+// Listener implements broker.ListenerConn: found from the socket's local
+// address on demand (connection events only), not kept per connection.
+func (g gnetConn) Listener() string {
+	if g.st.conn == nil {
+		return ""
+	}
+	return g.st.ls.s.listenerOf(g.st.conn.LocalAddr())
+}
+func (g gnetConn) Wake() error { return g.st.conn.Wake(nil) }
 
 // Writev writes bufs in order as plain writes of at most coalesceMax
 // bytes each: consecutive vectors are copied into the loop's scratch

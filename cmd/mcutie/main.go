@@ -230,6 +230,11 @@ func run(args []string) int {
 		return code
 	}
 	defer plugs.stop(log) // after the broker stopped: deferred calls run last
+	clog, err := addConnLog(&cfg, plugs, log)
+	if err != nil {
+		log.Error("cannot start the connection log", "err", err)
+		return 1
+	}
 	st, code := openStore(&cfg, log)
 	if code >= 0 {
 		return code
@@ -258,7 +263,7 @@ func run(args []string) int {
 	}
 	defer brs.stop() // after the broker stopped: its sessions keep what the remotes have not acknowledged
 	log.Info("mcutie started", "version", version, "gomaxprocs", rt.GOMAXPROCS, "gogc", rt.GOGC, "profile", cfg.profile, "listen", cfg.listen.String(), "loops", b.NumLoops(), "store", cfg.storeKind, "metrics", cfg.metricsListen)
-	s := waitForStop(sig, &cfg, sec, srv, log)
+	s := waitForStop(sig, &reloader{args: args, fs: fs, cfg: &cfg, conn: clog, b: b, log: log}, sec, srv, log)
 	log.Info("shutting down", "signal", s.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -471,15 +476,17 @@ func startMonitor(cfg *config, b *broker.Broker, srv *reactor.Server, st store.S
 	return mon, -1
 }
 
-// waitForStop serves SIGHUP (reload the password and ACL files and the
-// TLS certificates; connections stay) until another signal comes, which
-// it returns.
-func waitForStop(sig <-chan os.Signal, cfg *config, sec *security, srv *reactor.Server, log *slog.Logger) os.Signal {
+// waitForStop serves SIGHUP (re-read the settings, reload the password
+// and ACL files and the TLS certificates; connections stay) until another
+// signal comes, which it returns.
+func waitForStop(sig <-chan os.Signal, r *reloader, sec *security, srv *reactor.Server, log *slog.Logger) os.Signal {
+	cfg := r.cfg
 	for s := range sig {
 		if s != syscall.SIGHUP {
 			return s
 		}
 		log.Info("SIGHUP: reloading")
+		r.reload()
 		sec.reload()
 		if err := srv.ReloadTLS(); err != nil {
 			log.Error("TLS reload failed; the previous certificates stay in force", "err", err)
