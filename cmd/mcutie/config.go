@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,7 @@ type loaded struct {
 func loadConfig(fs *flag.FlagSet, args, environ []string, cfg *config) (loaded, error) {
 	var ld loaded
 	if err := fs.Parse(args); err != nil {
-		return ld, err
+		return ld, flagError(err)
 	}
 	if fs.NArg() > 0 {
 		// "mcutie my.yaml" would otherwise start an open default broker.
@@ -174,6 +175,22 @@ func flagText(x any) string {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	return fmt.Sprint(x)
+}
+
+// flagErrorRE matches the flag package's error for a refused value.
+var flagErrorRE = regexp.MustCompile(`^invalid value "(.*)" for flag -([^:]+): (.*)$`)
+
+// flagError words a refused command-line value as the file and the
+// environment do: the flag, what it wants, what it got.
+func flagError(err error) error {
+	m := flagErrorRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	if strings.HasPrefix(m[3], "want ") {
+		return fmt.Errorf("flag --%s: %s, got %q", m[2], m[3], m[1])
+	}
+	return fmt.Errorf("flag --%s: %s", m[2], m[3])
 }
 
 // wantError is a flag value's refusal: what the flag wants. explain adds

@@ -264,3 +264,19 @@ func TestConnectionLogOffCostsNothing(t *testing.T) {
 	}
 	plugs.stop(slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
+
+// BenchmarkConnLogOffer is the event-loop side of one logged connect: the
+// bucket and the hand-over (the writer drains to io.Discard).
+func BenchmarkConnLogOffer(b *testing.B) {
+	l := newConnLog(slog.New(slog.NewJSONHandler(io.Discard, nil)), 1e12)
+	if err := l.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c := &hooks.Client{ID: "bench", Remote: "127.0.0.1:1", Username: "u", Listener: "tcp://127.0.0.1:1883"}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.OnConnected(c, false)
+	}
+	b.StopTimer()
+	_ = l.Stop()
+}
