@@ -109,8 +109,8 @@ func (s *Session) allowSubscribe(filter []byte) bool {
 // setIdentity records who the session's connection authenticated as;
 // a different identity forgets the cached verdicts. Loop-only.
 func (s *Session) setIdentity(id Identity) {
-	if s.extras == nil && s.l.b.opts.Authorizer == nil && s.l.b.hooks == nil && !s.l.b.opts.SysClientEvents {
-		return // only ACL checks, hooks and $SYS client events read it
+	if s.extras == nil && s.l.b.opts.Authorizer == nil && s.l.b.hooks == nil && !s.l.b.opts.SysClientEvents && !s.l.b.opts.KeepIdentity {
+		return // only ACL checks, hooks, $SYS client events and the management API read it
 	}
 	x := s.extra()
 	if x.identKnown && x.ident == id {

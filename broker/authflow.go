@@ -71,6 +71,11 @@ func (c *Client) beginAuth(p *codec.Connect, cid, raw []byte) authStep {
 		c.refuseAuth(p.Version, user, codec.Banned, "source address banned after failed authentications")
 		return authRefused
 	}
+	if b.bans.adminIDBanned(id, l.now) {
+		b.bans.refusedID.Add(1)
+		c.refuseAuth(p.Version, user, codec.Banned, "client id banned by an administrator")
+		return authRefused
+	}
 	method := p.Version == codec.V5 && p.Props.Has(codec.PropAuthMethod)
 	authn := b.opts.Authenticator
 	if method && authn == nil {

@@ -48,6 +48,8 @@ type bans struct {
 	// ns): past it nothing is banned, and a connection is not checked at
 	// all (no lock, no address formatted).
 	untilIP, untilID atomic.Int64
+	// untilAdminID is untilID for the client ids Broker.Ban banned.
+	untilAdminID atomic.Int64
 
 	issuedIP, issuedID     atomic.Uint64
 	refusedIP, refusedID   atomic.Uint64
@@ -58,6 +60,9 @@ type banEntry struct {
 	start int64 // unix ns: the window began
 	n     int
 	until int64 // unix ns: banned until; 0 = not banned
+	// admin: set by Broker.Ban (adminban.go). A client id banned so is
+	// refused at CONNECT whatever its credentials.
+	admin bool
 }
 
 func newBans(b *Broker) *bans {
@@ -203,8 +208,8 @@ func (t *bans) anyIP(now int64) bool { return now < t.untilIP.Load() }
 func (t *bans) anyID(now int64) bool { return now < t.untilID.Load() }
 
 func (t *bans) banned(m map[string]*banEntry, key string, now int64) bool {
-	if t.threshold.Load() <= 0 || key == "" {
-		return false
+	if key == "" {
+		return false // (with no --ban-threshold only Broker.Ban fills the maps)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -231,7 +236,7 @@ var ErrBanned = errors.New("broker: source address banned after failed authentic
 // (mcutie_connections_rejected_total{reason="banned_ip"}), not logged one
 // by one: the ban itself was.
 func (b *Broker) checkBan(remote netip.Addr) error {
-	if b.bans.threshold.Load() <= 0 || !remote.IsValid() {
+	if !remote.IsValid() {
 		return nil
 	}
 	if now := b.readClock(); b.bans.anyIP(now) && b.bans.banned(b.bans.ips, remote.Unmap().String(), now) {

@@ -159,6 +159,11 @@ type Options struct {
 	// …/disconnected (the names EMQX uses) when a client connects and when
 	// its connection ends. Off by default.
 	SysClientEvents bool
+	// KeepIdentity keeps every session's user name (otherwise kept only
+	// when ACLs, hooks or $SYS client events need it), so the management
+	// API (SessionInfo.Username, Query.Match) can show and search it.
+	// Costs each session the small allocation that holds it.
+	KeepIdentity bool
 
 	// Store keeps persistent sessions, their QoS 1/2 messages and the
 	// retained messages; nil keeps everything in memory only.

@@ -28,7 +28,7 @@ func (s *Session) storeSession() {
 		return
 	}
 	s.stored = true
-	rec := &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: s.discAt, QoS2Mark: s.qos2Mark}
+	rec := &store.Session{ClientID: s.id, Version: byte(s.version), ExpiryInterval: s.expiry, DisconnectedAt: max(s.discAt, 0), QoS2Mark: s.qos2Mark}
 	if s.extras != nil {
 		rec.Owner, rec.OwnerKind = s.extras.owner, s.extras.ownerKind
 	}

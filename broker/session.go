@@ -27,7 +27,7 @@ type Session struct {
 	qosState *sessionQoS
 
 	will   *sessionWill // the will; nil = none
-	discAt int64        // unix ns of the last disconnect; 0 while connected
+	discAt int64        // unix ns of the last disconnect; while connected, minus when it connected (connectedSince)
 
 	// Exactly once across a crash for QoS 2 messages from this
 	// (persistent) session that reach other loops: the subscribers'
@@ -246,7 +246,7 @@ func (s *Session) attach(c *Client) {
 	s.c = c
 	s.l.b.online.Add(1)
 	c.s = s
-	s.discAt = 0
+	s.discAt = -s.l.now // negated while connected: when it connected (admin.go)
 	s.available.Store(true)
 	if q := s.qosState; q != nil {
 		q.held = 0

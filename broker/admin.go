@@ -1,0 +1,620 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
+	"github.com/mcutie/mcutie/router"
+)
+
+// The management half of the embedding API (package admin serves it as
+// JSON; see docs/embedding.md): list and inspect sessions and their
+// subscriptions, disconnect a client, discard a session, list and delete
+// retained messages. Sessions are owned by their loops, so every query is
+// a function posted to each loop's inbox (as StatsNow does) that copies
+// at most one page out of what the loop owns: a loop never hands out its
+// maps, and a query costs that loop one pass over its sessions (no
+// allocation per session beyond the page). Retained messages are
+// broker-wide and read under their index's read lock.
+
+// MaxQueryWindow bounds Offset+Limit of a query: a loop keeps at most
+// this many candidates while it walks its sessions. Deeper pages are read
+// with a cursor (After), which costs the same whatever the depth.
+const MaxQueryWindow = 10000
+
+// Errors of the management API.
+var (
+	// ErrNotServing: the broker's loops are not bound to a transport
+	// (not started yet, or stopped), so nothing can be asked of them.
+	ErrNotServing = errors.New("broker: not serving (event loops not running)")
+	// ErrQueryWindow: Offset+Limit is beyond MaxQueryWindow.
+	ErrQueryWindow = errors.New("broker: offset + limit beyond the query window: use the cursor (After) for deeper pages")
+)
+
+// Query selects one page of a listing, in ascending key order (client id,
+// then filter; retained: topic).
+type Query struct {
+	// Match keeps the items whose client id, user name or address
+	// (sessions), client id or filter (subscriptions) or topic
+	// (retained) contains it; empty: all. Case-sensitive.
+	Match string
+	// State keeps only "connected" or "offline" sessions; empty: both.
+	State string
+	// After is a cursor: only keys after it (the Next of the previous
+	// page).
+	After string
+	// Offset skips that many items after After; Limit is the page size
+	// (at least 1). Offset+Limit is at most MaxQueryWindow.
+	Offset, Limit int
+}
+
+func (q *Query) check() error {
+	if q.Limit < 1 {
+		q.Limit = 1
+	}
+	if q.Offset < 0 {
+		q.Offset = 0
+	}
+	if q.Offset+q.Limit > MaxQueryWindow {
+		return ErrQueryWindow
+	}
+	return nil
+}
+
+// SessionInfo describes one session, connected or offline.
+type SessionInfo struct {
+	ClientID  string
+	Connected bool
+	// Protocol is the MQTT version: "3.1", "3.1.1" or "5.0".
+	Protocol string
+	// Address is the connection's remote address ("" while offline).
+	Address string
+	// Username is who the connection authenticated as: known when an
+	// Authenticator, an Authorizer, hooks, $SYS client events or
+	// Options.KeepIdentity make the broker keep it ("" otherwise).
+	Username string
+	// KeepAlive is the effective keep-alive, seconds (0 while offline).
+	KeepAlive uint16
+	// ExpiryInterval is the session expiry interval, seconds
+	// (4294967295: never).
+	ExpiryInterval    uint32
+	Subscriptions     int
+	Inflight, Queued  int
+	ConnectedAt       time.Time // zero while offline
+	DisconnectedAt    time.Time // zero while connected
+	Loop              int
+	SubscriptionsList []SubscriptionInfo // Session only; nil in lists
+}
+
+// SubscriptionInfo is one subscription of a session.
+type SubscriptionInfo struct {
+	ClientID string
+	// Filter as subscribed, $share/<group>/ included.
+	Filter            string
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	Identifier        uint32 // v5 subscription identifier; 0: none
+}
+
+// SessionPage is one page of Sessions.
+type SessionPage struct {
+	Items []SessionInfo
+	// Total counts the sessions matching the query after After (every
+	// page of them).
+	Total int
+	// Next is the After of the next page; "" on the last.
+	Next string
+}
+
+// SubscriptionPage is one page of Subscriptions.
+type SubscriptionPage struct {
+	Items []SubscriptionInfo
+	Total int
+	Next  string
+}
+
+// RetainedInfo describes one retained message.
+type RetainedInfo struct {
+	Topic   string
+	Size    int // payload bytes
+	QoS     byte
+	Created time.Time
+	// ExpireAt is when the message expires (v5 Message Expiry); zero:
+	// never.
+	ExpireAt time.Time
+	// Message is the payload and properties (RetainedMessage only).
+	Message *Publication
+}
+
+// RetainedPage is one page of RetainedMessages.
+type RetainedPage struct {
+	Items []RetainedInfo
+	Total int
+	Next  string
+}
+
+// onLoops runs fn on every loop (on its event loop, through its inbox)
+// and waits for all of them, or for ctx. fn(l, i) must write only to
+// what belongs to index i: after ctx ends the caller stops reading, and
+// a late fn may still run. Safe for concurrent use; not on a loop.
+func (b *Broker) onLoops(ctx context.Context, fn func(l *Loop, i int)) error {
+	for _, l := range b.loops {
+		if !l.bound() {
+			return ErrNotServing
+		}
+	}
+	var wg sync.WaitGroup
+	for i, l := range b.loops {
+		i, l := i, l
+		wg.Add(1)
+		run := func() {
+			defer wg.Done()
+			l.tick()
+			fn(l, i)
+			l.flush()
+		}
+		if !l.post(inboxItem{kind: itemFunc, fn: run}, true) {
+			if err := l.exec(run); err != nil {
+				wg.Done()
+				return ErrNotServing
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// versionName names an MQTT protocol level.
+func versionName(v codec.Version) string {
+	switch v {
+	case codec.V31:
+		return "3.1"
+	case codec.V311:
+		return "3.1.1"
+	case codec.V5:
+		return "5.0"
+	}
+	return ""
+}
+
+// connectedSince is when s's connection was accepted (its CONNACK):
+// Session.discAt holds it negated while connected. Loop-only.
+func (s *Session) connectedSince() int64 {
+	if s.discAt < 0 {
+		return -s.discAt
+	}
+	return 0
+}
+
+// online reports whether s has a connection that completed its CONNECT.
+func (s *Session) online() bool { return s.c != nil && s.c.state == stateConnected }
+
+// username is who s's connection authenticated as, when the broker kept it.
+func (s *Session) username() string {
+	if s.extras != nil && s.extras.identKnown {
+		return s.extras.ident.Username
+	}
+	return ""
+}
+
+// info describes s (withSubs: its subscriptions too). Loop-only.
+func (s *Session) info(withSubs bool) SessionInfo {
+	si := SessionInfo{
+		ClientID: s.id, Protocol: versionName(s.version), Username: s.username(),
+		ExpiryInterval: s.expiry, Subscriptions: len(s.subscriptions()),
+		Inflight: s.inflightLen(), Queued: s.queuedLen(), Loop: s.l.idx,
+	}
+	if s.online() {
+		si.Connected = true
+		si.Address = s.c.conn.RemoteAddr()
+		si.KeepAlive = s.c.keepAlive
+		if at := s.connectedSince(); at > 0 {
+			si.ConnectedAt = time.Unix(0, at)
+		}
+	} else if s.discAt > 0 {
+		si.DisconnectedAt = time.Unix(0, s.discAt)
+	}
+	if withSubs {
+		subs := s.subscriptions()
+		si.SubscriptionsList = make([]SubscriptionInfo, 0, len(subs))
+		for f, o := range subs {
+			si.SubscriptionsList = append(si.SubscriptionsList, subInfo(s.id, f, o))
+		}
+		sort.Slice(si.SubscriptionsList, func(i, j int) bool {
+			return si.SubscriptionsList[i].Filter < si.SubscriptionsList[j].Filter
+		})
+	}
+	return si
+}
+
+func subInfo(id, filter string, o router.SubOptions) SubscriptionInfo {
+	return SubscriptionInfo{ClientID: id, Filter: filter, QoS: o.QoS, NoLocal: o.NoLocal,
+		RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling, Identifier: o.ID}
+}
+
+// sessionMatches reports whether s passes q's Match and State. The
+// address is formatted only when Match is set. Loop-only.
+func (s *Session) matches(q *Query) bool {
+	switch q.State {
+	case "connected":
+		if !s.online() {
+			return false
+		}
+	case "offline":
+		if s.online() {
+			return false
+		}
+	}
+	if q.Match == "" || strings.Contains(s.id, q.Match) {
+		return true
+	}
+	if u := s.username(); u != "" && strings.Contains(u, q.Match) {
+		return true
+	}
+	return s.online() && strings.Contains(s.c.conn.RemoteAddr(), q.Match)
+}
+
+// Sessions returns one page of the sessions, connected and offline
+// persistent ones (server-side subscriptions included), ordered by client
+// id. Each loop keeps the Offset+Limit smallest matching ids while it
+// walks its sessions (a bounded heap: nothing else is copied), and the
+// loops' candidates are merged. Total counts every match after After.
+// Safe for concurrent use; not on a loop. Errors: ErrQueryWindow,
+// ErrNotServing, ctx's.
+func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
+	if err := q.check(); err != nil {
+		return SessionPage{}, err
+	}
+	k := q.Offset + q.Limit
+	type part struct {
+		items []SessionInfo
+		total int
+	}
+	parts := make([]part, len(b.loops))
+	err := b.onLoops(ctx, func(l *Loop, i int) {
+		h := smallest[*Session]{k: k, key: func(s *Session) string { return s.id }}
+		n := 0
+		for id, s := range l.sessions {
+			if id <= q.After && q.After != "" {
+				continue
+			}
+			if !s.matches(&q) {
+				continue
+			}
+			n++
+			h.offer(s)
+		}
+		ss := h.sorted()
+		out := make([]SessionInfo, len(ss))
+		for j, s := range ss {
+			out[j] = s.info(false)
+		}
+		parts[i] = part{items: out, total: n}
+	})
+	if err != nil {
+		return SessionPage{}, err
+	}
+	var all []SessionInfo
+	var pg SessionPage
+	for _, p := range parts {
+		all = append(all, p.items...)
+		pg.Total += p.total
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ClientID < all[j].ClientID })
+	pg.Items = window(all, q.Offset, q.Limit)
+	if q.Offset+len(pg.Items) < pg.Total && len(pg.Items) > 0 {
+		pg.Next = pg.Items[len(pg.Items)-1].ClientID
+	}
+	return pg, nil
+}
+
+// Session returns the session of client id id with its subscriptions;
+// ok is false when there is none. Safe for concurrent use; not on a loop.
+func (b *Broker) Session(ctx context.Context, id string) (si SessionInfo, ok bool, err error) {
+	found := make([]*SessionInfo, len(b.loops))
+	err = b.onLoops(ctx, func(l *Loop, i int) {
+		if s := l.sessions[id]; s != nil {
+			x := s.info(true)
+			found[i] = &x
+		}
+	})
+	if err != nil {
+		return si, false, err
+	}
+	for _, f := range found {
+		if f != nil {
+			return *f, true, nil
+		}
+	}
+	return si, false, nil
+}
+
+// DisconnectClient closes the connection of client id id: a v5 client is
+// sent DISCONNECT 0x98 Administrative action first (MQTT-3.14); its will
+// is published as for any close the client did not ask for. With
+// discard, the session ends too (subscriptions and queued messages
+// dropped, the stored session deleted), whether it was connected or
+// offline. It reports whether the id had a session. Safe for concurrent
+// use; not on a loop.
+func (b *Broker) DisconnectClient(ctx context.Context, id string, discard bool) (found bool, err error) {
+	hit := make([]bool, len(b.loops))
+	err = b.onLoops(ctx, func(l *Loop, i int) {
+		s := l.sessions[id]
+		if s == nil {
+			return
+		}
+		hit[i] = true
+		if c := s.c; c != nil {
+			if discard {
+				// [MQTT-3.1.2-23] a session with expiry 0 ends with its
+				// connection: the close (Client.Closed, detach) ends it.
+				s.expiry = 0
+			}
+			c.disconnect(codec.AdministrativeAction, "disconnected by an administrator")
+			return
+		}
+		if discard {
+			s.sessionEnding(hooks.SessionCleaned)
+			s.end(false)
+		}
+	})
+	for _, h := range hit {
+		found = found || h
+	}
+	return found, err
+}
+
+// Subscriptions returns one page of the sessions' subscriptions, ordered
+// by client id then filter; Match keeps those whose client id or filter
+// contains it. After is a cursor made by a previous page's Next. Bounded
+// as Sessions is. Safe for concurrent use; not on a loop.
+func (b *Broker) Subscriptions(ctx context.Context, q Query) (SubscriptionPage, error) {
+	if err := q.check(); err != nil {
+		return SubscriptionPage{}, err
+	}
+	k := q.Offset + q.Limit
+	type part struct {
+		items []SubscriptionInfo
+		total int
+	}
+	parts := make([]part, len(b.loops))
+	err := b.onLoops(ctx, func(l *Loop, i int) {
+		h := smallest[SubscriptionInfo]{k: k, key: subKey}
+		n := 0
+		for id, s := range l.sessions {
+			if q.After != "" && id+"\x00\xff" <= q.After {
+				continue // every key of id is at or before the cursor
+			}
+			idMatch := q.Match == "" || strings.Contains(id, q.Match)
+			for f, o := range s.subscriptions() {
+				if !idMatch && !strings.Contains(f, q.Match) {
+					continue
+				}
+				if q.After != "" && id+"\x00"+f <= q.After {
+					continue
+				}
+				n++
+				if h.full() && id+"\x00"+f >= subKey(h.top()) {
+					continue // not among the k smallest: no copy made
+				}
+				h.offer(subInfo(id, f, o))
+			}
+		}
+		parts[i] = part{items: h.sorted(), total: n}
+	})
+	if err != nil {
+		return SubscriptionPage{}, err
+	}
+	var all []SubscriptionInfo
+	var pg SubscriptionPage
+	for _, p := range parts {
+		all = append(all, p.items...)
+		pg.Total += p.total
+	}
+	sort.Slice(all, func(i, j int) bool { return subKey(all[i]) < subKey(all[j]) })
+	pg.Items = window(all, q.Offset, q.Limit)
+	if q.Offset+len(pg.Items) < pg.Total && len(pg.Items) > 0 {
+		pg.Next = subKey(pg.Items[len(pg.Items)-1])
+	}
+	return pg, nil
+}
+
+func subKey(s SubscriptionInfo) string { return s.ClientID + "\x00" + s.Filter }
+
+// RetainedMessages returns one page of the retained messages, ordered by
+// topic; Match keeps the topics that contain it. It walks the retained
+// index under its read lock (retained PUBLISHes wait meanwhile) keeping
+// the Offset+Limit smallest topics. Safe for concurrent use.
+func (b *Broker) RetainedMessages(q Query) (RetainedPage, error) {
+	if err := q.check(); err != nil {
+		return RetainedPage{}, err
+	}
+	type cand struct {
+		topic string
+		m     *Message
+	}
+	h := smallest[cand]{k: q.Offset + q.Limit, key: func(c cand) string { return c.topic }}
+	total := 0
+	match := []byte(q.Match)
+	b.retained.Range(func(topic []byte, m *Message) bool {
+		if q.After != "" && string(topic) <= q.After {
+			return true
+		}
+		if len(match) > 0 && !bytes.Contains(topic, match) {
+			return true
+		}
+		total++
+		if h.full() && string(topic) >= h.top().topic {
+			return true
+		}
+		h.offer(cand{topic: string(topic), m: m})
+		return true
+	})
+	var pg RetainedPage
+	pg.Total = total
+	for _, c := range window(h.sorted(), q.Offset, q.Limit) {
+		pg.Items = append(pg.Items, retainedInfo(c.topic, c.m, false))
+	}
+	if q.Offset+len(pg.Items) < pg.Total && len(pg.Items) > 0 {
+		pg.Next = pg.Items[len(pg.Items)-1].Topic
+	}
+	return pg, nil
+}
+
+// RetainedMessage returns the retained message of topic, with its payload
+// and properties. Safe for concurrent use.
+func (b *Broker) RetainedMessage(topic string) (RetainedInfo, bool) {
+	m, ok := b.retained.Get([]byte(topic))
+	if !ok {
+		return RetainedInfo{}, false
+	}
+	return retainedInfo(topic, m, true), true
+}
+
+// retainedInfo describes m. A retained message is pinned (never pooled):
+// reading it without a reference is safe.
+func retainedInfo(topic string, m *Message, full bool) RetainedInfo {
+	ri := RetainedInfo{Topic: topic, Size: len(m.Payload), QoS: m.QoS, Created: time.Unix(0, m.Created)}
+	if m.ExpireAt > 0 {
+		ri.ExpireAt = time.Unix(0, m.ExpireAt)
+	}
+	if full {
+		p := &Publication{Topic: topic, Payload: append([]byte{}, m.Payload...), QoS: m.QoS, Retain: true}
+		if pp := m.Props; pp != nil {
+			if pp.Has(codec.PropPayloadFormat) {
+				p.PayloadFormat = pp.PayloadFormat
+			}
+			p.ContentType, p.ResponseTopic = string(pp.ContentType), string(pp.ResponseTopic)
+			if pp.Has(codec.PropCorrelationData) {
+				p.CorrelationData = append([]byte{}, pp.CorrelationData...)
+			}
+			for _, u := range pp.User {
+				p.UserProperties = append(p.UserProperties, UserProperty{Key: string(u.Key), Value: string(u.Value)})
+			}
+		}
+		ri.Message = p
+	}
+	return ri
+}
+
+// DeleteRetained removes the retained message of topic, as a retained
+// PUBLISH with an empty payload would (the store forgets it, the
+// RetainedChanged hooks are told), but sends nothing to subscribers. It
+// reports whether there was one. Safe for concurrent use; not on a loop.
+func (b *Broker) DeleteRetained(ctx context.Context, topic string) (bool, error) {
+	if err := codec.ValidateTopicName([]byte(topic)); err != nil {
+		return false, err
+	}
+	l := b.loops[0]
+	if !l.bound() {
+		return false, ErrNotServing
+	}
+	done := make(chan bool, 1)
+	run := func() {
+		l.tick()
+		_, ok := b.retained.Get([]byte(topic))
+		if ok {
+			m := newMessage(&codec.Publish{Topic: []byte(topic), Retain: true}, nil, l.now)
+			l.setRetained(m)
+			m.release()
+			l.flush()
+		}
+		done <- ok
+	}
+	if !l.post(inboxItem{kind: itemFunc, fn: run}, true) {
+		if err := l.exec(run); err != nil {
+			return false, ErrNotServing
+		}
+	}
+	select {
+	case ok := <-done:
+		return ok, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// window returns items[off:off+n], clipped.
+func window[T any](items []T, off, n int) []T {
+	if off >= len(items) {
+		return nil
+	}
+	return items[off:min(off+n, len(items))]
+}
+
+// smallest keeps the k items with the smallest keys offered to it: a max
+// heap on key, so a walk over n items costs O(n log k) and holds k.
+type smallest[T any] struct {
+	k     int
+	key   func(T) string
+	items []T
+}
+
+func (h *smallest[T]) full() bool { return len(h.items) >= h.k }
+func (h *smallest[T]) top() T     { return h.items[0] }
+
+func (h *smallest[T]) offer(v T) {
+	if len(h.items) < h.k {
+		h.items = append(h.items, v)
+		h.up(len(h.items) - 1)
+		return
+	}
+	if h.k == 0 || h.key(v) >= h.key(h.items[0]) {
+		return
+	}
+	h.items[0] = v
+	h.down(0)
+}
+
+func (h *smallest[T]) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h.key(h.items[p]) >= h.key(h.items[i]) {
+			return
+		}
+		h.items[p], h.items[i] = h.items[i], h.items[p]
+		i = p
+	}
+}
+
+func (h *smallest[T]) down(i int) {
+	n := len(h.items)
+	for {
+		big, l, r := i, 2*i+1, 2*i+2
+		if l < n && h.key(h.items[l]) > h.key(h.items[big]) {
+			big = l
+		}
+		if r < n && h.key(h.items[r]) > h.key(h.items[big]) {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		h.items[i], h.items[big] = h.items[big], h.items[i]
+		i = big
+	}
+}
+
+// sorted returns the kept items in ascending key order.
+func (h *smallest[T]) sorted() []T {
+	sort.Slice(h.items, func(i, j int) bool { return h.key(h.items[i]) < h.key(h.items[j]) })
+	return h.items
+}
