@@ -1,12 +1,15 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sort"
 	"time"
+
+	"github.com/mcutie/mcutie/codec"
 )
 
 // Bans an operator sets (the management API): the same tables as the
@@ -57,16 +60,16 @@ func normBan(kind, value string) (string, error) {
 }
 
 // Ban bans an address or a client id for d (at least a second) from
-// now; a ban already in force on it is replaced. Connections already
-// open are not closed (DisconnectClient does that for a client id). Safe
+// now and returns the ban; a ban already in force on it is replaced. Connections already
+// open are not closed (DisconnectBanned does that). Safe
 // for concurrent use. Errors: ErrBanKind, ErrBanListFull, a bad value.
-func (b *Broker) Ban(kind, value string, d time.Duration) error {
+func (b *Broker) Ban(kind, value string, d time.Duration) (BanInfo, error) {
 	key, err := normBan(kind, value)
 	if err != nil {
-		return err
+		return BanInfo{}, err
 	}
 	if d < time.Second {
-		return errors.New("broker: ban duration below one second")
+		return BanInfo{}, errors.New("broker: ban duration below one second")
 	}
 	t := b.bans
 	now := b.readClock()
@@ -83,7 +86,7 @@ func (b *Broker) Ban(kind, value string, d time.Duration) error {
 		}
 		if len(m) >= t.max {
 			t.mu.Unlock()
-			return ErrBanListFull
+			return BanInfo{}, ErrBanListFull
 		}
 		e = &banEntry{start: now}
 		m[key] = e
@@ -96,7 +99,7 @@ func (b *Broker) Ban(kind, value string, d time.Duration) error {
 		raise(&t.untilIP, until)
 	}
 	b.opts.Logger.Info("ban set", slog.String("kind", kind), slog.String("value", key), slog.Duration("for", d))
-	return nil
+	return BanInfo{Kind: kind, Value: key, Until: time.Unix(0, until), Admin: true}, nil
 }
 
 // Unban lifts the ban on an address or a client id (set by Ban or after
@@ -162,4 +165,36 @@ func (t *bans) adminIDBanned(id string, now int64) bool {
 	defer t.mu.Unlock()
 	e := t.ids[id]
 	return e != nil && e.admin && e.until > now
+}
+
+// DisconnectBanned closes the connections an address or client id ban
+// covers (v5: DISCONNECT 0x8A Banned): every connection from the address,
+// or the client id's. It reports how many it closed. Each loop walks its
+// own connections. Safe for concurrent use; not on a loop.
+func (b *Broker) DisconnectBanned(ctx context.Context, kind, value string) (int, error) {
+	key, err := normBan(kind, value)
+	if err != nil {
+		return 0, err
+	}
+	counts := make([]int, len(b.loops))
+	err = b.onLoops(ctx, func(l *Loop, i int) {
+		var hit []*Client
+		for _, c := range l.clients {
+			if c.state == stateClosing || c.state == stateMigrating {
+				continue
+			}
+			if kind == BanClientID && c.id == key || kind == BanAddress && hostOf(c.conn.RemoteAddr()) == key {
+				hit = append(hit, c)
+			}
+		}
+		for _, c := range hit { // disconnect edits l.clients: not while ranging over it
+			c.disconnect(codec.Banned, "banned by an administrator")
+		}
+		counts[i] = len(hit)
+	})
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n, err
 }

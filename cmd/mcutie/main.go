@@ -45,6 +45,7 @@ type config struct {
 	storeKind     string
 	redis         redisConfig
 	delivery      deliveryConfig
+	admin         adminConfig
 	durability    string
 	commitBatch   int
 	commitDelay   time.Duration
@@ -117,6 +118,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
 	fs.IntVar(&cfg.commitQueue, "commit-queue-size", 65536, "store operations waiting for the committer, at most; beyond it event loops keep theirs in a backlog and retry")
 	fs.IntVar(&cfg.opts.CommitBacklog, "commit-backlog", 65536, "store operations one event loop keeps while the commit queue is full; beyond it new QoS 1/2 publishes and subscriptions are refused (v5 0x80, 3.x close) and QoS 0 retained updates are not stored")
+	adminFlags(fs, &cfg.admin)
 	fs.StringVar(&cfg.metricsListen, "metrics-listen", "127.0.0.1:9100", "address of the HTTP endpoint serving /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&cfg.sysInterval, "sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published (retained); 0 turns them off")
 	fs.StringVar(&cfg.opts.SysPrefix, "sys-prefix", "$SYS", "root of the broker's own topics (<prefix>/broker/..., <prefix>/<node id>/heartbeat); must start with '$', clients may not publish under it")
@@ -270,6 +272,7 @@ func run(args []string) int {
 	if mon != nil {
 		_ = mon.Shutdown(ctx)
 	}
+	cfg.admin.shutdown(ctx)
 	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("stop", "err", err)
 	}
@@ -438,8 +441,12 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 	// stop the start before any MQTT client could connect, not kill a
 	// broker that has taken clients. Until srv starts, /readyz answers
 	// 503 (listeners not running).
+	if code := setupAdmin(cfg, b, srv, log); code >= 0 {
+		return nil, nil, code
+	}
 	mon, code := startMonitor(cfg, b, srv, st, log)
 	if code >= 0 {
+		cfg.admin.shutdown(context.Background())
 		return nil, nil, code
 	}
 	if err := srv.Start(); err != nil {
@@ -447,6 +454,7 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 		if mon != nil {
 			_ = mon.Shutdown(context.Background())
 		}
+		cfg.admin.shutdown(context.Background())
 		return nil, nil, 1
 	}
 	return srv, mon, -1
@@ -466,6 +474,7 @@ func startMonitor(cfg *config, b *broker.Broker, srv *reactor.Server, st store.S
 			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
 		},
 	})
+	cfg.admin.attach(mon)
 	if cfg.pprof {
 		mon.Handle(registerPprof)
 	}
@@ -521,6 +530,7 @@ func brokerOptions(cfg *config) broker.Options {
 	o.TopicAliasMaximum = uint16(cfg.topicAliasMax)
 	o.NoTopicAliases = cfg.topicAliasMax == 0
 	o.OutboundTopicAliases = uint16(cfg.outboundAliases)
+	o.KeepIdentity = cfg.admin.enabled() // user names in the management API
 	o.MaxSessionExpiry = uint32(cfg.maxSessionExpiry)
 	o.NoSessionExpiry = cfg.maxSessionExpiry == 0
 	o.SysInterval = cfg.sysInterval
