@@ -284,7 +284,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 	}
 	s.version = p.Version
 	s.expiry = expiry
-	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil || b.opts.SysClientEvents {
+	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil || b.opts.SysClientEvents || b.opts.KeepIdentity {
 		s.setIdentity(c.identity(p))
 	}
 	s.storeSession()

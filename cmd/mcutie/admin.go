@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/mcutie/mcutie/admin"
 	"github.com/mcutie/mcutie/broker"
@@ -30,6 +31,9 @@ type adminConfig struct {
 	srv *admin.Server   // its own listener (--admin-listen); nil on --metrics-listen
 	mon *monitor.Server // the metrics endpoint, for GET /api/v1/listeners
 	fs  *flag.FlagSet   // the flags, for GET /api/v1/config
+	// listeners is what GET /api/v1/listeners answers, set once the
+	// listeners are bound (started); empty before.
+	listeners *atomic.Pointer[[]admin.Listener]
 }
 
 // adminTokenEnv is read when neither --admin-token nor --admin-token-file
@@ -102,10 +106,11 @@ func setupAdmin(cfg *config, b *broker.Broker, srv *reactor.Server, log *slog.Lo
 		log.Error("--admin-max-page-size must be at least 1")
 		return 2
 	}
+	c.listeners = new(atomic.Pointer[[]admin.Listener])
 	c.api = admin.New(admin.Options{
 		Broker: b, Token: token, Logger: log, Version: version, MaxPageSize: c.maxPageSize,
 		MaxBodyBytes: int64(max(cfg.opts.MaxPacketSize, 64<<10))*2 + 64<<10, // a base64 payload of the largest packet
-		Listeners:    func() []admin.Listener { return listenersOf(cfg, srv) },
+		Listeners:    c.listenersNow,
 		Config:       func() []admin.Setting { return settingsOf(c.fs) },
 	})
 	cfg.hookMetrics = append(cfg.hookMetrics, c.api.WriteMetrics)
@@ -121,6 +126,22 @@ func setupAdmin(cfg *config, b *broker.Broker, srv *reactor.Server, log *slog.Lo
 	}
 	log.Info("management API on", "addr", addr, "token", token != "")
 	return -1
+}
+
+func (c *adminConfig) listenersNow() []admin.Listener {
+	if l := c.listeners.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// started records the bound listeners once srv has started (its Addrs
+// are not safe to read before).
+func (c *adminConfig) started(cfg *config, srv *reactor.Server) {
+	if c.api != nil {
+		l := listenersOf(cfg, srv)
+		c.listeners.Store(&l)
+	}
 }
 
 // attach mounts the API on the metrics endpoint when it has no listener

@@ -457,6 +457,7 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 		cfg.admin.shutdown(context.Background())
 		return nil, nil, 1
 	}
+	cfg.admin.started(cfg, srv)
 	return srv, mon, -1
 }
 
