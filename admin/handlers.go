@@ -172,8 +172,10 @@ func (a *API) stats(_ http.ResponseWriter, r *http.Request) (int, any) {
 		j.MessagesReceived += st.PublishIn[q]
 		j.MessagesSent += st.PublishOut[q]
 	}
-	for _, n := range st.Dropped {
-		j.Dropped += n
+	for r, n := range st.Dropped {
+		if r != "no_subscribers" { // not a loss: nobody asked for it
+			j.Dropped += n
+		}
 	}
 	rt := a.rates.sample(time.Now(), [5]uint64{j.MessagesReceived, j.MessagesSent, j.BytesReceived, j.BytesSent, j.Dropped})
 	j.PerSecond = ratesJSON{MessagesReceived: rt[0], MessagesSent: rt[1], BytesReceived: rt[2], BytesSent: rt[3], Dropped: rt[4]}
