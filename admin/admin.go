@@ -14,9 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
-
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/monitor/promtext"
 )
 
 // OpenAPI is the API's OpenAPI 3 document, served at /api/v1/openapi.yaml.
@@ -86,8 +85,7 @@ type API struct {
 
 	rates   rateSampler
 	reqs    [6]atomic.Uint64 // by status class: 1xx..5xx (index 1..5)
-	reqTime *metrics.Histogram
-	set     *metrics.Set
+	reqTime *promtext.Histogram
 }
 
 // route is one endpoint: documented in openapi.yaml, registered on the mux.
@@ -113,9 +111,8 @@ func New(o Options) *API {
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	a := &API{o: o, b: o.Broker, log: o.Logger, set: metrics.NewSet()}
+	a := &API{o: o, b: o.Broker, log: o.Logger, reqTime: promtext.NewHistogram(promtext.ExponentialBounds(0.0001, 4, 9)...)}
 	a.token = sha256.Sum256([]byte(o.Token))
-	a.reqTime = a.set.NewHistogram("mcutie_admin_request_duration_seconds")
 	a.routes = []route{
 		{"GET", "/api/v1/stats", a.stats},
 		{"GET", "/api/v1/clients", a.listClients},
@@ -233,7 +230,7 @@ func (a *API) wrap(h http.Handler) http.Handler {
 			}
 			d := time.Since(start)
 			a.reqs[min(max(sw.code/100, 0), 5)].Add(1)
-			a.reqTime.Update(d.Seconds())
+			a.reqTime.Observe(d.Seconds())
 			a.log.Info("admin request", "method", r.Method, "path", r.URL.Path, "status", sw.code,
 				"duration", d, "remote", r.RemoteAddr)
 		}()
@@ -263,14 +260,20 @@ func (a *API) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.token[:]) == 1
 }
 
+var (
+	mRequests       = promtext.Counter("mcutie_admin_requests_total", "Management API requests, by status class.")
+	mRequestSeconds = promtext.HistogramFamily("mcutie_admin_request_duration_seconds", "Management API request latency.")
+)
+
 // WriteMetrics writes the API's metrics in Prometheus text format:
 // mcutie_admin_requests_total{class="2xx"} and
 // mcutie_admin_request_duration_seconds. Safe for concurrent use.
 func (a *API) WriteMetrics(w io.Writer) {
+	mRequests.Header(w)
 	for c := 1; c <= 5; c++ {
-		metrics.WriteCounterUint64(w, `mcutie_admin_requests_total{class="`+strconv.Itoa(c)+`xx"}`, a.reqs[c].Load())
+		mRequests.Sample(w, promtext.Labels("class", strconv.Itoa(c)+"xx"), a.reqs[c].Load())
 	}
-	a.set.WritePrometheus(w)
+	mRequestSeconds.Histogram(w, "", a.reqTime)
 }
 
 // rateSampler turns the broker's counters into per-second rates between

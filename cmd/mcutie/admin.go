@@ -111,7 +111,7 @@ func setupAdmin(cfg *config, b *broker.Broker, srv *reactor.Server, log *slog.Lo
 		Broker: b, Token: token, Logger: log, Version: version, MaxPageSize: c.maxPageSize,
 		MaxBodyBytes: int64(max(cfg.opts.MaxPacketSize, 64<<10))*2 + 64<<10, // a base64 payload of the largest packet
 		Listeners:    c.listenersNow,
-		Config:       func() []admin.Setting { return settingsOf(c.fs) },
+		Config:       func() []admin.Setting { return flagSettings(c.fs) },
 	})
 	cfg.hookMetrics = append(cfg.hookMetrics, c.api.WriteMetrics)
 	if c.listen != "" {
@@ -193,8 +193,8 @@ func secretFlag(name string) bool {
 	return strings.HasSuffix(name, "token") || strings.HasSuffix(name, "password") || strings.Contains(name, "secret")
 }
 
-// settingsOf is every flag's effective value, secrets masked.
-func settingsOf(fs *flag.FlagSet) []admin.Setting {
+// flagSettings is every flag's effective value, secrets masked.
+func flagSettings(fs *flag.FlagSet) []admin.Setting {
 	changed := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { changed[f.Name] = true })
 	var out []admin.Setting
