@@ -36,9 +36,9 @@ type adminConfig struct {
 	listeners *atomic.Pointer[[]admin.Listener]
 }
 
-// adminTokenEnv is read when neither --admin-token nor --admin-token-file
-// is given (a token on the command line shows in ps).
-const adminTokenEnv = "MCUTIE_ADMIN_TOKEN"
+// adminTokenEnv is --admin-token's environment variable (every flag has
+// one, config.go): a token there does not show in ps.
+var adminTokenEnv = envName("admin-token")
 
 func adminFlags(fs *flag.FlagSet, c *adminConfig) {
 	c.fs = fs
@@ -52,11 +52,11 @@ func adminFlags(fs *flag.FlagSet, c *adminConfig) {
 // enabled reports whether the management API is on.
 func (c *adminConfig) enabled() bool { return c.on || c.listen != "" }
 
-// readToken returns the token from --admin-token, --admin-token-file or
-// the environment, in that order.
+// readToken returns the token from --admin-token (or its environment
+// variable) or --admin-token-file; both is an error.
 func (c *adminConfig) readToken() (string, error) {
 	if c.token != "" && c.tokenFile != "" {
-		return "", fmt.Errorf("give --admin-token or --admin-token-file, not both")
+		return "", fmt.Errorf("give --admin-token (or %s) or --admin-token-file, not both", adminTokenEnv)
 	}
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
@@ -69,10 +69,7 @@ func (c *adminConfig) readToken() (string, error) {
 		}
 		return t, nil
 	}
-	if c.token != "" {
-		return c.token, nil
-	}
-	return os.Getenv(adminTokenEnv), nil
+	return c.token, nil
 }
 
 // setupAdmin builds the management API when it is on, refuses to serve

@@ -42,6 +42,11 @@ func runServing(t *testing.T, url string, args ...string) (stop func()) {
 			resp.Body.Close()
 			break
 		}
+		select {
+		case c := <-code:
+			t.Fatalf("run exited with %d before %s answered", c, url)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s not answering within 10s: %v", url, err)
 		}
@@ -106,6 +111,7 @@ func TestAdminServedWithToken(t *testing.T) {
 	stop()
 
 	// Its own listener, the token from a file; --metrics-listen off.
+	os.Unsetenv(adminTokenEnv) // restored by t.Setenv's cleanup
 	adminAddr := freeAddr(t)
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte("file-token\n"), 0o600); err != nil {
@@ -114,7 +120,7 @@ func TestAdminServedWithToken(t *testing.T) {
 	stop = runServing(t, "http://"+adminAddr+"/api/v1/stats", "--listen", "tcp://"+freeAddr(t), "--metrics-listen", "",
 		"--store", "memory", "--log-level", "error", "--admin-listen", adminAddr, "--admin-token-file", file)
 	if code, _ := get(t, "http://"+adminAddr+"/api/v1/stats", "env-token"); code != 401 {
-		t.Fatalf("env token with a token file: %d, want 401", code)
+		t.Fatalf("another token: %d, want 401", code)
 	}
 	if code, body := get(t, "http://"+adminAddr+"/api/v1/listeners", "file-token"); code != 200 || !strings.Contains(body, `"kind":"admin","address":"`+adminAddr+`"`) {
 		t.Fatalf("listeners: %d %s", code, body)

@@ -47,6 +47,7 @@ var helpGroups = []struct {
 		"log-level", "log-format", "log-connections-rate", "metrics-listen", "pprof",
 		"sys-interval", "sys-prefix", "sys-client-events", "node-id",
 	}},
+	{"Management API", []string{"admin", "admin-listen", "admin-token", "admin-token-file", "admin-max-page-size"}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
 		"lock-os-thread", "gomaxprocs", "gogc", "memory-limit", "profile",
