@@ -30,7 +30,6 @@ type adminConfig struct {
 	api *admin.API
 	srv *admin.Server   // its own listener (--admin-listen); nil on --metrics-listen
 	mon *monitor.Server // the metrics endpoint, for GET /api/v1/listeners
-	fs  *flag.FlagSet   // the flags, for GET /api/v1/config
 	// listeners is what GET /api/v1/listeners answers, set once the
 	// listeners are bound (started); empty before.
 	listeners *atomic.Pointer[[]admin.Listener]
@@ -41,7 +40,6 @@ type adminConfig struct {
 var adminTokenEnv = envName("admin-token")
 
 func adminFlags(fs *flag.FlagSet, c *adminConfig) {
-	c.fs = fs
 	fs.BoolVar(&c.on, "admin", false, "serve the management API (/api/v1/..., docs/admin.md) on --metrics-listen, or on --admin-listen when given")
 	fs.StringVar(&c.listen, "admin-listen", "", "address of a listener of its own for the management API (turns it on; empty: on --metrics-listen with --admin)")
 	fs.StringVar(&c.token, "admin-token", "", "bearer token the management API requires; prefer --admin-token-file or the "+adminTokenEnv+" environment variable, which ps does not show (required unless the API's listener is loopback-only)")
@@ -77,7 +75,7 @@ func (c *adminConfig) readToken() (string, error) {
 // --admin-listen (a busy port stops the start, as --metrics-listen's
 // does); on --metrics-listen startMonitor mounts it (attach). code is the
 // exit code when it cannot (-1: go on).
-func setupAdmin(cfg *config, b *broker.Broker, srv *reactor.Server, log *slog.Logger) (code int) {
+func setupAdmin(cfg *config, fs *flag.FlagSet, b *broker.Broker, log *slog.Logger) (code int) {
 	c := &cfg.admin
 	if !c.enabled() {
 		return -1
@@ -108,7 +106,7 @@ func setupAdmin(cfg *config, b *broker.Broker, srv *reactor.Server, log *slog.Lo
 		Broker: b, Token: token, Logger: log, Version: version, MaxPageSize: c.maxPageSize,
 		MaxBodyBytes: int64(max(cfg.opts.MaxPacketSize, 64<<10))*2 + 64<<10, // a base64 payload of the largest packet
 		Listeners:    c.listenersNow,
-		Config:       func() []admin.Setting { return flagSettings(c.fs) },
+		Config:       func() []admin.Setting { return flagSettings(fs) },
 	})
 	cfg.hookMetrics = append(cfg.hookMetrics, c.api.WriteMetrics)
 	if c.listen != "" {

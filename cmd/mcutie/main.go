@@ -256,6 +256,9 @@ func run(args []string) int {
 	if code >= 0 {
 		return code
 	}
+	if code := setupAdmin(&cfg, fs, b, log); code >= 0 {
+		return code
+	}
 	srv, mon, code := serve(&cfg, b, st, log)
 	if code >= 0 {
 		return code
@@ -441,9 +444,6 @@ func serve(cfg *config, b *broker.Broker, st store.Store, log *slog.Logger) (*re
 	// stop the start before any MQTT client could connect, not kill a
 	// broker that has taken clients. Until srv starts, /readyz answers
 	// 503 (listeners not running).
-	if code := setupAdmin(cfg, b, srv, log); code >= 0 {
-		return nil, nil, code
-	}
 	mon, code := startMonitor(cfg, b, srv, st, log)
 	if code >= 0 {
 		cfg.admin.shutdown(context.Background())
