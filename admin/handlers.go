@@ -222,7 +222,7 @@ type clientDetailJSON struct {
 	Subscriptions []subscriptionJSON `json:"subscriptions"`
 }
 
-func clientOf(s *broker.SessionInfo) clientJSON {
+func clientOf(s *broker.SessionStatus) clientJSON {
 	return clientJSON{ClientID: s.ClientID, Connected: s.Connected, Protocol: s.Protocol, Address: s.Address,
 		Username: s.Username, KeepAlive: s.KeepAlive, ExpiryInterval: s.ExpiryInterval,
 		SubscriptionCount: s.Subscriptions, Inflight: s.Inflight, Queued: s.Queued,

@@ -68,8 +68,8 @@ func (q *Query) check() error {
 	return nil
 }
 
-// SessionInfo describes one session, connected or offline.
-type SessionInfo struct {
+// SessionStatus describes one session, connected or offline.
+type SessionStatus struct {
 	ClientID  string
 	Connected bool
 	// Protocol is the MQTT version: "3.1", "3.1.1" or "5.0".
@@ -107,7 +107,7 @@ type SubscriptionInfo struct {
 
 // SessionPage is one page of Sessions.
 type SessionPage struct {
-	Items []SessionInfo
+	Items []SessionStatus
 	// Total counts the sessions matching the query after After (every
 	// page of them).
 	Total int
@@ -216,8 +216,8 @@ func (s *Session) username() string {
 }
 
 // info describes s (withSubs: its subscriptions too). Loop-only.
-func (s *Session) info(withSubs bool) SessionInfo {
-	si := SessionInfo{
+func (s *Session) info(withSubs bool) SessionStatus {
+	si := SessionStatus{
 		ClientID: s.id, Protocol: versionName(s.version), Username: s.username(),
 		ExpiryInterval: s.expiry, Subscriptions: len(s.subscriptions()),
 		Inflight: s.inflightLen(), Queued: s.queuedLen(), Loop: s.l.idx,
@@ -285,7 +285,7 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 	}
 	k := q.Offset + q.Limit
 	type part struct {
-		items []SessionInfo
+		items []SessionStatus
 		total int
 	}
 	parts := make([]part, len(b.loops))
@@ -303,7 +303,7 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 			h.offer(s)
 		}
 		ss := h.sorted()
-		out := make([]SessionInfo, len(ss))
+		out := make([]SessionStatus, len(ss))
 		for j, s := range ss {
 			out[j] = s.info(false)
 		}
@@ -312,7 +312,7 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 	if err != nil {
 		return SessionPage{}, err
 	}
-	var all []SessionInfo
+	var all []SessionStatus
 	var pg SessionPage
 	for _, p := range parts {
 		all = append(all, p.items...)
@@ -328,8 +328,8 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 
 // Session returns the session of client id id with its subscriptions;
 // ok is false when there is none. Safe for concurrent use; not on a loop.
-func (b *Broker) Session(ctx context.Context, id string) (si SessionInfo, ok bool, err error) {
-	found := make([]*SessionInfo, len(b.loops))
+func (b *Broker) Session(ctx context.Context, id string) (si SessionStatus, ok bool, err error) {
+	found := make([]*SessionStatus, len(b.loops))
 	err = b.onLoops(ctx, func(l *Loop, i int) {
 		if s := l.sessions[id]; s != nil {
 			x := s.info(true)

@@ -68,6 +68,19 @@ func runServing(t *testing.T, url string, args ...string) (stop func()) {
 	}
 }
 
+// waitListed polls GET /api/v1/listeners until it lists some.
+func waitListed(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get(t, url, token)
+		if code != 200 || !strings.Contains(body, `"listeners":[]`) || time.Now().After(deadline) {
+			return code, body
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func get(t *testing.T, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
@@ -101,8 +114,9 @@ func TestAdminServedWithToken(t *testing.T) {
 	if code != 200 || strings.Contains(body, "hunter2") || !strings.Contains(body, `{"name":"redis-password","value":"********","default":"","changed":true,"secret":true}`) {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	if code, body := get(t, "http://"+httpAddr+"/api/v1/listeners", "env-token"); code != 200 ||
-		!strings.Contains(body, `"kind":"tcp","address":"`+mqttAddr+`"`) || !strings.Contains(body, `"kind":"metrics","address":"`+httpAddr+`"`) {
+	// The listeners are listed once they are bound (/readyz 200 a moment before).
+	code, body = waitListed(t, "http://"+httpAddr+"/api/v1/listeners", "env-token")
+	if code != 200 || !strings.Contains(body, `"kind":"tcp","address":"`+mqttAddr+`"`) || !strings.Contains(body, `"kind":"metrics","address":"`+httpAddr+`"`) {
 		t.Fatalf("listeners: %d %s", code, body)
 	}
 	if code, body := get(t, "http://"+httpAddr+"/metrics", ""); code != 200 || !strings.Contains(body, `mcutie_admin_requests_total{class="4xx"} 1`) {
@@ -122,7 +136,7 @@ func TestAdminServedWithToken(t *testing.T) {
 	if code, _ := get(t, "http://"+adminAddr+"/api/v1/stats", "env-token"); code != 401 {
 		t.Fatalf("another token: %d, want 401", code)
 	}
-	if code, body := get(t, "http://"+adminAddr+"/api/v1/listeners", "file-token"); code != 200 || !strings.Contains(body, `"kind":"admin","address":"`+adminAddr+`"`) {
+	if code, body := waitListed(t, "http://"+adminAddr+"/api/v1/listeners", "file-token"); code != 200 || !strings.Contains(body, `"kind":"admin","address":"`+adminAddr+`"`) {
 		t.Fatalf("listeners: %d %s", code, body)
 	}
 	stop()
