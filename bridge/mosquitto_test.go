@@ -65,7 +65,7 @@ persistence true
 persistence_location ` + m.dir + `/
 autosave_interval 3600
 max_queued_messages 1000000
-max_inflight_messages 100
+max_inflight_messages 1000
 log_dest file ` + m.dir + `/mosquitto.log
 log_type error
 log_type warning

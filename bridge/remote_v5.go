@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -174,15 +175,23 @@ func (r *v5Remote) publish(m *outItem) (ackWait, error) {
 		return nil, err
 	}
 	ch := make(chan packets.ControlPacket, 1)
-	r.sess.mu.Lock()
-	r.sess.next = ch
-	r.sess.mu.Unlock()
-	_, err := r.cli.PublishWithOptions(r.ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
-	r.sess.mu.Lock()
-	r.sess.next = nil // not taken when the publish failed before the session
-	r.sess.mu.Unlock()
-	if err != nil {
-		return nil, err
+	for {
+		r.sess.mu.Lock()
+		r.sess.next = ch
+		r.sess.mu.Unlock()
+		_, err := r.cli.PublishWithOptions(r.ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+		r.sess.mu.Lock()
+		r.sess.next = nil // not taken when the publish failed before the session
+		r.sess.mu.Unlock()
+		if err == nil {
+			break
+		}
+		// The remote's Receive Maximum was full for PacketTimeout: a
+		// slow remote, not a dead one; wait on (the connection's end
+		// cancels r.ctx).
+		if !errors.Is(err, context.DeadlineExceeded) || r.ctx.Err() != nil {
+			return nil, err
+		}
 	}
 	return func(dead <-chan struct{}) ackResult {
 		select {
