@@ -695,24 +695,27 @@ func TestMosquittoParity(t *testing.T) {
 	}
 	dir := t.TempDir()
 	passwd, acl := securityFiles(t, dir)
-	// A plain-text file hashed by mcutie passwd -U, -H sha512, for carol.
-	plain := filepath.Join(dir, "plain")
-	if err := os.WriteFile(plain, []byte("carol:carol-pw\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// Plain-text files hashed by mcutie passwd -U: carol with -H sha512
+	// ($6$), dave with the default ($7$); Mosquitto must take both.
+	for _, u := range []struct{ line, hash string }{{"carol:carol-pw\n", "sha512"}, {"dave:dave-pw\n", "sha512-pbkdf2"}} {
+		plain := filepath.Join(dir, "plain-"+u.hash)
+		if err := os.WriteFile(plain, []byte(u.line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code := runPasswd([]string{"-H", u.hash, "-U", plain}, strings.NewReader(""), io.Discard, io.Discard); code != 0 {
+			t.Fatalf("mcutie passwd -U: %d", code)
+		}
+		hashed, _ := os.ReadFile(plain)
+		f, err := os.OpenFile(passwd, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write(hashed); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
 	}
-	if code := runPasswd([]string{"-H", "sha512", "-U", plain}, strings.NewReader(""), io.Discard, io.Discard); code != 0 {
-		t.Fatalf("mcutie passwd -U: %d", code)
-	}
-	carol, _ := os.ReadFile(plain)
-	f, err := os.OpenFile(passwd, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(carol); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	cases := []struct{ user, pass string }{{"", ""}, {"alice", "alice-pw"}, {"alice", "wrong"}, {"bob", "bob-pw"}, {"carol", "carol-pw"}, {"nobody", "x"}}
+	cases := []struct{ user, pass string }{{"", ""}, {"alice", "alice-pw"}, {"alice", "wrong"}, {"bob", "bob-pw"}, {"carol", "carol-pw"}, {"dave", "dave-pw"}, {"nobody", "x"}}
 	for _, anon := range []bool{false, true} {
 		addr, wsAddr := freeAddr(t), freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
@@ -749,7 +752,7 @@ func TestMosquittoParity(t *testing.T) {
 				first = "accepted"
 			}
 			want = append(want, scheme+" /: "+first, scheme+" alice/alice-pw: accepted", scheme+" alice/wrong: refused", scheme+" bob/bob-pw: accepted",
-				scheme+" carol/carol-pw: accepted", scheme+" nobody/x: refused")
+				scheme+" carol/carol-pw: accepted", scheme+" dave/dave-pw: accepted", scheme+" nobody/x: refused")
 		}
 		want = append(want, "acl: public/x", "acl ws: public/x")
 		if !reflect.DeepEqual(mine, want) {
