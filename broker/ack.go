@@ -135,7 +135,9 @@ func (a *ackWait) write() {
 		return
 	}
 	if a.typ == codec.SUBACK {
-		c.queueControl(append(c.controlBuf(), a.raw...))
+		if a.raw != nil { // nil: subscriptions made for the client, no SUBACK (autosub.go)
+			c.queueControl(append(c.controlBuf(), a.raw...))
+		}
 		if a.after != nil {
 			a.after()
 		}

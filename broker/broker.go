@@ -54,8 +54,9 @@ type Broker struct {
 
 	admit admission // connection limits checked at accept (limits.go)
 
-	p2p     p2pCounters   // point-to-point messages (p2p.go)
-	delayed *delayedQueue // $delayed messages (delayed.go)
+	p2p     p2pCounters     // point-to-point messages (p2p.go)
+	delayed *delayedQueue   // $delayed messages (delayed.go)
+	autoSub autoSubCounters // subscriptions made at CONNECT (autosub.go)
 
 	// dir says which loop owns each client id (directory.go).
 	dir *clientDir

@@ -377,6 +377,9 @@ func (c *Client) connected(p *codec.Connect, s *Session, present bool) {
 	if b.hooks.Has(hooks.Connected) {
 		b.hooks.Connected(c.hookClient(), present)
 	}
+	if len(b.opts.AutoSubscribe) > 0 {
+		c.autoSubscribe(p)
+	}
 	if b.opts.SysClientEvents {
 		c.sysClientEvent("connected", func(j []byte) []byte {
 			j = append(j, `,"proto_ver":`...)

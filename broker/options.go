@@ -54,6 +54,9 @@ type Options struct {
 	// wait (beyond it: v5 PUBACK 0x97; 3.x dropped, counted and logged;
 	// default 100,000), MaxDelay the delay (beyond it: v5 0x83; default
 	// 24h).
+	// AutoSubscribe are subscriptions made for a client when it connects
+	// (autosub.go), in order; each rule must pass AutoSubscribeRule.Check.
+	AutoSubscribe      []AutoSubscribeRule
 	DelayedPublish     bool
 	MaxDelayedMessages int
 	MaxDelay           time.Duration

@@ -14,7 +14,11 @@ import (
 // filter of it was applied), then the accepted ones are added (or
 // replaced, MQTT-3.8.4-3), the SUBACK is sent, then retained messages per
 // Retain Handling (MQTT-3.3.1-9/-10/-11).
-func (c *Client) handleSubscribe(p *codec.Subscribe) error {
+func (c *Client) handleSubscribe(p *codec.Subscribe) error { return c.subscribe(p, false) }
+
+// subscribe is handleSubscribe; silent leaves out the SUBACK (the
+// subscriptions the broker makes for a client at CONNECT, autosub.go).
+func (c *Client) subscribe(p *codec.Subscribe, silent bool) error {
 	l := c.l
 	s := c.s
 	var subID uint32
@@ -85,7 +89,9 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 	if aw != nil {
 		// The SUBACK waits for the subscriptions to be stored; retained
 		// messages follow it, so they wait too.
-		aw.raw = ack.Append(nil, c.version)
+		if !silent {
+			aw.raw = ack.Append(nil, c.version)
+		}
 		all := append(append([]sendRetained(nil), sends[:nsends]...), extra...)
 		msgs := append([]*Message(nil), retained...)
 		aw.after = func() {
@@ -100,7 +106,9 @@ func (c *Client) handleSubscribe(p *codec.Subscribe) error {
 		aw.releaseOn(l, nil)
 		return nil
 	}
-	c.queueControl(ack.Append(c.controlBuf(), c.version))
+	if !silent {
+		c.queueControl(ack.Append(c.controlBuf(), c.version))
+	}
 	send := func(sr sendRetained) {
 		c.queueRetained(retained[sr.from:sr.to], sr.qos, sr.id, sr.filter)
 	}

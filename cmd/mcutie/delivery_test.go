@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 func TestPrefixListFlag(t *testing.T) {
 	f := func(in []string, want string, wantErr bool) {
@@ -20,4 +25,36 @@ func TestPrefixListFlag(t *testing.T) {
 	f([]string{"10.1.2.3/8, 192.0.2.1", "::ffff:10.0.0.0/104", "2001:db8::/32"}, "10.0.0.0/8,192.0.2.1/32,10.0.0.0/8,2001:db8::/32", false)
 	f([]string{"10.0.0.0/33"}, "", true)
 	f([]string{"proxy.example"}, "", true)
+}
+
+// A bad auto-subscribe rule stops the start with the file and line of
+// the rule.
+func TestLoadAutoSubscribe(t *testing.T) {
+	f := func(body, wantErr string, wantRules int) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "autosub.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rules, err := loadAutoSubscribe(path)
+		if wantErr == "" {
+			if err != nil || len(rules) != wantRules {
+				t.Fatalf("%q: %d rules, %v", body, len(rules), err)
+			}
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), path+wantErr) {
+			t.Fatalf("%q: error %v, want one naming %s%s", body, err, path, wantErr)
+		}
+	}
+	good := "- client_id: '^sensor-'\n  filter: devices/%c/cmd/#\n  qos: 1\n- username: '^ops$'\n  filter: ops/%u/#\n  retain_handling: 2\n"
+	f(good, "", 2)
+	f("", "", 0)
+	f(good+"- filter: a/#/b\n", ":7: filter", 0)
+	f(good+"- filter: x\n  qos: 3\n", ":7: qos 3", 0)
+	f("- filter: x\n- client_id: '('\n  filter: y\n", ":2: client_id", 0)
+	f("- filter: x\n  colour: red\n", ":1:", 0)
+	f("- filter: a/%x\n", ":1: filter", 0)
+	f("- filter: $share/g/a\n  no_local: true\n", ":1: no_local", 0)
+	f("filter: x\n", ":1: want a list", 0)
 }

@@ -29,7 +29,7 @@ var helpGroups = []struct {
 		"max-packet-size", "max-topic-length", "max-topic-levels", "max-keepalive", "min-keepalive",
 		"max-inflight", "topic-alias-maximum", "outbound-topic-aliases", "max-session-expiry", "response-information",
 	}},
-	{"Delivery", []string{"p2p", "delayed-publish", "max-delayed-messages", "max-delay", "bridges"}},
+	{"Delivery", []string{"auto-subscribe", "p2p", "delayed-publish", "max-delayed-messages", "max-delay", "bridges"}},
 	{"Limits per session and connection", []string{
 		"max-queued-messages", "max-queued-bytes", "max-subscriptions", "max-subscription-bytes",
 		"max-wildcard-levels", "max-user-properties", "max-outbound-bytes", "max-retained-owed",

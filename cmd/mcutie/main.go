@@ -380,6 +380,14 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 		log.Error("cannot set up authentication", "err", err)
 		return nil, nil, 2
 	}
+	if cfg.delivery.autoSubscribe != "" {
+		if bopts.AutoSubscribe, err = loadAutoSubscribe(cfg.delivery.autoSubscribe); err != nil {
+			sec.close()
+			log.Error("bad --auto-subscribe file", "err", err)
+			return nil, nil, 2
+		}
+		log.Info("auto-subscribe rules loaded", "file", cfg.delivery.autoSubscribe, "rules", len(bopts.AutoSubscribe))
+	}
 	b := broker.New(bopts)
 	rs, err := b.Restore()
 	if err != nil {
