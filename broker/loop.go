@@ -26,8 +26,9 @@ type Loop struct {
 	inbox    *inbox[inboxItem]
 
 	sessions map[string]*Session
-	clients  []*Client  // live connections, for keep-alive and connect-timeout sweeps
-	waiting  []*Session // offline sessions with an expiry or a pending will
+	peerMsg  PeerMessage // reused by forwardToPeers
+	clients  []*Client   // live connections, for keep-alive and connect-timeout sweeps
+	waiting  []*Session  // offline sessions with an expiry or a pending will
 
 	now int64 // unix ns, refreshed at each callback
 

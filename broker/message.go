@@ -33,6 +33,9 @@ type Message struct {
 	Created  int64           // unix nanoseconds
 
 	origin *Session // publisher, for No Local (MQTT-3.8.3-3); nil for server-side publishes
+	// fromPeer: routed from another node of the cluster (RouteFromPeer),
+	// so never forwarded again.
+	fromPeer bool
 
 	// pinned messages never return to the pool: a retained message may be
 	// read by any loop from the retained index without holding a
@@ -143,6 +146,7 @@ func newMessage(p *codec.Publish, origin *Session, now int64) *Message {
 	m.Created = now
 	m.origin = origin
 	m.ack = nil
+	m.fromPeer = false
 	return m
 }
 

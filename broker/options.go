@@ -176,6 +176,10 @@ type Options struct {
 	// none. The caller owns the Registry: it stops it after the broker.
 	Hooks *hooks.Registry
 
+	// Peers are the other nodes of a cluster (package cluster); nil: a
+	// single node.
+	Peers Peers
+
 	Logger *slog.Logger
 	// Now is the broker's clock; default time.Now, read through a coarse
 	// clock refreshed every 2 ms while busy. When set, it is called on

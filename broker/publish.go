@@ -262,6 +262,9 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			l.counters.dropped[dropInboxFull]++
 		}
 	}
+	if b.opts.Peers != nil {
+		n += l.forwardToPeers(m)
+	}
 	if n == 0 && !m.Retain {
 		// A retained message is kept, not dropped (MQTT-3.3.1-5).
 		l.counters.dropped[dropNoSubscribers]++

@@ -404,6 +404,9 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 		x.wildcardLevels += wildcardLevels(filter)
 		x.filterBytes += len(filter)
 	}
+	if !existed {
+		l.b.peerInterest(filter, 1)
+	}
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Subscribe(group, f, s, o)
 	} else if !l.shard.Subscribe([]byte(filter), s, o) {
@@ -434,6 +437,7 @@ func wildcardLevels(filter string) int {
 // removeSub drops one subscription from the router.
 func (s *Session) removeSub(filter string, o router.SubOptions) {
 	l := s.l
+	l.b.peerInterest(filter, -1)
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Unsubscribe(group, f, s)
 		return

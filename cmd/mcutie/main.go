@@ -46,6 +46,7 @@ type config struct {
 	redis         redisConfig
 	delivery      deliveryConfig
 	admin         adminConfig
+	cluster       clusterConfig
 	durability    string
 	commitBatch   int
 	commitDelay   time.Duration
@@ -113,6 +114,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.storeKind, "store", "badger", "state store: badger (embedded, in --data-dir), redis (see --redis-addr; docs/redis.md) or memory (nothing written to disk)")
 	redisFlags(fs, &cfg.redis)
 	deliveryFlags(fs, &cfg.delivery, &cfg.opts)
+	clusterFlags(fs, &cfg.cluster)
 	fs.StringVar(&cfg.durability, "durability", "commit", "when a QoS 1/2 PUBACK/PUBREC/SUBACK is sent: commit (after the Badger commit: survives kill -9), sync (after fsync: survives power loss), none (at once, written behind)")
 	fs.IntVar(&cfg.commitBatch, "commit-max-batch", 1024, "store operations written in one Badger batch at most")
 	fs.DurationVar(&cfg.commitDelay, "commit-max-delay", 2*time.Millisecond, "longest wait to fill a batch once one operation is queued (an idle committer writes at once)")
@@ -279,6 +281,7 @@ func run(args []string) int {
 	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("stop", "err", err)
 	}
+	stopCluster(&cfg)
 	log.Info("stopped")
 	return 0
 }
@@ -375,6 +378,10 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 		return nil, nil, 1
 	}
 	bopts.NodeID = id
+	if err := setupCluster(cfg, &bopts, log); err != nil {
+		log.Error("cannot set up the cluster", "err", err)
+		return nil, nil, 2
+	}
 	sec, err := setupSecurity(cfg, anonGiven, os.Environ(), &bopts, log)
 	if err != nil {
 		log.Error("cannot set up authentication", "err", err)
@@ -396,6 +403,11 @@ func newBroker(cfg *config, fs *flag.FlagSet, st store.Store, log *slog.Logger) 
 		return nil, nil, 1
 	}
 	log.Info("state loaded", "sessions", rs.Sessions, "subscriptions", rs.Subscriptions, "outbound", rs.Outbound, "retained", rs.Retained, "wills", rs.Wills, "delayed", rs.Delayed, "unconfirmed_qos2_dropped", rs.Unconfirmed, "took", rs.Took)
+	if err := startCluster(cfg, b); err != nil {
+		sec.close()
+		log.Error("cannot join the cluster", "err", err)
+		return nil, nil, 1
+	}
 	return b, sec, -1
 }
 
@@ -475,14 +487,12 @@ func startMonitor(cfg *config, b *broker.Broker, srv *reactor.Server, st store.S
 	if cfg.metricsListen == "" {
 		return nil, -1
 	}
-	mon := monitor.New(monitor.Options{
-		Addr:    cfg.metricsListen,
-		Writers: append([]func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo, cfg.storeMetrics.WritePrometheus}, cfg.hookMetrics...),
-		Checks: []monitor.Check{
+	writers, checks := clusterMonitor(cfg, append([]func(io.Writer){b.WriteMetrics, srv.WriteMetrics, writeBuildInfo, cfg.storeMetrics.WritePrometheus}, cfg.hookMetrics...),
+		[]monitor.Check{
 			{Name: "listeners", Fn: srv.Ready},
 			{Name: "store", Fn: func(context.Context) error { return st.Healthy() }},
-		},
-	})
+		})
+	mon := monitor.New(monitor.Options{Addr: cfg.metricsListen, Writers: writers, Checks: checks})
 	cfg.admin.attach(mon)
 	if cfg.pprof {
 		mon.Handle(registerPprof)

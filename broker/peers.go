@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+)
+
+// Peers is the rest of a cluster as the broker sees it (package cluster
+// implements it; a single node has none and pays one nil check per
+// PUBLISH and per subscription change).
+//
+// Forward is called on the publishing loop for every message the broker
+// routes that did not itself come from a peer (RouteFromPeer), $SYS
+// topics aside. It must not block, and must copy what it keeps: m and
+// what it points to are the broker's and change once Forward returns. It
+// returns how many nodes the message was sent to (counted as deliveries,
+// so a message only remote subscribers match is not counted as dropped).
+//
+// Interest is called, on any goroutine (loops, Restore), when a
+// subscription is added (delta +1) or removed (-1) from a session; filter
+// is as subscribed ($share/{group}/ included). Interest must not block.
+type Peers interface {
+	Forward(m *PeerMessage) int
+	Interest(filter string, delta int)
+}
+
+// PeerMessage is a message on its way to the other nodes of a cluster.
+type PeerMessage struct {
+	Topic, Payload []byte
+	QoS            byte
+	Retain         bool
+	// Props are the v5 properties forwarded with the message (nil:
+	// none); ExpireAt is its expiry in unix nanoseconds (0: never).
+	Props    *codec.Properties
+	ExpireAt int64
+}
+
+// forwardToPeers hands m to Options.Peers unless it came from a peer or
+// is the broker's own $SYS. Loop-only.
+func (l *Loop) forwardToPeers(m *Message) int {
+	if m.fromPeer || l.b.isSys(m.Topic) {
+		return 0
+	}
+	pm := &l.peerMsg
+	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt}
+	n := l.b.opts.Peers.Forward(pm)
+	*pm = PeerMessage{}
+	return n
+}
+
+// ErrPeerMessage is returned by RouteFromPeer for a message that cannot
+// be routed (bad topic or QoS).
+var ErrPeerMessage = errors.New("broker: invalid message from a peer")
+
+// RouteFromPeer routes a message that a client published on another node
+// of the cluster: delivered to this node's subscribers and, when
+// retained, stored, as if published here, but never forwarded again and
+// not passed to the Publish hooks (they ran on the node it was published
+// on). Messages with the same key are routed in the order of the calls
+// (key: the publishing node and client, so one publisher's order holds).
+// Safe for concurrent use; it copies p before it returns.
+func (b *Broker) RouteFromPeer(key []byte, p *codec.Publish, expireAt time.Time) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if p.QoS > 2 || codec.ValidateTopicName(p.Topic) != nil {
+		return ErrPeerMessage
+	}
+	l := b.loops[b.homeLoop(key)]
+	m := newMessage(p, nil, b.readClock())
+	m.fromPeer = true
+	m.pinned = m.Retain
+	if !expireAt.IsZero() {
+		m.ExpireAt = expireAt.UnixNano()
+	}
+	if !l.post(inboxItem{kind: itemFunc, fn: func() {
+		l.publish(m, nil)
+		m.release()
+	}}, true) {
+		m.release()
+		return ErrInboxFull
+	}
+	return nil
+}
+
+// peerInterest tells Options.Peers about a subscription added or removed.
+func (b *Broker) peerInterest(filter string, delta int) {
+	if b.opts.Peers != nil {
+		b.opts.Peers.Interest(filter, delta)
+	}
+}
+
+// WaitIdle returns once every loop has run what was posted to it before
+// the call (a barrier: RouteFromPeer's messages posted earlier are routed
+// by then), or when ctx ends.
+func (b *Broker) WaitIdle(ctx context.Context) error {
+	_, err := b.StatsNow(ctx)
+	return err
+}

@@ -1,0 +1,174 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/bits"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+	"github.com/nats-io/nats.go"
+)
+
+// Wire format of a forwarded message (mcutie.msg.<node>):
+//
+//	version (1) | expireAt unix ns (8, 0: none) | len(source) (1) | source |
+//	the message as an MQTT 5 PUBLISH packet (packet id 1 when QoS > 0)
+//
+// The PUBLISH carries topic, payload, QoS, retain and the forwarded v5
+// properties; codec encodes and checks it both ways.
+const wireVersion = 1
+
+// Forward implements broker.Peers: it queues m for the nodes with a
+// matching filter (every node, for a retained message). Never blocks;
+// a full queue drops the message (counted). It allocates nothing: the
+// targets are a bit set over the remote index's peers.
+func (n *Node) Forward(m *broker.PeerMessage) int {
+	if n.b == nil {
+		return 0 // not started
+	}
+	ix := n.remote.Load()
+	var to uint64
+	if m.Retain {
+		to = ix.allMask
+	} else {
+		mp := n.matchPool.Get().(*[]router.Entry[uint8])
+		*mp = ix.shard.Match(m.Topic, (*mp)[:0])
+		for _, e := range *mp {
+			to |= 1 << e.Key
+		}
+		*mp = (*mp)[:0]
+		n.matchPool.Put(mp)
+	}
+	if to == 0 {
+		return 0
+	}
+	bp := n.bufPool.Get().(*[]byte)
+	*bp = n.encode((*bp)[:0], m)
+	select {
+	case n.queue <- outItem{to: to, ix: ix, buf: bp}:
+		n.forwarded.Add(1)
+		return bits.OnesCount64(to)
+	default:
+		n.bufPool.Put(bp)
+		n.dropped.Add(1)
+		return 0
+	}
+}
+
+func (n *Node) encode(dst []byte, m *broker.PeerMessage) []byte {
+	dst = append(dst, wireVersion)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
+	dst = append(dst, byte(len(n.o.NodeID)))
+	dst = append(dst, n.o.NodeID...)
+	p := codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
+	if m.QoS > 0 {
+		p.PacketID = 1
+	}
+	if m.Props != nil {
+		p.Props = *m.Props
+	}
+	return p.Append(dst, codec.V5)
+}
+
+var errWire = errors.New("cluster: malformed message from a peer")
+
+// decode parses a forwarded message into p (aliasing b).
+func decode(b []byte, p *codec.Publish) (source []byte, expireAt time.Time, err error) {
+	if len(b) < 10 || b[0] != wireVersion {
+		return nil, time.Time{}, errWire
+	}
+	exp := int64(binary.BigEndian.Uint64(b[1:9]))
+	sl := int(b[9])
+	if len(b) < 10+sl {
+		return nil, time.Time{}, errWire
+	}
+	source, b = b[10:10+sl], b[10+sl:]
+	h, err := codec.Frame(b, codec.MaxPacketSize)
+	if err != nil || h.HeaderLen+h.Remaining != len(b) {
+		return nil, time.Time{}, errWire
+	}
+	if err := p.Decode(h, b[h.HeaderLen:], codec.V5); err != nil {
+		return nil, time.Time{}, err
+	}
+	if exp != 0 {
+		expireAt = time.Unix(0, exp)
+	}
+	return source, expireAt, nil
+}
+
+// send publishes the queue in order; it exits once Stop was called and
+// the queue is empty.
+func (n *Node) send() {
+	defer n.wg.Done()
+	for {
+		select {
+		case it := <-n.queue:
+			n.publish(it)
+		case <-n.stop:
+			for {
+				select {
+				case it := <-n.queue:
+					n.publish(it)
+				default:
+					_ = n.nc.FlushTimeout(time.Second)
+					return
+				}
+			}
+		}
+	}
+}
+
+func (n *Node) publish(it outItem) {
+	for to := it.to; to != 0; to &= to - 1 {
+		subj := it.ix.subjects[bits.TrailingZeros64(to)]
+		if err := n.nc.Publish(subj, *it.buf); err != nil {
+			n.dropped.Add(1)
+			continue
+		}
+		n.sent.Add(1)
+	}
+	n.bufPool.Put(it.buf)
+}
+
+// onMessage routes a message another node forwarded to this one.
+func (n *Node) onMessage(msg *nats.Msg) {
+	var p codec.Publish
+	source, expireAt, err := decode(msg.Data, &p)
+	if err != nil {
+		n.badIn.Add(1)
+		n.log.Warn("cluster: dropped a malformed message from a peer", "err", err)
+		return
+	}
+	p.PacketID = 0
+	n.received.Add(1)
+	for {
+		err = n.b.RouteFromPeer(source, &p, expireAt)
+		if !errors.Is(err, broker.ErrInboxFull) {
+			break
+		}
+		// The loop is behind: wait rather than drop (NATS buffers what
+		// arrives meanwhile, up to its slow-consumer limit).
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil && !errors.Is(err, broker.ErrClosed) {
+		n.badIn.Add(1)
+		n.log.Warn("cluster: cannot route a message from a peer", "err", err)
+	}
+}
+
+// WriteMetrics writes the cluster's metrics in Prometheus text format.
+func (n *Node) WriteMetrics(w io.Writer) {
+	metrics.WriteGaugeUint64(w, "mcutie_cluster_nodes", uint64(len(n.Peers())+1))
+	metrics.WriteGaugeUint64(w, "mcutie_cluster_routes", uint64(n.Routes()))
+	metrics.WriteCounterUint64(w, "mcutie_cluster_forwarded_messages_total", n.forwarded.Load())
+	metrics.WriteCounterUint64(w, "mcutie_cluster_sent_messages_total", n.sent.Load())
+	metrics.WriteCounterUint64(w, "mcutie_cluster_received_messages_total", n.received.Load())
+	metrics.WriteCounterUint64(w, "mcutie_cluster_dropped_messages_total", n.dropped.Load())
+	metrics.WriteCounterUint64(w, "mcutie_cluster_malformed_messages_total", n.badIn.Load())
+	metrics.WriteGaugeUint64(w, "mcutie_cluster_queued_messages", uint64(len(n.queue)))
+}

@@ -1,0 +1,229 @@
+package cluster
+
+import (
+	"encoding/json"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/router"
+	"github.com/nats-io/nats.go"
+)
+
+// localInterest counts this node's subscriptions per filter. A shared
+// subscription $share/{group}/{filter} counts as interest in filter: the
+// node that gets the message gives it to one member of its own.
+type localInterest struct {
+	mu      sync.Mutex
+	counts  map[string]int
+	version uint64 // bumped when a filter appears or disappears
+}
+
+// Interest implements broker.Peers: the broker added (+1) or removed (-1)
+// a subscription.
+func (n *Node) Interest(filter string, delta int) {
+	if _, f, shared, err := codec.SplitShared([]byte(filter)); shared && err == nil {
+		filter = string(f)
+	}
+	li := &n.local
+	li.mu.Lock()
+	c := li.counts[filter] + delta
+	changed := false
+	switch {
+	case c <= 0:
+		if _, ok := li.counts[filter]; ok {
+			delete(li.counts, filter)
+			changed = true
+		}
+	default:
+		changed = li.counts[filter] == 0
+		li.counts[filter] = c
+	}
+	if changed {
+		li.version++
+	}
+	li.mu.Unlock()
+	if changed {
+		n.signalDirty()
+	}
+}
+
+func (n *Node) signalDirty() {
+	select {
+	case n.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// announcement is what a node says on mcutie.interest: its version, and
+// its filters when they changed (or were asked for).
+type announcement struct {
+	Node    string   `json:"node"`
+	Version uint64   `json:"version"`
+	Full    bool     `json:"full"`
+	Filters []string `json:"filters,omitempty"`
+}
+
+// announce sends the full interest when it changed (after a short pause
+// that gathers a burst of subscriptions into one announcement) and the
+// version every heartbeat; it forgets silent peers.
+func (n *Node) announce() {
+	defer n.wg.Done()
+	hb := time.NewTicker(n.o.HeartbeatInterval)
+	defer hb.Stop()
+	full := true // the first announcement is full
+	for {
+		if full {
+			n.publishInterest(true)
+			full = false
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-n.dirty:
+			select { // gather a burst
+			case <-time.After(10 * time.Millisecond):
+			case <-n.stop:
+				return
+			}
+			full = true
+		case <-hb.C:
+			n.publishInterest(false)
+			n.expirePeers()
+		}
+	}
+}
+
+func (n *Node) publishInterest(full bool) {
+	li := &n.local
+	li.mu.Lock()
+	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full}
+	if full {
+		a.Filters = make([]string, 0, len(li.counts))
+		for f := range li.counts {
+			a.Filters = append(a.Filters, f)
+		}
+	}
+	li.mu.Unlock()
+	sort.Strings(a.Filters)
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	if err := n.nc.Publish(subjectInterest, raw); err != nil {
+		n.log.Warn("cluster: cannot announce interest", "err", err)
+	}
+}
+
+// peer is another node's announced interest.
+type peer struct {
+	version uint64
+	known   bool // filters hold version's set
+	filters []string
+	seen    time.Time
+	subject string
+}
+
+// onInterest applies another node's announcement.
+func (n *Node) onInterest(msg *nats.Msg) {
+	var a announcement
+	if err := json.Unmarshal(msg.Data, &a); err != nil || a.Node == "" {
+		n.badIn.Add(1)
+		return
+	}
+	if a.Node == n.o.NodeID {
+		return
+	}
+	n.peersMu.Lock()
+	p := n.peers[a.Node]
+	rebuild, ask := false, false
+	if p == nil {
+		p = &peer{subject: subjectMsg(a.Node)}
+		n.peers[a.Node] = p
+		n.log.Info("cluster: node joined", "peer", a.Node)
+		rebuild = true // retained messages go to it from now on
+	}
+	p.seen = time.Now()
+	switch {
+	case a.Full:
+		p.version, p.known, p.filters = a.Version, true, a.Filters
+		rebuild = true
+	case !p.known || p.version != a.Version:
+		ask = true
+	}
+	if rebuild {
+		n.rebuildLocked()
+	}
+	n.peersMu.Unlock()
+	if ask {
+		// Our copy is stale or missing: ask for the whole set (it is
+		// broadcast, which also serves any other node that missed it).
+		_ = n.nc.Publish(subjectWant(a.Node), nil)
+	}
+}
+
+// expirePeers forgets nodes silent for PeerTimeout.
+func (n *Node) expirePeers() {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	gone := false
+	for id, p := range n.peers {
+		if time.Since(p.seen) > n.o.PeerTimeout {
+			delete(n.peers, id)
+			gone = true
+			n.log.Warn("cluster: node silent, forgotten until it is heard again", "peer", id, "timeout", n.o.PeerTimeout)
+		}
+	}
+	if gone {
+		n.rebuildLocked()
+	}
+}
+
+// remoteIndex is every peer's interest in one topic index: the key is
+// the peer's index in subjects. Immutable once published, so loops match
+// it concurrently without a lock.
+type remoteIndex struct {
+	shard    *router.Shard[uint8]
+	subjects []string // the peers' message subjects
+	allMask  uint64   // every peer: where retained messages go
+}
+
+// maxPeers is how many other nodes one node forwards to (a bit each).
+const maxPeers = 64
+
+// rebuildLocked publishes a new remote index from n.peers. peersMu held.
+func (n *Node) rebuildLocked() {
+	ix := &remoteIndex{shard: router.NewShard[uint8]()}
+	ids := make([]string, 0, len(n.peers))
+	for id := range n.peers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if len(ids) > maxPeers {
+		n.log.Error("cluster: more nodes than one node forwards to; the rest get nothing", "max", maxPeers+1, "nodes", len(ids)+1)
+		ids = ids[:maxPeers]
+	}
+	for i, id := range ids {
+		p := n.peers[id]
+		ix.subjects = append(ix.subjects, p.subject)
+		ix.allMask |= 1 << i
+		for _, f := range p.filters {
+			ix.shard.Subscribe([]byte(f), uint8(i), router.SubOptions{})
+		}
+	}
+	n.remote.Store(ix)
+}
+
+// PeerInterest reports whether peer node has announced a filter (tests,
+// diagnostics).
+func (n *Node) PeerInterest(node, filter string) bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	p := n.peers[node]
+	if p == nil {
+		return false
+	}
+	i := sort.SearchStrings(p.filters, filter)
+	return i < len(p.filters) && p.filters[i] == filter
+}

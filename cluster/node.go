@@ -1,0 +1,295 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/router"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure a node.
+type Options struct {
+	// NodeID names this node; unique in the cluster (the broker's node id).
+	NodeID string
+	// Name is the cluster's name: nodes with another name do not join.
+	Name string
+	// Listen is host:port for the routes from the other nodes.
+	Listen string
+	// Join are host:port of other nodes (seeds); a node that is the first
+	// of its cluster has none. Listing itself is harmless.
+	Join []string
+	// Secret authenticates the routes: every node must have the same one.
+	// Empty: routes are not authenticated (only for a Listen on loopback).
+	Secret string
+	// QueueSize bounds the messages waiting to be sent to other nodes
+	// (default 65536); beyond it they are dropped and counted.
+	QueueSize int
+	// HeartbeatInterval is how often a node announces its interest
+	// version (default 1 s); PeerTimeout forgets a silent node (default
+	// 3 × HeartbeatInterval).
+	HeartbeatInterval time.Duration
+	PeerTimeout       time.Duration
+	Logger            *slog.Logger
+}
+
+// Node is this broker's membership in a cluster. It implements
+// broker.Peers. Make it with New, pass it as broker.Options.Peers, then
+// Start it with the broker.
+type Node struct {
+	o   Options
+	log *slog.Logger
+
+	ns *server.Server
+	nc *nats.Conn
+	b  *broker.Broker
+
+	local   localInterest
+	remote  atomic.Pointer[remoteIndex]
+	peersMu sync.Mutex
+	peers   map[string]*peer // by node id
+
+	queue   chan outItem
+	dirty   chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	started atomic.Bool
+
+	matchPool sync.Pool // *[]router.Entry[uint8]
+	bufPool   sync.Pool // *[]byte
+
+	forwarded, sent, dropped, received, badIn atomic.Uint64
+}
+
+// outItem is one encoded message for the peers in the bit set to (bit i:
+// ix.subjects[i]).
+type outItem struct {
+	to  uint64
+	ix  *remoteIndex
+	buf *[]byte
+}
+
+// New checks o and returns a node, not started.
+func New(o Options) (*Node, error) {
+	if !validNodeID(o.NodeID) {
+		return nil, fmt.Errorf("cluster: node id %q: want 1 to 64 letters, digits, '-' or '_' (it names the node's NATS subject)", o.NodeID)
+	}
+	if o.Name == "" {
+		o.Name = "mcutie"
+	}
+	host, port, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: --cluster-listen %q: want host:port: %w", o.Listen, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return nil, fmt.Errorf("cluster: --cluster-listen %q: bad port", o.Listen)
+	}
+	if o.Secret == "" && !loopback(host) {
+		return nil, fmt.Errorf("cluster: --cluster-listen %s is not a loopback address: give --cluster-secret (or MCUTIE_CLUSTER_SECRET), which every node must share, so that no one else can join", o.Listen)
+	}
+	for _, j := range o.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return nil, fmt.Errorf("cluster: --cluster-join %q: want host:port: %w", j, err)
+		}
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 65536
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = time.Second
+	}
+	if o.PeerTimeout <= 0 {
+		o.PeerTimeout = 3 * o.HeartbeatInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	n := &Node{o: o, log: o.Logger.With("cluster", o.Name, "node", o.NodeID), peers: map[string]*peer{},
+		queue: make(chan outItem, o.QueueSize), dirty: make(chan struct{}, 1), stop: make(chan struct{})}
+	n.local.counts = map[string]int{}
+	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
+	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
+	n.bufPool.New = func() any { s := make([]byte, 0, 512); return &s }
+	return n, nil
+}
+
+func validNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Start runs the embedded NATS server, joins the seeds and starts
+// exchanging interest and messages for b.
+func (n *Node) Start(b *broker.Broker) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("cluster: started twice")
+	}
+	n.b = b
+	host, port, _ := net.SplitHostPort(n.o.Listen)
+	p, _ := strconv.Atoi(port)
+	token := randomToken()
+	so := &server.Options{
+		ServerName:    n.o.NodeID,
+		Host:          "127.0.0.1",
+		Port:          server.RANDOM_PORT,
+		Authorization: token,
+		NoLog:         true,
+		NoSigs:        true,
+		Cluster: server.ClusterOpts{
+			Name: n.o.Name,
+			Host: host,
+			Port: p,
+		},
+		// A partition is noticed within PingInterval × MaxPingsOut.
+		PingInterval: 2 * time.Second,
+		MaxPingsOut:  3,
+	}
+	if n.o.Secret != "" {
+		so.Cluster.Username, so.Cluster.Password = "mcutie", n.o.Secret
+	}
+	for _, j := range n.o.Join {
+		u := &url.URL{Scheme: "nats-route", Host: j}
+		if n.o.Secret != "" {
+			u.User = url.UserPassword("mcutie", n.o.Secret)
+		}
+		so.Routes = append(so.Routes, u)
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return fmt.Errorf("cluster: the embedded NATS server did not start (is --cluster-listen %s free?)", n.o.Listen)
+	}
+	n.ns = ns
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("mcutie-"+n.o.NodeID),
+		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	if err != nil {
+		ns.Shutdown()
+		return fmt.Errorf("cluster: connecting to the embedded server: %w", err)
+	}
+	n.nc = nc
+	if _, err := nc.Subscribe(subjectMsg(n.o.NodeID), n.onMessage); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	if _, err := nc.Subscribe(subjectInterest, n.onInterest); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	if _, err := nc.Subscribe(subjectWant(n.o.NodeID), func(*nats.Msg) { n.signalDirty() }); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	n.wg.Add(2)
+	go n.send()
+	go n.announce()
+	n.log.Info("cluster node started", "listen", n.o.Listen, "join", n.o.Join)
+	return nil
+}
+
+func randomToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Stop leaves the cluster: the senders stop, the NATS server shuts down.
+// Call it after the broker stopped routing.
+func (n *Node) Stop() {
+	if !n.started.Load() {
+		return
+	}
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	n.wg.Wait()
+	n.shutdownNATS()
+}
+
+func (n *Node) shutdownNATS() {
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+}
+
+// Ready reports nil once the node runs and has heard from every peer it
+// knows (its interest index is current); for /readyz.
+func (n *Node) Ready() error {
+	if n.ns == nil || !n.ns.Running() {
+		return errors.New("cluster: not running")
+	}
+	if len(n.o.Join) > 0 && n.ns.NumRoutes() == 0 {
+		return errors.New("cluster: no route to any other node yet")
+	}
+	return nil
+}
+
+// PeerInfo describes another node as this one sees it.
+type PeerInfo struct {
+	NodeID   string
+	Filters  int       // filters in its announced interest
+	Known    bool      // its current interest is known (else asked for)
+	LastSeen time.Time // its last heartbeat
+}
+
+// Peers lists the nodes heard from within PeerTimeout.
+func (n *Node) Peers() []PeerInfo {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make([]PeerInfo, 0, len(n.peers))
+	for id, p := range n.peers {
+		out = append(out, PeerInfo{NodeID: id, Filters: len(p.filters), Known: p.known, LastSeen: p.seen})
+	}
+	return out
+}
+
+// Routes is the number of NATS routes up (to other nodes).
+func (n *Node) Routes() int {
+	if n.ns == nil {
+		return 0
+	}
+	return n.ns.NumRoutes()
+}
+
+const (
+	subjectInterest = "mcutie.interest"
+)
+
+func subjectMsg(node string) string  { return "mcutie.msg." + node }
+func subjectWant(node string) string { return "mcutie.want." + node }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/cluster"
+	"github.com/mcutie/mcutie/monitor"
+)
+
+// clusterConfig holds the --cluster-* flags and, once set up, the node.
+type clusterConfig struct {
+	listen     string
+	join       listFlag
+	name       string
+	secret     string
+	secretFile string
+	queue      int
+
+	node *cluster.Node
+}
+
+// clusterSecretEnv is read when neither --cluster-secret nor
+// --cluster-secret-file is given.
+const clusterSecretEnv = "MCUTIE_CLUSTER_SECRET"
+
+func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
+	fs.StringVar(&c.listen, "cluster-listen", "", "host:port the other nodes of a cluster connect to (embedded NATS routes; docs/clustering.md) (empty: a single node, no cluster)")
+	fs.Var(&c.join, "cluster-join", "host:port of another node's --cluster-listen to join, repeatable (seeds: one live node is enough)")
+	fs.StringVar(&c.name, "cluster-name", "mcutie", "the cluster's name: nodes with another name do not join")
+	fs.StringVar(&c.secret, "cluster-secret", "", "shared secret every node of the cluster presents on its routes (required when --cluster-listen is not loopback); prefer --cluster-secret-file or "+clusterSecretEnv)
+	fs.StringVar(&c.secretFile, "cluster-secret-file", "", "file holding --cluster-secret (one line)")
+	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
+}
+
+// setupCluster makes the node when --cluster-listen is given and sets it
+// as the broker's peers.
+func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
+	c := &cfg.cluster
+	if c.listen == "" {
+		if len(c.join) > 0 {
+			return fmt.Errorf("--cluster-join needs --cluster-listen")
+		}
+		return nil
+	}
+	secret := c.secret
+	if secret == "" && c.secretFile != "" {
+		raw, err := os.ReadFile(c.secretFile)
+		if err != nil {
+			return fmt.Errorf("--cluster-secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(raw))
+	}
+	if secret == "" {
+		secret = os.Getenv(clusterSecretEnv)
+	}
+	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
+		Secret: secret, QueueSize: c.queue, Logger: log})
+	if err != nil {
+		return err
+	}
+	c.node = n
+	bopts.Peers = n
+	return nil
+}
+
+// startCluster joins the cluster once the broker holds its state.
+func startCluster(cfg *config, b *broker.Broker) error {
+	if cfg.cluster.node == nil {
+		return nil
+	}
+	return cfg.cluster.node.Start(b)
+}
+
+// stopCluster leaves it, after the broker stopped.
+func stopCluster(cfg *config) {
+	if cfg.cluster.node != nil {
+		cfg.cluster.node.Stop()
+	}
+}
+
+// clusterMonitor adds the cluster's metrics and readiness to the endpoint.
+func clusterMonitor(cfg *config, writers []func(io.Writer), checks []monitor.Check) ([]func(io.Writer), []monitor.Check) {
+	n := cfg.cluster.node
+	if n == nil {
+		return writers, checks
+	}
+	return append(writers, n.WriteMetrics), append(checks, monitor.Check{Name: "cluster", Fn: func(context.Context) error { return n.Ready() }})
+}

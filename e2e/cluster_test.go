@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/cluster"
+)
+
+// clusterNode is one broker of an in-process cluster.
+type clusterNode struct {
+	*testBroker
+	id   string
+	node *cluster.Node
+}
+
+// startCluster runs n brokers joined through their embedded NATS servers
+// on loopback, each seeded with the first, and waits until every node has
+// heard from every other.
+func startCluster(t *testing.T, n int) []*clusterNode {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	var nodes []*clusterNode
+	for i := range n {
+		id := fmt.Sprintf("n%d", i)
+		var join []string
+		if i > 0 {
+			join = []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}
+		}
+		cn, err := cluster.New(cluster.Options{NodeID: id, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Join: join,
+			HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := start(t, broker.Options{NodeID: id, Peers: cn})
+		if err := cn.Start(tb.B); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cn.Stop) // runs before the broker's stop (cleanups run last first)
+		nodes = append(nodes, &clusterNode{testBroker: tb, id: id, node: cn})
+	}
+	v5Wait(t, "every node knows every other's interest", func() bool {
+		for _, c := range nodes {
+			ps := c.node.Peers()
+			if len(ps) != n-1 {
+				return false
+			}
+			for _, p := range ps {
+				if !p.Known {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// waitInterest waits until every node other than at has heard that at's
+// sessions subscribe to filter.
+func waitInterest(t *testing.T, nodes []*clusterNode, at *clusterNode, filter string) {
+	t.Helper()
+	v5Wait(t, "interest in "+filter+" reaches every node", func() bool {
+		for _, c := range nodes {
+			if c != at && !c.node.PeerInterest(at.id, filter) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestClusterPublishAcrossNodes: a subscriber on node C receives what a
+// publisher on node A publishes, at QoS min(published, subscribed)
+// [MQTT-3.8.4-8] with the retain flag as published and the v5 properties
+// intact [MQTT-3.3.2-17/-18/-20]; B, with no subscriber, receives nothing.
+func TestClusterPublishAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	sub, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "cl-sub", CleanStart: true, KeepAlive: 30})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cl/+/x", QoS: 1}}})
+	waitInterest(t, nodes, c, "cl/+/x")
+
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "cl-pub", CleanStart: true, KeepAlive: 30})
+	for qos := byte(0); qos <= 2; qos++ {
+		pub.publish(t, &paho.Publish{Topic: "cl/" + strconv.Itoa(int(qos)) + "/x", QoS: qos, Payload: []byte{'p', '0' + qos},
+			Properties: &paho.PublishProperties{ContentType: "text/plain", ResponseTopic: "r/1", CorrelationData: []byte{1, 2},
+				User: paho.UserProperties{{Key: "k", Value: "v" + strconv.Itoa(int(qos))}}}})
+		got := sub.recv(t)
+		want := min(qos, 1)
+		if got.Topic != "cl/"+strconv.Itoa(int(qos))+"/x" || got.QoS != want || got.Retain || !bytes.Equal(got.Payload, []byte{'p', '0' + qos}) {
+			t.Fatalf("QoS %d: got %q QoS %d retain %v %q, want QoS %d", qos, got.Topic, got.QoS, got.Retain, got.Payload, want)
+		}
+		pp := got.Properties
+		if pp == nil || pp.ContentType != "text/plain" || pp.ResponseTopic != "r/1" || !bytes.Equal(pp.CorrelationData, []byte{1, 2}) ||
+			pp.User.Get("k") != "v"+strconv.Itoa(int(qos)) {
+			t.Fatalf("QoS %d: properties not forwarded intact: %+v", qos, pp)
+		}
+	}
+	sub.quiet(t) // once each: no echo back and forth between nodes
+	if n := metricValue(t, b.node, "mcutie_cluster_received_messages_total"); n != 0 {
+		t.Errorf("node B, with no subscriber, received %v forwarded messages", n)
+	}
+	if n := metricValue(t, a.node, "mcutie_cluster_sent_messages_total"); n != 3 {
+		t.Errorf("node A sent %v messages to other nodes, want 3 (one per message, to C only)", n)
+	}
+}
+
+// TestClusterOrder: one publisher's QoS 1 messages reach a subscriber on
+// another node in order [MQTT-4.6.0-5], and a subscriber on the
+// publisher's own node gets them once too.
+func TestClusterOrder(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, c := nodes[0], nodes[1]
+	remote, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "ord-remote", CleanStart: true, KeepAlive: 30})
+	remote.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ord/#", QoS: 1}}})
+	local, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "ord-local", CleanStart: true, KeepAlive: 30})
+	local.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ord/#", QoS: 1}}})
+	waitInterest(t, nodes, c, "ord/#")
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "ord-pub", CleanStart: true, KeepAlive: 30})
+	const n = 200
+	for i := range n {
+		pub.publish(t, &paho.Publish{Topic: "ord/" + strconv.Itoa(i%7), QoS: 1, Payload: []byte(strconv.Itoa(i))})
+	}
+	for _, s := range []*v5Paho{remote, local} {
+		for i := range n {
+			if got := string(s.recv(t).Payload); got != strconv.Itoa(i) {
+				t.Fatalf("message %d arrived as %s: out of order", i, got)
+			}
+		}
+		s.quiet(t)
+	}
+}
+
+// TestClusterRetained: a message retained on node A is delivered to a
+// subscriber that subscribes later on node C [MQTT-3.3.1-6], and an empty
+// retained message on A clears it everywhere [MQTT-3.3.1-10].
+func TestClusterRetained(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, c := nodes[0], nodes[2]
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "ret-pub", CleanStart: true, KeepAlive: 30})
+	pub.publish(t, &paho.Publish{Topic: "ret/1", QoS: 1, Retain: true, Payload: []byte("kept")})
+	v5Wait(t, "the retained message reaches C", func() bool {
+		return metricValue(t, c.node, "mcutie_cluster_received_messages_total") >= 1
+	})
+	if err := c.B.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "ret-sub", CleanStart: true, KeepAlive: 30})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ret/#", QoS: 1}}})
+	got := sub.recv(t)
+	if got.Topic != "ret/1" || string(got.Payload) != "kept" || !got.Retain {
+		t.Fatalf("got %q %q retain %v, want the retained ret/1", got.Topic, got.Payload, got.Retain)
+	}
+	waitInterest(t, nodes, c, "ret/#")
+	pub.publish(t, &paho.Publish{Topic: "ret/1", QoS: 1, Retain: true}) // clears it
+	if p := sub.recv(t); len(p.Payload) != 0 {
+		t.Fatalf("the clearing message arrived as %q", p.Payload)
+	}
+	if err := c.B.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	late, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "ret-late", CleanStart: true, KeepAlive: 30})
+	late.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "ret/#", QoS: 1}}})
+	late.quiet(t)
+}
+
+// TestClusterUnsubscribeStopsForwarding: once the last subscriber of a
+// filter on C is gone, A stops sending C what matches it.
+func TestClusterUnsubscribeStopsForwarding(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, c := nodes[0], nodes[1]
+	sub, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "un-sub", CleanStart: true, KeepAlive: 30})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "un/x", QoS: 0}}})
+	waitInterest(t, nodes, c, "un/x")
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	if _, err := sub.Unsubscribe(ctx, &paho.Unsubscribe{Topics: []string{"un/x"}}); err != nil {
+		t.Fatal(err)
+	}
+	v5Wait(t, "A forgets C's interest", func() bool { return !a.node.PeerInterest(c.id, "un/x") })
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "un-pub", CleanStart: true, KeepAlive: 30})
+	pub.publish(t, &paho.Publish{Topic: "un/x", QoS: 1, Payload: []byte("x")})
+	if n := metricValue(t, a.node, "mcutie_cluster_sent_messages_total"); n != 0 {
+		t.Errorf("A sent %v messages after C's last subscriber left", n)
+	}
+}
+
+func TestClusterOptionsRefused(t *testing.T) {
+	for _, o := range []cluster.Options{
+		{NodeID: "a.b", Listen: "127.0.0.1:1"},
+		{NodeID: "n", Listen: "0.0.0.0:7000"}, // no secret on a non-loopback listener
+		{NodeID: "n", Listen: "127.0.0.1"},    // no port
+		{NodeID: "n", Listen: "127.0.0.1:1", Join: []string{"x"}},
+	} {
+		if _, err := cluster.New(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// metricValue reads one unlabelled metric from n's metrics.
+func metricValue(t *testing.T, n *cluster.Node, name string) float64 {
+	t.Helper()
+	var buf bytes.Buffer
+	n.WriteMetrics(&buf)
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not written", name)
+	return 0
+}
+
+// TestClusterBinaries: three mcutie processes joined with --cluster-listen
+// and --cluster-join; mosquitto_sub on the third receives what
+// mosquitto_pub sends to the first at QoS 0, 1 and 2, once each and in
+// order; the metrics count three nodes.
+func TestClusterBinaries(t *testing.T) {
+	mosqBin(t, "mosquitto_sub")
+	mosqBin(t, "mosquitto_pub")
+	var procs []*durProc
+	seed := freePort(t)
+	for i := range 3 {
+		cport := seed
+		extra := []string{"--store", "memory", "--node-id", fmt.Sprintf("bin%d", i)}
+		if i > 0 {
+			cport = freePort(t)
+			extra = append(extra, "--cluster-join", fmt.Sprintf("127.0.0.1:%d", seed))
+		}
+		extra = append(extra, "--cluster-listen", fmt.Sprintf("127.0.0.1:%d", cport))
+		procs = append(procs, durStartProc(t, t.TempDir(), freePort(t), extra...))
+	}
+	a, c := &testBroker{Addr: procs[0].Addr}, &testBroker{Addr: procs[2].Addr}
+	// The subscriber's interest reaches A within a heartbeat or two: probe
+	// until a message crosses, then check what matters.
+	sub := startMosqSub(t, c, "-q", "2", "-t", "bin/#", "-V", "mqttv311")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mosqPub(t, a, "", "-q", "1", "-t", "bin/probe", "-m", "probe")
+		sub.mu.Lock()
+		n := len(sub.msgs)
+		sub.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing crossed from node 0 to node 2 in 20 s:\n%s\n%s", procs[0].log(), procs[2].log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // probes still in flight
+	sub.mu.Lock()
+	probes := len(sub.msgs)
+	sub.mu.Unlock()
+	for q := 0; q <= 2; q++ {
+		mosqPub(t, a, "", "-q", strconv.Itoa(q), "-t", "bin/"+strconv.Itoa(q), "-m", "m"+strconv.Itoa(q))
+	}
+	v5Wait(t, "three messages at node 2", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.msgs) >= probes+3
+	})
+	time.Sleep(v5Quiet)
+	sub.mu.Lock()
+	got := append([]string(nil), sub.msgs[probes:]...)
+	sub.mu.Unlock()
+	want := []string{"0|0|bin/0|m0", "1|0|bin/1|m1", "2|0|bin/2|m2"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("node 2 got %q, want %q", got, want)
+	}
+}
