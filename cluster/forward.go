@@ -7,9 +7,9 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/monitor/promtext"
 	"github.com/mcutie/mcutie/router"
 	"github.com/nats-io/nats.go"
 )
@@ -161,14 +161,26 @@ func (n *Node) onMessage(msg *nats.Msg) {
 	}
 }
 
+// The cluster's metric families (docs/observability.md).
+var (
+	metricNodes     = promtext.Gauge("mcutie_cluster_nodes", "Nodes of the cluster this node knows of, itself included.")
+	metricRoutes    = promtext.Gauge("mcutie_cluster_routes", "NATS routes up between this node and the others (several per node: NATS pools them).")
+	metricForwarded = promtext.Counter("mcutie_cluster_forwarded_messages_total", "Messages published here that were queued for at least one other node.")
+	metricSent      = promtext.Counter("mcutie_cluster_sent_messages_total", "Messages sent to other nodes, one per receiving node.")
+	metricReceived  = promtext.Counter("mcutie_cluster_received_messages_total", "Messages other nodes forwarded to this one.")
+	metricDropped   = promtext.Counter("mcutie_cluster_dropped_messages_total", "Messages for other nodes dropped: the send queue (--cluster-queue) was full or the send failed.")
+	metricMalformed = promtext.Counter("mcutie_cluster_malformed_messages_total", "Messages or announcements from other nodes that could not be decoded or routed.")
+	metricQueued    = promtext.Gauge("mcutie_cluster_queued_messages", "Messages waiting to be sent to other nodes.")
+)
+
 // WriteMetrics writes the cluster's metrics in Prometheus text format.
 func (n *Node) WriteMetrics(w io.Writer) {
-	metrics.WriteGaugeUint64(w, "mcutie_cluster_nodes", uint64(len(n.Peers())+1))
-	metrics.WriteGaugeUint64(w, "mcutie_cluster_routes", uint64(n.Routes()))
-	metrics.WriteCounterUint64(w, "mcutie_cluster_forwarded_messages_total", n.forwarded.Load())
-	metrics.WriteCounterUint64(w, "mcutie_cluster_sent_messages_total", n.sent.Load())
-	metrics.WriteCounterUint64(w, "mcutie_cluster_received_messages_total", n.received.Load())
-	metrics.WriteCounterUint64(w, "mcutie_cluster_dropped_messages_total", n.dropped.Load())
-	metrics.WriteCounterUint64(w, "mcutie_cluster_malformed_messages_total", n.badIn.Load())
-	metrics.WriteGaugeUint64(w, "mcutie_cluster_queued_messages", uint64(len(n.queue)))
+	metricNodes.Write(w, uint64(len(n.Peers())+1))
+	metricRoutes.Write(w, uint64(n.Routes()))
+	metricForwarded.Write(w, n.forwarded.Load())
+	metricSent.Write(w, n.sent.Load())
+	metricReceived.Write(w, n.received.Load())
+	metricDropped.Write(w, n.dropped.Load())
+	metricMalformed.Write(w, n.badIn.Load())
+	metricQueued.Write(w, uint64(len(n.queue)))
 }

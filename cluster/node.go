@@ -153,6 +153,9 @@ func (n *Node) Start(b *broker.Broker) error {
 	n.b = b
 	host, port, _ := net.SplitHostPort(n.o.Listen)
 	p, _ := strconv.Atoi(port)
+	if p == 0 {
+		p = server.RANDOM_PORT // NATS reads 0 as "no cluster"
+	}
 	token := randomToken()
 	so := &server.Options{
 		ServerName:    n.o.NodeID,

@@ -48,6 +48,9 @@ var helpGroups = []struct {
 		"sys-interval", "sys-prefix", "sys-client-events", "node-id",
 	}},
 	{"Management API", []string{"admin", "admin-listen", "admin-token", "admin-token-file", "admin-max-page-size"}},
+	{"Cluster", []string{
+		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue",
+	}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
 		"lock-os-thread", "gomaxprocs", "gogc", "memory-limit", "profile",
