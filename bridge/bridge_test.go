@@ -401,3 +401,33 @@ func TestBrokerRestart(t *testing.T) {
 	msgs := recv.waitFor(t, 20*time.Second, "the 25 messages queued before the restart", func(ms []mqtt.Message) bool { return distinct(ms) >= 25 })
 	checkOrder(t, msgs, 25)
 }
+
+// TestRemovedBridgeSession: a bridge taken out of the file has its
+// session (and what it queued) removed at the next start; a bridge
+// still configured keeps its own.
+func TestRemovedBridgeSession(t *testing.T) {
+	l := newLocal(t, broker.Options{})
+	down := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)) // nothing listens there
+	both := bridgeYAML("old", down, "5", "", "      - {pattern: \"a/#\", qos: 1}\n") +
+		"  - {name: kept, address: \"" + down + "\", topics: [{pattern: \"a/#\", qos: 1}]}\n"
+	m := startBridges(t, l, both)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.b.PublishMessage(ctx, broker.Publication{Topic: "a/x", Payload: []byte("held"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"old", "kept"} {
+		si, found, err := l.b.SessionInfo(ctx, broker.BridgeClientIDPrefix+name)
+		if err != nil || !found || si.Queued+si.Inflight != 1 {
+			t.Fatalf("%s: session %+v found %v err %v, want 1 message held", name, si, found, err)
+		}
+	}
+	m.Stop()
+	startBridges(t, l, "bridges:\n  - {name: kept, address: \""+down+"\", topics: [{pattern: \"a/#\", qos: 1}]}\n")
+	if _, found, err := l.b.SessionInfo(ctx, broker.BridgeClientIDPrefix+"old"); err != nil || found {
+		t.Fatalf("the removed bridge's session is still there (err %v)", err)
+	}
+	if si, found, _ := l.b.SessionInfo(ctx, broker.BridgeClientIDPrefix+"kept"); !found || si.Queued+si.Inflight != 1 {
+		t.Fatalf("the kept bridge's session: %+v found %v, want its message", si, found)
+	}
+}

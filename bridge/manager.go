@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/monitor/promtext"
@@ -26,6 +27,9 @@ func Start(ctx context.Context, b *broker.Broker, cfgs []Config, log *slog.Logge
 		log = slog.Default()
 	}
 	m := &Manager{}
+	if err := removeStale(ctx, b, cfgs, log); err != nil {
+		return nil, err
+	}
 	for _, c := range cfgs {
 		br, err := newBridge(b, c, log)
 		if err != nil {
@@ -39,6 +43,40 @@ func Start(ctx context.Context, b *broker.Broker, cfgs []Config, log *slog.Logge
 		m.bridges = append(m.bridges, br)
 	}
 	return m, nil
+}
+
+// removeStale ends the sessions of bridges no longer in cfgs (persistent,
+// with no expiry: they would otherwise queue messages for a remote
+// nobody connects to, up to the bounds, for ever).
+func removeStale(ctx context.Context, b *broker.Broker, cfgs []Config, log *slog.Logger) error {
+	want := map[string]bool{}
+	for _, c := range cfgs {
+		want[broker.BridgeClientIDPrefix+c.Name] = true
+	}
+	var stale []string
+	q := broker.Query{Match: broker.BridgeClientIDPrefix, Limit: 1000}
+	for {
+		pg, err := b.Sessions(ctx, q)
+		if err != nil {
+			return fmt.Errorf("listing the bridges' sessions: %w", err)
+		}
+		for _, s := range pg.Items {
+			if strings.HasPrefix(s.ClientID, broker.BridgeClientIDPrefix) && !want[s.ClientID] {
+				stale = append(stale, s.ClientID)
+			}
+		}
+		if pg.Next == "" {
+			break
+		}
+		q.After = pg.Next
+	}
+	for _, id := range stale {
+		if _, err := b.DisconnectClient(ctx, id, true); err != nil {
+			return fmt.Errorf("removing the session of a bridge no longer configured (%s): %w", id, err)
+		}
+		log.Info("bridge: removed the session of a bridge no longer configured, and what it held", "client", id)
+	}
+	return nil
 }
 
 // Stop stops every bridge: remote connections closed, local sessions
