@@ -114,7 +114,7 @@ func startExposition(t *testing.T) *exposition {
 		_, body := httpGet(t, url)
 		fams, err := promtext.Parse([]byte(body))
 		if err != nil {
-			t.Fatalf("/metrics is not a valid exposition: %v\n%s", err, body)
+			t.Fatalf("/metrics is not a valid exposition (declare each family with monitor/promtext, which writes HELP and TYPE; see docs/observability.md#naming): %v\n%s", err, body)
 		}
 		e := &exposition{body: body, families: map[string]promtext.Parsed{}, series: map[string]bool{}}
 		for _, f := range fams {
