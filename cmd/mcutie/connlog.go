@@ -204,8 +204,7 @@ func addConnLog(cfg *config, plugs *plugins, log *slog.Logger) (*connLog, error)
 	}
 	if plugs.reg == nil {
 		plugs.reg = hooks.New(hooks.Options{Logger: log})
-		cfg.opts.Hooks = plugs.reg
-		cfg.hookMetrics = append(cfg.hookMetrics, plugs.reg.WriteMetrics)
+		cfg.opts.Hooks = plugs.reg // the broker writes the registry's metrics (broker.WriteMetrics)
 	}
 	cl := newConnLog(log, cfg.logging.connRate)
 	if err := plugs.reg.Add(cl); err != nil {
