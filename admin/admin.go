@@ -273,6 +273,7 @@ func (a *API) WriteMetrics(w io.Writer) {
 	for c := 1; c <= 5; c++ {
 		mRequests.Sample(w, promtext.Labels("class", strconv.Itoa(c)+"xx"), a.reqs[c].Load())
 	}
+	mRequestSeconds.Header(w)
 	mRequestSeconds.Histogram(w, "", a.reqTime)
 }
 
