@@ -121,7 +121,7 @@ type BrokerStats struct {
 	// CtxSwitches are the context switches of all the broker's threads
 	// over the window; per message, the wake-ups a message costs.
 	CtxSwitches       uint64  `json:"ctx_switches"`
-	CtxSwitchesPerMsg float64 `json:"ctx_switches_per_msg,omitempty"`
+	CtxSwitchesPerMsg float64 `json:"ctx_switches_per_msg"`
 }
 
 // ClientStats describe the load generator itself.

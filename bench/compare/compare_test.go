@@ -50,8 +50,9 @@ func TestReportFieldsExistInBenchOutput(t *testing.T) {
 		}
 	}
 	// connect-refused: a connect storm against Mosquitto with
-	// max_connections 50, for the errors list.
-	for _, name := range []string{"fanin", "idle", "connect", "retained", "connect-refused"} {
+	// max_connections 50, for the errors list. device: --scenario device
+	// with --pid, for the context switches.
+	for _, name := range []string{"fanin", "idle", "connect", "retained", "connect-refused", "device"} {
 		b, _ := fixture(t, name)
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {
