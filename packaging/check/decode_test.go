@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -72,6 +74,23 @@ func newObject(apiVersion, kind string) (any, error) {
 	return nil, fmt.Errorf("unexpected apiVersion %q kind %q", apiVersion, kind)
 }
 
+// decodeStrict decodes one YAML document into obj the way the API server
+// does with fieldValidation=Strict: field names are case-sensitive (plain
+// encoding/json would take readOnlyRootFileSystem for
+// readOnlyRootFilesystem, where the API server drops it), and an unknown or
+// duplicate field is an error.
+func decodeStrict(doc []byte, obj any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := kjson.UnmarshalStrict(j, obj, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
 // object is one decoded manifest.
 type object struct {
 	source string // file or template, #n for the n-th document in it
@@ -102,7 +121,7 @@ func decodeManifests(source string, data []byte) ([]object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s#%d: %w", source, i, err)
 		}
-		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		if err := decodeStrict([]byte(doc), obj); err != nil {
 			return nil, fmt.Errorf("%s#%d (%s): %w", source, i, tm.Kind, err)
 		}
 		out = append(out, object{source: fmt.Sprintf("%s#%d", source, i), obj: obj})

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // manifestsDir holds the plain manifests.
@@ -29,7 +28,7 @@ func loadPlainManifests(t *testing.T) (*bundle, *kustomization) {
 		t.Fatal(err)
 	}
 	var k kustomization
-	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
+	if err := decodeStrict(raw, &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
 	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
