@@ -20,9 +20,10 @@ build: ## build bin/mcutie (version, commit and build date stamped in)
 run: build ## start a broker: MQTT on 127.0.0.1:1883, metrics on 127.0.0.1:9100, data in ./data (flags: make run ARGS="...")
 	./$(BIN) $(ARGS)
 
-test: ## all tests with the race detector (what CI runs)
+test: ## all tests with the race detector (what CI runs), then the Kubernetes/Helm checks
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory test-kubernetes
 
 test-short: ## quick tests without the race detector
 	$(GO) test -short -count=1 $(PKGS)
@@ -99,7 +100,7 @@ DIST      ?= dist
 CONTAINER ?= $(shell for c in podman buildah docker; do command -v $$c >/dev/null 2>&1 && { echo $$c; break; }; done)
 IMAGE     ?= mcutie:$(subst +,-,$(VERSION))
 
-.PHONY: release image test-packaging
+.PHONY: release image test-packaging test-kubernetes
 release: ## static binaries for RELEASE_TARGETS (linux, darwin × amd64, arm64) in DIST (dist/) with SHA256SUMS
 	@mkdir -p $(DIST) && rm -f $(DIST)/mcutie-* $(DIST)/SHA256SUMS
 	@set -e; for t in $(RELEASE_TARGETS); do os=$${t%/*}; arch=$${t#*/}; \
@@ -121,8 +122,18 @@ image: ## container image IMAGE (mcutie:VERSION) FROM scratch with CONTAINER (po
 	  $(CONTAINER) build $$fmt --build-arg VERSION=$(VERSION) -f packaging/Containerfile -t $(IMAGE) bin/image
 	@echo "built $(IMAGE); try: $(CONTAINER) run --rm -p 1883:1883 -p 9100:9100 $(IMAGE) --allow-anonymous"
 
-test-packaging: ## the packaging tests including the slow ones: a release build, the image built and run (needs podman, buildah or docker)
+test-packaging: ## the packaging tests including the slow ones: a release build, the image built and run (needs podman, buildah or docker), the Kubernetes/Helm checks
 	MCUTIE_PACKAGING_TEST=1 $(GO) test -count=1 -v -run 'TestPackaging|TestCheck' ./e2e ./packaging/...
+	$(MAKE) --no-print-directory test-kubernetes KUBERNETES_TESTFLAGS=-v
+
+# packaging/check is a module of its own, so that Helm and the Kubernetes
+# API types stay out of the broker's go.mod; its dependencies download
+# through the module proxy on first use. No -race: it has no concurrency of
+# its own, and instrumenting the Kubernetes libraries doubles a build that
+# is already most of its time.
+KUBERNETES_TESTFLAGS ?=
+test-kubernetes: ## packaging/kubernetes and the Helm chart: rendered by Helm, decoded strictly into the Kubernetes types, the broker run as the StatefulSet runs it
+	cd packaging/check && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m $(KUBERNETES_TESTFLAGS) ./...
 
 .PHONY: bench-cluster-probe
 bench-cluster-probe: ## the clustering engines compared on loopback (docs/clustering.md; nested module, ~1 min)

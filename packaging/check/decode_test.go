@@ -1,12 +1,10 @@
 package check
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -207,16 +205,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// trimComments drops full-line YAML comments, for the "is this file
-// empty" question.
-func trimComments(b []byte) string {
-	var out strings.Builder
-	for line := range bytes.Lines(b) {
-		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
-			out.Write(line)
-		}
-	}
-	return out.String()
 }
