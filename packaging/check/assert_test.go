@@ -371,10 +371,17 @@ func checkBundle(t *testing.T, b *bundle, flags map[string]bool) {
 			continue
 		}
 		for k, v := range secretData(s) {
-			if strings.HasPrefix(k, "MCUTIE_USER_") || k == "MCUTIE_USERS" {
+			switch {
+			case strings.HasPrefix(k, "MCUTIE_USER_") || k == "MCUTIE_USERS":
 				users++
 				if len(v) == 0 {
 					t.Errorf("%s: Secret %s: %s is empty (the broker refuses to start)", where, s.Name, k)
+				}
+			case strings.HasPrefix(k, "MCUTIE_") && k != "MCUTIE_REDIS_PASSWORD":
+				// MCUTIE_<NAME> sets flag <name>; any other is ignored
+				// with a warning.
+				if !flags[strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "MCUTIE_"), "_", "-"))] {
+					t.Errorf("%s: Secret %s: %s names no flag of mcutie --help", where, s.Name, k)
 				}
 			}
 		}

@@ -1,12 +1,14 @@
 package check
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
@@ -23,7 +25,12 @@ import (
 	"helm.sh/helm/v3/pkg/lint/support"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 )
 
 // chartDir is the Helm chart.
@@ -44,6 +51,12 @@ type rendered struct {
 // values.schema.json), the chart's kubeVersion check and its engine in
 // strict mode (a template naming a value that does not exist fails).
 func renderChart(release, values string) (*rendered, error) {
+	return renderChartIn(release, values, nil)
+}
+
+// renderChartIn is renderChart with Helm's lookup function answered by
+// cluster (nil: no cluster, as helm template; lookup finds nothing).
+func renderChartIn(release, values string, cluster engine.ClientProvider) (*rendered, error) {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -61,7 +74,12 @@ func renderChart(release, values string) (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := engine.Engine{Strict: true}.Render(ch, top)
+	var out map[string]string
+	if cluster == nil {
+		out, err = engine.Engine{Strict: true}.Render(ch, top)
+	} else {
+		out, err = engine.RenderWithClientProvider(ch, top, cluster)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +254,76 @@ func TestChartSchemaRefuses(t *testing.T) {
 	f(`podDisruptionBudget: {maxUnavailable: 2}`, "maxUnavailable")
 }
 
+// secretsCluster answers Helm's lookup of v1 Secrets from what an earlier
+// install made, as the API server would (NotFound for anything else).
+type secretsCluster struct {
+	dynamic.NamespaceableResourceInterface                           // nil: only Namespace(ns).Get is called
+	secrets                                map[string]*corev1.Secret // namespace/name
+	ns                                     string
+}
+
+func (c *secretsCluster) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
+	if apiVersion != "v1" || kind != "Secret" {
+		return nil, false, fmt.Errorf("lookup of %s %s: only v1 Secrets are expected", apiVersion, kind)
+	}
+	return c, true, nil
+}
+
+func (c *secretsCluster) Namespace(ns string) dynamic.ResourceInterface {
+	return &secretsCluster{secrets: c.secrets, ns: ns}
+}
+
+func (c *secretsCluster) Get(_ context.Context, name string, _ metav1.GetOptions, _ ...string) (*unstructured.Unstructured, error) {
+	s, ok := c.secrets[c.ns+"/"+name]
+	if !ok {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, name)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(s)
+	if err != nil {
+		return nil, err
+	}
+	return &unstructured.Unstructured{Object: m}, nil
+}
+
+// TestChartKeepsGeneratedPassword: the generated user's password survives
+// helm upgrade (the chart looks up the Secret it made) and so does the
+// pod's checksum annotation (no needless restart); a fresh install gets
+// a new password.
+func TestChartKeepsGeneratedPassword(t *testing.T) {
+	install, err := renderChart("mcutie", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := install.secret("mcutie-users")
+	if first == nil {
+		t.Fatal("no Secret mcutie-users")
+	}
+	first.Namespace = namespace
+	cluster := &secretsCluster{secrets: map[string]*corev1.Secret{namespace + "/mcutie-users": first}}
+	upgrade, err := renderChartIn("mcutie", "", cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := func(r *rendered) string { return string(secretData(r.secret("mcutie-users"))["MCUTIE_USER_mqtt"]) }
+	sum := func(r *rendered) string {
+		ss, err := r.statefulSet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ss.Spec.Template.Annotations["checksum/users"]
+	}
+	if pw(upgrade) != pw(install) || sum(upgrade) != sum(install) || sum(install) == "" {
+		t.Errorf("upgrade: password %q -> %q, checksum %q -> %q: want both kept", pw(install), pw(upgrade), sum(install), sum(upgrade))
+	}
+	other, err := renderChartIn("mcutie", "", &secretsCluster{secrets: map[string]*corev1.Secret{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw(other) == pw(install) || len(pw(other)) != 24 {
+		t.Errorf("a fresh install got password %q, the first one %q: want a new random one", pw(other), pw(install))
+	}
+}
+
 // TestRunChart starts the broker as each rendering of the chart runs it
 // and connects with its users.
 func TestRunChart(t *testing.T) {
@@ -283,7 +371,8 @@ persistence: {enabled: false}
 			t.Fatal(err)
 		}
 		r.external = map[string]*corev1.Secret{
-			"my-users":  {ObjectMeta: metav1.ObjectMeta{Name: "my-users"}, StringData: map[string]string{"MCUTIE_USER_dave": "d4ve"}},
+			// A setting from the Secret too: MCUTIE_<NAME> sets --<name>.
+			"my-users":  {ObjectMeta: metav1.ObjectMeta{Name: "my-users"}, StringData: map[string]string{"MCUTIE_USER_dave": "d4ve", "MCUTIE_MAX_CONNECTIONS": "1000"}},
 			"my-passwd": {ObjectMeta: metav1.ObjectMeta{Name: "my-passwd"}, Data: map[string][]byte{"passwd": passwd}},
 		}
 		runPod(t, r.bundle, runChecks{users: map[string]string{"carol": "c4rol", "dave": "d4ve"}})

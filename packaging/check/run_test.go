@@ -398,8 +398,15 @@ func runPod(t *testing.T, b *bundle, want runChecks) {
 			t.Errorf("--data-dir %s (volume data): nothing written (%v)", dd, err)
 		}
 	}
-	if !strings.Contains(p.log(), "mcutie started") {
+	log := p.log()
+	if !strings.Contains(log, "mcutie started") {
 		t.Errorf("no \"mcutie started\" in the log")
+	}
+	if _, ok := one(mustArgs(t, c), "config"); ok && !strings.Contains(log, "config file loaded") {
+		t.Errorf("--config given, but no \"config file loaded\" in the log")
+	}
+	if strings.Contains(log, "names no flag") {
+		t.Errorf("the pod's environment has MCUTIE_ variables that name no flag (see the log)")
 	}
 }
 

@@ -64,8 +64,17 @@ source of users was (then it holds one generated user).
 {{/*
 The users Secret's data: auth.users, or one user mqtt whose password is
 kept from the Secret already installed (lookup), else a new random one.
+Made once per rendering (kept in .Values): the Secret and the pod's
+checksum annotation must see the same random password.
 */}}
 {{- define "mcutie.usersSecretData" -}}
+{{- if not (hasKey .Values "_mcutieUsersSecretData") }}
+{{- $_ := set .Values "_mcutieUsersSecretData" (include "mcutie.usersSecretData.make" .) }}
+{{- end }}
+{{- index .Values "_mcutieUsersSecretData" }}
+{{- end }}
+
+{{- define "mcutie.usersSecretData.make" -}}
 {{- $users := .Values.auth.users }}
 {{- if not $users }}
 {{- $password := randAlphaNum 24 }}
