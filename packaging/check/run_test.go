@@ -227,12 +227,11 @@ func (p *pod) probe(t *testing.T, c *corev1.Container, pr *corev1.Probe) (int, s
 	return resp.StatusCode, string(body), nil
 }
 
-// waitStarted polls the startup probe as the kubelet does, bounded by its
-// failureThreshold × periodSeconds (at most a minute here).
-func (p *pod) waitStarted(t *testing.T, c *corev1.Container) {
+// waitProbe polls a probe until it passes, as the kubelet does, bounded by
+// its failureThreshold × periodSeconds (at most a minute here).
+func (p *pod) waitProbe(t *testing.T, c *corev1.Container, sp *corev1.Probe) {
 	t.Helper()
-	sp := c.StartupProbe
-	limit := min(time.Duration(sp.FailureThreshold*max(sp.PeriodSeconds, 1))*time.Second, time.Minute)
+	limit := min(time.Duration(max(sp.FailureThreshold, 3)*max(sp.PeriodSeconds, 1))*time.Second, time.Minute)
 	deadline := time.Now().Add(limit)
 	for {
 		code, _, err := p.probe(t, c, sp)
@@ -241,11 +240,11 @@ func (p *pod) waitStarted(t *testing.T, c *corev1.Container) {
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("mcutie exited before its startup probe passed: %v", p.err)
+			t.Fatalf("mcutie exited before its probe %s passed: %v", sp.HTTPGet.Path, p.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("startup probe %s not 200 within %v: %d %v", sp.HTTPGet.Path, limit, code, err)
+			t.Fatalf("probe %s not 200 within %v: %d %v", sp.HTTPGet.Path, limit, code, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -338,7 +337,11 @@ func runPod(t *testing.T, b *bundle, want runChecks) {
 		t.Fatal(err)
 	}
 	p := startPod(t, b)
-	p.waitStarted(t, c)
+	// The startup probe passes first (/healthz answers once the store is
+	// open, before the MQTT listeners run); then the readiness probe
+	// (/readyz: the listeners run) lets the pod into the Services.
+	p.waitProbe(t, c, c.StartupProbe)
+	p.waitProbe(t, c, c.ReadinessProbe)
 	for _, pr := range []struct {
 		kind  string
 		probe *corev1.Probe
