@@ -106,9 +106,12 @@ func TestTLS(t *testing.T) {
 	mq := newMosquitto(t, "listener %d 127.0.0.1\ncafile "+ca+"\ncertfile "+sc+"\nkeyfile "+sk+"\nrequire_certificate true\n")
 	port := mq.port
 	l := newLocal(t, broker.Options{})
+	// secure has the test's CA; untrusted not (insecure_skip_verify is
+	// off by default): its remote's certificate must be refused.
 	m := startBridges(t, l, bridgeYAML("secure", "tls://localhost:"+strconv.Itoa(port), "5",
 		fmt.Sprintf("    tls: {ca_file: %s, cert_file: %s, key_file: %s}\n", ca, cc, ck),
-		"      - {pattern: \"t/#\", direction: both, qos: 1}\n"))
+		"      - {pattern: \"t/#\", direction: both, qos: 1}\n")+
+		fmt.Sprintf("  - {name: untrusted, address: \"tls://localhost:%d\", reconnect: {min: 20ms, max: 200ms}, tls: {cert_file: %s, key_file: %s}, topics: [{pattern: \"u/#\", qos: 1}]}\n", port, cc, ck))
 	br := m.Bridges()[0]
 	waitUntil(t, 10*time.Second, "the TLS bridge up", func() bool { return br.Status().Up })
 	localSub := newCollector()
@@ -118,6 +121,12 @@ func TestTLS(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the message acknowledged by the TLS remote", func() bool { return br.Status().Sent >= 1 })
 	if st := br.Status(); st.ConnectErrors != 0 {
 		t.Errorf("connect errors %d, want 0", st.ConnectErrors)
+	}
+
+	untrusted := m.Bridges()[1]
+	waitUntil(t, 10*time.Second, "failed TLS attempts", func() bool { return untrusted.Status().ConnectErrors >= 2 })
+	if untrusted.Status().Up {
+		t.Fatal("up with a certificate from an unknown CA")
 	}
 }
 

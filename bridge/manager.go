@@ -17,8 +17,9 @@ type Manager struct {
 	bridges []*Bridge
 }
 
-// Start checks every bridge (TLS files, passwords), connects each one's
-// local session and starts them; the remote connections are made in the
+// Start checks every bridge (TLS files, passwords), removes the
+// sessions of bridges not in cfgs (so one Manager runs all of a broker's
+// bridges), connects each one's local session and starts them; the remote connections are made in the
 // background (a remote that is down is retried with backoff, never an
 // error here). On an error no bridge is left running. It must not be
 // called on a loop (it waits for the broker).

@@ -76,14 +76,16 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 }
 
 // dialNet opens the network connection (TCP, then TLS when configured)
-// within ctx.
+// within ctx and ConnectTimeout.
 func (br *Bridge) dialNet(ctx context.Context) (net.Conn, error) {
 	_, hostport, _ := br.cfg.remote()
+	// ConnectTimeout bounds the dial and the handshake: a remote that
+	// drops SYNs would otherwise hold an attempt for minutes.
+	nd := &net.Dialer{Timeout: br.cfg.ConnectTimeout, KeepAlive: br.cfg.KeepAlive}
 	if br.tls == nil {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", hostport)
+		return nd.DialContext(ctx, "tcp", hostport)
 	}
-	d := tls.Dialer{Config: br.tls}
+	d := tls.Dialer{NetDialer: nd, Config: br.tls}
 	return d.DialContext(ctx, "tcp", hostport)
 }
 
