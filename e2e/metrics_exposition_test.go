@@ -47,9 +47,10 @@ type exposition struct {
 	series   map[string]bool // sample names: families, and _bucket/_sum/_count
 }
 
-// startExposition runs the binary with a Badger store and the plugins
+// startExposition runs the binary with a Badger store, the plugins
 // (httpauth with its ACL cache, webhook, aggregate) against httptest
-// endpoints, drives traffic that makes every family appear (a refused
+// endpoints, a bridge, the management API and a cluster of one node (every
+// feature whose families appear only when it is on), drives traffic that makes every family appear (a refused
 // CONNECT, QoS 1 to a persistent session, an aggregate rule's input), and
 // scrapes /metrics once the store has committed and the refusal is
 // counted.
@@ -88,7 +89,8 @@ func startExposition(t *testing.T) *exposition {
 		t.Fatal(err)
 	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := durStartProc(t, dir, freePort(t), "--plugins", file, "--bridges", bridges, "--metrics-listen", metricsAddr, "--sys-interval", "200ms", "--admin")
+	p := durStartProc(t, dir, freePort(t), "--plugins", file, "--bridges", bridges, "--metrics-listen", metricsAddr, "--sys-interval", "200ms", "--admin",
+		"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))) // a cluster of one: its families are exposed
 	t.Cleanup(func() { p.term(t) })
 
 	if _, ack, err := v5TryConnect(t, p.Addr, &paho.Connect{ClientID: "expo-bad", CleanStart: true, Username: "banned", UsernameFlag: true}); err == nil || ack == nil || ack.ReasonCode != 0x8A {
