@@ -43,6 +43,24 @@ func (c *Client) handlePublish(p *codec.Publish) error {
 		}
 		return &codec.ReasonError{Code: codec.ImplementationSpecificError, Reason: "more user properties than the server allows"}
 	}
+	if l.hooked.Has(hooks.PublishTopic) {
+		// Topic rewrite (e.g. hooks/rewrite's topic rules): before the
+		// ACL, $delayed and $p2p see the topic.
+		if t := l.b.hooks.PublishTopic(c.hookClientNoAddr(), p.Topic); t != nil {
+			if codec.ValidateTopicName(t) != nil || len(t) > l.b.opts.MaxTopicLength {
+				l.counters.dropped[dropHook]++
+				if p.QoS > 0 {
+					code := codec.Success
+					if c.version == codec.V5 {
+						code = codec.TopicNameInvalid
+					}
+					c.queueAck(ackFor(p.QoS), p.PacketID, code)
+				}
+				return nil
+			}
+			p.Topic = t
+		}
+	}
 	var p2pTo []byte // the recipient of a $p2p/ PUBLISH (p2p.go)
 	delay := time.Duration(-1)
 	if len(p.Topic) > 0 && p.Topic[0] == '$' && l.b.opts.DelayedPublish && bytes.HasPrefix(p.Topic, []byte(delayedPrefix)) {

@@ -23,6 +23,7 @@ const (
 	Subscribe                      // one filter of a SUBSCRIBE: allow, deny, lower the QoS, rewrite (SubscribeHook)
 	Subscribed                     // a filter was added (SubscribedHook)
 	Unsubscribed                   // a filter was removed (UnsubscribedHook)
+	PublishTopic                   // a client's PUBLISH topic, before the ACL check: rewrite it (PublishTopicHook)
 	Publish                        // a PUBLISH before it is routed: pass, drop or change it (PublishHook)
 	WillPublished                  // a will was published (WillHook)
 	RetainedChanged                // a retained message set or cleared (RetainedHook)
@@ -44,6 +45,7 @@ var eventNames = [numEvents]string{
 	Subscribe:         "subscribe",
 	Subscribed:        "subscribed",
 	Unsubscribed:      "unsubscribed",
+	PublishTopic:      "publish_topic",
 	Publish:           "publish",
 	WillPublished:     "will_published",
 	RetainedChanged:   "retained_changed",
@@ -212,6 +214,16 @@ type SubscribedHook interface {
 // UnsubscribedHook is told a filter was removed.
 type UnsubscribedHook interface {
 	OnUnsubscribed(c *Client, filter []byte)
+}
+
+// PublishTopicHook may rewrite the topic of a client's PUBLISH before
+// anything else looks at it (the ACL check, $delayed and $p2p, the
+// Publish hooks): it returns the topic to use instead, or nil to leave it.
+// The broker checks the result as a topic name (an invalid one drops the
+// PUBLISH, as a refusal) and copies it. Runs on the event loop, for every
+// client PUBLISH: keep it cheap.
+type PublishTopicHook interface {
+	OnPublishTopic(c *Client, topic []byte) []byte
 }
 
 // PublishHook intercepts a message before it is routed (and retained):

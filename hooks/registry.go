@@ -126,6 +126,8 @@ func implements(h Hook, ev Event) bool {
 		_, ok = h.(SubscribedHook)
 	case Unsubscribed:
 		_, ok = h.(UnsubscribedHook)
+	case PublishTopic:
+		_, ok = h.(PublishTopicHook)
 	case Publish:
 		_, ok = h.(PublishHook)
 	case WillPublished:
@@ -374,6 +376,25 @@ func (r *Registry) Unsubscribed(c *Client, filter []byte) {
 		h := e.h.(UnsubscribedHook)
 		_ = r.call(e, Unsubscribed, func() error { h.OnUnsubscribed(c, filter); return nil })
 	}
+}
+
+// PublishTopic runs the PublishTopic hooks in turn, each seeing the topic
+// the one before returned; nil when none changed it. A hook that panics
+// leaves the topic as it was.
+func (r *Registry) PublishTopic(c *Client, topic []byte) []byte {
+	var changed []byte
+	for _, e := range r.by[PublishTopic] {
+		h := e.h.(PublishTopicHook)
+		cur := topic
+		if changed != nil {
+			cur = changed
+		}
+		var out []byte
+		if r.call(e, PublishTopic, func() error { out = h.OnPublishTopic(c, cur); return nil }) == nil && out != nil {
+			changed = out
+		}
+	}
+	return changed
 }
 
 // Publish runs the Publish hooks in turn, each seeing the message the one

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,4 +59,32 @@ func TestLoadAutoSubscribe(t *testing.T) {
 	f("- filter: a/%x\n", ":1: filter", 0)
 	f("- filter: $share/g/a\n  no_local: true\n", ":1: no_local", 0)
 	f("filter: x\n", ":1: want a list", 0)
+}
+
+// The rewrite plugin's topic rules in the --plugins file: a bad rule
+// stops the start with the line of the field that is wrong.
+func TestPluginsTopicRules(t *testing.T) {
+	f := func(body, wantErr string) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "plugins.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := readPlugins(path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if wantErr == "" {
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			_ = ps.reg.Stop()
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %v, want %q", err, wantErr)
+		}
+	}
+	head := "plugins:\n  - type: rewrite\n    topics:\n      - filter: x/#\n        re: '^x/(.+)$'\n        dest: y/$1\n"
+	f(head, "")
+	f(head+"      - filter: a/#\n        re: '(unclosed'\n        dest: b\n", "line 8")
+	f(head+"      - filter: a/#\n        re: a\n        dest: b/%z\n", "line 9")
+	f(head+"      - action: sometimes\n        filter: a\n        re: a\n        dest: b\n", "line 7")
 }

@@ -1,6 +1,20 @@
-// Package rewrite is an example message interceptor: it enriches the
-// payloads clients publish on the configured filters with the publisher's
-// client id and the time the broker received them.
+// Package rewrite rewrites what clients send: the topics of their
+// PUBLISHes and the filters of their SUBSCRIBEs (topic rules, topics.go),
+// and the payloads they publish on the configured filters (enrichment,
+// below).
+//
+// Topic rules are EMQX's rewrite module: ordered rules of a topic filter,
+// an RE2 regular expression and a destination with $1…$9 groups and %c /
+// %u (client id, user name). The first rule whose filter matches decides;
+// if its expression does not match, the topic is left as it is. They run
+// as a PublishTopic hook (a client's PUBLISH, before the ACL check, the
+// $delayed / $p2p prefixes and the Publish hooks) and a Subscribe hook
+// (before the ACL check; a $share/{group}/ prefix is kept). A bad rule is
+// refused by New with the field that is wrong (conf.FieldError), which
+// the binary turns into the line of the --plugins file.
+//
+// Payload enrichment adds the publisher's client id and the time the
+// broker received the message to the payloads of the configured filters.
 //
 // A JSON object payload gets two fields (names configurable, by default
 // "clientid" and "ts"), replacing any the client sent, so a client cannot

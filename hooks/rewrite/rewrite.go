@@ -18,8 +18,12 @@ import (
 type Config struct {
 	// Name labels the hook's metrics and logs (default "rewrite").
 	Name string `yaml:"name"`
-	// Filters select the messages rewritten (required).
+	// Filters select the messages whose payload is enriched.
 	Filters []string `yaml:"filters"`
+	// Topics are topic rewrite rules (topics.go), applied to PUBLISH
+	// topics and SUBSCRIBE filters before the ACL check. Filters, Topics
+	// or both must be given.
+	Topics []TopicRule `yaml:"topics"`
 	// ClientField and TimeField name the added fields (default
 	// "clientid" and "ts"); WrapField the field holding a payload that
 	// is not a JSON object (default "payload").
@@ -35,17 +39,41 @@ type Config struct {
 }
 
 // Plugin is the rewrite hook. Create it with New.
-type Plugin struct{ cfg Config }
+type Plugin struct {
+	cfg      Config
+	provides hooks.Events
+}
 
-var _ hooks.PublishHook = (*Plugin)(nil)
+var (
+	_ hooks.PublishHook      = (*Plugin)(nil)
+	_ hooks.PublishTopicHook = (*Plugin)(nil)
+	_ hooks.SubscribeHook    = (*Plugin)(nil)
+)
 
 // New checks cfg and returns the plugin.
 func New(cfg Config) (*Plugin, error) {
 	if cfg.Name == "" {
 		cfg.Name = "rewrite"
 	}
-	if len(cfg.Filters) == 0 {
-		return nil, conf.Errorf("filters", "give at least one topic filter")
+	if len(cfg.Filters) == 0 && len(cfg.Topics) == 0 {
+		return nil, conf.Errorf("filters", "give at least one topic filter (payload enrichment) or topics: rules (topic rewrite)")
+	}
+	var provides hooks.Events
+	if len(cfg.Filters) > 0 {
+		provides |= hooks.EventsOf(hooks.Publish)
+	}
+	cfg.Topics = append([]TopicRule(nil), cfg.Topics...)
+	for i := range cfg.Topics {
+		r := &cfg.Topics[i]
+		if err := r.compile(i); err != nil {
+			return nil, err
+		}
+		if r.pub {
+			provides |= hooks.EventsOf(hooks.PublishTopic)
+		}
+		if r.sub {
+			provides |= hooks.EventsOf(hooks.Subscribe)
+		}
 	}
 	for i, f := range cfg.Filters {
 		if codec.ValidateTopicFilter([]byte(f)) != nil {
@@ -71,19 +99,20 @@ func New(cfg Config) (*Plugin, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Plugin{cfg: cfg}, nil
+	return &Plugin{cfg: cfg, provides: provides}, nil
 }
 
 // Name is Config.Name.
 func (p *Plugin) Name() string { return p.cfg.Name }
 
-// Provides is Publish.
-func (p *Plugin) Provides() hooks.Events { return hooks.EventsOf(hooks.Publish) }
+// Provides is Publish (payload enrichment), PublishTopic and Subscribe
+// (topic rules), as configured.
+func (p *Plugin) Provides() hooks.Events { return p.provides }
 
 // OnPublish returns the enriched copy of a client's message on one of the
 // filters, and passes every other message. Safe for concurrent use.
 func (p *Plugin) OnPublish(m *hooks.Message) (*hooks.Message, error) {
-	if m.Client == nil || (m.Origin != hooks.FromClient && m.Origin != hooks.FromWill) || !p.matches(m.Topic) {
+	if len(p.cfg.Filters) == 0 || m.Client == nil || (m.Origin != hooks.FromClient && m.Origin != hooks.FromWill) || !p.matches(m.Topic) {
 		return nil, nil
 	}
 	out := *m

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +71,65 @@ func TestConfigErrors(t *testing.T) {
 	f(Config{}, "filters")
 	f(Config{Filters: []string{"a", "b+"}}, "filters[1]")
 	f(Config{Filters: []string{"a"}, TimeFormat: "iso"}, "time_format")
+}
+
+// Topic rules: the first rule whose filter matches decides; its regular
+// expression's groups and %c / %u fill the destination; no match of the
+// expression leaves the topic; shared subscriptions keep their prefix.
+func TestTopicRules(t *testing.T) {
+	p, err := New(Config{Topics: []TopicRule{
+		{Action: "publish", Filter: "x/#", Regex: `^x/y/(.+)$`, Dest: "z/y/$1"},
+		{Action: "subscribe", Filter: "y/+/z/#", Regex: `^y/(.+)/z/(.+)$`, Dest: "y/z/$2"},
+		{Filter: "x/#", Regex: `^x/(.+)$`, Dest: "never/$1"}, // shadowed by rule 0 for publish
+		{Filter: "dev/#", Regex: `^dev/(.+)$`, Dest: "tenants/%u/%c/$1"},
+		{Action: "subscribe", Filter: "all/#", Regex: `^all/(.*)$`, Dest: "+/${1}"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := hooks.EventsOf(hooks.PublishTopic, hooks.Subscribe); p.Provides() != want {
+		t.Fatalf("provides %v, want %v", p.Provides(), want)
+	}
+	alice := &hooks.Client{ID: "c1", Username: "alice", HasUsername: true}
+	anon := &hooks.Client{ID: "c2"}
+	pub := func(c *hooks.Client, in, want string) {
+		t.Helper()
+		got := p.OnPublishTopic(c, []byte(in))
+		if want == "" && got != nil || want != "" && string(got) != want {
+			t.Fatalf("publish %q: got %q, want %q", in, got, want)
+		}
+	}
+	sub := func(in, want string) {
+		t.Helper()
+		s := &hooks.Subscription{Filter: []byte(in), QoS: 1}
+		if err := p.OnSubscribe(alice, s); err != nil || string(s.Filter) != want {
+			t.Fatalf("subscribe %q: got %q (%v), want %q", in, s.Filter, err, want)
+		}
+	}
+	pub(alice, "x/y/1/2", "z/y/1/2")
+	pub(alice, "x/q", "")     // rule 0 matches the filter, not the expression: left, rule 2 not tried
+	pub(alice, "y/a/z/b", "") // a subscribe rule
+	pub(alice, "dev/t1", "tenants/alice/c1/t1")
+	pub(anon, "dev/t1", "")                                                       // no user name for %u: left
+	pub(&hooks.Client{ID: "a/b", Username: "u", HasUsername: true}, "dev/t1", "") // %c would add a level
+	sub("y/a/z/b/c", "y/z/b/c")
+	sub("$share/g/y/a/z/b", "$share/g/y/z/b")
+	sub("x/y/1", "never/y/1") // rule 0 is publish only: rule 2 decides for a SUBSCRIBE
+	sub("all/things", "+/things")
+	sub("other", "other")
+
+	// Bad rules are refused with the field that is wrong.
+	bad := func(r TopicRule, field string) {
+		t.Helper()
+		_, err := New(Config{Topics: []TopicRule{{Filter: "a", Regex: "a", Dest: "b"}, r}})
+		if err == nil || !strings.Contains(err.Error(), "topics[1]."+field) {
+			t.Fatalf("%+v: %v, want an error on topics[1].%s", r, err, field)
+		}
+	}
+	bad(TopicRule{Action: "both", Filter: "a", Regex: "a", Dest: "b"}, "action")
+	bad(TopicRule{Filter: "a/#/b", Regex: "a", Dest: "b"}, "filter")
+	bad(TopicRule{Filter: "a", Regex: "(", Dest: "b"}, "re")
+	bad(TopicRule{Filter: "a", Regex: "a", Dest: ""}, "dest")
+	bad(TopicRule{Filter: "a", Regex: "a", Dest: "b/%x"}, "dest")
+	bad(TopicRule{Action: "publish", Filter: "a", Regex: "a", Dest: "b/+"}, "dest")
 }
