@@ -377,6 +377,9 @@ func (c *Client) connected(p *codec.Connect, s *Session, present bool) {
 	if b.hooks.Has(hooks.Connected) {
 		b.hooks.Connected(c.hookClient(), present)
 	}
+	if b.opts.Peers != nil {
+		b.opts.Peers.Connected(s.id)
+	}
 	if len(b.opts.AutoSubscribe) > 0 {
 		c.autoSubscribe(p)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/hooks"
 )
 
 // Peers is the rest of a cluster as the broker sees it (package cluster
@@ -22,9 +23,15 @@ import (
 // Interest is called, on any goroutine (loops, Restore), when a
 // subscription is added (delta +1) or removed (-1) from a session; filter
 // is as subscribed ($share/{group}/ included). Interest must not block.
+//
+// Connected is called on the loop when a client's CONNECT was accepted,
+// so that the other nodes end that client id's connection and session
+// there (TakenOverElsewhere): one client id is connected once in the
+// cluster. It must not block.
 type Peers interface {
 	Forward(m *PeerMessage) int
 	Interest(filter string, delta int)
+	Connected(clientID string)
 }
 
 // PeerMessage is a message on its way to the other nodes of a cluster.
@@ -99,4 +106,35 @@ func (b *Broker) peerInterest(filter string, delta int) {
 func (b *Broker) WaitIdle(ctx context.Context) error {
 	_, err := b.StatsNow(ctx)
 	return err
+}
+
+// TakenOverElsewhere ends client id's connection and session on this
+// node because the client connected to another node of the cluster
+// (Peers.Connected there): a v5 client is sent DISCONNECT 0x8E Session
+// taken over (MQTT-3.1.4-3) and its will is published as for any close it
+// did not ask for; the session ends (its subscriptions and queued
+// messages go, the stored session is deleted), since the client carries
+// on with the session of the other node. It reports whether the id had a
+// session here. Safe for concurrent use; not on a loop.
+func (b *Broker) TakenOverElsewhere(ctx context.Context, id, node string) (found bool, err error) {
+	hit := make([]bool, len(b.loops))
+	err = b.onLoops(ctx, func(l *Loop, i int) {
+		s := l.sessions[id]
+		if s == nil {
+			return
+		}
+		hit[i] = true
+		if c := s.c; c != nil {
+			s.expiry = 0 // [MQTT-3.1.2-23]: the session ends with the connection
+			l.counters.takeovers++
+			c.disconnect(codec.SessionTakenOver, "taken over by a connection on node "+node)
+			return
+		}
+		s.sessionEnding(hooks.SessionTakenOut)
+		s.end(false)
+	})
+	for _, h := range hit {
+		found = found || h
+	}
+	return found, err
 }

@@ -171,6 +171,8 @@ var (
 	metricDropped   = promtext.Counter("mcutie_cluster_dropped_messages_total", "Messages for other nodes dropped: the send queue (--cluster-queue) was full or the send failed.")
 	metricMalformed = promtext.Counter("mcutie_cluster_malformed_messages_total", "Messages or announcements from other nodes that could not be decoded or routed.")
 	metricQueued    = promtext.Gauge("mcutie_cluster_queued_messages", "Messages waiting to be sent to other nodes.")
+	metricTakenOver = promtext.Counter("mcutie_cluster_sessions_taken_over_total", "Sessions ended here because their client connected to another node.")
+	metricClaimLost = promtext.Counter("mcutie_cluster_claims_dropped_total", "Announcements of a client connected here that could not be sent (queue full or send failed): another node may keep that client's old connection.")
 )
 
 // WriteMetrics writes the cluster's metrics in Prometheus text format.
@@ -183,4 +185,6 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricDropped.Write(w, n.dropped.Load())
 	metricMalformed.Write(w, n.badIn.Load())
 	metricQueued.Write(w, uint64(len(n.queue)))
+	metricTakenOver.Write(w, n.takenOver.Load())
+	metricClaimLost.Write(w, n.claimsDropped.Load())
 }

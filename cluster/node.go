@@ -69,7 +69,10 @@ type Node struct {
 	matchPool sync.Pool // *[]router.Entry[uint8]
 	bufPool   sync.Pool // *[]byte
 
+	claims chan string // client ids connected here, to announce
+
 	forwarded, sent, dropped, received, badIn atomic.Uint64
+	takenOver, claimsDropped                  atomic.Uint64
 }
 
 // outItem is one encoded message for the peers in the bit set to (bit i:
@@ -116,7 +119,7 @@ func New(o Options) (*Node, error) {
 		o.Logger = slog.Default()
 	}
 	n := &Node{o: o, log: o.Logger.With("cluster", o.Name, "node", o.NodeID), peers: map[string]*peer{},
-		queue: make(chan outItem, o.QueueSize), dirty: make(chan struct{}, 1), stop: make(chan struct{})}
+		queue: make(chan outItem, o.QueueSize), claims: make(chan string, 4096), dirty: make(chan struct{}, 1), stop: make(chan struct{})}
 	n.local.counts = map[string]int{}
 	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
 	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
@@ -212,9 +215,14 @@ func (n *Node) Start(b *broker.Broker) error {
 		n.shutdownNATS()
 		return err
 	}
-	n.wg.Add(2)
+	if _, err := nc.Subscribe(subjectClaim, n.onClaim); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	n.wg.Add(3)
 	go n.send()
 	go n.announce()
+	go n.sendClaims()
 	n.log.Info("cluster node started", "listen", n.o.Listen, "join", n.o.Join)
 	return nil
 }

@@ -287,3 +287,43 @@ func TestClusterBinaries(t *testing.T) {
 		t.Fatalf("node 2 got %q, want %q", got, want)
 	}
 }
+
+// TestClusterTakeover: a client id connected on node A that connects
+// again on node C is taken over cluster-wide: A's connection gets
+// DISCONNECT 0x8E Session taken over [MQTT-3.1.4-3] and A's session
+// (persistent, with a subscription) is gone, so A no longer queues for it
+// nor forwards its interest; C's connection stays.
+func TestClusterTakeover(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a, c := nodes[0], nodes[2]
+	old, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "roamer", CleanStart: true, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)}})
+	old.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "roam/old", QoS: 1}}})
+	waitInterest(t, nodes, a, "roam/old")
+
+	cur, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "roamer", CleanStart: true, KeepAlive: 30})
+	if d := old.serverDisconnect(t); d.ReasonCode != 0x8E {
+		t.Fatalf("the old connection got DISCONNECT 0x%02x, want 0x8E Session taken over", d.ReasonCode)
+	}
+	v5Wait(t, "node A drops the session", func() bool {
+		_, ok, err := a.B.Session(context.Background(), "roamer")
+		return err == nil && !ok
+	})
+	v5Wait(t, "the other nodes forget A's interest", func() bool { return !c.node.PeerInterest(a.id, "roam/old") })
+	if n := metricValue(t, a.node, "mcutie_cluster_sessions_taken_over_total"); n != 1 {
+		t.Errorf("A counted %v takeovers, want 1", n)
+	}
+	// The new connection is untouched and works.
+	cur.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "roam/new", QoS: 1}}})
+	waitInterest(t, nodes, c, "roam/new")
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "roam-pub", CleanStart: true, KeepAlive: 30})
+	pub.publish(t, &paho.Publish{Topic: "roam/new", QoS: 1, Payload: []byte("here")})
+	if got := cur.recv(t); string(got.Payload) != "here" {
+		t.Fatalf("got %q", got.Payload)
+	}
+	select {
+	case d := <-cur.disc:
+		t.Fatalf("the new connection was disconnected too: 0x%02x", d.ReasonCode)
+	default:
+	}
+}

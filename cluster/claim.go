@@ -1,0 +1,78 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// One client id is connected once in the cluster: a node that accepted a
+// CONNECT says so on mcutie.claim, and a node where that client id has a
+// session ends it (broker.TakenOverElsewhere: DISCONNECT 0x8E on v5). The
+// last CONNECT wins; two CONNECTs of one id on two nodes within the time a
+// claim takes to cross may end both, and the clients connect again.
+// Without a quorum behind it this is not partition-proof: docs/clustering.md.
+
+const subjectClaim = "mcutie.claim"
+
+type claim struct {
+	Node   string `json:"node"`
+	Client string `json:"client"`
+}
+
+// Connected implements broker.Peers: client id connected here. It queues
+// the claim (never blocks; a full queue drops it, counted).
+func (n *Node) Connected(clientID string) {
+	if n.b == nil {
+		return
+	}
+	select {
+	case n.claims <- clientID:
+	default:
+		n.claimsDropped.Add(1)
+	}
+}
+
+// sendClaims publishes the queued claims until Stop.
+func (n *Node) sendClaims() {
+	defer n.wg.Done()
+	for {
+		select {
+		case id := <-n.claims:
+			raw, err := json.Marshal(claim{Node: n.o.NodeID, Client: id})
+			if err == nil {
+				err = n.nc.Publish(subjectClaim, raw)
+			}
+			if err != nil {
+				n.claimsDropped.Add(1)
+			}
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// onClaim ends the session another node's client took over.
+func (n *Node) onClaim(msg *nats.Msg) {
+	var c claim
+	if err := json.Unmarshal(msg.Data, &c); err != nil || c.Client == "" || c.Node == "" {
+		n.badIn.Add(1)
+		return
+	}
+	if c.Node == n.o.NodeID {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	found, err := n.b.TakenOverElsewhere(ctx, c.Client, c.Node)
+	if err != nil {
+		n.log.Warn("cluster: cannot end a session taken over on another node", "client", c.Client, "peer", c.Node, "err", err)
+		return
+	}
+	if found {
+		n.takenOver.Add(1)
+		n.log.Info("cluster: session taken over on another node", "client", c.Client, "peer", c.Node)
+	}
+}
