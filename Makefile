@@ -144,3 +144,7 @@ bench-cluster-probe: ## the clustering engines compared on loopback (docs/cluste
 dashboard: ## build the web dashboard (admin/ui/src → admin/ui/dist, committed and embedded; needs Node.js 20 and npm)
 	cd admin/ui && npm ci --no-audit --no-fund && npm run build
 	$(GO) test -count=1 ./admin/ui -run TestDistMatchesSources -update-source-hash
+
+.PHONY: bench-dashboard
+bench-dashboard: build ## admin API latency and dashboard page load with 10,000 MQTT connections (bench/dashbench, headless Chromium; ~15 s; flags: DASHBENCH_FLAGS="--clients 20000")
+	$(GO) run ./bench/dashbench --bin $(BIN) $(DASHBENCH_FLAGS)
