@@ -149,6 +149,8 @@ type statsJSON struct {
 	DroppedByReason     map[string]uint64 `json:"dropped_by_reason"`
 	ConnectsRefused     uint64            `json:"connects_refused"`
 	StoreBacklogOps     uint64            `json:"store_backlog_ops"`
+	StoreCommits        uint64            `json:"store_commits"`
+	StoreCommitSeconds  float64           `json:"store_commit_seconds"`
 	Loops               int               `json:"loops"`
 	PerSecond           ratesJSON         `json:"per_second"`
 }
@@ -167,6 +169,7 @@ func (a *API) stats(_ http.ResponseWriter, r *http.Request) (int, any) {
 		Inflight: st.Inflight, Queued: st.Queued, QueuedBytes: st.QueuedBytes,
 		BytesReceived: st.BytesIn, BytesSent: st.BytesOut, DroppedByReason: st.Dropped,
 		ConnectsRefused: st.ConnectsRefused, StoreBacklogOps: st.StoreBacklogOps, Loops: len(st.Loops),
+		StoreCommits: st.StoreBatches, StoreCommitSeconds: st.StoreCommitSeconds,
 	}
 	for q := 0; q < 3; q++ {
 		j.MessagesReceived += st.PublishIn[q]

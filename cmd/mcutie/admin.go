@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mcutie/mcutie/admin"
+	"github.com/mcutie/mcutie/admin/ui"
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/monitor"
 	"github.com/mcutie/mcutie/reactor"
@@ -111,7 +112,7 @@ func setupAdmin(cfg *config, fs *flag.FlagSet, b *broker.Broker, log *slog.Logge
 	cfg.hookMetrics = append(cfg.hookMetrics, c.api.WriteMetrics)
 	if c.listen != "" {
 		mux := http.NewServeMux()
-		c.api.Register(mux)
+		c.register(mux)
 		s, err := admin.Listen(c.listen, mux)
 		if err != nil {
 			log.Error("cannot serve the management API (--admin-listen); not starting", "addr", c.listen, "err", err)
@@ -144,8 +145,15 @@ func (c *adminConfig) started(cfg *config, srv *reactor.Server) {
 func (c *adminConfig) attach(mon *monitor.Server) {
 	c.mon = mon
 	if c.api != nil && c.srv == nil {
-		mon.Handle(c.api.Register)
+		mon.Handle(c.register)
 	}
+}
+
+// register mounts the API under /api/v1/ and the web dashboard (package
+// admin/ui, docs/admin.md#dashboard) at / of mux.
+func (c *adminConfig) register(mux *http.ServeMux) {
+	c.api.Register(mux)
+	mux.Handle("/", ui.Handler())
 }
 
 // shutdown stops --admin-listen's listener.

@@ -22,7 +22,7 @@ export function Chart({ title, series, data, unit }: { title: string; series: Se
       scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), Math.max(max * 1.1, 1)] } },
       axes: [
         { stroke: '#7a8699', grid: { stroke: '#e6e9ef' }, ticks: { stroke: '#e6e9ef' } },
-        { stroke: '#7a8699', grid: { stroke: '#e6e9ef' }, ticks: { stroke: '#e6e9ef' }, size: 56,
+        { stroke: '#7a8699', grid: { stroke: '#e6e9ef' }, ticks: { stroke: '#e6e9ef' }, size: 66,
           values: (_u, vals) => vals.map((v) => (v == null ? '' : fmtAxis(v) + (unit ?? ''))) },
       ],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, fill: s.color + '22', points: { show: false } }))],

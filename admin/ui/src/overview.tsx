@@ -42,7 +42,7 @@ export function Overview() {
     let commit: number | null = null
     if (p && s.store_commits !== undefined && p.store_commits !== undefined) {
       const n = s.store_commits - p.store_commits
-      commit = n > 0 ? ((s.store_commit_seconds! - p.store_commit_seconds!) / n) * 1000 : 0
+      commit = n > 0 ? ((s.store_commit_seconds! - p.store_commit_seconds!) / n) * 1000 : null // no commit: a gap, not 0 ms
     }
     if (p && dt <= 0 && s.uptime_seconds < p.uptime_seconds) setHist(empty()) // the broker restarted
     setHist((h) => {
@@ -108,10 +108,13 @@ export function Overview() {
   )
 }
 
+// dropReasons lists what the dropped count is made of (messages lost to
+// a bound); no_subscribers is not among them: nobody wanted those.
 function dropReasons(st: Stats): string {
-  const r = Object.entries(st.dropped_by_reason ?? {}).filter(([, n]) => n > 0)
-  if (!r.length) return 'none'
-  return r.map(([k, n]) => `${k} ${fmtNum(n)}`).join(', ')
+  const all = st.dropped_by_reason ?? {}
+  const r = Object.entries(all).filter(([k, n]) => n > 0 && k !== 'no_subscribers')
+  const lost = r.length ? r.map(([k, n]) => `${k} ${fmtNum(n)}`).join(', ') : 'none lost to a bound'
+  return all.no_subscribers ? `${lost}; ${fmtNum(all.no_subscribers)} had no subscriber` : lost
 }
 
 function Tile({ label, value, sub }: { label: string; value: string; sub: string }) {
