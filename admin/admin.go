@@ -161,9 +161,11 @@ func (a *API) Register(mux *http.ServeMux) {
 			return errorf(http.StatusMethodNotAllowed, "method not allowed: use %s", allow)
 		})))
 	}
-	mux.Handle(Prefix, a.wrap(a.jsonHandler(func(_ http.ResponseWriter, r *http.Request) (int, any) {
+	notFound := a.wrap(a.jsonHandler(func(_ http.ResponseWriter, r *http.Request) (int, any) {
 		return errorf(http.StatusNotFound, "no such endpoint %s: see /api/v1/openapi.yaml for the paths", r.URL.Path)
-	})))
+	}))
+	mux.Handle(Prefix, notFound)
+	mux.Handle(strings.TrimSuffix(Prefix, "/"), notFound) // not the mux's redirect to Prefix
 }
 
 // Handler is a mux holding only the API (Register).

@@ -89,7 +89,7 @@ func (a *API) parsePage(r *http.Request) (page, error) {
 		}
 		p.limit = n
 	}
-	if int64(p.page-1)*int64(p.limit)+int64(p.limit) > broker.MaxQueryWindow {
+	if p.page > broker.MaxQueryWindow || p.page*p.limit > broker.MaxQueryWindow { // (page first: no overflow)
 		return p, errors.New("page × limit goes beyond " + strconv.Itoa(broker.MaxQueryWindow) + " items: follow the next cursor with ?after=<next> for deeper pages")
 	}
 	if s := qv.Get("after"); s != "" {
