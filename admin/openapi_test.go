@@ -270,8 +270,12 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	b, _ := conformanceBroker(t)
 	const token = "t0ken"
 	api := New(Options{Broker: b, Token: token, Version: "test",
-		Listeners: func() []Listener { return []Listener{{Kind: "tcp", Address: "127.0.0.1:1883", URL: "tcp://127.0.0.1:1883"}} },
-		Config:    func() []Setting { return []Setting{{Name: "admin-token", Value: "********", Secret: true, Changed: true}} }})
+		Listeners: func() []Listener {
+			return []Listener{{Kind: "tcp", Address: "127.0.0.1:1883", URL: "tcp://127.0.0.1:1883"}}
+		},
+		Config: func() []Setting {
+			return []Setting{{Name: "admin-token", Value: "********", Secret: true, Changed: true}}
+		}})
 	hs := httptest.NewServer(api.Handler())
 	defer hs.Close()
 	// A broker whose loops are not bound (never started): 503s.
