@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -437,4 +439,81 @@ func TestAdminBadInput(t *testing.T) {
 	f("GET", "/api/v1/", nil, 404)
 	f("PUT", "/api/v1/clients", nil, 405)
 	f("POST", "/api/v1/stats", nil, 405)
+}
+
+// TestAdminPagingAcrossLoops: pages merged from four loops, by page number
+// and by cursor, list every session and subscription once, in order.
+func TestAdminPagingAcrossLoops(t *testing.T) {
+	a := startAdmin(t, broker.Options{Loops: 4})
+	want := map[string]bool{}
+	for i := 0; i < 120; i++ {
+		id := fmt.Sprintf("pg-%03d", (i*37)%120) // connected out of order
+		r, _ := v3Raw(t, a.Addr, codec.V311, id, i%3 != 0, nil)
+		if codes := r.v3Subscribe(1, "p/"+id+"/a", 0, "p/"+id+"/b", 1); len(codes) != 2 {
+			t.Fatalf("SUBACK %v", codes)
+		}
+		if i%3 == 0 {
+			r.c.Close() // a persistent session, now offline
+		}
+		want[id] = true
+	}
+	v5Wait(t, "offline sessions", func() bool {
+		var pg adminPage[adminClient]
+		a.do(t, "GET", "/api/v1/clients?state=offline&match=pg-", nil, &pg)
+		return pg.Total == 40
+	})
+	collect := func(cursor bool, next func(pg int, after string) string) []string {
+		var ids []string
+		after := ""
+		for p := 1; p < 100; p++ {
+			var pg adminPage[adminClient]
+			if code := a.do(t, "GET", next(p, after), nil, &pg); code != 200 {
+				t.Fatalf("page %d: %d", p, code)
+			}
+			// Total counts the matches after the cursor (all of them by page).
+			if cursor && pg.Total != 120-len(ids) || !cursor && pg.Total != 120 {
+				t.Fatalf("page %d: total %d with %d read", p, pg.Total, len(ids))
+			}
+			for _, c := range pg.Items {
+				ids = append(ids, c.ClientID)
+			}
+			if pg.Next == "" {
+				break
+			}
+			after = pg.Next
+		}
+		return ids
+	}
+	byCursor := collect(true, func(_ int, after string) string { return "/api/v1/clients?match=pg-&limit=7&after=" + after })
+	byPage := collect(false, func(p int, _ string) string { return fmt.Sprintf("/api/v1/clients?match=pg-&limit=7&page=%d", p) })
+	for _, ids := range [][]string{byCursor, byPage} {
+		if len(ids) != 120 {
+			t.Fatalf("%d ids listed, want 120", len(ids))
+		}
+		for i, id := range ids {
+			if !want[id] || i > 0 && ids[i-1] >= id {
+				t.Fatalf("ids out of order or unknown at %d: %v", i, ids)
+			}
+		}
+	}
+	// Subscriptions: two per session, by client id then filter.
+	var subs []string
+	after := ""
+	for {
+		var pg adminPage[struct {
+			ClientID string `json:"client_id"`
+			Filter   string `json:"filter"`
+		}]
+		a.do(t, "GET", "/api/v1/subscriptions?match=p/pg-&limit=11&after="+after, nil, &pg)
+		for _, s := range pg.Items {
+			subs = append(subs, s.ClientID+" "+s.Filter)
+		}
+		if pg.Next == "" {
+			break
+		}
+		after = pg.Next
+	}
+	if len(subs) != 240 || !sort.StringsAreSorted(subs) {
+		t.Fatalf("%d subscriptions listed (want 240), sorted %v", len(subs), sort.StringsAreSorted(subs))
+	}
 }
