@@ -269,31 +269,50 @@ func (s *Session) matches(q *Query) bool {
 	if u := s.username(); u != "" && strings.Contains(u, q.Match) {
 		return true
 	}
-	return s.online() && strings.Contains(s.c.conn.RemoteAddr(), q.Match)
+	// The address is formatted only for a match that could be part of
+	// one (a transport may allocate for it).
+	return s.online() && addressLike(q.Match) && strings.Contains(s.c.conn.RemoteAddr(), q.Match)
+}
+
+// addressLike reports whether m could be part of "host:port" with an IP
+// host.
+func addressLike(m string) bool {
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' || c == '.' || c == ':' || c == '[' || c == ']' || c == '%') {
+			return false
+		}
+	}
+	return true
 }
 
 // Sessions returns one page of the sessions, connected and offline
 // persistent ones (server-side subscriptions included), ordered by client
 // id. Each loop keeps the Offset+Limit smallest matching ids while it
 // walks its sessions (a bounded heap: nothing else is copied), and the
-// loops' candidates are merged. Total counts every match after After.
-// Safe for concurrent use; not on a loop. Errors: ErrQueryWindow,
-// ErrNotServing, ctx's.
+// loops' candidates are merged. For the first page (Offset 0) the loops
+// describe their candidates at once; deeper, a second round asks them
+// for the page's sessions only, so a deep page copies no more than a
+// first one (a session gone between the rounds is left out). Total counts
+// every match after After. Safe for concurrent use; not on a loop.
+// Errors: ErrQueryWindow, ErrNotServing, ctx's.
 func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 	if err := q.check(); err != nil {
 		return SessionPage{}, err
 	}
 	k := q.Offset + q.Limit
 	type part struct {
+		ids   []string
 		items []SessionStatus
 		total int
 	}
+	describe := q.Offset == 0
 	parts := make([]part, len(b.loops))
 	err := b.onLoops(ctx, func(l *Loop, i int) {
-		h := smallest[*Session]{k: k, key: func(s *Session) string { return s.id }}
+		h := smallest[*Session]{k: k, less: func(a, b *Session) bool { return a.id < b.id }}
 		n := 0
 		for id, s := range l.sessions {
-			if id <= q.After && q.After != "" {
+			if q.After != "" && id <= q.After {
 				continue
 			}
 			if !s.matches(&q) {
@@ -302,24 +321,58 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 			n++
 			h.offer(s)
 		}
-		ss := h.sorted()
-		out := make([]SessionStatus, len(ss))
-		for j, s := range ss {
-			out[j] = s.info(false)
+		p := part{total: n}
+		for _, s := range h.sorted() {
+			if describe {
+				p.items = append(p.items, s.info(false))
+			} else {
+				p.ids = append(p.ids, s.id)
+			}
 		}
-		parts[i] = part{items: out, total: n}
+		parts[i] = p
 	})
 	if err != nil {
 		return SessionPage{}, err
 	}
-	var all []SessionStatus
 	var pg SessionPage
-	for _, p := range parts {
-		all = append(all, p.items...)
-		pg.Total += p.total
+	if describe {
+		var all []SessionStatus
+		for _, p := range parts {
+			all = append(all, p.items...)
+			pg.Total += p.total
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i].ClientID < all[j].ClientID })
+		pg.Items = window(all, q.Offset, q.Limit)
+	} else {
+		var ids []string
+		for _, p := range parts {
+			ids = append(ids, p.ids...)
+			pg.Total += p.total
+		}
+		sort.Strings(ids)
+		page := window(ids, q.Offset, q.Limit)
+		found := make([][]SessionStatus, len(b.loops))
+		if len(page) > 0 {
+			err = b.onLoops(ctx, func(l *Loop, i int) {
+				for _, id := range page {
+					if s := l.sessions[id]; s != nil {
+						found[i] = append(found[i], s.info(false))
+					}
+				}
+			})
+			if err != nil {
+				return SessionPage{}, err
+			}
+		}
+		for _, f := range found {
+			pg.Items = append(pg.Items, f...)
+		}
+		sort.Slice(pg.Items, func(i, j int) bool { return pg.Items[i].ClientID < pg.Items[j].ClientID })
+		if len(page) > 0 && q.Offset+len(page) < pg.Total {
+			pg.Next = page[len(page)-1]
+		}
+		return pg, nil
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].ClientID < all[j].ClientID })
-	pg.Items = window(all, q.Offset, q.Limit)
 	if q.Offset+len(pg.Items) < pg.Total && len(pg.Items) > 0 {
 		pg.Next = pg.Items[len(pg.Items)-1].ClientID
 	}
@@ -395,25 +448,26 @@ func (b *Broker) Subscriptions(ctx context.Context, q Query) (SubscriptionPage, 
 		items []SubscriptionInfo
 		total int
 	}
+	afterID, afterFilter, _ := strings.Cut(q.After, "\x00")
 	parts := make([]part, len(b.loops))
 	err := b.onLoops(ctx, func(l *Loop, i int) {
-		h := smallest[SubscriptionInfo]{k: k, key: subKey}
+		h := smallest[SubscriptionInfo]{k: k, less: subLess}
 		n := 0
 		for id, s := range l.sessions {
-			if q.After != "" && id+"\x00\xff" <= q.After {
-				continue // every key of id is at or before the cursor
+			if q.After != "" && id < afterID {
+				continue // every subscription of id is before the cursor
 			}
 			idMatch := q.Match == "" || strings.Contains(id, q.Match)
 			for f, o := range s.subscriptions() {
 				if !idMatch && !strings.Contains(f, q.Match) {
 					continue
 				}
-				if q.After != "" && id+"\x00"+f <= q.After {
+				if q.After != "" && id == afterID && f <= afterFilter {
 					continue
 				}
 				n++
-				if h.full() && id+"\x00"+f >= subKey(h.top()) {
-					continue // not among the k smallest: no copy made
+				if h.full() && !subLess(SubscriptionInfo{ClientID: id, Filter: f}, h.top()) {
+					continue // not among the k smallest
 				}
 				h.offer(subInfo(id, f, o))
 			}
@@ -429,15 +483,22 @@ func (b *Broker) Subscriptions(ctx context.Context, q Query) (SubscriptionPage, 
 		all = append(all, p.items...)
 		pg.Total += p.total
 	}
-	sort.Slice(all, func(i, j int) bool { return subKey(all[i]) < subKey(all[j]) })
+	sort.Slice(all, func(i, j int) bool { return subLess(all[i], all[j]) })
 	pg.Items = window(all, q.Offset, q.Limit)
 	if q.Offset+len(pg.Items) < pg.Total && len(pg.Items) > 0 {
-		pg.Next = subKey(pg.Items[len(pg.Items)-1])
+		last := pg.Items[len(pg.Items)-1]
+		pg.Next = last.ClientID + "\x00" + last.Filter
 	}
 	return pg, nil
 }
 
-func subKey(s SubscriptionInfo) string { return s.ClientID + "\x00" + s.Filter }
+// subLess orders subscriptions by client id, then filter.
+func subLess(a, b SubscriptionInfo) bool {
+	if a.ClientID != b.ClientID {
+		return a.ClientID < b.ClientID
+	}
+	return a.Filter < b.Filter
+}
 
 // RetainedMessages returns one page of the retained messages, ordered by
 // topic; Match keeps the topics that contain it. It walks the retained
@@ -451,7 +512,7 @@ func (b *Broker) RetainedMessages(q Query) (RetainedPage, error) {
 		topic string
 		m     *Message
 	}
-	h := smallest[cand]{k: q.Offset + q.Limit, key: func(c cand) string { return c.topic }}
+	h := smallest[cand]{k: q.Offset + q.Limit, less: func(a, b cand) bool { return a.topic < b.topic }}
 	total := 0
 	match := []byte(q.Match)
 	b.retained.Range(func(topic []byte, m *Message) bool {
@@ -560,11 +621,11 @@ func window[T any](items []T, off, n int) []T {
 	return items[off:min(off+n, len(items))]
 }
 
-// smallest keeps the k items with the smallest keys offered to it: a max
-// heap on key, so a walk over n items costs O(n log k) and holds k.
+// smallest keeps the k smallest items offered to it (by less): a max
+// heap, so a walk over n items costs O(n log k) and holds k.
 type smallest[T any] struct {
 	k     int
-	key   func(T) string
+	less  func(a, b T) bool
 	items []T
 }
 
@@ -577,7 +638,7 @@ func (h *smallest[T]) offer(v T) {
 		h.up(len(h.items) - 1)
 		return
 	}
-	if h.k == 0 || h.key(v) >= h.key(h.items[0]) {
+	if h.k == 0 || !h.less(v, h.items[0]) {
 		return
 	}
 	h.items[0] = v
@@ -587,7 +648,7 @@ func (h *smallest[T]) offer(v T) {
 func (h *smallest[T]) up(i int) {
 	for i > 0 {
 		p := (i - 1) / 2
-		if h.key(h.items[p]) >= h.key(h.items[i]) {
+		if !h.less(h.items[p], h.items[i]) {
 			return
 		}
 		h.items[p], h.items[i] = h.items[i], h.items[p]
@@ -599,10 +660,10 @@ func (h *smallest[T]) down(i int) {
 	n := len(h.items)
 	for {
 		big, l, r := i, 2*i+1, 2*i+2
-		if l < n && h.key(h.items[l]) > h.key(h.items[big]) {
+		if l < n && h.less(h.items[big], h.items[l]) {
 			big = l
 		}
-		if r < n && h.key(h.items[r]) > h.key(h.items[big]) {
+		if r < n && h.less(h.items[big], h.items[r]) {
 			big = r
 		}
 		if big == i {
@@ -613,8 +674,8 @@ func (h *smallest[T]) down(i int) {
 	}
 }
 
-// sorted returns the kept items in ascending key order.
+// sorted returns the kept items in ascending order.
 func (h *smallest[T]) sorted() []T {
-	sort.Slice(h.items, func(i, j int) bool { return h.key(h.items[i]) < h.key(h.items[j]) })
+	sort.Slice(h.items, func(i, j int) bool { return h.less(h.items[i], h.items[j]) })
 	return h.items
 }
