@@ -37,6 +37,7 @@ type connLog struct {
 	tokens float64
 	last   time.Time
 
+	off        atomic.Bool // rate 0 after a SIGHUP: lines dropped, not counted
 	lines      chan connLine
 	suppressed atomic.Uint64
 	stop, done chan struct{}
@@ -91,6 +92,9 @@ func (l *connLog) OnDisconnected(c *hooks.Client, reason string) {
 // offer queues ln if the bucket has a token and the queue room; else it
 // counts it. Called on the loops: never blocks.
 func (l *connLog) offer(ln connLine) {
+	if l.off.Load() {
+		return
+	}
 	if !l.take(time.Now()) {
 		l.suppressed.Add(1)
 		return
@@ -124,6 +128,7 @@ func (l *connLog) setRate(r float64) {
 	defer l.mu.Unlock()
 	l.rate = r
 	l.tokens = math.Min(l.tokens, r)
+	l.off.Store(r <= 0)
 }
 
 func (l *connLog) currentRate() float64 {

@@ -280,3 +280,30 @@ func BenchmarkConnLogOffer(b *testing.B) {
 	b.StopTimer()
 	_ = l.Stop()
 }
+
+// The bucket holds --log-connections-rate tokens and refills at that
+// rate; a SIGHUP to 0 drops the lines without counting them (no summary
+// lines for a log turned off).
+func TestConnectionLogBucketAndOff(t *testing.T) {
+	l := newConnLog(slog.New(slog.NewTextHandler(io.Discard, nil)), 3)
+	t0 := l.last
+	var got []bool
+	for range 4 {
+		got = append(got, l.take(t0))
+	}
+	got = append(got, l.take(t0.Add(500*time.Millisecond)), l.take(t0.Add(500*time.Millisecond))) // 1.5 tokens back
+	for range 4 {
+		got = append(got, l.take(t0.Add(10*time.Second))) // full again: 3, not 28.5
+	}
+	if fmt.Sprint(got) != "[true true true false true false true true true false]" {
+		t.Fatalf("bucket: %v", got)
+	}
+	l.setRate(0)
+	c := &hooks.Client{ID: "x"}
+	for range 10 {
+		l.OnConnected(c, false)
+	}
+	if n, q := l.suppressed.Load(), len(l.lines); n != 0 || q != 0 {
+		t.Fatalf("rate 0: %d counted, %d queued; want none", n, q)
+	}
+}
