@@ -364,6 +364,11 @@ func TestRunServesProbesAndMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}
 	}
+	// The connection log is a hook: its registry's families once, not
+	// once by the broker and again by the command.
+	if n := strings.Count(body, `mcutie_hook_calls_total{hook="connlog",event="connected"}`); n != 1 {
+		t.Errorf("the connection log's hook calls appear %d times in /metrics, want 1", n)
+	}
 	if strings.Contains(body, "\nmcutie_sys_messages_published_total 0\n") {
 		t.Error("no $SYS round within 10s at --sys-interval 100ms")
 	}
