@@ -39,7 +39,9 @@ type Bridge struct {
 	droppedRefused, droppedLocal      atomic.Uint64
 	inflight                          atomic.Int64 // handed to the remote, not yet acknowledged
 	queued                            atomic.Int64 // the local session's queue + inflight, refreshed each second
-	logThrottle                       atomic.Int64 // unix ns of the last connect error logged
+	// unix ns of the last line logged, per kind: connect errors, local
+	// refusals, remote refusals (each at most every 10 s).
+	logThrottle [3]atomic.Int64
 }
 
 // localConn is one connection of the bridge's local session.
@@ -249,7 +251,10 @@ func (br *Bridge) inbound(topic string, pub broker.Publication, ack func()) {
 		// Not acknowledged: the remote sends it again.
 	default:
 		br.droppedLocal.Add(1)
-		br.log.Warn("bridge: the local broker refused a message from the remote; dropped", "topic", pub.Topic, "err", err)
+		if br.logAllowed(logLocalRefused) {
+			br.log.Warn("bridge: the local broker refused a message from the remote; dropped (counted in mcutie_bridge_messages_dropped_total{reason=\"local_refused\"})",
+				"topic", pub.Topic, "err", err, "dropped", br.droppedLocal.Load())
+		}
 		ack()
 	}
 }
@@ -398,7 +403,10 @@ func (br *Bridge) collect(r remote, acks <-chan sentItem, collected chan<- struc
 func (br *Bridge) complete(it *outItem, res ackResult) {
 	if res == ackRefused {
 		br.droppedRefused.Add(1)
-		br.log.Warn("bridge: the remote refused a message; dropped", "topic", it.topic)
+		if br.logAllowed(logRemoteRefused) {
+			br.log.Warn("bridge: the remote refused a message (PUBACK >= 0x80: its ACL or quota?); dropped (counted in mcutie_bridge_messages_dropped_total{reason=\"remote_refused\"})",
+				"topic", it.topic, "dropped", br.droppedRefused.Load())
+		}
 	} else {
 		br.sent.Add(1)
 	}
@@ -443,14 +451,28 @@ func (br *Bridge) publishState(up bool) {
 	}
 }
 
-// logConnectError logs a failed attempt, at most every 10 s.
-func (br *Bridge) logConnectError(err error) {
+// Kinds of throttled log lines.
+const (
+	logConnect = iota
+	logLocalRefused
+	logRemoteRefused
+)
+
+// logAllowed reports whether a line of this kind may be logged now: at
+// most one every 10 s, so a remote that refuses everything does not
+// flood the log (the counters count every one).
+func (br *Bridge) logAllowed(kind int) bool {
 	now := time.Now().UnixNano()
-	if last := br.logThrottle.Load(); now-last < int64(10*time.Second) || !br.logThrottle.CompareAndSwap(last, now) {
-		return
+	last := br.logThrottle[kind].Load()
+	return now-last >= int64(10*time.Second) && br.logThrottle[kind].CompareAndSwap(last, now)
+}
+
+// logConnectError logs a failed attempt (throttled).
+func (br *Bridge) logConnectError(err error) {
+	if br.logAllowed(logConnect) {
+		br.log.Warn("bridge: cannot connect to the remote; retrying with backoff", "address", br.cfg.Address,
+			"err", err, "attempts_failed", br.connectErrors.Load())
 	}
-	br.log.Warn("bridge: cannot connect to the remote; retrying with backoff", "address", br.cfg.Address,
-		"err", err, "attempts_failed", br.connectErrors.Load())
 }
 
 // sleep waits d or until Stop; false: stopped.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -440,5 +441,33 @@ func TestRemovedBridgeSession(t *testing.T) {
 	}
 	if si, found, _ := l.b.SessionInfo(ctx, broker.BridgeClientIDPrefix+"kept"); !found || si.Queued+si.Inflight != 1 {
 		t.Fatalf("the kept bridge's session: %+v found %v, want its message", si, found)
+	}
+}
+
+// TestRemoteRefuses: Mosquitto's ACL refuses one topic (v5 PUBACK 0x87):
+// that message is dropped and counted, and the stream goes on (a refusal
+// is not sent again for ever).
+func TestRemoteRefuses(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "acl")
+	if err := os.WriteFile(acl, []byte("topic readwrite ok/#\ntopic read denied/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mq := newMosquitto(t, "listener %d 127.0.0.1\nacl_file "+acl+"\n")
+	l := newLocal(t, broker.Options{})
+	m := startBridges(t, l, bridgeYAML("acl", "tcp://"+mq.addr(), "5", "", "      - {pattern: \"#\", direction: out, qos: 1}\n"))
+	br := m.Bridges()[0]
+	waitUntil(t, 10*time.Second, "the bridge up", func() bool { return br.Status().Up })
+	recv := newCollector()
+	subscribe(t, client(t, mq.addr(), "acl-sub", true), "#", 1, recv)
+	pub := client(t, l.addr, "acl-pub", true)
+	publish(t, pub, "denied/x", 1, false, "refused")
+	publish(t, pub, "ok/x", 1, false, "after")
+	got := recv.waitFor(t, 10*time.Second, "the allowed message", func(ms []mqtt.Message) bool { return len(ms) >= 1 })
+	if got[0].Topic() != "ok/x" {
+		t.Fatalf("remote got %s first, want ok/x (denied/x refused)", got[0].Topic())
+	}
+	waitUntil(t, 10*time.Second, "the refusal counted", func() bool { return br.Status().DroppedRemote == 1 })
+	if st := br.Status(); st.Reconnects != 0 {
+		t.Errorf("reconnects %d: a refusal must not cut the connection", st.Reconnects)
 	}
 }
