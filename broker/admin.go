@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"sort"
 	"strings"
 	"sync"
@@ -147,6 +148,15 @@ type RetainedPage struct {
 // what belongs to index i: after ctx ends the caller stops reading, and
 // a late fn may still run. Safe for concurrent use; not on a loop.
 func (b *Broker) onLoops(ctx context.Context, fn func(l *Loop, i int)) error {
+	return b.onLoopsAsync(ctx, func(l *Loop, i int, done func()) {
+		fn(l, i)
+		done()
+	})
+}
+
+// onLoopsAsync is onLoops for work that may take several passes of a
+// loop (walkSessions): fn calls done, on the loop, once it has finished.
+func (b *Broker) onLoopsAsync(ctx context.Context, fn func(l *Loop, i int, done func())) error {
 	for _, l := range b.loops {
 		if !l.bound() {
 			return ErrNotServing
@@ -157,16 +167,12 @@ func (b *Broker) onLoops(ctx context.Context, fn func(l *Loop, i int)) error {
 		i, l := i, l
 		wg.Add(1)
 		run := func() {
-			defer wg.Done()
 			l.tick()
-			fn(l, i)
+			fn(l, i, wg.Done)
 			l.flush()
 		}
-		if !l.post(inboxItem{kind: itemFunc, fn: run}, true) {
-			if err := l.exec(run); err != nil {
-				wg.Done()
-				return ErrNotServing
-			}
+		if err := l.runSoon(run); err != nil {
+			return ErrNotServing
 		}
 	}
 	done := make(chan struct{})
@@ -180,6 +186,73 @@ func (b *Broker) onLoops(ctx context.Context, fn func(l *Loop, i int)) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// runSoon queues fn to run on l after what its inbox already holds (or,
+// with the inbox full, through its executor). Safe from any goroutine,
+// l's own included: it never waits.
+func (l *Loop) runSoon(fn func()) error {
+	if l.post(inboxItem{kind: itemFunc, fn: fn}, false) {
+		return nil
+	}
+	return l.exec(fn)
+}
+
+// walkChunk is how many sessions walkSessions visits in one pass of a
+// loop: at the measured cost (docs/admin.md) well under a millisecond,
+// the longest a management query holds a loop from its connections.
+const walkChunk = 2048
+
+// walkObserved, when set (tests only, before any broker runs), is told
+// how long each chunk of a walk held its loop.
+var walkObserved func(time.Duration)
+
+// walkSessions calls visit for each of l's sessions, walkChunk of them
+// per pass of the loop: after each chunk the rest goes to the back of
+// the loop's inbox, so the loop serves its connections in between and a
+// walk over any number of sessions holds it no longer than one chunk.
+// Sessions added or removed meanwhile may or may not be visited (Go's
+// map iteration rules), none twice. finish runs on the loop after the
+// last chunk. Loop-only.
+func (l *Loop) walkSessions(visit func(*Session), finish func()) {
+	next, stop := iter.Pull(func(yield func([]*Session) bool) {
+		buf := make([]*Session, 0, walkChunk)
+		for _, s := range l.sessions {
+			if buf = append(buf, s); len(buf) == walkChunk {
+				if !yield(buf) {
+					return
+				}
+				buf = buf[:0]
+			}
+		}
+		if len(buf) > 0 {
+			yield(buf)
+		}
+	})
+	var step func()
+	step = func() {
+		var t0 time.Time
+		if walkObserved != nil {
+			t0 = time.Now()
+		}
+		l.tick()
+		chunk, ok := next()
+		for _, s := range chunk {
+			visit(s)
+		}
+		if walkObserved != nil {
+			walkObserved(time.Since(t0))
+		}
+		if ok {
+			if err := l.runSoon(step); err == nil {
+				return
+			}
+		}
+		stop()
+		finish()
+		l.flush()
+	}
+	step()
 }
 
 // versionName names an MQTT protocol level.
@@ -308,28 +381,30 @@ func (b *Broker) Sessions(ctx context.Context, q Query) (SessionPage, error) {
 	}
 	describe := q.Offset == 0
 	parts := make([]part, len(b.loops))
-	err := b.onLoops(ctx, func(l *Loop, i int) {
+	err := b.onLoopsAsync(ctx, func(l *Loop, i int, done func()) {
 		h := smallest[*Session]{k: k, less: func(a, b *Session) bool { return a.id < b.id }}
 		n := 0
-		for id, s := range l.sessions {
-			if q.After != "" && id <= q.After {
-				continue
-			}
-			if !s.matches(&q) {
-				continue
+		l.walkSessions(func(s *Session) {
+			if q.After != "" && s.id <= q.After || !s.matches(&q) {
+				return
 			}
 			n++
 			h.offer(s)
-		}
-		p := part{total: n}
-		for _, s := range h.sorted() {
-			if describe {
-				p.items = append(p.items, s.info(false))
-			} else {
-				p.ids = append(p.ids, s.id)
+		}, func() {
+			p := part{total: n}
+			for _, s := range h.sorted() {
+				if l.sessions[s.id] != s {
+					continue // ended during the walk
+				}
+				if describe {
+					p.items = append(p.items, s.info(false))
+				} else {
+					p.ids = append(p.ids, s.id)
+				}
 			}
-		}
-		parts[i] = p
+			parts[i] = p
+			done()
+		})
 	})
 	if err != nil {
 		return SessionPage{}, err
@@ -450,12 +525,13 @@ func (b *Broker) Subscriptions(ctx context.Context, q Query) (SubscriptionPage, 
 	}
 	afterID, afterFilter, _ := strings.Cut(q.After, "\x00")
 	parts := make([]part, len(b.loops))
-	err := b.onLoops(ctx, func(l *Loop, i int) {
+	err := b.onLoopsAsync(ctx, func(l *Loop, i int, done func()) {
 		h := smallest[SubscriptionInfo]{k: k, less: subLess}
 		n := 0
-		for id, s := range l.sessions {
+		l.walkSessions(func(s *Session) {
+			id := s.id
 			if q.After != "" && id < afterID {
-				continue // every subscription of id is before the cursor
+				return // every subscription of id is before the cursor
 			}
 			idMatch := q.Match == "" || strings.Contains(id, q.Match)
 			for f, o := range s.subscriptions() {
@@ -471,8 +547,10 @@ func (b *Broker) Subscriptions(ctx context.Context, q Query) (SubscriptionPage, 
 				}
 				h.offer(subInfo(id, f, o))
 			}
-		}
-		parts[i] = part{items: h.sorted(), total: n}
+		}, func() {
+			parts[i] = part{items: h.sorted(), total: n}
+			done()
+		})
 	})
 	if err != nil {
 		return SubscriptionPage{}, err
