@@ -138,3 +138,59 @@ func (b *Broker) TakenOverElsewhere(ctx context.Context, id, node string) (found
 	}
 	return found, err
 }
+
+// RangeRetained calls fn with every retained message ($SYS ones aside)
+// until fn returns false: for a node that joins a cluster (a copy of what
+// the others retain). fn runs outside the retained index's lock, so it
+// may block; m is valid during the call only. Safe for concurrent use.
+func (b *Broker) RangeRetained(fn func(m *PeerMessage) bool) {
+	// Retained messages are pinned (never pooled): their pointers stay
+	// valid once collected, whatever replaces them meanwhile.
+	var ms []*Message
+	b.retained.Range(func(topic []byte, m *Message) bool {
+		if !b.isSys(topic) {
+			ms = append(ms, m)
+		}
+		return true
+	})
+	var pm PeerMessage
+	for _, m := range ms {
+		pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, ExpireAt: m.ExpireAt}
+		if !fn(&pm) {
+			return
+		}
+	}
+}
+
+// RetainFromPeer keeps p as the retained message of its topic when this
+// node has none: another node's copy, sent when this one joined
+// (RangeRetained there). It is not delivered to anyone, and never
+// replaces a retained message this node has, which is as new or newer.
+// Safe for concurrent use; it copies p before it returns.
+func (b *Broker) RetainFromPeer(p *codec.Publish, expireAt time.Time) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if codec.ValidateTopicName(p.Topic) != nil || p.QoS > 2 || len(p.Payload) == 0 {
+		return ErrPeerMessage
+	}
+	if _, ok := b.retained.Get(p.Topic); ok {
+		return nil
+	}
+	l := b.loops[b.homeLoop(p.Topic)]
+	m := newMessage(p, nil, b.readClock())
+	m.fromPeer, m.Retain, m.pinned = true, true, true
+	if !expireAt.IsZero() {
+		m.ExpireAt = expireAt.UnixNano()
+	}
+	if !l.post(inboxItem{kind: itemFunc, fn: func() {
+		if _, ok := b.retained.Get(m.Topic); !ok {
+			l.setRetained(m)
+		}
+		m.release()
+	}}, true) {
+		m.release()
+		return ErrInboxFull
+	}
+	return nil
+}

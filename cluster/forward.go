@@ -16,12 +16,20 @@ import (
 
 // Wire format of a forwarded message (mcutie.msg.<node>):
 //
-//	version (1) | expireAt unix ns (8, 0: none) | len(source) (1) | source |
+//	version (1) | kind (1) | expireAt unix ns (8, 0: none) |
+//	len(source) (1) | source |
 //	the message as an MQTT 5 PUBLISH packet (packet id 1 when QoS > 0)
 //
 // The PUBLISH carries topic, payload, QoS, retain and the forwarded v5
-// properties; codec encodes and checks it both ways.
-const wireVersion = 1
+// properties; codec encodes and checks it both ways. kind is kindLive (a
+// message published on source) or kindRetainedCopy (source's retained
+// message, sent to a node that joined: kept if the receiver has none,
+// delivered to no one).
+const (
+	wireVersion      = 2
+	kindLive         = 0
+	kindRetainedCopy = 1
+)
 
 // Forward implements broker.Peers: it queues m for the nodes with a
 // matching filter (every node, for a retained message). Never blocks;
@@ -48,7 +56,7 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 		return 0
 	}
 	bp := n.bufPool.Get().(*[]byte)
-	*bp = n.encode((*bp)[:0], m)
+	*bp = n.encode((*bp)[:0], kindLive, m)
 	select {
 	case n.queue <- outItem{to: to, ix: ix, buf: bp}:
 		n.forwarded.Add(1)
@@ -60,8 +68,8 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 	}
 }
 
-func (n *Node) encode(dst []byte, m *broker.PeerMessage) []byte {
-	dst = append(dst, wireVersion)
+func (n *Node) encode(dst []byte, kind byte, m *broker.PeerMessage) []byte {
+	dst = append(dst, wireVersion, kind)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
 	dst = append(dst, byte(len(n.o.NodeID)))
 	dst = append(dst, n.o.NodeID...)
@@ -78,27 +86,31 @@ func (n *Node) encode(dst []byte, m *broker.PeerMessage) []byte {
 var errWire = errors.New("cluster: malformed message from a peer")
 
 // decode parses a forwarded message into p (aliasing b).
-func decode(b []byte, p *codec.Publish) (source []byte, expireAt time.Time, err error) {
-	if len(b) < 10 || b[0] != wireVersion {
-		return nil, time.Time{}, errWire
+func decode(b []byte, p *codec.Publish) (kind byte, source []byte, expireAt time.Time, err error) {
+	if len(b) < 11 || b[0] != wireVersion || b[1] > kindRetainedCopy {
+		return 0, nil, time.Time{}, errWire
 	}
-	exp := int64(binary.BigEndian.Uint64(b[1:9]))
-	sl := int(b[9])
-	if len(b) < 10+sl {
-		return nil, time.Time{}, errWire
+	kind = b[1]
+	exp := int64(binary.BigEndian.Uint64(b[2:10]))
+	sl := int(b[10])
+	if len(b) < 11+sl {
+		return 0, nil, time.Time{}, errWire
 	}
-	source, b = b[10:10+sl], b[10+sl:]
+	source, b = b[11:11+sl], b[11+sl:]
 	h, err := codec.Frame(b, codec.MaxPacketSize)
 	if err != nil || h.HeaderLen+h.Remaining != len(b) {
-		return nil, time.Time{}, errWire
+		return 0, nil, time.Time{}, errWire
 	}
 	if err := p.Decode(h, b[h.HeaderLen:], codec.V5); err != nil {
-		return nil, time.Time{}, err
+		return 0, nil, time.Time{}, err
+	}
+	if kind == kindRetainedCopy && (!p.Retain || len(p.Payload) == 0) {
+		return 0, nil, time.Time{}, errWire
 	}
 	if exp != 0 {
 		expireAt = time.Unix(0, exp)
 	}
-	return source, expireAt, nil
+	return kind, source, expireAt, nil
 }
 
 // send publishes the queue in order; it exits once Stop was called and
@@ -138,16 +150,24 @@ func (n *Node) publish(it outItem) {
 // onMessage routes a message another node forwarded to this one.
 func (n *Node) onMessage(msg *nats.Msg) {
 	var p codec.Publish
-	source, expireAt, err := decode(msg.Data, &p)
+	kind, source, expireAt, err := decode(msg.Data, &p)
 	if err != nil {
 		n.badIn.Add(1)
 		n.log.Warn("cluster: dropped a malformed message from a peer", "err", err)
 		return
 	}
 	p.PacketID = 0
-	n.received.Add(1)
+	if kind == kindRetainedCopy {
+		n.retainedCopies.Add(1)
+	} else {
+		n.received.Add(1)
+	}
 	for {
-		err = n.b.RouteFromPeer(source, &p, expireAt)
+		if kind == kindRetainedCopy {
+			err = n.b.RetainFromPeer(&p, expireAt)
+		} else {
+			err = n.b.RouteFromPeer(source, &p, expireAt)
+		}
 		if !errors.Is(err, broker.ErrInboxFull) {
 			break
 		}
@@ -171,6 +191,7 @@ var (
 	metricDropped   = promtext.Counter("mcutie_cluster_dropped_messages_total", "Messages for other nodes dropped: the send queue (--cluster-queue) was full or the send failed.")
 	metricMalformed = promtext.Counter("mcutie_cluster_malformed_messages_total", "Messages or announcements from other nodes that could not be decoded or routed.")
 	metricQueued    = promtext.Gauge("mcutie_cluster_queued_messages", "Messages waiting to be sent to other nodes.")
+	metricRetCopies = promtext.Counter("mcutie_cluster_retained_copies_received_total", "Retained messages another node sent when this one joined (kept when this node had none for the topic).")
 	metricTakenOver = promtext.Counter("mcutie_cluster_sessions_taken_over_total", "Sessions ended here because their client connected to another node.")
 	metricClaimLost = promtext.Counter("mcutie_cluster_claims_dropped_total", "Announcements of a client connected here that could not be sent (queue full or send failed): another node may keep that client's old connection.")
 )
@@ -185,6 +206,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricDropped.Write(w, n.dropped.Load())
 	metricMalformed.Write(w, n.badIn.Load())
 	metricQueued.Write(w, uint64(len(n.queue)))
+	metricRetCopies.Write(w, n.retainedCopies.Load())
 	metricTakenOver.Write(w, n.takenOver.Load())
 	metricClaimLost.Write(w, n.claimsDropped.Load())
 }

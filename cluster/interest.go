@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
 	"github.com/nats-io/nats.go"
@@ -143,6 +144,11 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		n.peers[a.Node] = p
 		n.log.Info("cluster: node joined", "peer", a.Node)
 		rebuild = true // retained messages go to it from now on
+		if n.firstOfOthersLocked(a.Node) {
+			// What was retained before it joined: one node sends it.
+			n.wg.Add(1)
+			go n.sendRetainedCopies(a.Node, p.subject)
+		}
 	}
 	p.seen = time.Now()
 	switch {
@@ -226,4 +232,41 @@ func (n *Node) PeerInterest(node, filter string) bool {
 	}
 	i := sort.SearchStrings(p.filters, filter)
 	return i < len(p.filters) && p.filters[i] == filter
+}
+
+// firstOfOthersLocked reports whether this node has the lowest id of the
+// nodes it knows other than newcomer: the one that sends the newcomer its
+// retained messages. peersMu held.
+func (n *Node) firstOfOthersLocked(newcomer string) bool {
+	for id := range n.peers {
+		if id != newcomer && id < n.o.NodeID {
+			return false
+		}
+	}
+	return true
+}
+
+// sendRetainedCopies sends every retained message of this node to a node
+// that joined, which keeps those it has none for. Copies go straight to
+// NATS, not through the forward queue: they need no order with live
+// messages (a live message is never replaced by a copy).
+func (n *Node) sendRetainedCopies(node, subject string) {
+	defer n.wg.Done()
+	count := 0
+	var buf []byte
+	n.b.RangeRetained(func(m *broker.PeerMessage) bool {
+		select {
+		case <-n.stop:
+			return false
+		default:
+		}
+		buf = n.encode(buf[:0], kindRetainedCopy, m)
+		if err := n.nc.Publish(subject, buf); err != nil {
+			n.dropped.Add(1)
+			return true
+		}
+		count++
+		return true
+	})
+	n.log.Info("cluster: retained messages sent to a node that joined", "peer", node, "messages", count)
 }

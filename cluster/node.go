@@ -72,7 +72,7 @@ type Node struct {
 	claims chan string // client ids connected here, to announce
 
 	forwarded, sent, dropped, received, badIn atomic.Uint64
-	takenOver, claimsDropped                  atomic.Uint64
+	takenOver, claimsDropped, retainedCopies  atomic.Uint64
 }
 
 // outItem is one encoded message for the peers in the bit set to (bit i:
@@ -172,6 +172,10 @@ func (n *Node) Start(b *broker.Broker) error {
 			Host: host,
 			Port: p,
 		},
+		// Messages up to the largest MQTT packet mcutie takes by default
+		// cross; larger ones are dropped and counted (NATS caps a message
+		// at 64 MiB).
+		MaxPayload: 64 << 20,
 		// A partition is noticed within PingInterval × MaxPingsOut.
 		PingInterval: 2 * time.Second,
 		MaxPingsOut:  3,

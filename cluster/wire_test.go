@@ -23,13 +23,13 @@ func TestWireRoundTrip(t *testing.T) {
 		{Topic: []byte("a/b c.d"), Payload: []byte("payload"), QoS: 2, Retain: true, Props: props, ExpireAt: exp},
 		{Topic: []byte("r"), QoS: 1, Retain: true}, // an empty retained message clears
 	} {
-		raw := n.encode(nil, &m)
+		raw := n.encode(nil, kindLive, &m)
 		var p codec.Publish
-		src, expireAt, err := decode(raw, &p)
+		kind, src, expireAt, err := decode(raw, &p)
 		if err != nil {
 			t.Fatalf("%q: %v", m.Topic, err)
 		}
-		if string(src) != "node-1" || !bytes.Equal(p.Topic, m.Topic) || !bytes.Equal(p.Payload, m.Payload) || p.QoS != m.QoS || p.Retain != m.Retain {
+		if kind != kindLive || string(src) != "node-1" || !bytes.Equal(p.Topic, m.Topic) || !bytes.Equal(p.Payload, m.Payload) || p.QoS != m.QoS || p.Retain != m.Retain {
 			t.Fatalf("%q: decoded %+v from %q", m.Topic, p, src)
 		}
 		if m.ExpireAt != 0 && expireAt.UnixNano() != m.ExpireAt || m.ExpireAt == 0 && !expireAt.IsZero() {
@@ -45,17 +45,19 @@ func TestWireRoundTrip(t *testing.T) {
 // accepts re-encodes to a message that decodes the same.
 func FuzzDecode(f *testing.F) {
 	n := &Node{o: Options{NodeID: "n"}}
-	f.Add(n.encode(nil, &broker.PeerMessage{Topic: []byte("a/b"), Payload: []byte("x"), QoS: 1}))
-	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(n.encode(nil, kindLive, &broker.PeerMessage{Topic: []byte("a/b"), Payload: []byte("x"), QoS: 1}))
+	f.Add(n.encode(nil, kindRetainedCopy, &broker.PeerMessage{Topic: []byte("r"), Payload: []byte("x"), Retain: true}))
+	f.Add([]byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p codec.Publish
-		if _, _, err := decode(b, &p); err != nil {
+		kind, _, _, err := decode(b, &p)
+		if err != nil {
 			return
 		}
-		again := n.encode(nil, &broker.PeerMessage{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain})
+		again := n.encode(nil, kind, &broker.PeerMessage{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain})
 		var q codec.Publish
-		if _, _, err := decode(again, &q); err != nil || !bytes.Equal(q.Topic, p.Topic) || !bytes.Equal(q.Payload, p.Payload) {
+		if _, _, _, err := decode(again, &q); err != nil || !bytes.Equal(q.Topic, p.Topic) || !bytes.Equal(q.Payload, p.Payload) {
 			t.Fatalf("re-encoded message does not decode the same: %v", err)
 		}
 	})

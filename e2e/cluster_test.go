@@ -28,33 +28,46 @@ type clusterNode struct {
 // heard from every other.
 func startCluster(t *testing.T, n int) []*clusterNode {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-	}
+	seed := freePort(t)
 	var nodes []*clusterNode
 	for i := range n {
-		id := fmt.Sprintf("n%d", i)
-		var join []string
-		if i > 0 {
-			join = []string{fmt.Sprintf("127.0.0.1:%d", ports[0])}
-		}
-		cn, err := cluster.New(cluster.Options{NodeID: id, Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Join: join,
-			HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tb := start(t, broker.Options{NodeID: id, Peers: cn})
-		if err := cn.Start(tb.B); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cn.Stop) // runs before the broker's stop (cleanups run last first)
-		nodes = append(nodes, &clusterNode{testBroker: tb, id: id, node: cn})
+		nodes = append(nodes, addClusterNode(t, i, seed))
 	}
+	waitKnown(t, nodes)
+	return nodes
+}
+
+// addClusterNode starts node i of a cluster whose first node listens on
+// seed (node 0 is that first node).
+func addClusterNode(t *testing.T, i, seed int) *clusterNode {
+	t.Helper()
+	id := fmt.Sprintf("n%d", i)
+	port := seed
+	var join []string
+	if i > 0 {
+		port = freePort(t)
+		join = []string{fmt.Sprintf("127.0.0.1:%d", seed)}
+	}
+	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: fmt.Sprintf("127.0.0.1:%d", port), Join: join,
+		HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := start(t, broker.Options{NodeID: id, Peers: cn})
+	if err := cn.Start(tb.B); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Stop) // runs before the broker's stop (cleanups run last first)
+	return &clusterNode{testBroker: tb, id: id, node: cn}
+}
+
+// waitKnown waits until every node knows every other's interest.
+func waitKnown(t *testing.T, nodes []*clusterNode) {
+	t.Helper()
 	v5Wait(t, "every node knows every other's interest", func() bool {
 		for _, c := range nodes {
 			ps := c.node.Peers()
-			if len(ps) != n-1 {
+			if len(ps) != len(nodes)-1 {
 				return false
 			}
 			for _, p := range ps {
@@ -65,7 +78,6 @@ func startCluster(t *testing.T, n int) []*clusterNode {
 		}
 		return true
 	})
-	return nodes
 }
 
 // waitInterest waits until every node other than at has heard that at's
@@ -423,4 +435,51 @@ func TestClusterNodeKilled(t *testing.T) {
 		got = string(again.recv(t).Payload) // stream messages first, maybe
 	}
 	t.Logf("killed node B mid-stream: C received %d of %d in order, %d duplicates", next, n, dups)
+}
+
+// TestClusterRetainedForLateNode: a node that joins after messages were
+// retained gets them from the cluster (one copy per topic, kept because
+// it had none) and gives them to its subscribers [MQTT-3.3.1-6]; copies
+// are not delivered as new messages to subscribers it already has.
+func TestClusterRetainedForLateNode(t *testing.T) {
+	seed := freePort(t)
+	a := addClusterNode(t, 0, seed)
+	b := addClusterNode(t, 1, seed)
+	waitKnown(t, []*clusterNode{a, b})
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "late-pub", CleanStart: true, KeepAlive: 30})
+	for i := range 3 {
+		pub.publish(t, &paho.Publish{Topic: "late/" + strconv.Itoa(i), QoS: 1, Retain: true, Payload: []byte("v" + strconv.Itoa(i)),
+			Properties: &paho.PublishProperties{ContentType: "text/plain"}})
+	}
+	v5Wait(t, "B has the retained messages", func() bool {
+		return metricValue(t, b.node, "mcutie_cluster_received_messages_total") >= 3
+	})
+
+	c := addClusterNode(t, 2, seed)
+	waitKnown(t, []*clusterNode{a, b, c})
+	v5Wait(t, "C gets copies of what was retained", func() bool {
+		return metricValue(t, c.node, "mcutie_cluster_retained_copies_received_total") >= 3
+	})
+	if n := metricValue(t, c.node, "mcutie_cluster_retained_copies_received_total"); n != 3 {
+		t.Errorf("C got %v copies, want 3 (one node sends them)", n)
+	}
+	if err := c.B.WaitIdle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "late-sub", CleanStart: true, KeepAlive: 30})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "late/#", QoS: 1}}})
+	got := map[string]string{}
+	for range 3 {
+		p := sub.recv(t)
+		if !p.Retain || p.Properties == nil || p.Properties.ContentType != "text/plain" {
+			t.Fatalf("%q: retain %v properties %+v", p.Topic, p.Retain, p.Properties)
+		}
+		got[p.Topic] = string(p.Payload)
+	}
+	for i := range 3 {
+		if got["late/"+strconv.Itoa(i)] != "v"+strconv.Itoa(i) {
+			t.Fatalf("C's subscriber got %v", got)
+		}
+	}
+	sub.quiet(t)
 }
