@@ -69,7 +69,8 @@ func TestPackaging_MakeTargets(t *testing.T) {
 		if !strings.Contains(img, want) {
 			t.Errorf("make -n image: no %q in\n%s", want, img)
 		}
-	} // The Kubernetes manifests and the Helm chart are checked by the
+	}
+	// The Kubernetes manifests and the Helm chart are checked by the
 	// nested module packaging/check, which ./... does not reach: make test
 	// (what CI runs) and make test-packaging must run it.
 	for _, target := range []string{"test", "test-packaging"} {
