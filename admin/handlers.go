@@ -704,7 +704,7 @@ func (a *API) listeners(_ http.ResponseWriter, _ *http.Request) (int, any) {
 	out := listenersJSON{Listeners: []listenerJSON{}}
 	if a.o.Listeners != nil {
 		for _, l := range a.o.Listeners() {
-			out.Listeners = append(out.Listeners, listenerJSON{Kind: l.Kind, Address: l.Address, URL: l.URL, Proxy: l.Proxy})
+			out.Listeners = append(out.Listeners, listenerJSON(l))
 		}
 	}
 	return http.StatusOK, out
@@ -726,7 +726,7 @@ func (a *API) config(_ http.ResponseWriter, _ *http.Request) (int, any) {
 	out := configJSON{Settings: []settingJSON{}}
 	if a.o.Config != nil {
 		for _, s := range a.o.Config() {
-			out.Settings = append(out.Settings, settingJSON{Name: s.Name, Value: s.Value, Default: s.Default, Changed: s.Changed, Secret: s.Secret})
+			out.Settings = append(out.Settings, settingJSON(s))
 		}
 	}
 	return http.StatusOK, out
