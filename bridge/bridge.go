@@ -203,6 +203,9 @@ func (br *Bridge) connectLocal(ctx context.Context) (*localConn, error) {
 			return fail(fmt.Errorf("subscribing locally to %q: %w", s.Filter, err))
 		}
 	}
+	// Every mapping has its handler now: what a resumed session had
+	// queued for a filter no longer configured is dropped, not held.
+	client.DropUnmatched()
 	br.localMu.Lock()
 	br.local = lc
 	br.localMu.Unlock()

@@ -100,12 +100,13 @@ type InProcClient struct {
 	waits    map[uint16]*inprocWait
 	handlers []inprocHandler
 
-	dropped  atomic.Uint64
-	stopOnce sync.Once
-	stop     chan struct{} // closed when the connection ends
-	done     chan struct{} // closed when the goroutine has returned
-	errMu    sync.Mutex
-	err      error
+	dropped       atomic.Uint64
+	dropUnmatched atomic.Bool // DropUnmatched: acknowledge and drop what no handler takes
+	stopOnce      sync.Once
+	stop          chan struct{} // closed when the connection ends
+	done          chan struct{} // closed when the goroutine has returned
+	errMu         sync.Mutex
+	err           error
 }
 
 // inprocHandler is one Subscribe's handler.
@@ -624,7 +625,7 @@ func (ic *InProcClient) dispatch() {
 				default:
 				}
 				if !ic.handle(it) {
-					if it.qos == 0 {
+					if it.qos == 0 || ic.dropUnmatched.Load() { // DropUnmatched (inproc_ack.go)
 						ic.dropped.Add(1)
 						sc.done(it)
 					} else {

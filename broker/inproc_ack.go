@@ -77,6 +77,17 @@ func (ic *InProcClient) callAck(afns []func(*Delivered, func()), it subItem) {
 	}
 }
 
+// DropUnmatched makes the client acknowledge and drop (counting them in
+// Dropped) the QoS 1/2 messages no handler matches, instead of holding
+// them for a later Subscribe: those held now and those to come. A bridge
+// calls it once its handlers are in place, so that messages a resumed
+// session had queued for a filter it no longer has do not hold window
+// slots for ever. Safe for concurrent use.
+func (ic *InProcClient) DropUnmatched() {
+	ic.dropUnmatched.Store(true)
+	ic.poke()
+}
+
 // SessionInfo is what an in-process client's session holds (SessionInfo).
 type SessionInfo struct {
 	// Filters are the session's subscriptions, as subscribed.

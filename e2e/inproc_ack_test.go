@@ -90,3 +90,50 @@ func TestInProc_SubscribeAckLater(t *testing.T) {
 		t.Fatalf("network CONNECT as the bridge: %v %+v, want refused 0x85", err, ca)
 	}
 }
+
+// DropUnmatched: what a resumed session had queued for a filter it no
+// longer has is acknowledged and dropped (counted), not held for ever;
+// the other messages flow.
+func TestInProc_DropUnmatched(t *testing.T) {
+	tb := start(t, broker.Options{})
+	opts := broker.ConnectOptions{CleanStart: true, SessionExpiry: -1, ReceiveMaximum: 4}
+	ic, err := tb.B.ConnectBridge(embedCtx(t), "unmatched", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"keep/#", "gone/#"} {
+		if err := ic.SubscribeAck(embedCtx(t), broker.ClientSubscription{Filter: f, QoS: 1}, func(_ *broker.Delivered, ack func()) { ack() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ic.Disconnect()
+	for i := 0; i < 3; i++ {
+		if err := tb.B.PublishMessage(embedCtx(t), broker.Publication{Topic: "gone/x", Payload: []byte("old"), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts.CleanStart = false
+	ic2, err := tb.B.ConnectBridge(embedCtx(t), "unmatched", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic2.Disconnect()
+	if err := ic2.Unsubscribe(embedCtx(t), "gone/#"); err != nil {
+		t.Fatal(err)
+	}
+	sink := newEmbedSink()
+	if err := ic2.SubscribeAck(embedCtx(t), broker.ClientSubscription{Filter: "keep/#", QoS: 1}, func(m *broker.Delivered, ack func()) { sink.add(m); ack() }); err != nil {
+		t.Fatal(err)
+	}
+	ic2.DropUnmatched()
+	v5Wait(t, "the 3 old messages dropped and the session empty", func() bool {
+		si, err := ic2.SessionInfo(embedCtx(t))
+		return err == nil && ic2.Dropped() == 3 && si.Inflight+si.Queued == 0
+	})
+	for i := 0; i < 6; i++ { // more than ReceiveMaximum: the window is free
+		if err := tb.B.PublishMessage(embedCtx(t), broker.Publication{Topic: "keep/x", Payload: []byte(fmt.Sprint(i)), QoS: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink.waitN(t, 6)
+}
