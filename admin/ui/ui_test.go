@@ -25,7 +25,7 @@ var updateSourceHash = flag.Bool("update-source-hash", false, "write dist/.sourc
 // it for the sources dist/ was built from.
 func sourceHash(t *testing.T) string {
 	t.Helper()
-	files := []string{"index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts"}
+	files := []string{"index.html", "licenses.mjs", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts"}
 	err := filepath.WalkDir("src", func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			files = append(files, filepath.ToSlash(p))
@@ -134,6 +134,21 @@ func TestHandler_ServesIndexAndAssets(t *testing.T) {
 	}
 	if assets < 2 {
 		t.Fatalf("index.html names %d assets, want the script and the stylesheet:\n%s", assets, body)
+	}
+}
+
+// The licenses of what the bundles hold ship beside them (the minifier
+// drops license comments).
+func TestHandler_ThirdPartyLicenses(t *testing.T) {
+	res := get(t, Handler(), "GET", "/third-party-licenses.txt", "")
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("GET /third-party-licenses.txt: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	for _, pkg := range []string{"\npreact ", "\nuplot ", "\nmqtt ", "Bundled inside MQTT.js"} {
+		if !strings.Contains(string(b), pkg) {
+			t.Fatalf("third-party-licenses.txt does not name %q", strings.TrimSpace(pkg))
+		}
 	}
 }
 
