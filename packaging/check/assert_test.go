@@ -168,7 +168,7 @@ func checkBundle(t *testing.T, b *bundle, flags map[string]bool) {
 	spec := &pod.Spec
 	where := b.name + ": StatefulSet " + ss.Name
 	if ss.Spec.Replicas == nil || *ss.Spec.Replicas != 1 {
-		t.Errorf("%s: replicas must be 1 (mcutie is not clustered: a second replica would be a separate broker)", where)
+		t.Errorf("%s: replicas must be 1 (no --cluster-* here: a second replica would be a separate broker)", where)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ss.Spec.Selector)
 	if err != nil || sel.Empty() || !sel.Matches(labels.Set(pod.Labels)) {
