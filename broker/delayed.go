@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/codec"
-	"github.com/mcutie/mcutie/hooks"
 	"github.com/mcutie/mcutie/store"
 )
 
@@ -208,11 +207,8 @@ func (l *Loop) releaseDelayed(e *delayedEntry) {
 		l.addOp(store.Op{Delete: true, Delayed: &store.Delayed{ID: e.id, PublishAt: e.at}}, nil)
 	}
 	b.delayed.ctr[delayedPublished].Add(1)
-	if b.hooks.Has(hooks.Publish) {
-		if m = l.interceptMessage(m, hooks.FromServer, nil); m == nil {
-			return
-		}
-	}
+	// The Publish hooks saw (and could change or drop) the message when
+	// the client published it; they are not asked a second time.
 	l.publish(m, nil)
 	m.release()
 }
