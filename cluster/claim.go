@@ -25,8 +25,8 @@ type claim struct {
 // Connected implements broker.Peers: client id connected here. It queues
 // the claim (never blocks; a full queue drops it, counted).
 func (n *Node) Connected(clientID string) {
-	if n.b == nil {
-		return
+	if !n.routing.Load() {
+		return // not started
 	}
 	select {
 	case n.claims <- clientID:

@@ -36,7 +36,7 @@ const (
 // a full queue drops the message (counted). It allocates nothing: the
 // targets are a bit set over the remote index's peers.
 func (n *Node) Forward(m *broker.PeerMessage) int {
-	if n.b == nil {
+	if !n.routing.Load() {
 		return 0 // not started
 	}
 	ix := n.remote.Load()

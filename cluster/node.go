@@ -65,6 +65,7 @@ type Node struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	started atomic.Bool
+	routing atomic.Bool // n.b is set: loops may forward and claim
 
 	matchPool sync.Pool // *[]router.Entry[uint8]
 	bufPool   sync.Pool // *[]byte
@@ -154,6 +155,7 @@ func (n *Node) Start(b *broker.Broker) error {
 		return errors.New("cluster: started twice")
 	}
 	n.b = b
+	n.routing.Store(true) // publishes n.b to the loops (Forward, Connected)
 	host, port, _ := net.SplitHostPort(n.o.Listen)
 	p, _ := strconv.Atoi(port)
 	if p == 0 {
