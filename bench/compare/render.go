@@ -416,7 +416,7 @@ func renderSummary(b *strings.Builder, ri *runInfo) {
 }
 
 func renderTargets(b *strings.Builder, ri *runInfo) {
-	fmt.Fprintf(b, "## Targets (issue 5)\n\nmcutie's figure against the reference; the ratio is mcutie ÷ reference.\n\n| target | mcutie vs reference | ratio | met |\n| --- | --- | ---: | --- |\n")
+	fmt.Fprintf(b, "## Targets\n\nmcutie's figure against the reference; the ratio is mcutie ÷ reference.\n\n| target | mcutie vs reference | ratio | met |\n| --- | --- | ---: | --- |\n")
 	for _, g := range goals(ri) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", g.What, g.Measured, g.Ratio, g.Met)
 	}
