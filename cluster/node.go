@@ -296,6 +296,18 @@ func (n *Node) Peers() []PeerInfo {
 	return out
 }
 
+// ClusterAddr is the address the routes listen on (the port chosen, when
+// Listen's was 0); empty before Start.
+func (n *Node) ClusterAddr() string {
+	if n.ns == nil {
+		return ""
+	}
+	if a := n.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
 // Routes is the number of NATS routes up (to other nodes).
 func (n *Node) Routes() int {
 	if n.ns == nil {

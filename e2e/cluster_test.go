@@ -28,27 +28,24 @@ type clusterNode struct {
 // heard from every other.
 func startCluster(t *testing.T, n int) []*clusterNode {
 	t.Helper()
-	seed := freePort(t)
-	var nodes []*clusterNode
-	for i := range n {
-		nodes = append(nodes, addClusterNode(t, i, seed))
+	nodes := []*clusterNode{addClusterNode(t, 0, "")}
+	for i := 1; i < n; i++ {
+		nodes = append(nodes, addClusterNode(t, i, nodes[0].node.ClusterAddr()))
 	}
 	waitKnown(t, nodes)
 	return nodes
 }
 
-// addClusterNode starts node i of a cluster whose first node listens on
-// seed (node 0 is that first node).
-func addClusterNode(t *testing.T, i, seed int) *clusterNode {
+// addClusterNode starts node i of a cluster, joining seed (empty: the
+// first node). Every node's routes listen on a port the kernel picks.
+func addClusterNode(t *testing.T, i int, seed string) *clusterNode {
 	t.Helper()
 	id := fmt.Sprintf("n%d", i)
-	port := seed
 	var join []string
-	if i > 0 {
-		port = freePort(t)
-		join = []string{fmt.Sprintf("127.0.0.1:%d", seed)}
+	if seed != "" {
+		join = []string{seed}
 	}
-	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: fmt.Sprintf("127.0.0.1:%d", port), Join: join,
+	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: "127.0.0.1:0", Join: join,
 		HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -442,8 +439,8 @@ func TestClusterNodeKilled(t *testing.T) {
 // it had none) and gives them to its subscribers [MQTT-3.3.1-6]; copies
 // are not delivered as new messages to subscribers it already has.
 func TestClusterRetainedForLateNode(t *testing.T) {
-	seed := freePort(t)
-	a := addClusterNode(t, 0, seed)
+	a := addClusterNode(t, 0, "")
+	seed := a.node.ClusterAddr()
 	b := addClusterNode(t, 1, seed)
 	waitKnown(t, []*clusterNode{a, b})
 	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "late-pub", CleanStart: true, KeepAlive: 30})
