@@ -126,6 +126,8 @@ func New(o Options) *API {
 		{"GET", "/api/v1/bans", a.listBans},
 		{"POST", "/api/v1/bans", a.addBan},
 		{"DELETE", "/api/v1/bans", a.removeBan},
+		{"GET", "/api/v1/delayed", a.listDelayed},
+		{"DELETE", "/api/v1/delayed/{id}", a.deleteDelayed},
 		{"GET", "/api/v1/listeners", a.listeners},
 		{"GET", "/api/v1/config", a.config},
 		{"GET", "/api/v1/openapi.yaml", nil}, // raw YAML, served by openapi

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,7 +225,7 @@ func TestSchemaChecker(t *testing.T) {
 // small bounds that let the 409s happen.
 func conformanceBroker(t *testing.T) (*broker.Broker, string) {
 	t.Helper()
-	b := broker.New(broker.Options{Loops: 2, Store: store.NewMemory(), KeepIdentity: true,
+	b := broker.New(broker.Options{Loops: 2, Store: store.NewMemory(), KeepIdentity: true, DelayedPublish: true,
 		MaxRetainedMessages: 2, BanMaxTracked: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := srv.Start(); err != nil {
@@ -253,6 +254,10 @@ func conformanceBroker(t *testing.T) (*broker.Broker, string) {
 	}
 	if _, err := c.Publish(ctx, &paho.Publish{Topic: "conf/ret", QoS: 1, Retain: true, Payload: []byte("r"),
 		Properties: &paho.PublishProperties{MessageExpiry: new(uint32(3600)), CorrelationData: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	// A delayed message that waits an hour, for /api/v1/delayed.
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "$delayed/3600/conf/later", QoS: 1, Payload: []byte("d")}); err != nil {
 		t.Fatal(err)
 	}
 	return b, addr
@@ -301,6 +306,12 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		}
 	}
 
+	ds := b.DelayedMessages()
+	if len(ds) != 1 || ds[0].Topic != "conf/later" {
+		t.Fatalf("delayed messages %+v, want the one conformanceBroker published", ds)
+	}
+	delayedID := strconv.FormatUint(ds[0].ID, 10)
+
 	sc := []scenario{
 		{op: "GET /api/v1/stats", url: "/api/v1/stats", code: 200},
 		{op: "GET /api/v1/clients", url: "/api/v1/clients?limit=10&match=conf", code: 200},
@@ -340,6 +351,11 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		{op: "DELETE /api/v1/bans", url: "/api/v1/bans?kind=client_id&value=b1", code: 200},
 		{op: "DELETE /api/v1/bans", url: "/api/v1/bans?kind=client_id&value=b1", code: 404},
 		{op: "DELETE /api/v1/bans", url: "/api/v1/bans?kind=host&value=b1", code: 400},
+		{op: "GET /api/v1/delayed", url: "/api/v1/delayed?match=later", code: 200},
+		{op: "GET /api/v1/delayed", url: "/api/v1/delayed?limit=x", code: 400},
+		{op: "DELETE /api/v1/delayed/{id}", url: "/api/v1/delayed/" + delayedID, code: 200},
+		{op: "DELETE /api/v1/delayed/{id}", url: "/api/v1/delayed/" + delayedID, code: 404},
+		{op: "DELETE /api/v1/delayed/{id}", url: "/api/v1/delayed/abc", code: 400},
 		{op: "GET /api/v1/listeners", url: "/api/v1/listeners", code: 200},
 		{op: "GET /api/v1/config", url: "/api/v1/config", code: 200},
 		{op: "GET /api/v1/openapi.yaml", url: "/api/v1/openapi.yaml", code: 200},
