@@ -74,6 +74,7 @@ func (n *Node) announce() {
 	hb := time.NewTicker(n.o.HeartbeatInterval)
 	defer hb.Stop()
 	full := true // the first announcement is full
+	n.publishMembership()
 	for {
 		if full {
 			n.publishInterest(true)
@@ -92,6 +93,7 @@ func (n *Node) announce() {
 		case <-hb.C:
 			n.publishInterest(false)
 			n.expirePeers()
+			n.publishMembership()
 		}
 	}
 }
@@ -269,4 +271,34 @@ func (n *Node) sendRetainedCopies(node, subject string) {
 		return true
 	})
 	n.log.Info("cluster: retained messages sent to a node that joined", "peer", node, "messages", count)
+}
+
+// membership is what <sys-prefix>/broker/cluster/nodes says (retained):
+// this node and the nodes it hears from.
+type membership struct {
+	Self  string   `json:"self"`
+	Nodes []string `json:"nodes"`
+}
+
+// publishMembership publishes the membership when it changed since the
+// last time. Called by announce only.
+func (n *Node) publishMembership() {
+	n.peersMu.Lock()
+	m := membership{Self: n.o.NodeID, Nodes: []string{n.o.NodeID}}
+	for id := range n.peers {
+		m.Nodes = append(m.Nodes, id)
+	}
+	n.peersMu.Unlock()
+	sort.Strings(m.Nodes)
+	raw, err := json.Marshal(m)
+	if err != nil || string(raw) == n.lastMembership {
+		return
+	}
+	prefix := n.b.Options().SysPrefix
+	if prefix == "" {
+		prefix = "$SYS"
+	}
+	if err := n.b.Publish(prefix+"/broker/cluster/nodes", raw, 0, true); err == nil {
+		n.lastMembership = string(raw)
+	}
 }

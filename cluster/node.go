@@ -71,6 +71,9 @@ type Node struct {
 	bufPool   sync.Pool // *[]byte
 
 	claims chan string // client ids connected here, to announce
+	// lastMembership is the last <sys-prefix>/broker/cluster/nodes
+	// payload published (announce's goroutine only).
+	lastMembership string
 
 	forwarded, sent, dropped, received, badIn atomic.Uint64
 	takenOver, claimsDropped, retainedCopies  atomic.Uint64

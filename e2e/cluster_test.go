@@ -480,3 +480,23 @@ func TestClusterRetainedForLateNode(t *testing.T) {
 	}
 	sub.quiet(t)
 }
+
+// TestClusterMembershipInSys: each node keeps <sys-prefix>/broker/cluster/nodes
+// (retained) up to date with the nodes it hears from.
+func TestClusterMembershipInSys(t *testing.T) {
+	nodes := startCluster(t, 3)
+	sub, _ := v5Connect(t, nodes[2].Addr, &paho.Connect{ClientID: "sys-sub", CleanStart: true, KeepAlive: 30})
+	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "$SYS/broker/cluster/nodes"}}})
+	want := `{"self":"n2","nodes":["n0","n1","n2"]}`
+	deadline := time.After(v5Timeout)
+	for {
+		select {
+		case p := <-sub.msgs:
+			if string(p.Payload) == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s on $SYS/broker/cluster/nodes within %v", want, v5Timeout)
+		}
+	}
+}
