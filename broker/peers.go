@@ -28,10 +28,35 @@ import (
 // so that the other nodes end that client id's connection and session
 // there (TakenOverElsewhere): one client id is connected once in the
 // cluster. It must not block.
+//
+// ClusterStats reports the cluster for Broker.Stats; safe for concurrent
+// use.
 type Peers interface {
 	Forward(m *PeerMessage) int
 	Interest(filter string, delta int)
 	Connected(clientID string)
+	ClusterStats() ClusterStats
+}
+
+// ClusterStats is the cluster as one node sees it (Stats.Cluster).
+type ClusterStats struct {
+	// Nodes are this node and every node it hears from, by id.
+	Nodes []ClusterNode
+	// Routes are the links up between this node and the others.
+	Routes int
+	// Forwarded, Received: messages sent to and received from other
+	// nodes; Dropped: messages for other nodes dropped.
+	Forwarded, Received, Dropped uint64
+}
+
+// ClusterNode is one node in ClusterStats.
+type ClusterNode struct {
+	ID   string
+	Self bool
+	// LastSeen is when this node last heard from it (now for Self).
+	LastSeen time.Time
+	// Filters is how many filters it announced its sessions hold.
+	Filters int
 }
 
 // PeerMessage is a message on its way to the other nodes of a cluster.

@@ -87,7 +87,10 @@ func (l *Loop) snapshot() {
 type Stats struct {
 	// NodeID is Broker.ID; StartTime when the broker was made (New);
 	// Uptime the time since then, at the call.
-	NodeID                               string
+	NodeID string
+	// Cluster is the cluster as this node sees it (nil: a single node,
+	// no Options.Peers).
+	Cluster                              *ClusterStats
 	StartTime                            time.Time
 	Uptime                               time.Duration
 	ConnectionsOpened, ConnectionsClosed uint64
@@ -176,6 +179,10 @@ type LoopStats struct {
 func (b *Broker) Stats() Stats {
 	var st Stats
 	st.NodeID = b.nodeID
+	if b.opts.Peers != nil {
+		cs := b.opts.Peers.ClusterStats()
+		st.Cluster = &cs
+	}
 	st.StartTime = time.Unix(0, b.started)
 	st.Uptime = b.opts.Now().Sub(st.StartTime) // not the coarse clock: it may be paused while idle
 	st.Dropped = make(map[string]uint64, numDropReasons)

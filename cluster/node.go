@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -325,3 +326,18 @@ const (
 
 func subjectMsg(node string) string  { return "mcutie.msg." + node }
 func subjectWant(node string) string { return "mcutie.want." + node }
+
+// ClusterStats implements broker.Peers: the nodes this one hears from,
+// for broker.Stats.
+func (n *Node) ClusterStats() broker.ClusterStats {
+	n.local.mu.Lock()
+	own := len(n.local.counts)
+	n.local.mu.Unlock()
+	cs := broker.ClusterStats{Routes: n.Routes(), Forwarded: n.sent.Load(), Received: n.received.Load(), Dropped: n.dropped.Load(),
+		Nodes: []broker.ClusterNode{{ID: n.o.NodeID, Self: true, LastSeen: time.Now(), Filters: own}}}
+	for _, p := range n.Peers() {
+		cs.Nodes = append(cs.Nodes, broker.ClusterNode{ID: p.NodeID, LastSeen: p.LastSeen, Filters: p.Filters})
+	}
+	sort.Slice(cs.Nodes, func(i, j int) bool { return cs.Nodes[i].ID < cs.Nodes[j].ID })
+	return cs
+}

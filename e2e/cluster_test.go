@@ -482,11 +482,16 @@ func TestClusterRetainedForLateNode(t *testing.T) {
 }
 
 // TestClusterMembershipInSys: each node keeps <sys-prefix>/broker/cluster/nodes
-// (retained) up to date with the nodes it hears from.
+// (retained) up to date with the nodes it hears from, and Stats().Cluster
+// lists them for embedders.
 func TestClusterMembershipInSys(t *testing.T) {
 	nodes := startCluster(t, 3)
 	sub, _ := v5Connect(t, nodes[2].Addr, &paho.Connect{ClientID: "sys-sub", CleanStart: true, KeepAlive: 30})
 	sub.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "$SYS/broker/cluster/nodes"}}})
+	cs := nodes[0].B.Stats().Cluster
+	if cs == nil || len(cs.Nodes) != 3 || !cs.Nodes[0].Self || cs.Nodes[0].ID != "n0" || cs.Nodes[2].ID != "n2" || cs.Routes == 0 {
+		t.Fatalf("Stats().Cluster = %+v, want n0 (self), n1, n2 and routes up", cs)
+	}
 	want := `{"self":"n2","nodes":["n0","n1","n2"]}`
 	deadline := time.After(v5Timeout)
 	for {
