@@ -62,3 +62,40 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardAllocatesNothing: matching a message against the peers'
+// interest and queueing its encoded copy allocates nothing per message
+// once the buffer pool is warm (the publish path's rule).
+func TestForwardAllocatesNothing(t *testing.T) {
+	n, err := New(Options{NodeID: "a", Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.routing.Store(true)
+	n.peersMu.Lock()
+	n.peers["b"] = &peer{subject: subjectMsg("b"), known: true, filters: []string{"dev/+/telemetry"}}
+	n.peers["c"] = &peer{subject: subjectMsg("c"), known: true, filters: []string{"other/#"}}
+	n.rebuildLocked()
+	n.peersMu.Unlock()
+	props := &codec.Properties{}
+	props.Set(codec.PropContentType)
+	props.ContentType = []byte("text/plain")
+	m := &broker.PeerMessage{Topic: []byte("dev/42/telemetry"), Payload: make([]byte, 64), QoS: 1, Props: props}
+	forward := func() {
+		if got := n.Forward(m); got != 1 {
+			t.Fatalf("forwarded to %d nodes, want 1 (b only)", got)
+		}
+		it := <-n.queue
+		if it.to != 1<<0 || it.ix.subjects[0] != subjectMsg("b") {
+			t.Fatalf("queued for %b %v", it.to, it.ix.subjects)
+		}
+		n.bufPool.Put(it.buf)
+	}
+	forward() // warm the pools
+	if raceEnabled {
+		return // meaningless under the race detector: make test-short (no -race) checks it
+	}
+	if a := testing.AllocsPerRun(1000, forward); a != 0 {
+		t.Fatalf("Forward allocates %.1f times per message", a)
+	}
+}
