@@ -160,7 +160,13 @@ func durRun(t testing.TB, dir string, port int, extra ...string) *durProc {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := append([]string{"--store", "badger", "--data-dir", dir, "--listen", "tcp://" + addr,
 		"--metrics-listen", "", "--loops", "2"}, extra...)
-	cmd := exec.Command(bin, args...)
+	return durSpawn(t, exec.Command(bin, args...), addr)
+}
+
+// durSpawn starts cmd (mcutie, or a wrapper that execs it in place, such
+// as ip netns exec) and follows its log; addr is where it serves MQTT.
+func durSpawn(t testing.TB, cmd *exec.Cmd, addr string) *durProc {
+	t.Helper()
 	// The broker dies with the test process, whatever happens to it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -169,7 +175,7 @@ func durRun(t testing.TB, dir string, port int, extra ...string) *durProc {
 	}
 	p := &durProc{cmd: cmd, Addr: addr, started: make(chan struct{}), loaded: make(chan string, 1), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	scanDone := make(chan struct{})
 	go func() {
