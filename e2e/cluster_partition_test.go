@@ -279,6 +279,10 @@ func TestClusterPartition(t *testing.T) {
 		t.Errorf("C received %v forwarded messages during the split", d)
 	}
 
+	// A message retained on the majority during the split, for a topic C
+	// has none for.
+	pubA.publish(t, &paho.Publish{Topic: "ret/split", QoS: 1, Retain: true, Payload: []byte("kept")})
+
 	// A new CONNECT on each side: accepted on both today (no quorum yet).
 	conn(a, "p-new-a")
 	conn(c, "p-new-c")
@@ -307,4 +311,35 @@ func TestClusterPartition(t *testing.T) {
 	partRecv(t, subA, "toA/d/", 20)
 	partPublish(t, pubA, "ab/after/", 20)
 	partRecv(t, subB, "ab/after/", 20)
+
+	// C gets what was retained on the majority during the split (A sends
+	// a node that joins a copy of its retained messages): a subscriber on
+	// C is sent it [MQTT-3.3.1-6], once.
+	var got []*paho.Publish
+	partWait(t, nodes, "the message retained during the split on C", partHealBound, func() bool {
+		got = partRetained(t, c, "ret/#")
+		return len(got) > 0
+	})
+	if len(got) != 1 || got[0].Topic != "ret/split" || string(got[0].Payload) != "kept" || !got[0].Retain {
+		t.Fatalf("a subscriber on C got %d retained messages (first %q %q retain %v), want ret/split \"kept\" once", len(got), got[0].Topic, got[0].Payload, got[0].Retain)
+	}
+}
+
+// partRetained subscribes a new client on n to filter and returns what it
+// is sent within v5Quiet (the retained messages), then disconnects it.
+func partRetained(t *testing.T, n *partNode, filter string) []*paho.Publish {
+	t.Helper()
+	cl, _ := v5Connect(t, n.mqtt, &paho.Connect{ClientID: "p-retained", CleanStart: true, KeepAlive: 30})
+	defer func() { _ = cl.Disconnect(&paho.Disconnect{}) }()
+	cl.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+	var got []*paho.Publish
+	deadline := time.After(v5Quiet)
+	for {
+		select {
+		case p := <-cl.msgs:
+			got = append(got, p)
+		case <-deadline:
+			return got
+		}
+	}
 }
