@@ -112,7 +112,7 @@ type Loop struct {
 type itemKind uint8
 
 const (
-	itemPublish itemKind = iota // route from this loop as if published here (server-side publish, will)
+	itemPublish itemKind = iota // route from this loop as if published here (server-side publish, will, a peer's message: fromPeer)
 	itemRemote                  // a message published on another loop: match this shard only
 	itemDirect                  // deliver to one session (shared subscription member)
 	itemFunc                    // run fn
@@ -195,7 +195,7 @@ func (l *Loop) drain() {
 		switch it.kind {
 		case itemPublish:
 			m := it.msg
-			if l.b.hooks.Has(hooks.Publish) {
+			if !m.fromPeer && l.b.hooks.Has(hooks.Publish) { // a peer's message met the hooks on its node
 				if m = l.interceptMessage(m, hooks.FromServer, nil); m == nil {
 					continue
 				}

@@ -108,10 +108,9 @@ func (b *Broker) RouteFromPeer(key []byte, p *codec.Publish, expireAt time.Time)
 	if !expireAt.IsZero() {
 		m.ExpireAt = expireAt.UnixNano()
 	}
-	if !l.post(inboxItem{kind: itemFunc, fn: func() {
-		l.publish(m, nil)
-		m.release()
-	}}, true) {
+	// itemPublish, not a closure: no allocation per message (the loop
+	// skips the Publish hooks for fromPeer).
+	if !l.post(inboxItem{kind: itemPublish, msg: m}, true) {
 		m.release()
 		return ErrInboxFull
 	}
