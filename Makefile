@@ -5,7 +5,7 @@ STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn bench-bin bench-compare bench-devices bench-scaling bench-profiles mosquitto fuzz lint fmt vet staticcheck clean
+.PHONY: help build run test test-short bench bench-durable bench-retained-1m bench-churn bench-bin bench-compare bench-devices bench-scaling bench-profiles bench-cluster mosquitto fuzz lint fmt vet staticcheck clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ bench-scaling: bench-bin ## mcutie fan-in/fan-out with --loops 1 and 2; writes b
 
 bench-profiles: bench-bin ## mcutie with each --profile; writes bench/results/profiles.{md,json}
 	./bin/compare --suite profiles $(COMPARE_FLAGS)
+
+bench-cluster: build ## mcutie clustered on this machine: CPU and latency of a cross-node message vs a local one, 1/2/3-node throughput; writes bench/results/cluster.{md,json} (~5 min)
+	$(GO) build -o bin/clusterbench ./bench/clusterbench
+	./bin/clusterbench --mcutie $(BIN) --out bench/results $(CLUSTER_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	@set -e; for pkg in $$($(GO) list ./...); do \
