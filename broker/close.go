@@ -23,6 +23,7 @@ func (c *Client) handleDisconnect(d *codec.Disconnect) error {
 			return errProtocol("Session Expiry Interval set in DISCONNECT after 0 in CONNECT", "MQTT-3.14.2-1")
 		}
 		s.expiry = min(d.Props.SessionExpiry, c.l.b.opts.MaxSessionExpiry)
+		s.syncDurable()
 	}
 	// [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 keeps it.
 	c.cleanDisconnect = d.Code != codec.DisconnectWithWill

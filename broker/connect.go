@@ -284,6 +284,7 @@ func (c *Client) openSession(p *codec.Connect) (s *Session, present, ok bool) {
 	}
 	s.version = p.Version
 	s.expiry = expiry
+	s.syncDurable()
 	if s.extras != nil || b.opts.Authorizer != nil || b.hooks != nil || b.opts.SysClientEvents || b.opts.KeepIdentity {
 		s.setIdentity(c.identity(p))
 	}

@@ -102,6 +102,9 @@ type sessionExtras struct {
 	// admin: the Authorizer is not asked (a server-side subscription
 	// that bypasses ACLs, serversub.go).
 	admin bool
+	// peerDurable: subs are counted as durable interest by Peers
+	// (DurablePeers; syncDurable).
+	peerDurable bool
 }
 
 func (s *Session) extra() *sessionExtras {
@@ -398,6 +401,9 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	if x.subs == nil {
 		x.subs = make(map[string]router.SubOptions)
 	}
+	if len(x.subs) == 0 {
+		x.peerDurable = s.expiry != 0
+	}
 	_, existed = x.subs[filter]
 	x.subs[filter] = o
 	if !existed {
@@ -406,6 +412,9 @@ func (s *Session) addSub(filter string, o router.SubOptions) (existed bool) {
 	}
 	if !existed {
 		l.b.peerInterest(filter, 1)
+		if x.peerDurable {
+			l.b.peerDurable(filter, 1)
+		}
 	}
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Subscribe(group, f, s, o)
@@ -438,6 +447,9 @@ func wildcardLevels(filter string) int {
 func (s *Session) removeSub(filter string, o router.SubOptions) {
 	l := s.l
 	l.b.peerInterest(filter, -1)
+	if s.extras.peerDurable {
+		l.b.peerDurable(filter, -1)
+	}
 	if group, f, shared, _ := codec.SplitShared([]byte(filter)); shared {
 		l.b.shared.Unsubscribe(group, f, s)
 		return

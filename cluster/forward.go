@@ -121,6 +121,8 @@ func (n *Node) send() {
 		select {
 		case it := <-n.queue:
 			n.publish(it)
+		case ev := <-n.holdEv:
+			n.onHoldEvent(ev)
 		case <-n.stop:
 			for {
 				select {
@@ -138,6 +140,9 @@ func (n *Node) send() {
 func (n *Node) publish(it outItem) {
 	for to := it.to; to != 0; to &= to - 1 {
 		subj := it.ix.subjects[bits.TrailingZeros64(to)]
+		if (n.hold.absent.Load() != 0 || !n.reachable(subj)) && n.held(&it, subj) {
+			continue // its node is away (hold.go)
+		}
 		if err := n.nc.Publish(subj, *it.buf); err != nil {
 			n.dropped.Add(1)
 			continue
@@ -149,6 +154,9 @@ func (n *Node) publish(it outItem) {
 
 // onMessage routes a message another node forwarded to this one.
 func (n *Node) onMessage(msg *nats.Msg) {
+	if n.onLeaveAck(msg.Data) {
+		return
+	}
 	var p codec.Publish
 	kind, source, expireAt, err := decode(msg.Data, &p)
 	if err != nil {
@@ -209,4 +217,5 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricRetCopies.Write(w, n.retainedCopies.Load())
 	metricTakenOver.Write(w, n.takenOver.Load())
 	metricClaimLost.Write(w, n.claimsDropped.Load())
+	n.writeHoldMetrics(w)
 }

@@ -18,7 +18,8 @@ import (
 type localInterest struct {
 	mu      sync.Mutex
 	counts  map[string]int
-	version uint64 // bumped when a filter appears or disappears
+	durable map[string]int // filters of sessions that persist (hold.go)
+	version uint64         // bumped when a filter appears or disappears
 }
 
 // Interest implements broker.Peers: the broker added (+1) or removed (-1)
@@ -64,6 +65,12 @@ type announcement struct {
 	Version uint64   `json:"version"`
 	Full    bool     `json:"full"`
 	Filters []string `json:"filters,omitempty"`
+	// Epoch names the node's run (its start time): a new one is a
+	// restart. Durable (with Full) are the filters of its sessions that
+	// persist; Leaving: it is shutting down (Leave). hold.go.
+	Epoch   int64    `json:"epoch,omitempty"`
+	Durable []string `json:"durable,omitempty"`
+	Leaving bool     `json:"leaving,omitempty"`
 }
 
 // announce sends the full interest when it changed (after a short pause
@@ -101,12 +108,13 @@ func (n *Node) announce() {
 func (n *Node) publishInterest(full bool) {
 	li := &n.local
 	li.mu.Lock()
-	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full}
+	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load()}
 	if full {
 		a.Filters = make([]string, 0, len(li.counts))
 		for f := range li.counts {
 			a.Filters = append(a.Filters, f)
 		}
+		a.Durable = li.durableListLocked()
 	}
 	li.mu.Unlock()
 	sort.Strings(a.Filters)
@@ -126,6 +134,12 @@ type peer struct {
 	filters []string
 	seen    time.Time
 	subject string
+	// hold.go: its run, its durable filters, and since when it is away
+	// (zero: it is not) and why.
+	epoch   int64
+	durable []string
+	away    time.Time
+	awayWhy string
 }
 
 // onInterest applies another node's announcement.
@@ -141,6 +155,13 @@ func (n *Node) onInterest(msg *nats.Msg) {
 	n.peersMu.Lock()
 	p := n.peers[a.Node]
 	rebuild, ask := false, false
+	if p == nil && a.Leaving {
+		// Gone before we knew it: nothing to hold, but it waits for an
+		// answer.
+		n.peersMu.Unlock()
+		n.sendHoldEvents([]holdEvent{{kind: evHold, node: a.Node, subject: subjectMsg(a.Node), ack: true}})
+		return
+	}
 	if p == nil {
 		p = &peer{subject: subjectMsg(a.Node)}
 		n.peers[a.Node] = p
@@ -153,6 +174,15 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		}
 	}
 	p.seen = time.Now()
+	ev, sendEv, reb, rejoined := n.heardLocked(a.Node, p, &a)
+	rebuild = rebuild || reb
+	if (rebuild || rejoined) && !a.Leaving {
+		n.signalDirty() // a newcomer learns our interest now, not at the next heartbeat
+	}
+	if rejoined && n.firstOfOthersLocked(a.Node) {
+		n.wg.Add(1)
+		go n.sendRetainedCopies(a.Node, p.subject)
+	}
 	switch {
 	case a.Full:
 		p.version, p.known, p.filters = a.Version, true, a.Filters
@@ -164,28 +194,42 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		n.rebuildLocked()
 	}
 	n.peersMu.Unlock()
-	if ask {
+	if sendEv {
+		n.sendHoldEvents([]holdEvent{ev})
+	}
+	if ask && !a.Leaving {
 		// Our copy is stale or missing: ask for the whole set (it is
 		// broadcast, which also serves any other node that missed it).
 		_ = n.nc.Publish(subjectWant(a.Node), nil)
 	}
 }
 
-// expirePeers forgets nodes silent for PeerTimeout.
+// expirePeers holds for nodes silent for PeerTimeout, and forgets them
+// once Hold passed (at once without a hold).
 func (n *Node) expirePeers() {
 	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
 	gone := false
+	var evs []holdEvent
 	for id, p := range n.peers {
 		if time.Since(p.seen) > n.o.PeerTimeout {
-			delete(n.peers, id)
-			gone = true
-			n.log.Warn("cluster: node silent, forgotten until it is heard again", "peer", id, "timeout", n.o.PeerTimeout)
+			ev, send, forget, rebuild := n.expireLocked(id, p)
+			if send {
+				evs = append(evs, ev)
+			}
+			if forget {
+				delete(n.peers, id)
+				if !n.holdEnabled() {
+					n.log.Warn("cluster: node silent, forgotten until it is heard again", "peer", id, "timeout", n.o.PeerTimeout)
+				}
+			}
+			gone = gone || rebuild
 		}
 	}
 	if gone {
 		n.rebuildLocked()
 	}
+	n.peersMu.Unlock()
+	n.sendHoldEvents(evs)
 }
 
 // remoteIndex is every peer's interest in one topic index: the key is
@@ -216,7 +260,11 @@ func (n *Node) rebuildLocked() {
 		p := n.peers[id]
 		ix.subjects = append(ix.subjects, p.subject)
 		ix.allMask |= 1 << i
-		for _, f := range p.filters {
+		filters := p.filters
+		if !p.away.IsZero() {
+			filters = p.durable // an absent node's held interest (hold.go)
+		}
+		for _, f := range filters {
 			ix.shard.Subscribe([]byte(f), uint8(i), router.SubOptions{})
 		}
 	}

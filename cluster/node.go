@@ -42,7 +42,15 @@ type Options struct {
 	// 3 × HeartbeatInterval).
 	HeartbeatInterval time.Duration
 	PeerTimeout       time.Duration
-	Logger            *slog.Logger
+	// Hold is how long the other nodes keep an absent node's durable
+	// interest and hold the QoS 1/2 messages for it (hold.go; default
+	// DefaultHold, negative: no hold). HoldMessages and HoldBytes bound
+	// each absent node's hold queue (defaults DefaultHoldMessages,
+	// DefaultHoldBytes); beyond them messages are dropped and counted.
+	Hold         time.Duration
+	HoldMessages int
+	HoldBytes    int
+	Logger       *slog.Logger
 }
 
 // Node is this broker's membership in a cluster. It implements
@@ -57,6 +65,10 @@ type Node struct {
 	b  *broker.Broker
 
 	local   localInterest
+	hold    holdState
+	holdEv  chan holdEvent
+	epoch   int64           // this run (hold.go)
+	acc     *server.Account // the embedded server's account (reachable)
 	remote  atomic.Pointer[remoteIndex]
 	peersMu sync.Mutex
 	peers   map[string]*peer // by node id
@@ -120,12 +132,26 @@ func New(o Options) (*Node, error) {
 	if o.PeerTimeout <= 0 {
 		o.PeerTimeout = 3 * o.HeartbeatInterval
 	}
+	if o.Hold == 0 {
+		o.Hold = DefaultHold
+	}
+	if o.HoldMessages <= 0 {
+		o.HoldMessages = DefaultHoldMessages
+	}
+	if o.HoldBytes <= 0 {
+		o.HoldBytes = DefaultHoldBytes
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	n := &Node{o: o, log: o.Logger.With("cluster", o.Name, "node", o.NodeID), peers: map[string]*peer{},
 		queue: make(chan outItem, o.QueueSize), claims: make(chan string, 4096), dirty: make(chan struct{}, 1), stop: make(chan struct{})}
 	n.local.counts = map[string]int{}
+	n.local.durable = map[string]int{}
+	n.holdEv = make(chan holdEvent, 64)
+	n.hold.holds = map[string]*hold{}
+	n.hold.acks = make(chan string, maxPeers)
+	n.epoch = time.Now().UnixNano()
 	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
 	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
 	n.bufPool.New = func() any { s := make([]byte, 0, 512); return &s }
@@ -206,6 +232,7 @@ func (n *Node) Start(b *broker.Broker) error {
 		return fmt.Errorf("cluster: the embedded NATS server did not start (is --cluster-listen %s free?)", n.o.Listen)
 	}
 	n.ns = ns
+	n.acc = ns.GlobalAccount()
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Token(token), nats.Name("mcutie-"+n.o.NodeID),
 		nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 	if err != nil {
@@ -287,6 +314,7 @@ type PeerInfo struct {
 	Filters  int       // filters in its announced interest
 	Known    bool      // its current interest is known (else asked for)
 	LastSeen time.Time // its last heartbeat
+	Away     bool      // leaving, silent or unreachable: held for (hold.go)
 }
 
 // Peers lists the nodes heard from within PeerTimeout.
@@ -295,7 +323,7 @@ func (n *Node) Peers() []PeerInfo {
 	defer n.peersMu.Unlock()
 	out := make([]PeerInfo, 0, len(n.peers))
 	for id, p := range n.peers {
-		out = append(out, PeerInfo{NodeID: id, Filters: len(p.filters), Known: p.known, LastSeen: p.seen})
+		out = append(out, PeerInfo{NodeID: id, Filters: len(p.filters), Known: p.known, LastSeen: p.seen, Away: !p.away.IsZero()})
 	}
 	return out
 }

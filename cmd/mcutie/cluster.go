@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/cluster"
@@ -22,6 +23,9 @@ type clusterConfig struct {
 	secret     string
 	secretFile string
 	queue      int
+	hold       time.Duration
+	holdQueue  int
+	holdBytes  int
 
 	node *cluster.Node
 }
@@ -37,6 +41,9 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.StringVar(&c.secret, "cluster-secret", "", "shared secret every node of the cluster presents on its routes (required when --cluster-listen is not loopback); prefer --cluster-secret-file or "+clusterSecretEnv)
 	fs.StringVar(&c.secretFile, "cluster-secret-file", "", "file holding --cluster-secret (one line)")
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
+	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
+	fs.IntVar(&c.holdQueue, "cluster-hold-queue", cluster.DefaultHoldMessages, "messages held at most per absent node; beyond it they are dropped and counted (mcutie_cluster_hold_dropped_messages_total)")
+	fs.IntVar(&c.holdBytes, "cluster-hold-bytes", cluster.DefaultHoldBytes, "bytes held at most per absent node (in memory); beyond it messages are dropped and counted")
 }
 
 // setupCluster makes the node when --cluster-listen is given and sets it
@@ -60,8 +67,15 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	if secret == "" {
 		secret = os.Getenv(clusterSecretEnv)
 	}
+	if c.hold < 0 || c.holdQueue <= 0 || c.holdBytes <= 0 {
+		return fmt.Errorf("--cluster-hold must be >= 0, --cluster-hold-queue and --cluster-hold-bytes > 0")
+	}
+	hold := c.hold
+	if hold == 0 {
+		hold = -1 // cluster.Options: negative is off, 0 the default
+	}
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
-		Secret: secret, QueueSize: c.queue, Logger: log})
+		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -75,7 +89,32 @@ func startCluster(cfg *config, b *broker.Broker) error {
 	if cfg.cluster.node == nil {
 		return nil
 	}
-	return cfg.cluster.node.Start(b)
+	if err := cfg.cluster.node.Start(b); err != nil {
+		return err
+	}
+	// Open the listeners once the other nodes' interest is known (a
+	// publisher's first messages must reach their subscribers), but do
+	// not wait for ever for seeds that are not there yet.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cfg.cluster.node.WaitJoined(ctx); err != nil {
+		slog.Warn(err.Error())
+	}
+	return nil
+}
+
+// leaveCluster tells the other nodes this one is going (SIGTERM), so
+// that they hold for its persistent sessions until it is back; before
+// the listeners stop.
+func leaveCluster(cfg *config, log *slog.Logger) {
+	if cfg.cluster.node == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := cfg.cluster.node.Leave(ctx); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
 }
 
 // stopCluster leaves it, after the broker stopped.

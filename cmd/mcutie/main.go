@@ -278,6 +278,7 @@ func run(args []string) int {
 		_ = mon.Shutdown(ctx)
 	}
 	cfg.admin.shutdown(ctx)
+	leaveCluster(&cfg, log)
 	if err := srv.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("stop", "err", err)
 	}

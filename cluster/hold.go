@@ -1,0 +1,441 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcutie/mcutie/codec"
+	"github.com/mcutie/mcutie/monitor/promtext"
+	"github.com/mcutie/mcutie/router"
+)
+
+// Hold for absent nodes (docs/clustering.md, "Hold for absent nodes").
+//
+// A node announces, besides its interest, the filters of its sessions
+// that persist ("durable interest", broker.DurablePeers). When a node is
+// away — it said it is leaving (Leave, on SIGTERM), its messages'
+// subject lost its interest in NATS (the route went), or it was silent
+// for PeerTimeout — the others keep its durable filters for Hold and put
+// the QoS 1/2 messages matching them in a bounded hold queue per absent
+// node, in memory. When the node is heard again (the same node id, not
+// leaving), the held messages are sent first, in order, then new ones.
+// A hold that outlives Hold is dropped (counted) and the node forgotten.
+//
+// Concurrency: the hold queues belong to the sender goroutine (send);
+// other goroutines ask it to start, release or drop a hold through
+// holdEv, so that a message is either sent or held, in the queue's
+// order, never both. Whether a peer is away is peer.away, under peersMu.
+
+// Hold defaults (Options.Hold, HoldMessages, HoldBytes).
+const (
+	DefaultHold         = 5 * time.Minute
+	DefaultHoldMessages = 100_000
+	DefaultHoldBytes    = 64 << 20
+)
+
+// kindLeaveAck is a node's answer on the leaving node's subject: "I hold
+// for you now; everything I sent you before this is ahead of it".
+const kindLeaveAck = 2
+
+type holdEventKind uint8
+
+const (
+	evHold    holdEventKind = iota // start holding (and, with ack, answer a Leave)
+	evRelease                      // the node is back: send what is held, then live
+	evForget                       // Hold passed: drop what is held
+)
+
+type holdEvent struct {
+	kind          holdEventKind
+	node, subject string
+	why           string
+	durable       []string
+	ack           bool
+}
+
+// hold is one absent node's queue. Sender goroutine only.
+type hold struct {
+	node, why string
+	since     time.Time
+	durable   *router.Shard[uint8] // its durable filters
+	msgs      [][]byte             // FIFO from head
+	head      int
+	bytes     int
+	dropped   uint64 // this episode
+}
+
+func newHold(node, why string, durable []string) *hold {
+	h := &hold{node: node, why: why, since: time.Now(), durable: router.NewShard[uint8]()}
+	for _, f := range durable {
+		h.durable.Subscribe([]byte(f), 0, router.SubOptions{})
+	}
+	return h
+}
+
+// holdState is the Node's part of the hold.
+type holdState struct {
+	holds   map[string]*hold // by the node's message subject; sender only
+	matches []router.Entry[uint8]
+
+	acks      chan string // node ids that answered Leave
+	leaving   atomic.Bool // Leave was called: announcements say so
+	absent    atomic.Int64
+	heldMsgs  atomic.Int64 // held now, every absent node
+	heldBytes atomic.Int64
+
+	heldTotal, releasedTotal, drops atomic.Uint64
+}
+
+// DurableInterest implements broker.DurablePeers: a session that
+// persists added (+1) or removed (-1) filter.
+func (n *Node) DurableInterest(filter string, delta int) {
+	if _, f, shared, err := codec.SplitShared([]byte(filter)); shared && err == nil {
+		filter = string(f)
+	}
+	li := &n.local
+	li.mu.Lock()
+	c := li.durable[filter] + delta
+	changed := false
+	switch {
+	case c <= 0:
+		if _, ok := li.durable[filter]; ok {
+			delete(li.durable, filter)
+			changed = true
+		}
+	default:
+		changed = li.durable[filter] == 0
+		li.durable[filter] = c
+	}
+	if changed {
+		li.version++
+	}
+	li.mu.Unlock()
+	if changed {
+		n.signalDirty()
+	}
+}
+
+// durableListLocked is the sorted durable filters. local.mu held.
+func (li *localInterest) durableListLocked() []string {
+	out := make([]string, 0, len(li.durable))
+	for f := range li.durable {
+		out = append(out, f)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// holdEnabled reports whether absent nodes are held for.
+func (n *Node) holdEnabled() bool { return n.o.Hold > 0 }
+
+// heardLocked updates p from an announcement of it (peersMu held) and
+// says what the sender must do (ev.kind valid when send) and whether the
+// index changes.
+func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, send, rebuild, rejoined bool) {
+	if a.Epoch != 0 && p.epoch != 0 && a.Epoch != p.epoch {
+		// Restarted: its interest may differ (ask for it), and it gets
+		// what is retained as a node that joins does.
+		rejoined = true
+		p.known = false
+	}
+	if a.Epoch != 0 {
+		p.epoch = a.Epoch
+	}
+	if a.Full {
+		p.durable = a.Durable
+	}
+	if a.Leaving {
+		first := p.away.IsZero()
+		if first {
+			n.log.Info("cluster: node leaving; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
+		}
+		if !n.holdEnabled() {
+			delete(n.peers, id)
+			return holdEvent{kind: evHold, node: id, subject: p.subject, ack: true}, true, true, false
+		}
+		p.away, p.awayWhy = time.Now(), "left"
+		return holdEvent{kind: evHold, node: id, subject: p.subject, why: "left", durable: p.durable, ack: true}, true, first, false
+	}
+	if !p.away.IsZero() {
+		n.log.Info("cluster: node back; sending what was held for it", "peer", id, "away", time.Since(p.away).Round(time.Millisecond), "why", p.awayWhy)
+		p.away, p.awayWhy = time.Time{}, ""
+		return holdEvent{kind: evRelease, node: id, subject: p.subject}, true, true, rejoined
+	}
+	return holdEvent{}, false, false, rejoined
+}
+
+// expireLocked decides for a peer silent for PeerTimeout (peersMu
+// held): hold for it (if not yet), keep holding, or forget it once Hold
+// passed. forget: delete it; send ev when send.
+func (n *Node) expireLocked(id string, p *peer) (ev holdEvent, send, forget, rebuild bool) {
+	if !n.holdEnabled() {
+		return holdEvent{}, false, true, true
+	}
+	if p.away.IsZero() {
+		p.away, p.awayWhy = time.Now(), "silent"
+		n.log.Warn("cluster: node silent; holding its persistent sessions' messages", "peer", id, "timeout", n.o.PeerTimeout, "hold", n.o.Hold)
+		return holdEvent{kind: evHold, node: id, subject: p.subject, why: "silent", durable: p.durable}, true, false, true
+	}
+	if time.Since(p.away) > n.o.Hold {
+		n.log.Warn("cluster: node away longer than --cluster-hold; forgotten, what was held for it dropped", "peer", id, "hold", n.o.Hold)
+		return holdEvent{kind: evForget, node: id, subject: p.subject}, true, true, true
+	}
+	return holdEvent{}, false, false, false
+}
+
+// sendHoldEvents hands events to the sender; called without peersMu (the
+// sender may wait for it).
+func (n *Node) sendHoldEvents(evs []holdEvent) {
+	for _, ev := range evs {
+		select {
+		case n.holdEv <- ev:
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// onHoldEvent runs an event on the sender goroutine.
+func (n *Node) onHoldEvent(ev holdEvent) {
+	hs := &n.hold
+	switch ev.kind {
+	case evHold:
+		if n.holdEnabled() && ev.why != "" && hs.holds[ev.subject] == nil {
+			hs.holds[ev.subject] = newHold(ev.node, ev.why, ev.durable)
+			hs.absent.Add(1)
+		}
+		if ev.ack {
+			// After the hold is in place: whatever this goroutine sent
+			// the node before is ahead of the answer on the wire.
+			buf := append(make([]byte, 0, 3+len(n.o.NodeID)), wireVersion, kindLeaveAck, byte(len(n.o.NodeID)))
+			buf = append(buf, n.o.NodeID...)
+			if err := n.nc.Publish(ev.subject, buf); err != nil {
+				n.log.Warn("cluster: cannot answer a leaving node", "peer", ev.node, "err", err)
+			}
+		}
+	case evRelease:
+		h := hs.holds[ev.subject]
+		if h == nil {
+			return
+		}
+		delete(hs.holds, ev.subject)
+		hs.absent.Add(-1)
+		sent := 0
+		for _, b := range h.msgs[h.head:] {
+			if err := n.nc.Publish(ev.subject, b); err != nil {
+				n.dropped.Add(1)
+			} else {
+				n.sent.Add(1)
+				sent++
+			}
+			hs.heldMsgs.Add(-1)
+			hs.heldBytes.Add(-int64(len(b)))
+		}
+		hs.releasedTotal.Add(uint64(sent))
+		n.log.Info("cluster: held messages sent to a node that came back", "peer", ev.node, "messages", sent, "dropped_while_away", h.dropped)
+	case evForget:
+		h := hs.holds[ev.subject]
+		if h == nil {
+			return
+		}
+		delete(hs.holds, ev.subject)
+		hs.absent.Add(-1)
+		left := len(h.msgs) - h.head
+		hs.drops.Add(uint64(left))
+		hs.heldMsgs.Add(-int64(left))
+		hs.heldBytes.Add(-int64(h.bytes))
+	}
+}
+
+// reachable reports whether a node listens on subject now: its
+// subscription reached this node's NATS server over a route. A route
+// that went takes the subscription with it.
+func (n *Node) reachable(subject string) bool {
+	return n.acc.SubscriptionInterest(subject)
+}
+
+// held decides on the sender goroutine for one target of it: true when
+// the message must not be sent live (held, or dropped because its node
+// is away and it matches no durable filter or is QoS 0).
+func (n *Node) held(it *outItem, subject string) bool {
+	hs := &n.hold
+	h := hs.holds[subject]
+	if h == nil {
+		if n.reachable(subject) || !n.holdEnabled() {
+			return false
+		}
+		h = n.startHoldHere(subject)
+		if h == nil {
+			return false // not a node we know: as before, sent into the void
+		}
+	}
+	var p codec.Publish
+	kind, _, _, err := decode(*it.buf, &p)
+	if err != nil || kind != kindLive || p.QoS == 0 {
+		return true // QoS 0 is at most once: not held
+	}
+	hs.matches = h.durable.Match(p.Topic, hs.matches[:0])
+	if len(hs.matches) == 0 {
+		return true // for sessions that end with their connection
+	}
+	if len(h.msgs)-h.head >= n.o.HoldMessages || h.bytes+len(*it.buf) > n.o.HoldBytes {
+		if h.dropped == 0 {
+			n.log.Warn("cluster: hold queue full (--cluster-hold-queue, --cluster-hold-bytes); dropping messages for an absent node until it is back",
+				"peer", h.node, "messages", len(h.msgs)-h.head, "bytes", h.bytes)
+		}
+		h.dropped++
+		hs.drops.Add(1)
+		return true
+	}
+	if h.head > 0 && h.head >= len(h.msgs)/2 {
+		h.msgs = append(h.msgs[:0], h.msgs[h.head:]...)
+		h.head = 0
+	}
+	h.msgs = append(h.msgs, append([]byte(nil), *it.buf...))
+	h.bytes += len(*it.buf)
+	hs.heldMsgs.Add(1)
+	hs.heldBytes.Add(int64(len(*it.buf)))
+	hs.heldTotal.Add(1)
+	return true
+}
+
+// startHoldHere starts a hold found by the sender: the node's subject
+// lost its interest (route gone). nil when the node is not known.
+func (n *Node) startHoldHere(subject string) *hold {
+	id := subject[len(subjectMsg("")):]
+	n.peersMu.Lock()
+	p := n.peers[id]
+	if p == nil {
+		n.peersMu.Unlock()
+		return nil
+	}
+	if p.away.IsZero() {
+		p.away, p.awayWhy = time.Now(), "route lost"
+		n.rebuildLocked()
+		n.log.Warn("cluster: no route to node; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
+	}
+	h := newHold(id, p.awayWhy, p.durable)
+	n.peersMu.Unlock()
+	n.hold.holds[subject] = h
+	n.hold.absent.Add(1)
+	return h
+}
+
+// onLeaveAck records a node's answer to Leave (on the message
+// subscription, so every message it sent before is routed already).
+func (n *Node) onLeaveAck(b []byte) bool {
+	if len(b) < 3 || b[0] != wireVersion || b[1] != kindLeaveAck || len(b) != 3+int(b[2]) {
+		return false
+	}
+	select {
+	case n.hold.acks <- string(b[3:]):
+	default:
+	}
+	return true
+}
+
+// Leave tells the other nodes that this one is going (a graceful
+// shutdown: SIGTERM), so that they hold for its persistent sessions at
+// once, and waits until each node it knows answered, or ctx ends. Every
+// message they sent it before answering has been handed to the broker.
+// Call it before the broker stops; announcements stop from now on.
+func (n *Node) Leave(ctx context.Context) error {
+	if !n.started.Load() || n.nc == nil {
+		return errors.New("cluster: not started")
+	}
+	n.peersMu.Lock()
+	want := map[string]bool{}
+	for id, p := range n.peers {
+		if p.away.IsZero() {
+			want[id] = true
+		}
+	}
+	n.peersMu.Unlock()
+	n.hold.leaving.Store(true)
+	n.publishInterest(true)
+	if err := n.nc.FlushTimeout(time.Second); err != nil {
+		return err
+	}
+	for len(want) > 0 {
+		select {
+		case id := <-n.hold.acks:
+			delete(want, id)
+		case <-ctx.Done():
+			missing := make([]string, 0, len(want))
+			for id := range want {
+				missing = append(missing, id)
+			}
+			sort.Strings(missing)
+			return errors.New("cluster: leaving: no answer from " + strings.Join(missing, ", "))
+		}
+	}
+	return nil
+}
+
+// The hold's metric families (docs/observability.md).
+var (
+	metricAbsent      = promtext.Gauge("mcutie_cluster_absent_nodes", "Nodes away (leaving, restarting, unreachable) that this node holds messages for (--cluster-hold).")
+	metricHeld        = promtext.Gauge("mcutie_cluster_held_messages", "Messages held for absent nodes' persistent sessions.")
+	metricHeldBytes   = promtext.Gauge("mcutie_cluster_held_bytes", "Bytes of the messages held for absent nodes.")
+	metricHeldTotal   = promtext.Counter("mcutie_cluster_held_messages_total", "Messages held for an absent node.")
+	metricReleased    = promtext.Counter("mcutie_cluster_released_messages_total", "Held messages sent to a node that came back.")
+	metricHoldDropped = promtext.Counter("mcutie_cluster_hold_dropped_messages_total", "Messages for an absent node's persistent sessions dropped: its hold queue was full (--cluster-hold-queue, --cluster-hold-bytes) or it stayed away longer than --cluster-hold.")
+)
+
+func (n *Node) writeHoldMetrics(w io.Writer) {
+	hs := &n.hold
+	metricAbsent.Write(w, uint64(max(hs.absent.Load(), 0)))
+	metricHeld.Write(w, uint64(max(hs.heldMsgs.Load(), 0)))
+	metricHeldBytes.Write(w, uint64(max(hs.heldBytes.Load(), 0)))
+	metricHeldTotal.Write(w, hs.heldTotal.Load())
+	metricReleased.Write(w, hs.releasedTotal.Load())
+	metricHoldDropped.Write(w, hs.drops.Load())
+}
+
+// WaitJoined waits, when the node has seeds, until it has a route and
+// knows the interest of every node it has a route to (or ctx ends): the
+// listeners should open only then, or a publisher's first messages miss
+// the other nodes' subscribers. It re-announces this node meanwhile, so
+// that the others answer with their interest at once.
+func (n *Node) WaitJoined(ctx context.Context) error {
+	if len(n.o.Join) == 0 || n.ns == nil {
+		return nil
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if n.joined() {
+			return nil
+		}
+		n.signalDirty()
+		select {
+		case <-ctx.Done():
+			return errors.New("cluster: not joined yet (no route, or the other nodes' interest unknown); starting anyway")
+		case <-tick.C:
+		}
+	}
+}
+
+// joined: a route is up and every routed node's interest is known.
+func (n *Node) joined() bool {
+	rz, err := n.ns.Routez(nil)
+	if err != nil || len(rz.Routes) == 0 {
+		return false
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, r := range rz.Routes {
+		if r.RemoteName == "" {
+			continue
+		}
+		if p := n.peers[r.RemoteName]; p == nil || !p.known {
+			return false
+		}
+	}
+	return true
+}
