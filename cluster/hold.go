@@ -169,9 +169,9 @@ func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, s
 	return holdEvent{}, false, false, rejoined
 }
 
-// expireLocked decides for a peer silent for PeerTimeout (peersMu
-// held): hold for it (if not yet), keep holding, or forget it once Hold
-// passed. forget: delete it; send ev when send.
+// expireLocked decides for a peer silent for PeerTimeout or away
+// (peersMu held): hold for it (if not yet), keep holding, or forget it
+// once it has been away for Hold. forget: delete it; send ev when send.
 func (n *Node) expireLocked(id string, p *peer) (ev holdEvent, send, forget, rebuild bool) {
 	if !n.holdEnabled() {
 		return holdEvent{}, false, true, true

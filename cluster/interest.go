@@ -211,7 +211,7 @@ func (n *Node) expirePeers() {
 	gone := false
 	var evs []holdEvent
 	for id, p := range n.peers {
-		if time.Since(p.seen) > n.o.PeerTimeout {
+		if time.Since(p.seen) > n.o.PeerTimeout || !p.away.IsZero() {
 			ev, send, forget, rebuild := n.expireLocked(id, p)
 			if send {
 				evs = append(evs, ev)

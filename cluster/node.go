@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -32,8 +33,12 @@ type Options struct {
 	// of its cluster has none. Listing itself is harmless.
 	Join []string
 	// Secret authenticates the routes: every node must have the same one.
-	// Empty: routes are not authenticated (only for a Listen on loopback).
+	// Empty: routes are not authenticated (only for a Listen on loopback,
+	// or with TLS).
 	Secret string
+	// TLS, when set, is mutual TLS on the routes (RouteTLS): a node
+	// without a certificate the CA signed cannot join.
+	TLS *tls.Config
 	// QueueSize bounds the messages waiting to be sent to other nodes
 	// (default 65536); beyond it they are dropped and counted.
 	QueueSize int
@@ -115,8 +120,8 @@ func New(o Options) (*Node, error) {
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		return nil, fmt.Errorf("cluster: --cluster-listen %q: bad port", o.Listen)
 	}
-	if o.Secret == "" && !loopback(host) {
-		return nil, fmt.Errorf("cluster: --cluster-listen %s is not a loopback address: give --cluster-secret (or MCUTIE_CLUSTER_SECRET), which every node must share, so that no one else can join", o.Listen)
+	if o.Secret == "" && o.TLS == nil && !loopback(host) {
+		return nil, fmt.Errorf("cluster: --cluster-listen %s is not a loopback address: give --cluster-secret (or MCUTIE_CLUSTER_SECRET), which every node must share, or route TLS (--cluster-tls-*), so that no one else can join", o.Listen)
 	}
 	for _, j := range o.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
@@ -214,6 +219,10 @@ func (n *Node) Start(b *broker.Broker) error {
 	}
 	if n.o.Secret != "" {
 		so.Cluster.Username, so.Cluster.Password = "mcutie", n.o.Secret
+	}
+	if n.o.TLS != nil {
+		so.Cluster.TLSConfig = n.o.TLS.Clone()
+		so.Cluster.TLSTimeout = 2 // seconds
 	}
 	for _, j := range n.o.Join {
 		u := &url.URL{Scheme: "nats-route", Host: j}

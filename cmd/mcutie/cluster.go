@@ -26,6 +26,9 @@ type clusterConfig struct {
 	hold       time.Duration
 	holdQueue  int
 	holdBytes  int
+	tlsCert    string
+	tlsKey     string
+	tlsCA      string
 
 	node *cluster.Node
 }
@@ -43,6 +46,9 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
 	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
 	fs.IntVar(&c.holdQueue, "cluster-hold-queue", cluster.DefaultHoldMessages, "messages held at most per absent node; beyond it they are dropped and counted (mcutie_cluster_hold_dropped_messages_total)")
+	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate this node presents on the routes (mutual TLS; with --cluster-tls-key and --cluster-tls-ca, all or none): needs serverAuth and clientAuth usages and the addresses the others dial")
+	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
+	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM CA that signs every node's route certificate: a node without one it signed cannot join")
 	fs.IntVar(&c.holdBytes, "cluster-hold-bytes", cluster.DefaultHoldBytes, "bytes held at most per absent node (in memory); beyond it messages are dropped and counted")
 }
 
@@ -51,8 +57,8 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	c := &cfg.cluster
 	if c.listen == "" {
-		if len(c.join) > 0 {
-			return fmt.Errorf("--cluster-join needs --cluster-listen")
+		if len(c.join) > 0 || c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "" {
+			return fmt.Errorf("--cluster-join and --cluster-tls-* need --cluster-listen")
 		}
 		return nil
 	}
@@ -70,12 +76,16 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	if c.hold < 0 || c.holdQueue <= 0 || c.holdBytes <= 0 {
 		return fmt.Errorf("--cluster-hold must be >= 0, --cluster-hold-queue and --cluster-hold-bytes > 0")
 	}
+	routeTLS, err := cluster.RouteTLS(c.tlsCert, c.tlsKey, c.tlsCA)
+	if err != nil {
+		return err
+	}
 	hold := c.hold
 	if hold == 0 {
 		hold = -1 // cluster.Options: negative is off, 0 the default
 	}
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
-		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, Logger: log})
+		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,7 @@ var helpGroups = []struct {
 	{"Management API", []string{"admin", "admin-listen", "admin-token", "admin-token-file", "admin-max-page-size"}},
 	{"Cluster", []string{
 		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue",
-		"cluster-hold", "cluster-hold-queue", "cluster-hold-bytes",
+		"cluster-hold", "cluster-hold-queue", "cluster-hold-bytes", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca",
 	}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
