@@ -164,7 +164,9 @@ func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, s
 	if !p.away.IsZero() {
 		n.log.Info("cluster: node back; sending what was held for it", "peer", id, "away", time.Since(p.away).Round(time.Millisecond), "why", p.awayWhy)
 		p.away, p.awayWhy = time.Time{}, ""
-		return holdEvent{kind: evRelease, node: id, subject: p.subject}, true, true, rejoined
+		// Back: it gets what is retained as a node that joins does
+		// (what changed while it was away).
+		return holdEvent{kind: evRelease, node: id, subject: p.subject}, true, true, true
 	}
 	return holdEvent{}, false, false, rejoined
 }

@@ -333,7 +333,10 @@ type membership struct {
 func (n *Node) publishMembership() {
 	n.peersMu.Lock()
 	m := membership{Self: n.o.NodeID, Nodes: []string{n.o.NodeID}}
-	for id := range n.peers {
+	for id, p := range n.peers {
+		if !p.away.IsZero() {
+			continue // not heard from: held for (hold.go)
+		}
 		m.Nodes = append(m.Nodes, id)
 	}
 	n.peersMu.Unlock()

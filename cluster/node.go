@@ -323,16 +323,19 @@ type PeerInfo struct {
 	Filters  int       // filters in its announced interest
 	Known    bool      // its current interest is known (else asked for)
 	LastSeen time.Time // its last heartbeat
-	Away     bool      // leaving, silent or unreachable: held for (hold.go)
 }
 
-// Peers lists the nodes heard from within PeerTimeout.
+// Peers lists the nodes heard from within PeerTimeout; not those away
+// (leaving, silent or unreachable), whose messages are held (hold.go).
 func (n *Node) Peers() []PeerInfo {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
 	out := make([]PeerInfo, 0, len(n.peers))
 	for id, p := range n.peers {
-		out = append(out, PeerInfo{NodeID: id, Filters: len(p.filters), Known: p.known, LastSeen: p.seen, Away: !p.away.IsZero()})
+		if !p.away.IsZero() {
+			continue
+		}
+		out = append(out, PeerInfo{NodeID: id, Filters: len(p.filters), Known: p.known, LastSeen: p.seen})
 	}
 	return out
 }
