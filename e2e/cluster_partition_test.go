@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Cluster partition tests: three mcutie processes, each in a network
@@ -82,9 +83,19 @@ func (n *partNode) ready() bool {
 // the endpoint does not answer).
 func (n *partNode) metric(t *testing.T, name string) float64 {
 	t.Helper()
+	v, ok := n.metricOK(t, name)
+	if !ok {
+		t.Fatalf("node %s: metric %s not written", n.id, name)
+	}
+	return v
+}
+
+// metricOK is metric, reporting whether the node writes it at all.
+func (n *partNode) metricOK(t *testing.T, name string) (float64, bool) {
+	t.Helper()
 	code, body, err := netHTTP(n.web + "/metrics")
 	if err != nil || code != 200 {
-		return -1
+		return -1, true
 	}
 	for _, line := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
@@ -92,11 +103,10 @@ func (n *partNode) metric(t *testing.T, name string) float64 {
 			if err != nil {
 				t.Fatalf("node %s: metric %s: %q", n.id, name, line)
 			}
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("node %s: metric %s not written", n.id, name)
-	return 0
+	return 0, false
 }
 
 // partWait polls cond every 50 ms until it holds and returns how long it
@@ -199,22 +209,31 @@ func partPublish(t *testing.T, pub *v5Paho, prefix string, n int) {
 //   - Nothing crosses: what A publishes for C's subscriber and what C
 //     publishes for A's is not sent at all (mcutie_cluster_sent_messages_total
 //     unchanged on both), and the subscribers get nothing.
-//   - A new CONNECT is accepted on both sides (today a claim needs no
-//     quorum: docs/clustering.md, "Not yet" 1), and a client connected on
-//     C before the split that connects on A too keeps both connections.
+//   - A new CONNECT (3.1.1 and 5) is accepted by A. Without session
+//     ownership it is accepted by C too; with it (the nodes export
+//     mcutie_cluster_owners_ready), C refuses it with 0x88 / 0x03.
+//   - A client connected on C before the split connects on A too: A
+//     accepts it and C's connection keeps working.
 //
 // After healing:
 //   - every node knows three again and C is ready;
 //   - interest is announced again: messages cross both ways (20 QoS 1
 //     each way, exactly once, in order), and none of what was published
 //     during the split arrives late;
-//   - the client id connected on both sides is still connected on both
-//     (today's gap: see the docs); connecting it on B ends both (0x8E);
+//   - the client id connected on both sides: without session ownership
+//     still connected on both (the gap the docs name), and connecting it
+//     on B ends both (0x8E); with it, C ends its connection (0x8E) and
+//     A's stays, until the id connects on B;
 //   - what A retained during the split reaches a new subscriber on C.
 func TestClusterPartition(t *testing.T) {
 	lab := newNetLab(t, 3)
 	nodes := startPartCluster(t, lab)
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	// Session ownership with a quorum (docs/clustering.md) changes what
+	// the minority accepts and what healing ends; its metrics say whether
+	// this build has it.
+	_, quorum := c.metricOK(t, "mcutie_cluster_owners_ready")
+	t.Logf("session ownership with a quorum: %v", quorum)
 	conn := func(n *partNode, id string) *v5Paho {
 		cl, _ := v5Connect(t, n.mqtt, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30})
 		return cl
@@ -259,9 +278,10 @@ func TestClusterPartition(t *testing.T) {
 	for _, v := range views {
 		t.Logf("split: %s %v after the cut", v.what, seen[v.what].Round(10*time.Millisecond))
 	}
-	if !a.ready() || !b.ready() {
-		t.Fatalf("the majority is not ready during the split: A %v, B %v", a.ready(), b.ready())
-	}
+	// The majority is ready (with session ownership: once its side of
+	// the owners bucket has a leader again, which may have been on C).
+	partWait(t, nodes, "A and B ready during the split", partSplitBound, func() bool { return a.ready() && b.ready() })
+	t.Logf("split: A and B ready %v after the cut", time.Since(cutAt).Round(10*time.Millisecond))
 
 	partPublish(t, pubA, "ab/d/", 100)
 	partRecv(t, subB, "ab/d/", 100)
@@ -291,16 +311,26 @@ func TestClusterPartition(t *testing.T) {
 	// has none for.
 	pubA.publish(t, &paho.Publish{Topic: "ret/split", QoS: 1, Retain: true, Payload: []byte("kept")})
 
-	// A new CONNECT on each side: accepted on both today, because a claim
-	// needs no quorum yet (docs/clustering.md, "Not yet" 1).
+	// A new CONNECT on each side. The majority accepts it (3.1.1 and 5).
 	conn(a, "p-new-a")
-	if _, ack, err := v5TryConnect(t, c.mqtt, &paho.Connect{ClientID: "p-new-c", CleanStart: true, KeepAlive: 30}); err != nil {
-		code := -1
-		if ack != nil {
-			code = int(ack.ReasonCode)
+	partConnect3(t, a, "p-new-a3", 0)
+	if quorum {
+		// The minority cannot claim the id: refused with 0x88 Server
+		// unavailable (3.1.1: 0x03) and the connection closed
+		// [MQTT-3.2.2-7] [MQTT-3.2.2-5]; counted.
+		refused := c.metric(t, "mcutie_cluster_claims_refused_total")
+		_, ack, err := v5TryConnect(t, c.mqtt, &paho.Connect{ClientID: "p-new-c", CleanStart: true, KeepAlive: 30})
+		if err == nil || ack == nil || ack.ReasonCode != 0x88 {
+			t.Fatalf("a new v5 CONNECT on C during the split: CONNACK %+v (%v), want 0x88 Server unavailable", ack, err)
 		}
-		t.Fatalf("C refused a new CONNECT during the split (CONNACK %d: %v): until session ownership needs a quorum it accepts it; "+
-			"if that was built, this test must now expect 0x88 (docs/clustering.md, Partitions)", code, err)
+		partConnect3(t, c, "p-new-c3", 3)
+		if d := c.metric(t, "mcutie_cluster_claims_refused_total") - refused; d != 2 {
+			t.Errorf("C counted %v refused claims, want 2", d)
+		}
+	} else {
+		// Without session ownership a claim needs no quorum: accepted.
+		conn(c, "p-new-c")
+		partConnect3(t, c, "p-new-c3", 0)
 	}
 	// The client connected on C connects on A too: A accepts it, and C,
 	// which cannot hear A's claim, keeps its connection, which still
@@ -309,6 +339,10 @@ func TestClusterPartition(t *testing.T) {
 	twinC.publish(t, &paho.Publish{Topic: "tw/c", QoS: 1, Payload: []byte("still here")})
 
 	// ---- healing ----
+	var droppedC float64
+	if quorum {
+		droppedC = c.metric(t, "mcutie_cluster_sessions_dropped_not_owned_total")
+	}
 	lab.heal(2)
 	healAt := time.Now()
 	partWait(t, nodes, "three nodes everywhere and C ready", partHealBound, func() bool {
@@ -326,19 +360,49 @@ func TestClusterPartition(t *testing.T) {
 	t.Logf("heal: three nodes and C ready %v after the link came back; messages cross both ways %v after it",
 		tMembers.Round(10*time.Millisecond), tFlow.Round(10*time.Millisecond))
 
-	// Today both keep the id after healing: the claims were announced
-	// once, during the split (docs/clustering.md, Partitions). A CONNECT
-	// of the id on B after healing is announced to both: each gets
-	// DISCONNECT 0x8E Session taken over [MQTT-3.1.4-3].
-	twinC.publish(t, &paho.Publish{Topic: "tw/c", QoS: 1, Payload: []byte("healed")})
-	twinA.publish(t, &paho.Publish{Topic: "tw/a", QoS: 1, Payload: []byte("healed")})
-	conn(b, "p-twin")
-	for _, tw := range []struct {
-		on string
-		cl *v5Paho
-	}{{"A", twinA}, {"C", twinC}} {
-		if d := tw.cl.serverDisconnect(t); d.ReasonCode != 0x8E {
-			t.Errorf("p-twin on %s got DISCONNECT 0x%02x, want 0x8E Session taken over", tw.on, d.ReasonCode)
+	if quorum {
+		// The owners bucket is the single source of ownership once the
+		// split heals: C, which no longer owns p-twin, ends its
+		// connection with DISCONNECT 0x8E Session taken over
+		// [MQTT-3.1.4-3], and A's stays: one owner.
+		select {
+		case d := <-twinC.disc:
+			if d.ReasonCode != 0x8E {
+				t.Errorf("p-twin on C got DISCONNECT 0x%02x after healing, want 0x8E", d.ReasonCode)
+			}
+		case <-time.After(partHealBound):
+			t.Fatalf("p-twin on C, owned by A since the split, still connected %v after healing", partHealBound)
+		}
+		t.Logf("heal: p-twin on C disconnected (0x8E) %v after the link came back", time.Since(healAt).Round(10*time.Millisecond))
+		twinA.publish(t, &paho.Publish{Topic: "tw/a", QoS: 1, Payload: []byte("healed")})
+		select {
+		case d := <-twinA.disc:
+			t.Fatalf("p-twin on A, its owner, got DISCONNECT 0x%02x", d.ReasonCode)
+		default:
+		}
+		if d := c.metric(t, "mcutie_cluster_sessions_dropped_not_owned_total") - droppedC; d != 1 {
+			t.Errorf("C counted %v sessions dropped as not owned after healing, want 1 (p-twin)", d)
+		}
+		// A CONNECT of the id on B takes it over from A [MQTT-3.1.4-3].
+		conn(b, "p-twin")
+		if d := twinA.serverDisconnect(t); d.ReasonCode != 0x8E {
+			t.Errorf("p-twin on A got DISCONNECT 0x%02x, want 0x8E Session taken over", d.ReasonCode)
+		}
+	} else {
+		// Without session ownership both keep the id after healing: the
+		// claims were announced once, during the split (docs/clustering.md,
+		// Partitions). A CONNECT of the id on B after healing is
+		// announced to both: each gets DISCONNECT 0x8E [MQTT-3.1.4-3].
+		twinC.publish(t, &paho.Publish{Topic: "tw/c", QoS: 1, Payload: []byte("healed")})
+		twinA.publish(t, &paho.Publish{Topic: "tw/a", QoS: 1, Payload: []byte("healed")})
+		conn(b, "p-twin")
+		for _, tw := range []struct {
+			on string
+			cl *v5Paho
+		}{{"A", twinA}, {"C", twinC}} {
+			if d := tw.cl.serverDisconnect(t); d.ReasonCode != 0x8E {
+				t.Errorf("p-twin on %s got DISCONNECT 0x%02x, want 0x8E Session taken over", tw.on, d.ReasonCode)
+			}
 		}
 	}
 	partPublish(t, pubA, "toC/d/", 20)
@@ -358,6 +422,26 @@ func TestClusterPartition(t *testing.T) {
 	})
 	if len(got) != 1 || got[0].Topic != "ret/split" || string(got[0].Payload) != "kept" || !got[0].Retain {
 		t.Fatalf("a subscriber on C got %d retained messages (first %q %q retain %v), want ret/split \"kept\" once", len(got), got[0].Topic, got[0].Payload, got[0].Retain)
+	}
+}
+
+// partConnect3 connects a paho 3.1.1 client (clean session) to n and
+// checks the CONNACK's return code is want (0: accepted, then kept
+// connected until the test ends).
+func partConnect3(t *testing.T, n *partNode, id string, want byte) {
+	t.Helper()
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + n.mqtt).SetClientID(id).SetCleanSession(true).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(v3Wait)
+	cl := mqtt.NewClient(o)
+	tok := cl.Connect()
+	if !tok.WaitTimeout(v3Wait) {
+		t.Fatalf("3.1.1 CONNECT %q on node %s: no CONNACK within %v", id, n.id, v3Wait)
+	}
+	if got := tok.(*mqtt.ConnectToken).ReturnCode(); got != want {
+		t.Fatalf("3.1.1 CONNECT %q on node %s: return code %d (%v), want %d", id, n.id, got, tok.Error(), want)
+	}
+	if want == 0 {
+		t.Cleanup(func() { cl.Disconnect(0) })
 	}
 }
 
