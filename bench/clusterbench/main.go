@@ -59,6 +59,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,7 @@ type config struct {
 	suites   string
 	out      string
 	payload  int
+	only     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -92,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.suites, "suite", "hop,nodes", "suites to run: hop, nodes (comma-separated)")
 	fs.StringVar(&c.out, "out", "", "directory for cluster.md and cluster.json (empty: stdout only)")
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes (16 … 65536)")
+	fs.StringVar(&c.only, "only", "", "run only the runs whose name contains this (e.g. \"cross, QoS 1\")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -129,6 +132,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// errSkipped: the run is not among --only's.
+var errSkipped = errors.New("skipped")
+
 // row is one run's result.
 type row struct {
 	Suite       string  `json:"suite"`
@@ -151,6 +157,12 @@ type row struct {
 	CPUPerMsg   float64 `json:"broker_cpu_us_per_msg"`
 	ClientCores float64 `json:"client_cores"`
 	Load1       string  `json:"load_average"` // /proc/loadavg before the run
+	// ClusterDropped: messages the nodes dropped on their way to another
+	// node (mcutie_cluster_dropped_messages_total, send queue full).
+	ClusterDropped float64 `json:"cluster_dropped"`
+	// Drops: mcutie_messages_dropped_total by reason, over the nodes,
+	// during the run (where the lost messages went).
+	Drops map[string]float64 `json:"drops,omitempty"`
 }
 
 // node is one mcutie process.
@@ -249,6 +261,42 @@ func stopNodes(nodes []*node) {
 	}
 }
 
+// clusterMetric sums a metric over the nodes (0 where absent).
+func clusterMetric(nodes []*node, name string) float64 {
+	var sum float64
+	for _, nd := range nodes {
+		if v := metric(nd.metrics, name); v > 0 {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// labelled sums, over the nodes, every sample whose line starts with
+// prefix (a metric name and "{"), by its name and labels.
+func labelled(nodes []*node, prefix string) map[string]float64 {
+	out := map[string]float64{}
+	cl := http.Client{Timeout: time.Second}
+	for _, nd := range nodes {
+		resp, err := cl.Get("http://" + nd.metrics + "/metrics")
+		if err != nil {
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		resp.Body.Close()
+		for _, line := range strings.Split(string(body), "\n") {
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			if f, err := strconv.ParseFloat(line[i+1:], 64); err == nil && i > 0 {
+				out[line[:i]] += f
+			}
+		}
+	}
+	return out
+}
+
 // metric reads one unlabelled value from a node's /metrics (-1 if absent).
 func metric(addr, name string) float64 {
 	cl := http.Client{Timeout: time.Second}
@@ -300,6 +348,9 @@ type scenario struct {
 // their interest has had time to reach every node) the publishers; the
 // window runs --duration; then the drain.
 func runScenario(c *config, nodes []*node, s scenario, stderr io.Writer) (row, error) {
+	if !strings.Contains(s.name, c.only) {
+		return row{}, errSkipped
+	}
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	id := hex.EncodeToString(rb[:])
@@ -352,6 +403,8 @@ func runScenario(c *config, nodes []*node, s scenario, stderr io.Writer) (row, e
 		return row{}, err
 	}
 	load := loadAvg()
+	dropped0 := clusterMetric(nodes, "mcutie_cluster_dropped_messages_total")
+	drops0 := labelled(nodes, "mcutie_messages_dropped_total{")
 	cpu0, own0, t0 := brokersCPU(nodes), selfCPU(), time.Now()
 	recv0 := received(engines)
 	sent0 := sent(engines)
@@ -370,18 +423,25 @@ func runScenario(c *config, nodes []*node, s scenario, stderr io.Writer) (row, e
 	}
 	t := client.Collect(engines...)
 	d := t1.Sub(t0).Seconds()
+	dropped := clusterMetric(nodes, "mcutie_cluster_dropped_messages_total") - dropped0
+	drops := map[string]float64{}
+	for k, v := range labelled(nodes, "mcutie_messages_dropped_total{") {
+		if d := v - drops0[k]; d > 0 {
+			drops[strings.TrimSuffix(strings.TrimPrefix(k, `mcutie_messages_dropped_total{reason="`), `"}`)] = d
+		}
+	}
 	r := row{Suite: s.suite, Name: s.name, Nodes: len(nodes), QoS: s.qos, Rate: s.rate, Publishers: len(s.pubs), Subscribers: len(s.subs),
 		WindowSec: d, SentPerSec: float64(sent1-sent0) / d, RecvPerSec: float64(recv1-recv0) / d,
 		Lost: t.Lost, Duplicated: t.Duplicated, OutOfOrder: t.OutOfOrder,
-		BrokerCPU: (cpu1 - cpu0).Seconds(), ClientCores: (own1 - own0).Seconds() / d, Load1: load}
+		BrokerCPU: (cpu1 - cpu0).Seconds(), ClientCores: (own1 - own0).Seconds() / d, Load1: load, ClusterDropped: dropped, Drops: drops}
 	if n := recv1 - recv0; n > 0 {
 		r.CPUPerMsg = float64((cpu1 - cpu0).Microseconds()) / float64(n)
 	}
 	if t.Latency.TotalCount() > 0 {
 		r.P50, r.P99, r.P999 = t.Latency.ValueAtQuantile(50), t.Latency.ValueAtQuantile(99), t.Latency.ValueAtQuantile(99.9)
 	}
-	fmt.Fprintf(stderr, "clusterbench %-28s %9.0f msg/s recv  %6.2f µs CPU/msg  p50 %6d µs  p99 %7d µs  lost %d  load %s\n",
-		s.name, r.RecvPerSec, r.CPUPerMsg, r.P50, r.P99, r.Lost, load)
+	fmt.Fprintf(stderr, "clusterbench %-28s %9.0f msg/s recv  %6.2f µs CPU/msg  p50 %6d µs  p99 %7d µs  lost %d (cluster queue %.0f, dropped %v)  load %s\n",
+		s.name, r.RecvPerSec, r.CPUPerMsg, r.P50, r.P99, r.Lost, dropped, drops, load)
 	return r, nil
 }
 
@@ -442,6 +502,9 @@ func hopSuite(c *config, stderr io.Writer) ([]row, error) {
 				}
 				r, err := runScenario(c, nodes, scenario{suite: "hop", name: fmt.Sprintf("%s, QoS %d, %s", topo.name, qos, pace),
 					qos: qos, rate: rate, pubs: []int{0}, subs: []int{topo.subAt}}, stderr)
+				if errors.Is(err, errSkipped) {
+					continue
+				}
 				if err != nil {
 					stopNodes(nodes)
 					return rows, err
@@ -473,6 +536,9 @@ func nodesSuite(c *config, stderr io.Writer) ([]row, error) {
 		for _, qos := range []int{0, 1} {
 			r, err := runScenario(c, nodes, scenario{suite: "nodes", name: fmt.Sprintf("%d node(s), QoS %d, flood", n, qos),
 				qos: qos, pubs: pubs, subs: subs}, stderr)
+			if errors.Is(err, errSkipped) {
+				continue
+			}
 			if err != nil {
 				stopNodes(nodes)
 				return rows, err
@@ -546,11 +612,11 @@ func writeResults(c *config, rows []row, stdout, stderr io.Writer) {
 	fmt.Fprintf(&md, "# mcutie cluster benchmark\n\n%s, %d-byte payloads, %v windows, `clusterbench --suite %s --rate %v --duration %v`.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), c.payload, c.duration, c.suites, c.rate, c.duration)
 	fmt.Fprintf(&md, "Broker CPU: all mcutie processes of the topology, per delivered message. Load: /proc/loadavg before the run (%d cores).\n\n", runtime.NumCPU())
-	fmt.Fprintln(&md, "| run | pubs → subs | sent/s | delivered/s | broker CPU µs/msg | p50 µs | p99 µs | p99.9 µs | lost | dup | client cores | load avg |")
-	fmt.Fprintln(&md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Fprintln(&md, "| run | pubs → subs | sent/s | delivered/s | broker CPU µs/msg | p50 µs | p99 µs | p99.9 µs | lost | cluster queue drops | broker drops | dup | client cores | load avg |")
+	fmt.Fprintln(&md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
 	for _, r := range rows {
-		fmt.Fprintf(&md, "| %s | %d → %d | %.0f | %.0f | %.2f | %d | %d | %d | %d | %d | %.2f | %s |\n",
-			r.Name, r.Publishers, r.Subscribers, r.SentPerSec, r.RecvPerSec, r.CPUPerMsg, r.P50, r.P99, r.P999, r.Lost, r.Duplicated, r.ClientCores, r.Load1)
+		fmt.Fprintf(&md, "| %s | %d → %d | %.0f | %.0f | %.2f | %d | %d | %d | %d | %.0f | %s | %d | %.2f | %s |\n",
+			r.Name, r.Publishers, r.Subscribers, r.SentPerSec, r.RecvPerSec, r.CPUPerMsg, r.P50, r.P99, r.P999, r.Lost, r.ClusterDropped, dropsText(r.Drops), r.Duplicated, r.ClientCores, r.Load1)
 	}
 	_, _ = stdout.Write(md.Bytes())
 	if c.out == "" {
@@ -567,6 +633,19 @@ func writeResults(c *config, rows []row, stdout, stderr io.Writer) {
 	if err := os.WriteFile(filepath.Join(c.out, "cluster.json"), append(js, '\n'), 0o644); err != nil {
 		fmt.Fprintln(stderr, err)
 	}
+}
+
+func dropsText(m map[string]float64) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // logBuf is a node's output: written by exec's copying goroutine, read
