@@ -265,15 +265,36 @@ func BenchmarkInterestAnnouncement(b *testing.B) {
 // BenchmarkRemoteIndexMemory is the heap a node holds for its peers'
 // interest: one million filters in all, spread over 2, 10 or 49 peers
 // (their announced sets, kept per peer, and the remote index built from
-// them), after a GC. One pass per b.N; heap-B/filter is what matters.
+// them), after a GC; each peer's filters are its own (the worst case for
+// the index), or, with same-filters, 10 peers announce the same 100,000. One pass per b.N; heap-B/filter is what matters.
 // Run it by name: go test -run '^$' -bench RemoteIndexMemory ./cluster
 func BenchmarkRemoteIndexMemory(b *testing.B) {
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "Memory") {
 		b.Skip("a million filters: run by name (-bench RemoteIndexMemory)")
 	}
 	const total = 1_000_000
-	for _, peers := range []int{2, 10, 49} {
-		b.Run(fmt.Sprintf("filters=1M/peers=%d", peers), func(b *testing.B) {
+	b.Run("announcement/filters=1M", func(b *testing.B) {
+		a := announcement{Node: "node-7", Version: 12345, Full: true, Filters: deviceFilters("node-7", total)}
+		var size int
+		for b.Loop() {
+			raw, err := json.Marshal(a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = len(raw)
+		}
+		b.ReportMetric(float64(size), "wire-B")
+	})
+	for _, c := range []struct {
+		peers int
+		same  bool // every peer announces the same filters (1M entries, 1M/peers distinct filters)
+	}{{2, false}, {10, false}, {49, false}, {10, true}} {
+		peers := c.peers
+		name := fmt.Sprintf("filters=1M/peers=%d", peers)
+		if c.same {
+			name += "/same-filters"
+		}
+		b.Run(name, func(b *testing.B) {
 			var perFilter, index float64
 			for b.Loop() {
 				before := heapInUse()
@@ -283,7 +304,11 @@ func BenchmarkRemoteIndexMemory(b *testing.B) {
 				}
 				for i := range peers {
 					id := "p" + strconv.Itoa(i)
-					n.peers[id] = &peer{subject: subjectMsg(id), known: true, filters: deviceFilters(id, total/peers)}
+					fs := deviceFilters(id, total/peers)
+					if c.same {
+						fs = deviceFilters("p0", total/peers)
+					}
+					n.peers[id] = &peer{subject: subjectMsg(id), known: true, filters: fs}
 				}
 				sets := heapInUse()
 				n.peersMu.Lock()
