@@ -95,65 +95,87 @@ func waitFor(tb testing.TB, what string, ok func() bool) {
 // BenchmarkDeliver is one message published on node A (Broker.Publish,
 // QoS 0, 64-byte payload) and delivered to a server-side subscriber, on A
 // (local) or on B (cross: match, encode, queue, send over the NATS route,
-// receive, decode, route on B). ns/op is the pipeline's cost per message
+// receive, decode, route on B), or to one on B and one on C
+// (cross-to-2-nodes: what each further destination node adds). ns/op is the pipeline's cost per message
 // with both nodes in this process, at most 1024 messages in flight;
 // cpu-ns/msg is the process's CPU per message (both brokers, both NATS
 // servers, the subscriber), which a loaded machine inflates less than
 // ns/op. Cross minus local is what crossing adds.
 func BenchmarkDeliver(b *testing.B) {
-	for _, where := range []string{"local", "cross"} {
-		b.Run(where, func(b *testing.B) {
-			nodes := startBenchCluster(b, 2)
-			pubNode, subNode := nodes[0], nodes[0]
-			if where == "cross" {
-				subNode = nodes[1]
-			}
+	for _, c := range []struct {
+		name  string
+		nodes int
+		subs  []int // the nodes with a subscriber
+	}{{"local", 2, []int{0}}, {"cross", 2, []int{1}}, {"cross-to-2-nodes", 3, []int{1, 2}}} {
+		b.Run(c.name, func(b *testing.B) {
+			nodes := startBenchCluster(b, c.nodes)
+			pubNode := nodes[0]
 			// slots bounds the messages in flight: the publisher takes one
-			// per message, the subscriber gives it back (no spinning, so the
-			// process's CPU is the pipeline's).
+			// per message, the first subscriber gives it back (no spinning,
+			// so the process's CPU is the pipeline's); the others are
+			// waited for at the end.
 			const inFlight = 1024
 			slots := make(chan struct{}, inFlight)
-			var got atomic.Int64
-			sub, err := subNode.b.Subscribe("bench/deliver/#", broker.SubscribeOptions{QoS: 0, Window: 65535}, func(_ *broker.Delivered, done func()) {
-				got.Add(1)
-				done()
-				<-slots
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sub.Unsubscribe()
-			if where == "cross" {
-				waitFor(b, "A knows B's interest", func() bool { return pubNode.node.PeerInterest("bn1", "bench/deliver/#") })
+			got := make([]atomic.Int64, len(c.subs))
+			var subs []*broker.ServerSubscription
+			for k, at := range c.subs {
+				sub, err := nodes[at].b.Subscribe("bench/deliver/#", broker.SubscribeOptions{QoS: 0, Window: 65535}, func(_ *broker.Delivered, done func()) {
+					got[k].Add(1)
+					done()
+					if k == 0 {
+						<-slots
+					}
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sub.Unsubscribe()
+				subs = append(subs, sub)
+				if at != 0 {
+					id := "bn" + strconv.Itoa(at)
+					waitFor(b, "A knows "+id+"'s interest", func() bool { return pubNode.node.PeerInterest(id, "bench/deliver/#") })
+				}
 			}
 			payload := make([]byte, 64)
 			publish := func(n int64) {
-				start := got.Load()
+				start := make([]int64, len(got))
+				for k := range got {
+					start[k] = got[k].Load()
+				}
 				timeout := time.NewTimer(30 * time.Second)
 				defer timeout.Stop()
 				for sent := int64(0); sent < n; {
 					select {
 					case slots <- struct{}{}:
 					case <-timeout.C:
-						b.Fatalf("%d of %d delivered in 30 s (dropped: %d at the subscriber, %d by the cluster)", got.Load()-start, sent, sub.Dropped(), pubNode.node.dropped.Load())
+						b.Fatalf("%d of %d delivered in 30 s (dropped: %d at the subscriber, %d by the cluster)", got[0].Load()-start[0], sent, subs[0].Dropped(), pubNode.node.dropped.Load())
 					}
 					for pubNode.b.Publish("bench/deliver/x", payload, 0, false) != nil {
 						time.Sleep(10 * time.Microsecond) // inbox full
 					}
 					sent++
 				}
-				for range inFlight { // every slot back: all delivered
+				for range inFlight { // every slot back: all delivered to the first
 					select {
 					case slots <- struct{}{}:
 					case <-timeout.C:
-						b.Fatalf("%d of %d delivered in 30 s", got.Load()-start, n)
+						b.Fatalf("%d of %d delivered in 30 s", got[0].Load()-start[0], n)
 					}
 				}
 				for range inFlight {
 					<-slots
 				}
+				for k := range got {
+					for got[k].Load()-start[k] < n {
+						select {
+						case <-timeout.C:
+							b.Fatalf("subscriber %d: %d of %d delivered in 30 s", k, got[k].Load()-start[k], n)
+						case <-time.After(time.Millisecond):
+						}
+					}
+				}
 			}
-			publish(10_000) // warm pools, routes and the subscriber
+			publish(10_000) // warm pools, routes and the subscribers
 			b.ReportAllocs()
 			cpu0 := processCPU()
 			b.ResetTimer()
