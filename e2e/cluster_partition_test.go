@@ -247,11 +247,23 @@ func TestClusterPartition(t *testing.T) {
 	sub(subC, "toC/#")     // A -> C, across the split
 	sub(subA, "toA/#")     // C -> A, across the split
 	sub(subCLocal, "cc/#") // C -> C, local to the minority
+	// Persistent sessions on each side (session expiry 300 s): the other
+	// side holds their QoS 1 messages while they are away
+	// (docs/clustering.md, Partitions).
+	durable := func(n *partNode, id, filter string) *v5Paho {
+		cl, _ := v5Connect(t, n.mqtt, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)}})
+		sub(cl, filter)
+		return cl
+	}
+	durC, durA := durable(c, "p-dur-c", "durC/#"), durable(a, "p-dur-a", "durA/#")
 	// A client connected on C before the split: C announced its claim.
 	twinC := conn(c, "p-twin")
 	partProbe(t, nodes, pubA, subB, "ab/probe", partHealBound)
 	partProbe(t, nodes, pubA, subC, "toC/probe", partHealBound)
 	partProbe(t, nodes, pubC, subA, "toA/probe", partHealBound)
+	partProbe(t, nodes, pubA, durC, "durC/probe", partHealBound)
+	partProbe(t, nodes, pubC, durA, "durA/probe", partHealBound)
 
 	// ---- the split ----
 	lab.cut(2)
@@ -306,10 +318,24 @@ func TestClusterPartition(t *testing.T) {
 
 	sentA, sentC := a.metric(t, "mcutie_cluster_sent_messages_total"), c.metric(t, "mcutie_cluster_sent_messages_total")
 	recvA, recvC := a.metric(t, "mcutie_cluster_received_messages_total"), c.metric(t, "mcutie_cluster_received_messages_total")
+	heldA, heldC := a.metric(t, "mcutie_cluster_held_messages_total"), c.metric(t, "mcutie_cluster_held_messages_total")
 	partPublish(t, pubA, "toC/split/", 10)
 	partPublish(t, pubC, "toA/split/", 10)
+	partPublish(t, pubA, "durC/split/", 10)
+	partPublish(t, pubC, "durA/split/", 10)
 	partQuiet(t, subC)
 	partQuiet(t, subA)
+	partQuiet(t, durC)
+	partQuiet(t, durA)
+	// What is for the other side's persistent sessions is held, every
+	// message of it; what is for its other sessions is not sent at all.
+	if d := a.metric(t, "mcutie_cluster_held_messages_total") - heldA; d != 10 {
+		t.Errorf("A held %v messages for C's persistent session, want 10", d)
+	}
+	if d := c.metric(t, "mcutie_cluster_held_messages_total") - heldC; d != 10 {
+		t.Errorf("C held %v messages for A's persistent session, want 10", d)
+	}
+	releasedA, releasedC := a.metric(t, "mcutie_cluster_released_messages_total"), c.metric(t, "mcutie_cluster_released_messages_total")
 	if d := a.metric(t, "mcutie_cluster_sent_messages_total") - sentA; d != 0 {
 		t.Errorf("A sent %v messages during the split; C, forgotten, must get none", d)
 	}
@@ -419,6 +445,21 @@ func TestClusterPartition(t *testing.T) {
 			if d := tw.cl.serverDisconnect(t); d.ReasonCode != 0x8E {
 				t.Errorf("p-twin on %s got DISCONNECT 0x%02x, want 0x8E Session taken over", tw.on, d.ReasonCode)
 			}
+		}
+	}
+	// What was held is delivered once the other side is back: every
+	// message, once, in order [MQTT-4.6.0-5], counted as released.
+	partRecv(t, durC, "durC/split/", 10)
+	partRecv(t, durA, "durA/split/", 10)
+	if d := a.metric(t, "mcutie_cluster_released_messages_total") - releasedA; d != 10 {
+		t.Errorf("A released %v held messages to C, want 10", d)
+	}
+	if d := c.metric(t, "mcutie_cluster_released_messages_total") - releasedC; d != 10 {
+		t.Errorf("C released %v held messages to A, want 10", d)
+	}
+	for _, n := range nodes {
+		if h := n.metric(t, "mcutie_cluster_held_messages"); h != 0 {
+			t.Errorf("node %s still holds %v messages after healing", n.id, h)
 		}
 	}
 	partPublish(t, pubA, "toC/d/", 20)
