@@ -206,9 +206,11 @@ func partPublish(t *testing.T, pub *v5Paho, prefix string, n int) {
 //   - C's existing connections keep their local traffic: 50 QoS 1
 //     messages from a publisher on C reach a subscriber on C exactly once,
 //     in order.
-//   - Nothing crosses: what A publishes for C's subscriber and what C
+//   - Nothing crosses: what A publishes for C's clean session and what C
 //     publishes for A's is not sent at all (mcutie_cluster_sent_messages_total
-//     unchanged on both), and the subscribers get nothing.
+//     unchanged on both), and the subscribers get nothing; what each
+//     publishes for the other side's persistent session is held (10 each,
+//     mcutie_cluster_held_messages_total).
 //   - A new CONNECT (3.1.1 and 5) is accepted by A. Without session
 //     ownership it is accepted by C too; with it (the nodes export
 //     mcutie_cluster_owners_ready), C refuses it with 0x88 / 0x03.
@@ -219,7 +221,8 @@ func partPublish(t *testing.T, pub *v5Paho, prefix string, n int) {
 //   - every node knows three again and C is ready;
 //   - interest is announced again: messages cross both ways (20 QoS 1
 //     each way, exactly once, in order), and none of what was published
-//     during the split arrives late;
+//     during the split arrives late; the held messages reach the
+//     persistent sessions, all of them, once, in order;
 //   - the client id connected on both sides: without session ownership
 //     still connected on both (the gap the docs name), and connecting it
 //     on B ends both (0x8E); with it, C ends its connection (0x8E) and
