@@ -33,8 +33,7 @@ type Broker struct {
 	// takeOver): ConnectedClients without asking the loops.
 	online atomic.Int64
 
-	clock       *coarseClock // clock.go
-	started     int64        // unix ns at New, for $SYS/broker/uptime
+	started     int64 // unix ns at New, for $SYS/broker/uptime
 	storeErrors atomic.Uint64
 
 	// qos2Mark numbers the QoS 2 publishes of persistent sessions, across
@@ -78,9 +77,6 @@ type authCounters struct {
 // New returns a broker with opts (defaults filled in). Its loops must be
 // bound to executors (Loop.Bind) before clients are fed to them.
 func New(opts Options) *Broker {
-	// A clock set by the caller is read directly, so a test moving it is
-	// seen at once (clock.go).
-	directClock := opts.Now != nil
 	opts.Defaults()
 	if opts.Hooks.Has(hooks.Connect) {
 		opts.Authenticator = &hookAuthenticator{next: opts.Authenticator, hooks: opts.Hooks}
@@ -102,8 +98,7 @@ func New(opts Options) *Broker {
 	b.admit.seed = maphash.MakeSeed()
 	b.rateLimited = opts.PublishRate > 0 || opts.PublishByteRate > 0
 	b.readerLimit = 2*opts.MaxOutboundBytes + opts.MaxPacketSize
-	b.clock = newClock(opts.Now, directClock)
-	b.started = b.clock.read()
+	b.started = b.readClock()
 	b.loops = make([]*Loop, opts.Loops)
 	for i := range b.loops {
 		b.loops[i] = newLoop(b, i)
@@ -111,9 +106,15 @@ func New(opts Options) *Broker {
 	return b
 }
 
-// readClock is the broker's time in unix ns (clock.go). Safe for
-// concurrent use.
-func (b *Broker) readClock() int64 { return b.clock.read() }
+// readClock is the broker's time in unix ns. Safe for concurrent use.
+//
+// A loop reads it once per callback (Loop.tick), not per packet. It is
+// the system clock itself: time.Now costs tens of nanoseconds through the
+// vDSO, while the coarse clock goroutine it replaces (refreshed every
+// 2 ms while the broker was busy) woke a thread 500 times a second, each
+// wake-up costing far more on the paravirtualised VMs we measure on
+// (docs/benchmarks.md, "Paced load").
+func (b *Broker) readClock() int64 { return b.opts.Now().UnixNano() }
 
 // Options returns the effective options.
 func (b *Broker) Options() Options { return b.opts }
@@ -170,7 +171,6 @@ func (b *Broker) Shutdown() {
 	if !b.closed.CompareAndSwap(false, true) {
 		return
 	}
-	defer b.clock.stop()
 	b.delayed.stop()
 	var wg sync.WaitGroup
 	for _, l := range b.loops {

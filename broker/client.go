@@ -290,7 +290,11 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 	if c.state == stateClosing {
 		res = FeedClose
 	}
-	l.flush()
+	if res == FeedContinue {
+		l.flushSoon() // with the other connections of this wake-up
+	} else {
+		l.flush() // the transport closes or moves the connection next
+	}
 	if res == FeedClose {
 		return len(buf), FeedClose
 	}

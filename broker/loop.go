@@ -92,6 +92,12 @@ type Loop struct {
 	heldSpare    []*Client // flushHeld's second buffer for held
 	flushingHeld bool      // flushHeld is running (a write closed a connection and flushed again)
 
+	// batchFlush is posted by flushSoon to run after the transport's
+	// current batch of callbacks; batchPosted: it is queued and has not
+	// run yet.
+	batchFlush  func()
+	batchPosted bool
+
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
 	authLog logThrottle // CONNECT refusals and ACL denials: one log line a second
@@ -135,6 +141,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		sessions: make(map[string]*Session),
 	}
 	l.shedLog.every = 10 * time.Second
+	l.batchFlush = l.flushBatch // bound once: posting it makes no closure
 	l.hooked = b.hooks.Provided()
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
@@ -252,6 +259,40 @@ func (l *Loop) flush() {
 	if len(l.held) > 0 && !l.flushingHeld {
 		l.flushHeld()
 	}
+}
+
+// flushSoon is flush deferred to the end of the transport's current batch
+// of callbacks: what the connections that became readable in one wake-up
+// of the loop produce is written with one write per connection, and their
+// store operations go as one unit. With paced load from many devices each
+// message arrives alone on its own connection, so flushing at the end of
+// every Feed made one write per subscriber per message; a subscriber fed
+// by k publishers in one wake-up now gets one write instead of k.
+//
+// The flush is posted through the loop's executor (gnet queues it with
+// one eventfd write, coalesced while it is pending, and runs it after the
+// socket events of its next poll, which returns at once), so it runs
+// before the loop sleeps again. Without an executor (a loop not bound
+// yet) it flushes at once. Loop-only.
+func (l *Loop) flushSoon() {
+	if l.batchPosted {
+		return
+	}
+	if len(l.dirty) == 0 && len(l.pass.ops) == 0 && len(l.backlog.ops) == 0 && len(l.afterApply) == 0 {
+		return // nothing written or stored by this callback (most PUBACKs from subscribers)
+	}
+	l.batchPosted = true
+	if l.exec(l.batchFlush) != nil {
+		l.batchPosted = false
+		l.flush()
+	}
+}
+
+// flushBatch is the deferred flush of flushSoon. Loop-only.
+func (l *Loop) flushBatch() {
+	l.batchPosted = false
+	l.tick()
+	l.flush()
 }
 
 // flushHeld writes the held connections whose commit is done. Loop-only.

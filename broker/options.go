@@ -181,9 +181,8 @@ type Options struct {
 	Peers Peers
 
 	Logger *slog.Logger
-	// Now is the broker's clock; default time.Now, read through a coarse
-	// clock refreshed every 2 ms while busy. When set, it is called on
-	// every read, so a test that moves it is seen at once.
+	// Now is the broker's clock; default time.Now. A loop calls it once
+	// per callback, so a test that moves it is seen at once.
 	Now func() time.Time
 }
 

@@ -184,7 +184,7 @@ func (b *Broker) Stats() Stats {
 		st.Cluster = &cs
 	}
 	st.StartTime = time.Unix(0, b.started)
-	st.Uptime = b.opts.Now().Sub(st.StartTime) // not the coarse clock: it may be paused while idle
+	st.Uptime = b.opts.Now().Sub(st.StartTime)
 	st.Dropped = make(map[string]uint64, numDropReasons)
 	st.ACLDenied = map[string]uint64{}
 	st.Rejected = map[string]uint64{}

@@ -66,7 +66,7 @@ const (
 type wireHarness struct {
 	t     testing.TB
 	b     *Broker
-	now   atomic.Int64 // read by the broker's clock goroutine
+	now   atomic.Int64 // Options.Now (read from more than one goroutine)
 	mu    sync.Mutex
 	q     []func() // posted work, run by the harness goroutine
 	slots [3]*wireConn
@@ -421,7 +421,7 @@ func (h *wireHarness) finish(live int64, goroutines int) {
 		case i == 2000:
 			t.Fatalf("goroutines: %d before, %d after Shutdown", goroutines, runtime.NumGoroutine())
 		case i < 1000:
-			runtime.Gosched() // the clock goroutine only has to see its stop
+			runtime.Gosched() // Shutdown.s goroutines only have to see their stop
 		default:
 			time.Sleep(time.Millisecond)
 		}
