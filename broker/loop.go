@@ -94,9 +94,13 @@ type Loop struct {
 
 	// batchFlush is posted by flushSoon to run after the transport's
 	// current batch of callbacks; batchPosted: it is queued and has not
-	// run yet.
+	// run yet. batchFeeds counts the Feeds since the last flushBatch,
+	// which ran at batchAt (unix ns): the loop's recent traffic rate, for
+	// the coalescing pause (coalesce).
 	batchFlush  func()
 	batchPosted bool
+	batchFeeds  int
+	batchAt     int64
 
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
@@ -275,6 +279,7 @@ func (l *Loop) flush() {
 // before the loop sleeps again. Without an executor (a loop not bound
 // yet) it flushes at once. Loop-only.
 func (l *Loop) flushSoon() {
+	l.batchFeeds++
 	if l.batchPosted {
 		return
 	}
@@ -292,7 +297,46 @@ func (l *Loop) flushSoon() {
 func (l *Loop) flushBatch() {
 	l.batchPosted = false
 	l.tick()
+	l.counters.batchFlushes++
 	l.flush()
+	l.coalesce()
+}
+
+// coalesceMinPerWindow is how many connections' traffic a coalescing
+// pause must be expected to collect for it to be worth taking: at fewer,
+// waking once per message is as cheap and costs no latency.
+const coalesceMinPerWindow = 2
+
+// coalesce pauses the loop for Options.CoalesceWindow after a batch while
+// its connections send fast enough that the pause is expected to collect
+// at least coalesceMinPerWindow more of them: the loop then wakes once per
+// window for many messages (one read each, one write per subscriber for
+// all of them) instead of once per message. Loop-only.
+//
+// The rate is that of the last cycle, flushBatch to flushBatch (pause
+// included): feeds / cycle ≥ coalesceMinPerWindow / window. When the
+// traffic slows down a cycle has fewer Feeds and the loop stops pausing;
+// after an idle spell the first cycle is long, so the first messages are
+// never delayed. The pause is a time.Sleep on the loop's goroutine, not a
+// blocking system call: the runtime's idle thread waits in its own
+// netpoll and no other thread is woken to take the loop's processor
+// (nanosleep(2) from the loop measured worse for that reason). Go's
+// timers then sleep at least about a millisecond, whatever the window
+// asked, when nothing else runs: the effective pause is
+// max(window, ~1 ms). Meanwhile new bytes wait in the sockets and
+// work from other loops waits in the inbox, so every message waits at
+// most one pause longer; Options.CoalesceWindow bounds it.
+func (l *Loop) coalesce() {
+	n, cycle := l.batchFeeds, l.now-l.batchAt
+	l.batchFeeds = 0
+	w := l.b.opts.CoalesceWindow
+	if w <= 0 || int64(n)*int64(w) < coalesceMinPerWindow*cycle {
+		l.batchAt = l.now
+		return
+	}
+	l.counters.coalescePauses++
+	time.Sleep(w)
+	l.batchAt = l.now // the cycle starts before the pause: the rate counts it
 }
 
 // flushHeld writes the held connections whose commit is done. Loop-only.

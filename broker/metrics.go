@@ -59,6 +59,8 @@ var (
 	mLoopInboxLength     = promtext.Gauge("mcutie_loop_inbox_length", "Items waiting in an event loop's cross-loop inbox.")
 	mLoopInboxCapacity   = promtext.Gauge("mcutie_loop_inbox_capacity", "Capacity of an event loop's cross-loop inbox (--inbox-size).")
 	mLoopInboxItems      = promtext.Counter("mcutie_loop_inbox_items_total", "Items an event loop took from its inbox.")
+	mLoopBatchFlushes    = promtext.Counter("mcutie_loop_batch_flushes_total", "Flushes of an event loop's output at the end of a batch of connections' traffic (one write per connection for all of it).")
+	mLoopCoalescePauses  = promtext.Counter("mcutie_loop_coalesce_pauses_total", "Pauses an event loop took after a batch to let more traffic arrive (--coalesce-window).")
 	mLoopInboxRejected   = promtext.Counter("mcutie_loop_inbox_rejected_total", "Pushes to an event loop's inbox refused because it was full.")
 	mLoopMessagesRecv    = promtext.Counter("mcutie_loop_messages_received_total", "PUBLISH packets received, per event loop.")
 	mLoopMessagesSent    = promtext.Counter("mcutie_loop_messages_sent_total", "PUBLISH packets sent, per event loop.")

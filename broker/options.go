@@ -68,6 +68,13 @@ type Options struct {
 	MaxQueuedBytesTotal int64
 	ConnectTimeout      time.Duration
 	InboxSize           int // cross-loop inbox capacity per loop; default 16384
+	// CoalesceWindow is the longest a loop pauses after a batch of
+	// traffic to let more arrive, while its connections send more than
+	// two messages per window (Loop.coalesce): fewer wake-ups and writes
+	// per message at the cost of up to one window of latency. 0 (the
+	// default here; the mcutie command's --coalesce-window sets 1 ms):
+	// never pause.
+	CoalesceWindow time.Duration
 	// CommitBacklog bounds, per loop, the store operations kept while the
 	// store's commit queue is full (see commit.go); beyond it new durable
 	// operations are refused. Default 65536.

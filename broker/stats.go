@@ -37,6 +37,7 @@ type loopCounters struct {
 	aclDeniedPublish, aclDeniedSubscribe uint64
 	aclDeniedRead, aclDeniedWill         uint64
 	inboxItems                           uint64 // items taken from this loop's inbox
+	batchFlushes, coalescePauses         uint64 // Loop.flushBatch runs, Loop.coalesce pauses
 	sysPublished                         uint64 // $SYS messages published by this loop
 	sessionsRefused                      uint64
 	clientIDTooLong, keepAliveRefused    uint64
@@ -166,6 +167,7 @@ type LoopStats struct {
 	Connections, Sessions            uint64
 	InboxLen, InboxCap               uint64
 	InboxRejected, InboxItems        uint64
+	BatchFlushes, CoalescePauses     uint64 // flushes at the end of a batch of callbacks; coalescing pauses (--coalesce-window)
 	MessagesIn, MessagesOut          uint64 // PUBLISH packets received / sent on this loop
 	BytesIn, BytesOut                uint64 // wire bytes
 	SlowConsumerStalls, Queued       uint64
@@ -270,6 +272,7 @@ func (b *Broker) Stats() Stats {
 		st.Loops[i] = LoopStats{
 			Index: l.idx, Connections: c.conns, Sessions: c.sessions,
 			InboxLen: c.inboxLen, InboxCap: l.inbox.mask + 1, InboxRejected: c.inboxRejected, InboxItems: c.inboxItems,
+			BatchFlushes: c.batchFlushes, CoalescePauses: c.coalescePauses,
 			MessagesIn: msgIn, MessagesOut: msgOut, BytesIn: c.bytesIn, BytesOut: c.bytesOut,
 			SlowConsumerStalls: c.slowConsumerStalls, Queued: c.queued,
 			ConnectionsOpened: c.connectionsOpened, Migrated: c.migrated, ConnectionsClosed: c.connectionsClosed,
@@ -420,6 +423,8 @@ func (b *Broker) WriteMetrics(w io.Writer) {
 		{mLoopInboxLength, func(l *LoopStats) uint64 { return l.InboxLen }},
 		{mLoopInboxCapacity, func(l *LoopStats) uint64 { return l.InboxCap }},
 		{mLoopInboxItems, func(l *LoopStats) uint64 { return l.InboxItems }},
+		{mLoopBatchFlushes, func(l *LoopStats) uint64 { return l.BatchFlushes }},
+		{mLoopCoalescePauses, func(l *LoopStats) uint64 { return l.CoalescePauses }},
 		{mLoopInboxRejected, func(l *LoopStats) uint64 { return l.InboxRejected }},
 		{mLoopMessagesRecv, func(l *LoopStats) uint64 { return l.MessagesIn }},
 		{mLoopMessagesSent, func(l *LoopStats) uint64 { return l.MessagesOut }},

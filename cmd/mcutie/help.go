@@ -54,7 +54,7 @@ var helpGroups = []struct {
 	}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
-		"lock-os-thread", "gomaxprocs", "gogc", "memory-limit", "profile",
+		"lock-os-thread", "coalesce-window", "gomaxprocs", "gogc", "memory-limit", "profile",
 	}},
 }
 
