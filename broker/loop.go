@@ -101,6 +101,7 @@ type Loop struct {
 	batchPosted bool
 	batchFeeds  int
 	batchAt     int64
+	batchStart  int64 // unix ns: the first Feed since the last flushBatch
 
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
@@ -279,6 +280,9 @@ func (l *Loop) flush() {
 // before the loop sleeps again. Without an executor (a loop not bound
 // yet) it flushes at once. Loop-only.
 func (l *Loop) flushSoon() {
+	if l.batchFeeds == 0 {
+		l.batchStart = l.now
+	}
 	l.batchFeeds++
 	if l.batchPosted {
 		return
@@ -317,7 +321,9 @@ const coalesceMinPerWindow = 2
 // included): feeds / cycle ≥ coalesceMinPerWindow / window. When the
 // traffic slows down a cycle has fewer Feeds and the loop stops pausing;
 // after an idle spell the first cycle is long, so the first messages are
-// never delayed. The pause is a time.Sleep on the loop's goroutine, not a
+// never delayed. Nor does a loop pause after a batch that took more than
+// half the window to handle: it is busy, messages already wait for it,
+// and a pause would only cut its throughput (a flood). The pause is a time.Sleep on the loop's goroutine, not a
 // blocking system call: the runtime's idle thread waits in its own
 // netpoll and no other thread is woken to take the loop's processor
 // (nanosleep(2) from the loop measured worse for that reason). Go's
@@ -327,10 +333,10 @@ const coalesceMinPerWindow = 2
 // work from other loops waits in the inbox, so every message waits at
 // most one pause longer; Options.CoalesceWindow bounds it.
 func (l *Loop) coalesce() {
-	n, cycle := l.batchFeeds, l.now-l.batchAt
+	n, cycle, busy := l.batchFeeds, l.now-l.batchAt, l.now-l.batchStart
 	l.batchFeeds = 0
 	w := l.b.opts.CoalesceWindow
-	if w <= 0 || int64(n)*int64(w) < coalesceMinPerWindow*cycle {
+	if w <= 0 || int64(n)*int64(w) < coalesceMinPerWindow*cycle || busy > int64(w)/2 {
 		l.batchAt = l.now
 		return
 	}
