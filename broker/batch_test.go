@@ -38,7 +38,7 @@ func queuedBroker(tb testing.TB, window time.Duration) (b *Broker, run func(), c
 // PUBLISHes in the order they arrived, and each QoS 1 publisher's PUBACK
 // goes in the same flush.
 func TestBatchFlushOneWritePerConnection(t *testing.T) {
-	b, run, _ := queuedBroker(t, 0)
+	b, run, _ := queuedBroker(t, time.Millisecond)
 	l := b.loops[0]
 	sub := &fakeConn{keep: true}
 	sc := l.NewClient(sub)
@@ -57,6 +57,7 @@ func TestBatchFlushOneWritePerConnection(t *testing.T) {
 	for _, fc := range pconns {
 		fc.out, fc.writes = nil, 0
 	}
+	l.batching = true // as after a busy spell (TestCoalescePausesOnlyWhenBusy)
 
 	for i, c := range pubs {
 		p := codec.Publish{Topic: fmt.Appendf(nil, "dev/%d/t", i), Payload: []byte{byte(i)}, QoS: 1, PacketID: uint16(10 + i)}
@@ -103,11 +104,13 @@ func TestBatchFlushOneWritePerConnection(t *testing.T) {
 	}
 }
 
-// TestCoalescePausesOnlyWhenBusy: a loop pauses after a batch only while
-// its connections send at least two messages per window, and not after a
-// batch that kept it busy for more than half a window. The decision is
-// read from the broker's clock (a fake here), so it is deterministic; the
-// pause itself is a real sleep of the window.
+// TestCoalescePausesOnlyWhenBusy: a loop batches and pauses after each
+// batch only while its connections send at least two messages per
+// window; a slow trickle is flushed Feed by Feed and never paused, and a
+// batch that kept the loop busy for more than half a window (a flood) is
+// not followed by a pause. The decisions are read from the broker's
+// clock (a fake here), so they are deterministic; a pause itself is a
+// real sleep of the window.
 func TestCoalescePausesOnlyWhenBusy(t *testing.T) {
 	const window = time.Millisecond
 	b, run, clock := queuedBroker(t, window)
@@ -123,42 +126,66 @@ func TestCoalescePausesOnlyWhenBusy(t *testing.T) {
 		pubs = append(pubs, c)
 	}
 	run()
-	// batch feeds n publishes, with the clock at gap after the previous
-	// batch and busy between the first Feed and the end of the batch.
+	publish := func(i int) {
+		p := codec.Publish{Topic: fmt.Appendf(nil, "dev/%d/t", i), Payload: []byte("x")}
+		pubs[i].Feed(p.Append(nil, codec.V311))
+	}
+	// batch feeds n publishes gap after the previous batch, then the
+	// loop stays busy for busy before the batch ends.
 	batch := func(n int, gap, busy time.Duration) {
 		t.Helper()
 		clock.Add(int64(gap))
 		for i := range n {
-			p := codec.Publish{Topic: fmt.Appendf(nil, "dev/%d/t", i), Payload: []byte("x")}
-			pubs[i].Feed(p.Append(nil, codec.V311))
+			publish(i)
 		}
 		clock.Add(int64(busy))
 		run()
 	}
 	pauses := func() uint64 { return l.counters.coalescePauses }
 
-	batch(4, time.Hour, 0) // after an idle spell: the first cycle is long
-	if pauses() != 0 {
-		t.Fatal("paused after the first batch after an idle spell")
+	// A trickle, one message every 10 ms: each is written at once.
+	for i := range 5 {
+		clock.Add(int64(10 * time.Millisecond))
+		w := sub.writes
+		publish(i)
+		if sub.writes != w+1 || l.batching {
+			t.Fatalf("message %d of a trickle: %d writes, batching %v; want it written at once", i, sub.writes-w, l.batching)
+		}
 	}
+	// One message every 100 µs: after a window of them the loop batches.
+	for i := 0; !l.batching; i++ {
+		if i == 20 {
+			t.Fatal("not batching after 2 ms of a message every 100 µs")
+		}
+		clock.Add(int64(100 * time.Microsecond))
+		publish(i % len(pubs))
+	}
+	run()
+	w := sub.writes
 	batch(4, 100*time.Microsecond, 0) // 4 in 100 µs: 40 per window
-	if pauses() != 1 {
-		t.Fatalf("%d pauses after a batch of 4 in 100 µs, want 1", pauses())
+	if pauses() != 1 || sub.writes != w+1 {
+		t.Fatalf("after a batch of 4 in 100 µs: %d pauses, %d writes; want 1 pause and 1 write", pauses(), sub.writes-w)
 	}
-	batch(1, 10*time.Millisecond, 0) // 1 in 10 ms: 0.1 per window
-	if pauses() != 1 {
-		t.Fatal("paused after 1 message in 10 ms")
+	batch(8, 100*time.Microsecond, 600*time.Microsecond) // busy for 0.6 window: a flood
+	if pauses() != 1 || !l.batching {
+		t.Fatalf("after a batch that kept the loop busy for 0.6 window: %d pauses (want 1), batching %v (want true)", pauses(), l.batching)
 	}
 	batch(8, 100*time.Microsecond, 0)
 	if pauses() != 2 {
 		t.Fatalf("%d pauses, want 2: 8 messages in 100 µs", pauses())
 	}
-	batch(8, 100*time.Microsecond, 600*time.Microsecond) // busy 0.6 window: a flood
-	if pauses() != 2 {
-		t.Fatal("paused after a batch that kept the loop busy for more than half the window")
+	batch(1, 10*time.Millisecond, 0) // 1 in 10 ms: 0.1 per window
+	if pauses() != 2 || l.batching {
+		t.Fatalf("after 1 message in 10 ms: %d pauses (want 2), batching %v (want false)", pauses(), l.batching)
+	}
+	w = sub.writes
+	publish(0)
+	if sub.writes != w+1 {
+		t.Fatal("a message after batching stopped was not written at once")
 	}
 	l.snapshot()
-	if st := b.Stats(); st.Loops[0].CoalescePauses != 2 {
-		t.Fatalf("mcutie_loop_coalesce_pauses_total: %d, want 2", st.Loops[0].CoalescePauses)
+	if st := b.Stats(); st.Loops[0].CoalescePauses != 2 || st.Loops[0].BatchFlushes == 0 {
+		t.Fatalf("mcutie_loop_coalesce_pauses_total %d (want 2), mcutie_loop_batch_flushes_total %d (want > 0)",
+			st.Loops[0].CoalescePauses, st.Loops[0].BatchFlushes)
 	}
 }

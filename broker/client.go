@@ -290,24 +290,16 @@ func (c *Client) Feed(buf []byte) (int, FeedResult) {
 	if c.state == stateClosing {
 		res = FeedClose
 	}
-	if res == FeedContinue && off < deferFlushMax {
-		l.flushSoon() // with the other connections of this wake-up
+	if res == FeedContinue {
+		l.feedDone(off) // batch.go
 	} else {
-		// The transport closes or moves the connection next; or this was
-		// a burst, whose writes are big enough on their own.
-		l.flush()
+		l.flush() // the transport closes or moves the connection next
 	}
 	if res == FeedClose {
 		return len(buf), FeedClose
 	}
 	return off, res
 }
-
-// deferFlushMax is the most bytes a Feed may consume and still leave its
-// output to the end of the batch (Loop.flushSoon): more is a burst or a
-// flood, whose output is flushed at once so that a batch of them does not
-// pile up megabytes of vectors before the first write.
-const deferFlushMax = 16 << 10
 
 // connectLevel returns the protocol level of the CONNECT whose fixed
 // header h starts buf, or 0 if it has not arrived or the protocol name is

@@ -92,16 +92,20 @@ type Loop struct {
 	heldSpare    []*Client // flushHeld's second buffer for held
 	flushingHeld bool      // flushHeld is running (a write closed a connection and flushed again)
 
-	// batchFlush is posted by flushSoon to run after the transport's
-	// current batch of callbacks; batchPosted: it is queued and has not
-	// run yet. batchFeeds counts the Feeds since the last flushBatch,
-	// which ran at batchAt (unix ns): the loop's recent traffic rate, for
-	// the coalescing pause (coalesce).
-	batchFlush  func()
+	// Batching (batch.go): while batching, a Feed's output waits for
+	// the end of the transport's batch of callbacks (flushSoon), posted
+	// with postFlush (the transport's, BindFlush) or else as batchFlush
+	// through the executor; batchPosted: that flush is pending.
+	// batchFeeds counts the Feeds since batchAt (unix ns), the start of
+	// the current measuring span or cycle; batchStart is the first Feed
+	// of the current batch.
+	batching    bool
 	batchPosted bool
-	batchFeeds  int
+	postFlush   func() error
+	batchFlush  func()
+	batchFeeds  int64
 	batchAt     int64
-	batchStart  int64 // unix ns: the first Feed since the last flushBatch
+	batchStart  int64
 
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
@@ -146,7 +150,7 @@ func newLoop(b *Broker, idx int) *Loop {
 		sessions: make(map[string]*Session),
 	}
 	l.shedLog.every = 10 * time.Second
-	l.batchFlush = l.flushBatch // bound once: posting it makes no closure
+	l.batchFlush = l.flushBatch // bound once: posting it makes no closure of ours
 	l.hooked = b.hooks.Provided()
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
@@ -264,85 +268,6 @@ func (l *Loop) flush() {
 	if len(l.held) > 0 && !l.flushingHeld {
 		l.flushHeld()
 	}
-}
-
-// flushSoon is flush deferred to the end of the transport's current batch
-// of callbacks: what the connections that became readable in one wake-up
-// of the loop produce is written with one write per connection, and their
-// store operations go as one unit. With paced load from many devices each
-// message arrives alone on its own connection, so flushing at the end of
-// every Feed made one write per subscriber per message; a subscriber fed
-// by k publishers in one wake-up now gets one write instead of k.
-//
-// The flush is posted through the loop's executor (gnet queues it with
-// one eventfd write, coalesced while it is pending, and runs it after the
-// socket events of its next poll, which returns at once), so it runs
-// before the loop sleeps again. Without an executor (a loop not bound
-// yet) it flushes at once. Loop-only.
-func (l *Loop) flushSoon() {
-	if l.batchFeeds == 0 {
-		l.batchStart = l.now
-	}
-	l.batchFeeds++
-	if l.batchPosted {
-		return
-	}
-	if len(l.dirty) == 0 && len(l.pass.ops) == 0 && len(l.backlog.ops) == 0 && len(l.afterApply) == 0 {
-		return // nothing written or stored by this callback (most PUBACKs from subscribers)
-	}
-	l.batchPosted = true
-	if l.exec(l.batchFlush) != nil {
-		l.batchPosted = false
-		l.flush()
-	}
-}
-
-// flushBatch is the deferred flush of flushSoon. Loop-only.
-func (l *Loop) flushBatch() {
-	l.batchPosted = false
-	l.tick()
-	l.counters.batchFlushes++
-	l.flush()
-	l.coalesce()
-}
-
-// coalesceMinPerWindow is how many connections' traffic a coalescing
-// pause must be expected to collect for it to be worth taking: at fewer,
-// waking once per message is as cheap and costs no latency.
-const coalesceMinPerWindow = 2
-
-// coalesce pauses the loop for Options.CoalesceWindow after a batch while
-// its connections send fast enough that the pause is expected to collect
-// at least coalesceMinPerWindow more of them: the loop then wakes once per
-// window for many messages (one read each, one write per subscriber for
-// all of them) instead of once per message. Loop-only.
-//
-// The rate is that of the last cycle, flushBatch to flushBatch (pause
-// included): feeds / cycle ≥ coalesceMinPerWindow / window. When the
-// traffic slows down a cycle has fewer Feeds and the loop stops pausing;
-// after an idle spell the first cycle is long, so the first messages are
-// never delayed. Nor does a loop pause after a batch that took more than
-// half the window to handle: it is busy, messages already wait for it,
-// and a pause would only cut its throughput (a flood). The pause is a time.Sleep on the loop's goroutine, not a
-// blocking system call: the runtime's idle thread waits in its own
-// netpoll and no other thread is woken to take the loop's processor
-// (nanosleep(2) from the loop measured worse for that reason). Go's
-// timers then sleep at least about a millisecond, whatever the window
-// asked, when nothing else runs: the effective pause is
-// max(window, ~1 ms). Meanwhile new bytes wait in the sockets and
-// work from other loops waits in the inbox, so every message waits at
-// most one pause longer; Options.CoalesceWindow bounds it.
-func (l *Loop) coalesce() {
-	n, cycle, busy := l.batchFeeds, l.now-l.batchAt, l.now-l.batchStart
-	l.batchFeeds = 0
-	w := l.b.opts.CoalesceWindow
-	if w <= 0 || int64(n)*int64(w) < coalesceMinPerWindow*cycle || busy > int64(w)/2 {
-		l.batchAt = l.now
-		return
-	}
-	l.counters.coalescePauses++
-	time.Sleep(w)
-	l.batchAt = l.now // the cycle starts before the pause: the rate counts it
 }
 
 // flushHeld writes the held connections whose commit is done. Loop-only.

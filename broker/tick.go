@@ -15,6 +15,9 @@ import (
 // Loop-only.
 func (l *Loop) Tick() {
 	l.tick()
+	// Flushed below: a batch flush whose wake-up was lost (a transport
+	// shutting down) must not keep later batches from posting theirs.
+	l.batchPosted = false
 	if l.failedFrom.Load() != 0 {
 		l.resolveFailed() // its posted call was lost to a full inbox
 	}

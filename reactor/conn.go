@@ -118,7 +118,12 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	st, ok := c.Context().(*connState)
 	if !ok {
-		_, _ = c.Discard(-1) // anchor: nothing is ever sent on it
+		// An anchor: its bytes are wake-ups of the loop's batch flush
+		// (loopState.bindWake).
+		_, _ = c.Discard(-1)
+		if s.bound.Load() {
+			s.loopFor(c.EventLoop()).FlushBatch()
+		}
 		return gnet.None
 	}
 	if !s.bound.Load() && s.hold(c) {

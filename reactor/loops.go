@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mcutie/mcutie/broker"
 	"github.com/panjf2000/gnet/v2"
@@ -24,6 +27,51 @@ type loopState struct {
 	// every tick.
 	watch     []watched
 	lingering int // connections of the loop in a lingering close
+
+	// wake is the client end of one of the loop's anchor connections: a
+	// byte written to it makes the anchor readable on the loop, whose
+	// OnTraffic then runs broker.Loop.FlushBatch (bindWake). wakeWrite
+	// writes it, with its result in wakeErr (both bound once, so that a
+	// wake-up allocates nothing).
+	wake      syscall.RawConn
+	wakeWrite func(fd uintptr) bool
+	wakeErr   error
+}
+
+// wakeByte is what bindWake's post writes.
+var wakeByte = []byte{0}
+
+// bindWake makes anchor, an anchor connection's client end, the way loop
+// l's batch flush is posted (broker.Loop.BindFlush): one write of a byte
+// on the loop's own goroutine, read by the loop after the socket events
+// of its current poll. gnet's own ways to run something on a loop
+// (Execute, Wake, AsyncWrite) allocate a task each time. Called once per
+// loop, at start-up.
+func (ls *loopState) bindWake(l *broker.Loop, anchor net.Conn) error {
+	tc, ok := anchor.(*net.TCPConn)
+	if !ok {
+		return fmt.Errorf("reactor: anchor is a %T, not TCP", anchor)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("reactor: cannot bind loops: %w", err)
+	}
+	ls.wake = rc
+	ls.wakeWrite = func(fd uintptr) bool {
+		_, ls.wakeErr = unix.Write(int(fd), wakeByte)
+		return true // never wait for room: a full buffer means a byte is pending already
+	}
+	l.BindFlush(func() error {
+		ls.wakeErr = nil
+		if err := ls.wake.Write(ls.wakeWrite); err != nil {
+			return err // closed: the broker flushes at once
+		}
+		if ls.wakeErr == unix.EAGAIN {
+			return nil
+		}
+		return ls.wakeErr
+	})
+	return nil
 }
 
 // boundLoop pairs a gnet event loop with the broker loop bound to it
@@ -127,7 +175,12 @@ func (s *Server) bindAll() error {
 			return res.Err
 		}
 		s.anchors = append(s.anchors, dialed)
-		s.loopFor(res.Conn.EventLoop())
+		l := s.loopFor(res.Conn.EventLoop())
+		if ls := s.perLoop[l.Index()]; ls.wake == nil {
+			if err := ls.bindWake(l, dialed); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
