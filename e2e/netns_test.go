@@ -321,3 +321,43 @@ func netHTTP(url string) (int, string, error) {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, string(b), err
 }
+
+// TestNetLabSweep: what a test process that died left behind (a namespace
+// and a veth pair named after its pid) is removed by the next lab, and a
+// live lab's namespaces are not.
+func TestNetLabSweep(t *testing.T) {
+	lab := newNetLab(t, 1) // skips where namespaces cannot be made
+	dead := 0
+	for pid := 32767; pid > 300; pid-- {
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			dead = pid
+			break
+		}
+	}
+	if dead == 0 {
+		t.Fatal("no unused pid to name a stale lab after")
+	}
+	stale := fmt.Sprintf("%s%dz", netPrefix, dead)
+	t.Cleanup(func() { _ = netDel("netns", stale+"n0"); _ = netDel("link", stale+"c0") })
+	lab.ip("netns", "add", stale+"n0")
+	lab.ip("link", "add", stale+"c0", "type", "veth", "peer", "name", stale+"x0")
+
+	netSweep(t)
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), stale) {
+		t.Errorf("the stale namespace %sn0 is still there:\n%s", stale, out)
+	}
+	for _, dev := range []string{stale + "c0", stale + "x0"} {
+		if exec.Command("ip", "link", "show", "dev", dev).Run() == nil {
+			t.Errorf("the stale link %s is still there", dev)
+		}
+	}
+	for _, ns := range []string{lab.sw, lab.nodes[0].NS} {
+		if !strings.Contains(string(out), ns) {
+			t.Errorf("the live lab's namespace %s was swept:\n%s", ns, out)
+		}
+	}
+}
