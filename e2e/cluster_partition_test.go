@@ -229,6 +229,9 @@ func partPublish(t *testing.T, pub *v5Paho, prefix string, n int) {
 //     A's stays, until the id connects on B;
 //   - what A retained during the split reaches a new subscriber on C.
 func TestClusterPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a network split takes seconds to notice and heal")
+	}
 	lab := newNetLab(t, 3)
 	nodes := startPartCluster(t, lab)
 	a, b, c := nodes[0], nodes[1], nodes[2]
