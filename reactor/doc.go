@@ -67,6 +67,13 @@
 //
 // # Writes
 //
+// While a loop batches (broker's batch.go: its connections send at least
+// 2 messages per --coalesce-window), the broker writes what a whole batch
+// of callbacks produced once the batch ends, and asks for that end with
+// one byte on the loop's anchor connection (loopState.bindWake): the
+// anchor's OnTraffic runs broker.Loop.FlushBatch after the socket events
+// of the poll that follows.
+//
 // The broker hands each connection's output of a pass as vectors (a
 // PUBLISH header, then the shared payload). The reactor writes them as
 // plain writes of up to 64 KiB, copied into its loop's scratch buffer, not
