@@ -26,9 +26,10 @@ type Loop struct {
 	inbox    *inbox[inboxItem]
 
 	sessions map[string]*Session
-	peerMsg  PeerMessage // reused by forwardToPeers
-	clients  []*Client   // live connections, for keep-alive and connect-timeout sweeps
-	waiting  []*Session  // offline sessions with an expiry or a pending will
+	peerMsg  PeerMessage   // reused by forwardToPeers
+	cl       clusterShared // shared subscriptions in a cluster (peershared.go)
+	clients  []*Client     // live connections, for keep-alive and connect-timeout sweeps
+	waiting  []*Session    // offline sessions with an expiry or a pending will
 
 	now int64 // unix ns, refreshed at each callback
 

@@ -68,17 +68,24 @@ type PeerMessage struct {
 	// none); ExpireAt is its expiry in unix nanoseconds (0: never).
 	Props    *codec.Properties
 	ExpireAt int64
+	// Elsewhere is where Forward appends (AppendSharedKey) the shared
+	// subscriptions it assigned to other nodes for this message: this
+	// node delivers to none of their members (peershared.go). It comes
+	// empty with room to reuse; Forward must not keep it.
+	Elsewhere []byte
 }
 
 // forwardToPeers hands m to Options.Peers unless it came from a peer or
 // is the broker's own $SYS. Loop-only.
 func (l *Loop) forwardToPeers(m *Message) int {
+	l.cl.skip = l.cl.skip[:0]
 	if m.fromPeer || l.b.isSys(m.Topic) {
 		return 0
 	}
 	pm := &l.peerMsg
-	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt}
+	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt, Elsewhere: l.cl.skip}
 	n := l.b.opts.Peers.Forward(pm)
+	l.cl.skip = pm.Elsewhere
 	*pm = PeerMessage{}
 	return n
 }
@@ -93,6 +100,8 @@ var ErrPeerMessage = errors.New("broker: invalid message from a peer")
 // not passed to the Publish hooks (they ran on the node it was published
 // on). Messages with the same key are routed in the order of the calls
 // (key: the publishing node and client, so one publisher's order holds).
+// With SharedPeers it is delivered to no shared subscription here (the
+// publishing node assigned them: RouteFromPeerShared).
 // Safe for concurrent use; it copies p before it returns.
 func (b *Broker) RouteFromPeer(key []byte, p *codec.Publish, expireAt time.Time) error {
 	if b.closed.Load() {

@@ -245,24 +245,17 @@ func (l *Loop) publish(m *Message, origin *Session) int {
 func (l *Loop) route(m *Message, origin *Session) int {
 	n := l.routeLocal(m, origin)
 	b := l.b
-	if !b.shared.Empty() {
+	if b.opts.Peers != nil {
+		// First: Forward says which shared groups other nodes serve.
+		n += l.forwardToPeers(m)
+		if !b.shared.Empty() || len(l.cl.listed) > 0 {
+			n += l.routeSharedCluster(m)
+		}
+	} else if !b.shared.Empty() {
 		l.matches = b.shared.Match(m.Topic, l.matches[:0], sessionAvailable)
 		for i := range l.matches {
-			e := &l.matches[i]
 			n++
-			if e.Key.l == l {
-				// [MQTT-3.3.1-12/-13] as for a member on another loop (drain).
-				l.deliverOne(e.Key, m, e.Opts.QoS, e.Opts.RetainAsPublished && m.Retain, e.Opts.ID)
-				continue
-			}
-			m.retain()
-			m.ack.holdRoute()
-			if !e.Key.l.post(inboxItem{kind: itemDirect, msg: m, target: e.Key, opts: e.Opts}, m.QoS > 0 && e.Opts.QoS > 0) {
-				m.ack.unholdRoute()
-				l.releaseAck(m)
-				m.release()
-				l.counters.dropped[dropInboxFull]++
-			}
+			l.deliverShared(l.matches[i], m)
 		}
 		clearEntries(l.matches)
 	}
@@ -279,9 +272,6 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			m.release()
 			l.counters.dropped[dropInboxFull]++
 		}
-	}
-	if b.opts.Peers != nil {
-		n += l.forwardToPeers(m)
 	}
 	if n == 0 && !m.Retain {
 		// A retained message is kept, not dropped (MQTT-3.3.1-5).

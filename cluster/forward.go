@@ -18,17 +18,20 @@ import (
 //
 //	version (1) | kind (1) | expireAt unix ns (8, 0: none) |
 //	len(source) (1) | source |
+//	[kindShared: the shared-subscription assignments (shared.go)] |
 //	the message as an MQTT 5 PUBLISH packet (packet id 1 when QoS > 0)
 //
 // The PUBLISH carries topic, payload, QoS, retain and the forwarded v5
 // properties; codec encodes and checks it both ways. kind is kindLive (a
 // message published on source) or kindRetainedCopy (source's retained
 // message, sent to a node that joined: kept if the receiver has none,
-// delivered to no one).
+// delivered to no one) or kindShared (a live message with the shared
+// subscriptions each node it goes to serves).
 const (
 	wireVersion      = 2
 	kindLive         = 0
 	kindRetainedCopy = 1
+	kindShared       = 3 // 2 is kindLeaveAck (hold.go)
 )
 
 // Forward implements broker.Peers: it queues m for the nodes with a
@@ -52,11 +55,26 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 		*mp = (*mp)[:0]
 		n.matchPool.Put(mp)
 	}
+	var sh *shareScratch
+	if len(ix.slots) > 0 {
+		sh = n.sharePool.Get().(*shareScratch)
+		to |= n.assignShared(ix, m, sh)
+	}
 	if to == 0 {
+		if sh != nil {
+			n.sharePool.Put(sh)
+		}
 		return 0
 	}
 	bp := n.bufPool.Get().(*[]byte)
-	*bp = n.encode((*bp)[:0], kindLive, m)
+	if sh != nil && len(sh.assign) > 0 {
+		*bp = n.encodeShared((*bp)[:0], ix, 0, sh.assign, m)
+	} else {
+		*bp = n.encode((*bp)[:0], kindLive, m)
+	}
+	if sh != nil {
+		n.sharePool.Put(sh)
+	}
 	select {
 	case n.queue <- outItem{to: to, ix: ix, buf: bp}:
 		n.forwarded.Add(1)
@@ -69,10 +87,19 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 }
 
 func (n *Node) encode(dst []byte, kind byte, m *broker.PeerMessage) []byte {
+	return n.appendPublish(n.appendHead(dst, kind, m), m)
+}
+
+// appendHead appends version, kind, expiry and source.
+func (n *Node) appendHead(dst []byte, kind byte, m *broker.PeerMessage) []byte {
 	dst = append(dst, wireVersion, kind)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
 	dst = append(dst, byte(len(n.o.NodeID)))
-	dst = append(dst, n.o.NodeID...)
+	return append(dst, n.o.NodeID...)
+}
+
+// appendPublish appends m as an MQTT 5 PUBLISH.
+func (n *Node) appendPublish(dst []byte, m *broker.PeerMessage) []byte {
 	p := codec.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain}
 	if m.QoS > 0 {
 		p.PacketID = 1
@@ -85,32 +112,58 @@ func (n *Node) encode(dst []byte, kind byte, m *broker.PeerMessage) []byte {
 
 var errWire = errors.New("cluster: malformed message from a peer")
 
-// decode parses a forwarded message into p (aliasing b).
+// decode parses a forwarded message of kind kindLive or kindRetainedCopy
+// into p (aliasing b).
 func decode(b []byte, p *codec.Publish) (kind byte, source []byte, expireAt time.Time, err error) {
-	if len(b) < 11 || b[0] != wireVersion || b[1] > kindRetainedCopy {
+	if len(b) >= 2 && b[1] == kindShared {
 		return 0, nil, time.Time{}, errWire
 	}
-	kind = b[1]
+	h, err := decodeAny(b, p)
+	return h.kind, h.source, h.expireAt, err
+}
+
+// wireHead is what precedes the PUBLISH of a forwarded message.
+type wireHead struct {
+	kind     byte
+	source   []byte
+	expireAt time.Time
+	// kindShared: the assignments (shared.go), their number and flags.
+	flags  byte
+	groups []byte
+	count  int
+}
+
+// decodeAny parses a forwarded message of any kind into p (aliasing b).
+func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
+	if len(b) < 11 || b[0] != wireVersion || b[1] != kindLive && b[1] != kindRetainedCopy && b[1] != kindShared {
+		return h, errWire
+	}
+	h.kind = b[1]
 	exp := int64(binary.BigEndian.Uint64(b[2:10]))
 	sl := int(b[10])
 	if len(b) < 11+sl {
-		return 0, nil, time.Time{}, errWire
+		return h, errWire
 	}
-	source, b = b[11:11+sl], b[11+sl:]
-	h, err := codec.Frame(b, codec.MaxPacketSize)
-	if err != nil || h.HeaderLen+h.Remaining != len(b) {
-		return 0, nil, time.Time{}, errWire
+	h.source, b = b[11:11+sl], b[11+sl:]
+	if h.kind == kindShared {
+		if h.flags, h.groups, h.count, b, err = decodeShared(b); err != nil {
+			return h, err
+		}
 	}
-	if err := p.Decode(h, b[h.HeaderLen:], codec.V5); err != nil {
-		return 0, nil, time.Time{}, err
+	f, err := codec.Frame(b, codec.MaxPacketSize)
+	if err != nil || f.HeaderLen+f.Remaining != len(b) {
+		return h, errWire
 	}
-	if kind == kindRetainedCopy && (!p.Retain || len(p.Payload) == 0) {
-		return 0, nil, time.Time{}, errWire
+	if err := p.Decode(f, b[f.HeaderLen:], codec.V5); err != nil {
+		return h, err
+	}
+	if h.kind == kindRetainedCopy && (!p.Retain || len(p.Payload) == 0) {
+		return h, errWire
 	}
 	if exp != 0 {
-		expireAt = time.Unix(0, exp)
+		h.expireAt = time.Unix(0, exp)
 	}
-	return kind, source, expireAt, nil
+	return h, nil
 }
 
 // send publishes the queue in order; it exits once Stop was called and
@@ -138,8 +191,16 @@ func (n *Node) send() {
 }
 
 func (n *Node) publish(it outItem) {
+	shared := len(*it.buf) > 1 && (*it.buf)[1] == kindShared
 	for to := it.to; to != 0; to &= to - 1 {
-		subj := it.ix.subjects[bits.TrailingZeros64(to)]
+		i := bits.TrailingZeros64(to)
+		subj := it.ix.subjects[i]
+		if shared && (n.hold.holds[subj] != nil || !n.reachable(subj)) {
+			// Its node is away since the message was queued: the
+			// groups assigned to it go to another node with members
+			// (those no other node has stay, for the hold).
+			n.peerUnreachable(it.ix, uint8(i), *it.buf)
+		}
 		if (n.hold.absent.Load() != 0 || !n.reachable(subj)) && n.held(&it, subj) {
 			continue // its node is away (hold.go)
 		}
@@ -152,29 +213,36 @@ func (n *Node) publish(it outItem) {
 	n.bufPool.Put(it.buf)
 }
 
-// onMessage routes a message another node forwarded to this one.
+// onMessage routes a message another node forwarded to this one. NATS
+// calls it on one goroutine per subscription, so rxListed is its own.
 func (n *Node) onMessage(msg *nats.Msg) {
 	if n.onLeaveAck(msg.Data) {
 		return
 	}
 	var p codec.Publish
-	kind, source, expireAt, err := decode(msg.Data, &p)
+	h, err := decodeAny(msg.Data, &p)
 	if err != nil {
 		n.badIn.Add(1)
 		n.log.Warn("cluster: dropped a malformed message from a peer", "err", err)
 		return
 	}
 	p.PacketID = 0
-	if kind == kindRetainedCopy {
+	if h.kind == kindRetainedCopy {
 		n.retainedCopies.Add(1)
 	} else {
 		n.received.Add(1)
 	}
+	if h.kind == kindShared {
+		n.rxListed = listedFor(n.rxListed[:0], h.groups, n.o.NodeID)
+	}
 	for {
-		if kind == kindRetainedCopy {
-			err = n.b.RetainFromPeer(&p, expireAt)
-		} else {
-			err = n.b.RouteFromPeer(source, &p, expireAt)
+		switch {
+		case h.kind == kindRetainedCopy:
+			err = n.b.RetainFromPeer(&p, h.expireAt)
+		case h.kind == kindShared && (len(n.rxListed) > 0 || h.flags&sharedGroupsOnly != 0):
+			err = n.b.RouteFromPeerShared(h.source, &p, h.expireAt, n.rxListed, h.flags&sharedGroupsOnly != 0)
+		default:
+			err = n.b.RouteFromPeer(h.source, &p, h.expireAt)
 		}
 		if !errors.Is(err, broker.ErrInboxFull) {
 			break
@@ -201,6 +269,8 @@ var (
 	metricQueued    = promtext.Gauge("mcutie_cluster_queued_messages", "Messages waiting to be sent to other nodes.")
 	metricRetCopies = promtext.Counter("mcutie_cluster_retained_copies_received_total", "Retained messages another node sent when this one joined (kept when this node had none for the topic).")
 	metricTakenOver = promtext.Counter("mcutie_cluster_sessions_taken_over_total", "Sessions ended here because their client connected to another node.")
+	metricShAssign  = promtext.Counter("mcutie_cluster_shared_assigned_total", "Deliveries to shared subscriptions of messages published here that were assigned to another node (one per message and group).")
+	metricShReroute = promtext.Counter("mcutie_cluster_shared_rerouted_total", "Messages of a shared subscription given to another node (or delivered here) because the node assigned could not serve it: no member there, none online, or the node became unreachable.")
 	metricClaimLost = promtext.Counter("mcutie_cluster_claims_dropped_total", "Announcements of a client connected here that could not be sent (queue full or send failed): another node may keep that client's old connection.")
 )
 
@@ -218,4 +288,6 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricTakenOver.Write(w, n.takenOver.Load())
 	metricClaimLost.Write(w, n.claimsDropped.Load())
 	n.writeHoldMetrics(w)
+	metricShAssign.Write(w, n.sharedAssigned.Load())
+	metricShReroute.Write(w, n.sharedRerouted.Load())
 }

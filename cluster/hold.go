@@ -277,8 +277,8 @@ func (n *Node) held(it *outItem, subject string) bool {
 		}
 	}
 	var p codec.Publish
-	kind, _, _, err := decode(*it.buf, &p)
-	if err != nil || kind != kindLive || p.QoS == 0 {
+	h0, err := decodeAny(*it.buf, &p)
+	if err != nil || h0.kind != kindLive && h0.kind != kindShared || p.QoS == 0 {
 		return true // QoS 0 is at most once: not held
 	}
 	hs.matches = h.durable.Match(p.Topic, hs.matches[:0])

@@ -12,21 +12,25 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// localInterest counts this node's subscriptions per filter. A shared
-// subscription $share/{group}/{filter} counts as interest in filter: the
-// node that gets the message gives it to one member of its own.
+// localInterest counts this node's subscriptions per filter, and the
+// members of each shared subscription $share/{group}/{filter} (shared.go).
 type localInterest struct {
 	mu      sync.Mutex
 	counts  map[string]int
-	durable map[string]int // filters of sessions that persist (hold.go)
-	version uint64         // bumped when a filter appears or disappears
+	durable map[string]int         // filters of sessions that persist (hold.go)
+	groups  map[string]*localGroup // by $share/{group}/{filter}
+	version uint64                 // bumped when a filter appears or disappears, or a group's members change
+	// sharedDirty: this node's groups changed since the index's shared
+	// slots were last built (their weights count this node's members).
+	sharedDirty bool
 }
 
 // Interest implements broker.Peers: the broker added (+1) or removed (-1)
 // a subscription.
 func (n *Node) Interest(filter string, delta int) {
-	if _, f, shared, err := codec.SplitShared([]byte(filter)); shared && err == nil {
-		filter = string(f)
+	if _, _, shared, err := codec.SplitShared([]byte(filter)); shared && err == nil {
+		n.sharedInterest(filter, delta)
+		return
 	}
 	li := &n.local
 	li.mu.Lock()
@@ -71,6 +75,8 @@ type announcement struct {
 	Epoch   int64    `json:"epoch,omitempty"`
 	Durable []string `json:"durable,omitempty"`
 	Leaving bool     `json:"leaving,omitempty"`
+	// Groups are the shared subscriptions and their members here.
+	Groups []groupCount `json:"groups,omitempty"`
 }
 
 // announce sends the full interest when it changed (after a short pause
@@ -115,8 +121,17 @@ func (n *Node) publishInterest(full bool) {
 			a.Filters = append(a.Filters, f)
 		}
 		a.Durable = li.durableListLocked()
+		a.Groups = li.localGroupsLocked()
 	}
+	sharedDirty := li.sharedDirty
+	li.sharedDirty = false
 	li.mu.Unlock()
+	if sharedDirty {
+		// This node's members weigh in its own picks too.
+		n.peersMu.Lock()
+		n.rebuildSharedOnlyLocked()
+		n.peersMu.Unlock()
+	}
 	sort.Strings(a.Filters)
 	raw, err := json.Marshal(a)
 	if err != nil {
@@ -132,6 +147,7 @@ type peer struct {
 	version uint64
 	known   bool // filters hold version's set
 	filters []string
+	groups  []groupCount // sorted by key
 	seen    time.Time
 	subject string
 	// hold.go: its run, its durable filters, and since when it is away
@@ -185,7 +201,8 @@ func (n *Node) onInterest(msg *nats.Msg) {
 	}
 	switch {
 	case a.Full:
-		p.version, p.known, p.filters = a.Version, true, a.Filters
+		p.version, p.known, p.filters, p.groups = a.Version, true, a.Filters, a.Groups
+		sort.Slice(p.groups, func(i, j int) bool { return p.groups[i].Key < p.groups[j].Key })
 		rebuild = true
 	case !p.known || p.version != a.Version:
 		ask = true
@@ -238,7 +255,14 @@ func (n *Node) expirePeers() {
 type remoteIndex struct {
 	shard    *router.Shard[uint8]
 	subjects []string // the peers' message subjects
+	ids      []string // the peers' node ids
 	allMask  uint64   // every peer: where retained messages go
+	// The shared subscriptions other nodes have members of (shared.go):
+	// shared matches a topic to slots, slotByKey finds one by
+	// slotKey(group, filter). Empty when there are none.
+	shared    *router.Shard[uint16]
+	slots     []sharedSlot
+	slotByKey map[string]uint16
 }
 
 // maxPeers is how many other nodes one node forwards to (a bit each).
@@ -259,6 +283,7 @@ func (n *Node) rebuildLocked() {
 	for i, id := range ids {
 		p := n.peers[id]
 		ix.subjects = append(ix.subjects, p.subject)
+		ix.ids = append(ix.ids, id)
 		ix.allMask |= 1 << i
 		filters := p.filters
 		if !p.away.IsZero() {
@@ -268,6 +293,7 @@ func (n *Node) rebuildLocked() {
 			ix.shard.Subscribe([]byte(f), uint8(i), router.SubOptions{})
 		}
 	}
+	n.rebuildSharedLocked(ix, ids)
 	n.remote.Store(ix)
 }
 
@@ -279,6 +305,10 @@ func (n *Node) PeerInterest(node, filter string) bool {
 	p := n.peers[node]
 	if p == nil {
 		return false
+	}
+	if _, _, shared, _ := codec.SplitShared([]byte(filter)); shared {
+		i := sort.Search(len(p.groups), func(i int) bool { return p.groups[i].Key >= filter })
+		return i < len(p.groups) && p.groups[i].Key == filter
 	}
 	i := sort.SearchStrings(p.filters, filter)
 	return i < len(p.filters) && p.filters[i] == filter

@@ -87,6 +87,12 @@ type Node struct {
 
 	matchPool sync.Pool // *[]router.Entry[uint8]
 	bufPool   sync.Pool // *[]byte
+	sharePool sync.Pool // *shareScratch
+
+	// turns are the shared subscriptions' round-robin counters, kept
+	// across index rebuilds (peersMu); rxListed is onMessage's scratch.
+	turns    map[string]*atomic.Uint64
+	rxListed []byte
 
 	claims chan string // client ids connected here, to announce
 	// lastMembership is the last <sys-prefix>/broker/cluster/nodes
@@ -95,6 +101,7 @@ type Node struct {
 
 	forwarded, sent, dropped, received, badIn atomic.Uint64
 	takenOver, claimsDropped, retainedCopies  atomic.Uint64
+	sharedAssigned, sharedRerouted            atomic.Uint64
 }
 
 // outItem is one encoded message for the peers in the bit set to (bit i:
@@ -157,9 +164,13 @@ func New(o Options) (*Node, error) {
 	n.hold.holds = map[string]*hold{}
 	n.hold.acks = make(chan string, maxPeers)
 	n.epoch = time.Now().UnixNano()
+	n.local.groups = map[string]*localGroup{}
 	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
 	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
 	n.bufPool.New = func() any { s := make([]byte, 0, 512); return &s }
+	n.sharePool.New = func() any {
+		return &shareScratch{matches: make([]router.Entry[uint16], 0, 8), assign: make([]assignment, 0, 8)}
+	}
 	return n, nil
 }
 
@@ -371,7 +382,7 @@ func subjectWant(node string) string { return "mcutie.want." + node }
 // for broker.Stats.
 func (n *Node) ClusterStats() broker.ClusterStats {
 	n.local.mu.Lock()
-	own := len(n.local.counts)
+	own := len(n.local.counts) + len(n.local.groups)
 	n.local.mu.Unlock()
 	cs := broker.ClusterStats{Routes: n.Routes(), Forwarded: n.sent.Load(), Received: n.received.Load(), Dropped: n.dropped.Load(),
 		Nodes: []broker.ClusterNode{{ID: n.o.NodeID, Self: true, LastSeen: time.Now(), Filters: own}}}

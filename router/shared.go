@@ -36,6 +36,7 @@ type hnode[K comparable] struct {
 // a new version of the group shares with the old one.
 type group[K comparable] struct {
 	name    string
+	filter  string     // the filter after $share/{name}/ (MatchGroups)
 	members []Entry[K] // never empty
 	next    *atomic.Uint64
 }
@@ -60,7 +61,7 @@ func (s *Shared[K]) Empty() bool { return s.n.Load() == 0 }
 func (s *Shared[K]) Subscribe(group, filter []byte, k K, o SubOptions) (replaced bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, replaced := s.root.Load().subscribe(filter, group, k, o)
+	r, replaced := s.root.Load().subscribe(filter, filter, group, k, o)
 	s.root.Store(r)
 	if !replaced {
 		s.n.Add(1)
@@ -224,32 +225,32 @@ func (n *hnode[K]) empty() bool {
 }
 
 // subscribe returns a new version of n (nil means empty) with k in group at
-// filter below it.
-func (n *hnode[K]) subscribe(filter, group []byte, k K, o SubOptions) (*hnode[K], bool) {
+// filter below it; full is the whole filter (for a new group).
+func (n *hnode[K]) subscribe(filter, full, group []byte, k K, o SubOptions) (*hnode[K], bool) {
 	lvl, rest, last := nextLevel(filter)
 	c := n.clone()
 	var nc *hnode[K]
 	var replaced bool
 	if last {
 		nc = c.child(lvl).shallow()
-		replaced = nc.addMember(group, k, o)
+		replaced = nc.addMember(group, full, k, o)
 	} else {
-		nc, replaced = c.child(lvl).subscribe(rest, group, k, o)
+		nc, replaced = c.child(lvl).subscribe(rest, full, group, k, o)
 	}
 	c.setChild(lvl, nc)
 	return c, replaced
 }
 
 // addMember adds (k, o) to group name of a private copy.
-func (n *hnode[K]) addMember(name []byte, k K, o SubOptions) (replaced bool) {
+func (n *hnode[K]) addMember(name, filter []byte, k K, o SubOptions) (replaced bool) {
 	gi := slices.IndexFunc(n.groups, func(g *group[K]) bool { return g.name == string(name) })
 	if gi < 0 {
-		g := &group[K]{name: string(name), members: []Entry[K]{{Key: k, Opts: o}}, next: new(atomic.Uint64)}
+		g := &group[K]{name: string(name), filter: string(filter), members: []Entry[K]{{Key: k, Opts: o}}, next: new(atomic.Uint64)}
 		n.groups = append(slices.Clip(n.groups), g)
 		return false
 	}
 	old := n.groups[gi]
-	ng := &group[K]{name: old.name, next: old.next}
+	ng := &group[K]{name: old.name, filter: old.filter, next: old.next}
 	if i := slices.IndexFunc(old.members, func(e Entry[K]) bool { return e.Key == k }); i >= 0 {
 		ng.members = slices.Clone(old.members)
 		ng.members[i].Opts = o // [MQTT-3.8.4-3]
@@ -308,7 +309,7 @@ func (n *hnode[K]) removeMember(name []byte, k K) (*hnode[K], bool) {
 			c.groups = nil
 		}
 	} else {
-		ng := &group[K]{name: old.name, next: old.next}
+		ng := &group[K]{name: old.name, filter: old.filter, next: old.next}
 		ng.members = slices.Delete(slices.Clone(old.members), i, i+1)
 		c.groups = slices.Clone(n.groups)
 		c.groups[gi] = ng
