@@ -21,6 +21,15 @@ type Loop struct {
 
 	execFn atomic.Pointer[func(func()) error]
 
+	// quiet is set by Quiesce when Tick has nothing to do until quietWake
+	// (unix ns; 0: never), and cleared by the next callback on the loop
+	// (tick), which then calls onActive: the transport's ticker skips a
+	// quiet loop, so an idle broker does not wake every loop twice a
+	// second. Written on the loop, read by the ticker.
+	quiet     atomic.Bool
+	quietWake atomic.Int64
+	onActive  func() // set by OnActive before the loop runs
+
 	shard    *router.Shard[*Session]
 	subCount atomic.Int64 // non-shared subscriptions in shard: other loops post to us only when > 0
 	inbox    *inbox[inboxItem]
@@ -238,8 +247,17 @@ func (l *Loop) drain() {
 	l.flush()
 }
 
-// tick refreshes the loop's clock. Loop-only.
-func (l *Loop) tick() { l.now = l.b.readClock() }
+// tick refreshes the loop's clock and ends a quiet spell: every callback
+// that does work on the loop calls it first. Loop-only.
+func (l *Loop) tick() {
+	l.now = l.b.readClock()
+	if l.quiet.Load() {
+		l.quiet.Store(false)
+		if l.onActive != nil {
+			l.onActive()
+		}
+	}
+}
 
 // flush submits the pass's store operations, then writes every
 // connection's pending bytes with one writev each; a connection whose

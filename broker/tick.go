@@ -75,3 +75,45 @@ func (l *Loop) Tick() {
 	l.trimOut()
 	l.snapshot()
 }
+
+// OnActive sets fn, called on the loop when work arrives on a loop that
+// Quiesce had found quiet: the transport ticks it again. fn must not
+// block. Call it before the loop runs.
+func (l *Loop) OnActive(fn func()) { l.onActive = fn }
+
+// Quiesce reports whether Tick has nothing to do on this loop until the
+// next callback brings work, and if so marks the loop quiet until then
+// (Quiet). Nothing to do means: no connection (keep-alive, connect
+// timeout), no offline session with a will or an expiry, nothing in the
+// inbox, no output pending or held for a commit, no store operation
+// queued, in the backlog or in flight (their completions are no
+// callbacks of their own), no directory reference waiting, no spare
+// output buffer left to trim, no connection waiting for retained
+// messages. Only loop 0's $SYS publication has a time of its own: the
+// loop is quiet until then. Loop-only; call it at the end of Tick.
+func (l *Loop) Quiesce() bool {
+	if len(l.clients) > 0 || len(l.waiting) > 0 || len(l.dirty) > 0 || len(l.held) > 0 ||
+		len(l.dirPending) > 0 || len(l.freeOut) > 0 || len(l.retStalled) > 0 ||
+		len(l.pass.ops) > 0 || len(l.backlog.ops) > 0 || len(l.afterApply) > 0 ||
+		l.failedFrom.Load() != 0 || l.durableN.Load() != l.applyN || l.inbox.len() > 0 {
+		return false
+	}
+	var wake int64
+	if l.sys != nil && l.idx == 0 && l.b.opts.SysInterval > 0 {
+		wake = l.sys.next
+	}
+	l.quietWake.Store(wake)
+	l.quiet.Store(true)
+	return true
+}
+
+// Quiet reports whether the loop is quiet (Quiesce) and until when: wake
+// is the unix ns at which its Tick has something to do again (0: only
+// when work arrives, which calls the OnActive function). Safe for
+// concurrent use.
+func (l *Loop) Quiet() (quiet bool, wake int64) {
+	if !l.quiet.Load() {
+		return false, 0
+	}
+	return true, l.quietWake.Load()
+}

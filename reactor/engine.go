@@ -82,6 +82,14 @@ type Server struct {
 	ticking atomic.Bool
 	stopped atomic.Bool
 
+	// The ticker (runTicker): tickKick wakes it when a quiet loop has
+	// work, tickStop ends it, tickDone is closed when it has ended.
+	tickKick    chan struct{}
+	tickStop    chan struct{}
+	tickDone    chan struct{}
+	tickOnce    sync.Once
+	tickStarted atomic.Bool
+
 	specs   []listener    // parsed Listen (port 0 replaced by the port reserved)
 	addrs   []net.Addr    // bound addresses of specs, set by Start (Addrs)
 	tls     *tlsConfig    // nil without tls:// or wss:// listeners
@@ -119,7 +127,8 @@ func New(b *broker.Broker, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Server{b: b, opts: o, log: o.Logger, trusted: trustedProxies(o.WSTrustedProxies), engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1)}
+	s := &Server{b: b, opts: o, log: o.Logger, trusted: trustedProxies(o.WSTrustedProxies), engReady: make(chan struct{}), ready: make(chan struct{}), runErr: make(chan error, 1),
+		tickKick: make(chan struct{}, 1), tickStop: make(chan struct{}), tickDone: make(chan struct{})}
 	empty := []boundLoop{}
 	s.loops.Store(&empty)
 	s.perLoop = make([]*loopState, b.NumLoops())
@@ -226,6 +235,7 @@ func (s *Server) Start() error {
 	go func() {
 		err := gnet.Rotate(s, gnetAddrs, opts...)
 		s.running.Store(false)
+		s.stopTicker()
 		s.runErr <- err
 	}()
 	select {
@@ -281,6 +291,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if !s.stopped.CompareAndSwap(false, true) {
 		return nil
 	}
+	defer s.stopTicker()
 	s.running.Store(false)
 	s.closeGoListeners()
 	s.b.Shutdown()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"syscall"
 	"time"
@@ -84,9 +85,11 @@ type boundLoop struct {
 // anchorCtx marks the internal connections used to discover the loops.
 type anchorCtx struct{}
 
-// OnTick binds the loops on its first call, then drives every loop's
-// timers. It runs on gnet's ticker goroutine, never on a loop, so it only
-// posts work.
+// OnTick binds the loops on its first call and starts the ticker
+// (runTicker). It runs on gnet's ticker goroutine, never on a loop, so it
+// only posts work; later calls do nothing (gnet's ticker sleeps an hour
+// between them: a timer the ticker cannot shorten would keep a quiet
+// broker waking, or a busy one waiting).
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	if !s.ticking.Swap(true) {
 		if err := s.bindAll(); err != nil {
@@ -95,17 +98,83 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		}
 		s.releaseHeld()
 		s.running.Store(true)
+		s.tickStarted.Store(true)
+		go s.runTicker()
 		close(s.ready)
-		return s.opts.TickInterval, gnet.None
 	}
-	for _, bl := range *s.loops.Load() {
-		l, ls := bl.loop, s.perLoop[bl.loop.Index()]
-		_ = s.exec(bl.el, func() {
-			l.Tick()
-			ls.sweep()
-		})
+	return time.Hour, gnet.None
+}
+
+// runTicker drives every loop's timers (broker.Loop.Tick, then the
+// reactor's watch list) every TickInterval. A loop with nothing to time
+// (broker.Loop.Quiesce: no connection, no offline session with a will or
+// an expiry, nothing pending; and an empty watch list) is skipped until
+// work arrives on it (broker.Loop.OnActive kicks the ticker) or its next
+// deadline (loop 0's $SYS publication) is due. When every loop is quiet
+// the ticker sleeps until the earliest deadline or a kick, so an idle
+// broker costs no wake-ups beyond those: each wake of an event loop also
+// keeps the Go runtime's sysmon thread polling for 10 ms while the loop's
+// epoll_wait holds its P (docs/benchmarks.md, "Idle memory and idle CPU").
+func (s *Server) runTicker() {
+	defer close(s.tickDone)
+	iv := s.opts.TickInterval
+	t := time.NewTimer(iv)
+	defer t.Stop()
+	due := time.Now().UnixNano() + int64(iv) // when t fires; never: math.MaxInt64
+	for {
+		select {
+		case <-s.tickStop:
+			return
+		case <-s.tickKick:
+			// A quiet loop has work: tick it within an interval.
+			if at := time.Now().UnixNano() + int64(iv); due > at {
+				t.Reset(iv)
+				due = at
+			}
+			continue
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		next := int64(math.MaxInt64)
+		for _, bl := range *s.loops.Load() {
+			l, ls := bl.loop, s.perLoop[bl.loop.Index()]
+			if quiet, wake := l.Quiet(); quiet && (wake == 0 || now < wake) {
+				if wake != 0 {
+					next = min(next, wake)
+				}
+				continue
+			}
+			next = min(next, now+int64(iv))
+			_ = s.exec(bl.el, func() {
+				l.Tick()
+				ls.sweep()
+				if len(ls.watch) == 0 && ls.lingering == 0 {
+					l.Quiesce()
+				}
+			})
+		}
+		due = next
+		if next != math.MaxInt64 {
+			t.Reset(time.Duration(max(next-now, int64(time.Millisecond))))
+		}
 	}
-	return s.opts.TickInterval, gnet.None
+}
+
+// kickTicker wakes the ticker: a quiet loop has work. Called on a loop
+// (broker.Loop.OnActive); never blocks.
+func (s *Server) kickTicker() {
+	select {
+	case s.tickKick <- struct{}{}:
+	default: // a kick is pending already
+	}
+}
+
+// stopTicker ends runTicker (if it started) and waits for it.
+func (s *Server) stopTicker() {
+	s.tickOnce.Do(func() { close(s.tickStop) })
+	if s.tickStarted.Load() {
+		<-s.tickDone
+	}
 }
 
 // hold keeps c unfed until every loop is bound and reports true, or
@@ -205,6 +274,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *broker.Loop {
 		panic("BUG: reactor: more gnet event loops than broker loops")
 	}
 	l := s.b.Loop(len(cur))
+	l.OnActive(s.kickTicker)
 	l.Bind(func(fn func()) error { return s.exec(el, fn) })
 	next := append(append([]boundLoop(nil), cur...), boundLoop{el: el, loop: l})
 	s.loops.Store(&next)

@@ -88,6 +88,7 @@ type Badger struct {
 	db          *badger.DB
 	opt         BadgerOptions
 	c           *committer
+	cmp         *compactions // stops Badger's compactors while idle (compact.go)
 
 	gcKick chan struct{}
 	gcStop chan struct{}
@@ -147,6 +148,7 @@ func OpenBadger(o BadgerOptions) (*Badger, error) {
 		commitFront: newCommitFront(log, o.Durability, o.MaxBatch, o.MaxDelay, o.QueueSize,
 			int(min(o.ValueLogFileSize, math.MaxInt32)), "move the data directory to a faster disk"),
 		db:     db,
+		cmp:    newCompactions(db),
 		opt:    o,
 		gcKick: make(chan struct{}, 1),
 		gcStop: make(chan struct{}),
@@ -255,6 +257,9 @@ func (b *Badger) Close() error {
 	return err
 }
 
+// gcLoop runs the value-log GC (every GCInterval, and when the committer
+// kicks it after GCAfterBytes) and stops Badger's compactors once the
+// store is idle (compactions.pause).
 func (b *Badger) gcLoop() {
 	defer close(b.gcDone)
 	var tick <-chan time.Time
@@ -263,14 +268,29 @@ func (b *Badger) gcLoop() {
 		defer t.Stop()
 		tick = t.C
 	}
+	idle := time.NewTimer(compactionIdle)
+	defer idle.Stop()
+	var idleC <-chan time.Time = idle.C // nil while the compactors are stopped
 	for {
 		select {
 		case <-b.gcStop:
 			return
 		case <-tick:
+			b.runGC()
 		case <-b.gcKick:
+			b.runGC()
+		case <-b.cmp.kick:
+			if idleC == nil {
+				idle.Reset(compactionIdle)
+				idleC = idle.C
+			}
+		case now := <-idleC:
+			if d := b.cmp.pause(now); d > 0 {
+				idle.Reset(d)
+			} else {
+				idleC = nil
+			}
 		}
-		b.runGC()
 	}
 }
 
@@ -284,6 +304,7 @@ func (b *Badger) runGC() {
 		}
 		err := b.db.RunValueLogGC(gcDiscardRatio)
 		if err == nil {
+			b.cmp.resume() // the GC wrote: its tables need compacting
 			b.m.gcRuns.Inc()
 			continue
 		}

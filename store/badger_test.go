@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -253,5 +254,56 @@ func TestBadgerEmptyValueLogAfterKill(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "kept=v" {
 		t.Fatalf("retained after reopen: %q", got)
+	}
+}
+
+// Badger's compactors are stopped once the store has been idle and started
+// again by the next write (compact.go): the Badger methods bound with
+// go:linkname exist in the Badger version in go.mod and do what their
+// names say, and the store works and closes either way.
+func TestBadgerCompactionsPause(t *testing.T) {
+	b := openTestBadger(t, BadgerOptions{})
+	apply(t, b, fixture("a")...)
+	if n := compactorGoroutines(); n != 2 {
+		t.Fatalf("%d Badger compactors running after a write, want 2", n)
+	}
+	if d := b.cmp.pause(time.Now()); d <= 0 {
+		t.Fatalf("pause right after a write = %v, want a wait", d)
+	}
+	b.cmp.lastWrite.Store(time.Now().Add(-2 * compactionIdle).UnixNano()) // an idle spell
+	if d := b.cmp.pause(time.Now()); d != 0 || !b.cmp.paused.Load() {
+		t.Fatalf("pause after an idle spell = %v, paused %v; want 0, true", d, b.cmp.paused.Load())
+	}
+	if n := compactorGoroutines(); n != 0 {
+		t.Fatalf("%d Badger compactors running while paused, want 0", n)
+	}
+	apply(t, b, fixture("b")...)
+	if b.cmp.paused.Load() {
+		t.Fatal("a write left the compactors stopped")
+	}
+	if n := compactorGoroutines(); n != 2 {
+		t.Fatalf("%d Badger compactors running after the write that resumed them, want 2", n)
+	}
+	if d := load(t, b); len(d.Sessions) != 2 {
+		t.Fatalf("%d sessions stored, want 2", len(d.Sessions))
+	}
+	b.cmp.lastWrite.Store(time.Now().Add(-2 * compactionIdle).UnixNano())
+	if d := b.cmp.pause(time.Now()); d != 0 {
+		t.Fatalf("second pause = %v, want 0", d)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close with the compactors stopped: %v", err)
+	}
+}
+
+// compactorGoroutines counts Badger's compactor goroutines in the process.
+func compactorGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "levelsController).runCompactor(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

@@ -118,6 +118,7 @@ func (c *committer) flush(bt *batch) {
 			return
 		}
 	}
+	c.b.cmp.resume()
 	txn := c.b.db.NewTransactionAt(c.ts, true)
 	for i := range tb.ents {
 		e := &tb.ents[i]

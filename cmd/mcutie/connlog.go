@@ -40,6 +40,7 @@ type connLog struct {
 	off        atomic.Bool // rate 0 after a SIGHUP: lines dropped, not counted
 	lines      chan connLine
 	suppressed atomic.Uint64
+	kick       chan struct{} // a line was left out: summarise within a second
 	stop, done chan struct{}
 }
 
@@ -58,7 +59,7 @@ type connLine struct {
 
 func newConnLog(log *slog.Logger, rate float64) *connLog {
 	return &connLog{log: log, rate: rate, tokens: rate, last: time.Now(),
-		lines: make(chan connLine, connLineQueue), stop: make(chan struct{}), done: make(chan struct{})}
+		lines: make(chan connLine, connLineQueue), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (*connLog) Name() string { return "connlog" }
@@ -96,13 +97,25 @@ func (l *connLog) offer(ln connLine) {
 		return
 	}
 	if !l.take(time.Now()) {
-		l.suppressed.Add(1)
+		l.suppress()
 		return
 	}
 	select {
 	case l.lines <- ln:
 	default:
-		l.suppressed.Add(1)
+		l.suppress()
+	}
+}
+
+// suppress counts a line left out; the first since the last summary
+// starts the writer's one-second summary timer, so an idle broker's
+// writer sleeps instead of waking every second.
+func (l *connLog) suppress() {
+	if l.suppressed.Add(1) == 1 {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -137,17 +150,22 @@ func (l *connLog) currentRate() float64 {
 	return l.rate
 }
 
-// write is the writer goroutine: it logs the queued lines, and once a
-// second the count of the lines left out since the last summary.
+// write is the writer goroutine: it logs the queued lines, and a second
+// after a line was left out the count of those left out since the last
+// summary.
 func (l *connLog) write() {
 	defer close(l.done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	var tick <-chan time.Time // armed while lines are being left out
 	for {
 		select {
 		case ln := <-l.lines:
 			l.emit(ln)
-		case <-tick.C:
+		case <-l.kick:
+			if tick == nil {
+				tick = time.After(time.Second)
+			}
+		case <-tick:
+			tick = nil
 			l.summary()
 		case <-l.stop:
 			for {
