@@ -39,7 +39,7 @@ type compactions struct {
 	db        *badger.DB
 	mu        sync.Mutex
 	paused    atomic.Bool
-	lastWrite atomic.Int64 // unix ns of the last resume call
+	lastWrite atomic.Int64  // unix ns of the last resume call
 	kick      chan struct{} // resume → the GC goroutine: watch for idleness again
 	pauses    atomic.Uint64
 }
