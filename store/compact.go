@@ -41,7 +41,6 @@ type compactions struct {
 	paused    atomic.Bool
 	lastWrite atomic.Int64  // unix ns of the last resume call
 	kick      chan struct{} // resume → the GC goroutine: watch for idleness again
-	pauses    atomic.Uint64
 }
 
 //go:linkname badgerStopCompactions github.com/dgraph-io/badger/v4.(*DB).stopCompactions
@@ -100,6 +99,5 @@ func (c *compactions) pause(now time.Time) time.Duration {
 	// 50 ms tick.
 	badgerStopCompactions(c.db)
 	c.paused.Store(true)
-	c.pauses.Add(1)
 	return 0
 }
