@@ -258,9 +258,9 @@ func TestBadgerEmptyValueLogAfterKill(t *testing.T) {
 }
 
 // Badger's compactors are stopped once the store has been idle and started
-// again by the next write (compact.go): the Badger methods bound with
-// go:linkname exist in the Badger version in go.mod and do what their
-// names say, and the store works and closes either way.
+// again by the next write (compact.go): the Badger methods the store binds
+// by name exist in the Badger version in go.mod and do what their names
+// say, and the store works and closes either way.
 func TestBadgerCompactionsPause(t *testing.T) {
 	b := openTestBadger(t, BadgerOptions{})
 	apply(t, b, fixture("a")...)
