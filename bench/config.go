@@ -42,6 +42,8 @@ type config struct {
 	ConnectTimeout     time.Duration
 	SourceAddrs        int
 	Drain              time.Duration
+	Rest               time.Duration
+	RestSettle         time.Duration
 	Progress           bool
 	SessionExpiry      uint
 }
@@ -136,6 +138,8 @@ func newFlagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, "bind connections round-robin to source addresses 127.0.0.1 … 127.0.0.N, each good for ~28k connections to one port (0: enough for the connection count)")
 	fs.DurationVar(&c.Drain, "drain", 5*time.Second, "after the window, wait at most this for messages in flight to arrive before counting losses")
 	fs.UintVar(&c.SessionExpiry, "session-expiry", 0, "0: clean sessions; N > 0: persistent sessions (3.x Clean Session 0, kept as long as the broker keeps them; v5 Clean Start 0 with Session Expiry Interval N s), so a broker with durable state stores the QoS 1/2 messages in flight")
+	fs.DurationVar(&c.Rest, "rest", 0, "idle: first measure the broker at rest, with no connection from the bench, for this long: CPU ms and context switches per second (needs --pid; 0: skip)")
+	fs.DurationVar(&c.RestSettle, "rest-settle", 12*time.Second, "idle with --rest: wait this long before the rest window (mcutie on Badger stops Badger's compactors after 10 s without a write)")
 	fs.BoolVar(&c.Progress, "progress", true, "print a progress line on stderr every second for runs longer than 3s")
 	fs.Usage = func() {
 		w := fs.Output()
@@ -245,6 +249,8 @@ func (c *config) validate() error {
 	check(c.SourceAddrs >= 0 && c.SourceAddrs <= 254, "--source-addrs %d: want 0 … 254", c.SourceAddrs)
 	check(c.Drain >= 0 && c.Drain <= 5*time.Minute, "--drain %v: want 0 … 5m", c.Drain)
 	check(c.PID >= 0, "--pid %d: want a process id", c.PID)
+	check(c.Rest >= 0 && c.Rest <= maxDuration, "--rest %v: want 0 … %v", c.Rest, maxDuration)
+	check(c.RestSettle >= 0 && c.RestSettle <= maxDuration, "--rest-settle %v: want 0 … %v", c.RestSettle, maxDuration)
 	if (c.Scenario == "wildcard" || c.Scenario == "retained") && c.Topics < 1 {
 		errs = append(errs, fmt.Errorf("bench: --topics must be at least 1 for %s", c.Scenario))
 	}

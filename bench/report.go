@@ -107,6 +107,14 @@ type IdleStats struct {
 	RSSBefore    uint64  `json:"broker_rss_before_bytes,omitempty"`
 	RSSAfter     uint64  `json:"broker_rss_after_bytes,omitempty"`
 	BytesPerConn float64 `json:"broker_bytes_per_conn,omitempty"`
+	// The broker at rest (--rest), before the bench connects, and with
+	// the connections held (the measured window), per second: CPU
+	// (utime+stime, ms) and context switches of all its threads.
+	RestSec          float64 `json:"rest_s,omitempty"`
+	RestCPUMsPerSec  float64 `json:"broker_rest_cpu_ms_per_s,omitempty"`
+	RestSwitchPerSec float64 `json:"broker_rest_switches_per_s,omitempty"`
+	HeldCPUMsPerSec  float64 `json:"broker_held_cpu_ms_per_s,omitempty"`
+	HeldSwitchPerSec float64 `json:"broker_held_switches_per_s,omitempty"`
 }
 
 // BrokerStats come from /proc/PID of --pid.
@@ -184,6 +192,12 @@ func (r *Report) writeTable(w io.Writer) {
 		row("held", "%s connections, %s pings sent, %s answered", num(id.Held), num(id.PingsSent), num(id.PingsRecv))
 		if id.RSSAfter > 0 {
 			row("broker RSS", "%s before, %s after → %.0f B per connection", size(id.RSSBefore), size(id.RSSAfter), id.BytesPerConn)
+		}
+		if id.RestSec > 0 {
+			row("broker at rest", "%.2f ms CPU/s, %.1f context switches/s with no connection (over %.0f s)", id.RestCPUMsPerSec, id.RestSwitchPerSec, id.RestSec)
+		}
+		if r.Broker != nil {
+			row("broker idle", "%.2f ms CPU/s, %.1f context switches/s with the connections held", id.HeldCPUMsPerSec, id.HeldSwitchPerSec)
 		}
 	}
 	if br := r.Broker; br != nil {

@@ -558,6 +558,17 @@ func (r *runner) connectStorm() error {
 // RSS per connection.
 func (r *runner) idle() error {
 	c := r.c
+	var rest *IdleStats
+	if c.PID > 0 && c.Rest > 0 {
+		// The broker with nobody connected: what it costs at rest.
+		time.Sleep(c.RestSettle)
+		s0 := r.sample(nil)
+		time.Sleep(c.Rest)
+		s1 := r.sample(nil)
+		d := s1.at.Sub(s0.at).Seconds()
+		rest = &IdleStats{RestSec: d, RestCPUMsPerSec: (s1.cpu - s0.cpu).Seconds() * 1e3 / d,
+			RestSwitchPerSec: float64(s1.switches-s0.switches) / d}
+	}
 	var rss0 uint64
 	if c.PID > 0 {
 		rss0, _, _ = procMem(c.PID)
@@ -588,6 +599,13 @@ func (r *runner) idle() error {
 	r.conns(t)
 	r.finishWindow(s0, s1, 0, false)
 	id := &IdleStats{Held: uint64(cr.OK) - t.Dropped, PingsSent: s1.ctr.PingsSent, PingsRecv: s1.ctr.PingsRecv, RSSBefore: rss0, RSSAfter: rss1}
+	if rest != nil {
+		id.RestSec, id.RestCPUMsPerSec, id.RestSwitchPerSec = rest.RestSec, rest.RestCPUMsPerSec, rest.RestSwitchPerSec
+	}
+	if d := s1.at.Sub(s0.at).Seconds(); c.PID > 0 && d > 0 {
+		id.HeldCPUMsPerSec = (s1.cpu - s0.cpu).Seconds() * 1e3 / d
+		id.HeldSwitchPerSec = float64(s1.switches-s0.switches) / d
+	}
 	if c.PID > 0 && cr.OK > 0 && rss1 > rss0 {
 		id.BytesPerConn = float64(rss1-rss0) / float64(cr.OK)
 	}

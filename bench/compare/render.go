@@ -460,8 +460,20 @@ func renderDeviceTargets(b *strings.Builder, ri *runInfo) {
 		if c == nil || c.Idle == nil || c.Broker == nil || c.WindowSec <= 0 {
 			continue
 		}
+		if c.Idle.RestSec > 0 {
+			ref := ""
+			if q != nil && q.Idle != nil && q.Idle.RestSec > 0 {
+				ref = fmt.Sprintf(" (Mosquitto %.2f)", q.Idle.RestCPUMsPerSec)
+			}
+			fmt.Fprintf(b, "| %s at rest, no clients: ≤ 1 ms CPU per second | %.2f ms/s, %.1f context switches/s%s | | %s |\n", label, c.Idle.RestCPUMsPerSec, c.Idle.RestSwitchPerSec, ref,
+				map[bool]string{true: "yes", false: "**no**"}[c.Idle.RestCPUMsPerSec <= 1])
+		}
 		perSec := c.Broker.CPUSec / c.WindowSec * 1e3
-		fmt.Fprintf(b, "| %s at rest: ≤ 1 ms CPU per second | %.2f ms/s with %s idle connections | | %s |\n", label, perSec, num(c.Idle.Held),
+		ref := ""
+		if q != nil && q.Broker != nil && q.WindowSec > 0 {
+			ref = fmt.Sprintf(" (Mosquitto %.2f)", q.Broker.CPUSec/q.WindowSec*1e3)
+		}
+		fmt.Fprintf(b, "| %s at rest: ≤ 1 ms CPU per second | %.2f ms/s with %s idle connections%s | | %s |\n", label, perSec, num(c.Idle.Held), ref,
 			map[bool]string{true: "yes", false: "**no**"}[perSec <= 1])
 		if q != nil && q.Idle != nil {
 			row(label+": idle RSS per connection ≤ Mosquitto's", bytesPer(c.Idle.BytesPerConn)+" vs "+bytesPer(q.Idle.BytesPerConn), c.Idle.BytesPerConn, q.Idle.BytesPerConn, func(r float64) bool { return r <= 1 })

@@ -48,6 +48,10 @@ type report struct {
 		RSSBefore    uint64  `json:"broker_rss_before_bytes"`
 		RSSAfter     uint64  `json:"broker_rss_after_bytes"`
 		BytesPerConn float64 `json:"broker_bytes_per_conn"`
+		// --rest: the broker with no client, per second.
+		RestSec          float64 `json:"rest_s"`
+		RestCPUMsPerSec  float64 `json:"broker_rest_cpu_ms_per_s"`
+		RestSwitchPerSec float64 `json:"broker_rest_switches_per_s"`
 	} `json:"idle"`
 	Broker *struct {
 		CPUSec            float64 `json:"cpu_s"`

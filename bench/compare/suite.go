@@ -189,9 +189,13 @@ func deviceScenarios(c suiteConfig) []scenario {
 	}
 	add(1000, 50, 0, 1000)
 	add(1000, 50, 0, 5000)
-	idle := []string{"--scenario", "idle", "--conns", strconv.Itoa(c.IdleConns), "--source-addrs", "4"}
+	add(10000, 50, 0, 1000)
+	// The broker at rest with no clients first (after 12 s: mcutie on
+	// Badger stops Badger's compactors after 10 s without a write), then
+	// the idle connections.
+	idle := []string{"--scenario", "idle", "--conns", strconv.Itoa(c.IdleConns), "--source-addrs", "4", "--rest", "10s"}
 	ss = append(ss,
-		scenario{ID: "idle", Title: fmt.Sprintf("%s idle connections (keep-alive 60 s) held 10 s: broker RSS per connection and CPU per second at rest", num(uint64(c.IdleConns))),
+		scenario{ID: "idle", Title: fmt.Sprintf("the broker at rest with no client for 10 s, then %s idle connections (keep-alive 60 s) held 10 s: CPU per second at rest and with them, broker RSS per connection", num(uint64(c.IdleConns))),
 			Args: idle, Duration: 10 * time.Second},
 		scenario{ID: "idle-badger", Title: "the same idle connections, mcutie with the default Badger store (the others as in idle)",
 			Args: idle, Duration: 10 * time.Second, OwnTargets: true, RefScenario: "idle"})
