@@ -108,8 +108,9 @@ type IdleStats struct {
 	RSSAfter     uint64  `json:"broker_rss_after_bytes,omitempty"`
 	BytesPerConn float64 `json:"broker_bytes_per_conn,omitempty"`
 	// The broker at rest (--rest), before the bench connects, and with
-	// the connections held (the measured window), per second: CPU
-	// (utime+stime, ms) and context switches of all its threads.
+	// the connections held (the measured window), per second: CPU (ms on
+	// a CPU, from /proc/PID/task/*/schedstat) and context switches of all
+	// its threads.
 	RestSec          float64 `json:"rest_s,omitempty"`
 	RestCPUMsPerSec  float64 `json:"broker_rest_cpu_ms_per_s,omitempty"`
 	RestSwitchPerSec float64 `json:"broker_rest_switches_per_s,omitempty"`

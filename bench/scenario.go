@@ -243,6 +243,7 @@ type sample struct {
 	at       time.Time
 	ctr      client.Counters
 	cpu, own time.Duration
+	sched    time.Duration // the broker's on-CPU time from schedstat (procSchedCPU)
 	switches uint64
 }
 
@@ -253,6 +254,7 @@ func (r *runner) sample(e *client.Engine) sample {
 	}
 	if r.c.PID > 0 {
 		s.cpu, _ = procCPU(r.c.PID)
+		s.sched, _ = procSchedCPU(r.c.PID)
 		s.switches, _ = procCtxSwitches(r.c.PID)
 	}
 	return s
@@ -566,7 +568,7 @@ func (r *runner) idle() error {
 		time.Sleep(c.Rest)
 		s1 := r.sample(nil)
 		d := s1.at.Sub(s0.at).Seconds()
-		rest = &IdleStats{RestSec: d, RestCPUMsPerSec: (s1.cpu - s0.cpu).Seconds() * 1e3 / d,
+		rest = &IdleStats{RestSec: d, RestCPUMsPerSec: (s1.sched - s0.sched).Seconds() * 1e3 / d,
 			RestSwitchPerSec: float64(s1.switches-s0.switches) / d}
 	}
 	var rss0 uint64
@@ -603,7 +605,7 @@ func (r *runner) idle() error {
 		id.RestSec, id.RestCPUMsPerSec, id.RestSwitchPerSec = rest.RestSec, rest.RestCPUMsPerSec, rest.RestSwitchPerSec
 	}
 	if d := s1.at.Sub(s0.at).Seconds(); c.PID > 0 && d > 0 {
-		id.HeldCPUMsPerSec = (s1.cpu - s0.cpu).Seconds() * 1e3 / d
+		id.HeldCPUMsPerSec = (s1.sched - s0.sched).Seconds() * 1e3 / d
 		id.HeldSwitchPerSec = float64(s1.switches-s0.switches) / d
 	}
 	if c.PID > 0 && cr.OK > 0 && rss1 > rss0 {
