@@ -29,6 +29,11 @@ type Loop struct {
 	quiet     atomic.Bool
 	quietWake atomic.Int64
 	onActive  func() // set by OnActive before the loop runs
+	// tickNext is when the earliest timer the last Tick saw is due (unix
+	// ns; math.MaxInt64: none); tickBusy, that it did something or saw
+	// work that needs every tick. For Quiesce.
+	tickNext int64
+	tickBusy bool
 
 	shard    *router.Shard[*Session]
 	subCount atomic.Int64 // non-shared subscriptions in shard: other loops post to us only when > 0

@@ -46,3 +46,19 @@ func TestQuietBrokerKeepsItsTimers(t *testing.T) {
 	waitStat(t, tb, "keep-alive timeout counted", func(s broker.Stats) uint64 { return s.Rejected["keepalive_timeout"] }, 1)
 	waitQuiet(t, tb) // and quiet again once it is gone
 }
+
+// TestQuietWithIdleClients: a loop whose connections are all idle is
+// quiet until the earliest keep-alive deadline, and wakes for it: a client
+// that falls silent is closed [MQTT-3.1.2-24] by the tick the deadline
+// brings, with no packet or connection to wake the loop before.
+func TestQuietWithIdleClients(t *testing.T) {
+	t.Parallel()
+	tb := start(t, broker.Options{Loops: 1})
+	r, _ := v3Raw(t, tb.Addr, codec.V311, "quiet-idle", true, func(p *codec.Connect) { p.KeepAlive = 2 })
+	waitQuiet(t, tb) // with the client connected: quiet until its deadline
+	if q, wake := tb.B.Loop(0).Quiet(); !q || wake == 0 {
+		t.Fatalf("loop quiet %v until %d with an idle client, want quiet until its keep-alive deadline", q, wake)
+	}
+	r.v3Closed()
+	waitStat(t, tb, "keep-alive timeout counted", func(s broker.Stats) uint64 { return s.Rejected["keepalive_timeout"] }, 1)
+}
