@@ -23,7 +23,8 @@
 //     No mutex is taken on this path.
 //   - Shared subscriptions ($share/group/filter) are broker-wide
 //     (router.Shared, lock-free reads): the publishing loop picks one
-//     member and posts the message to the member's loop when needed.
+//     member and posts the message to the member's loop when needed. In
+//     a cluster the groups other nodes serve are skipped (peershared.go).
 //   - Retained messages are broker-wide (router.Retained, RWMutex): taken
 //     only by PUBLISHes with RETAIN set and by SUBSCRIBE.
 //   - A Message is copied once out of the read buffer, reference counted,

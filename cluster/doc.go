@@ -19,6 +19,11 @@
 // go to every node, so every node's retained index is whole. A node that
 // sends no heartbeat for PeerTimeout is forgotten until it does again.
 //
+// Shared subscriptions are announced with their member counts; the
+// publishing node picks, per message, the one node that serves each
+// matching group (weighted by members) and the message names the groups
+// each node serves (shared.go).
+//
 // Matching stays MQTT's own: filters are not translated into NATS
 // subjects (MQTT topics may hold '.', spaces and '$' where NATS subjects
 // may not).
