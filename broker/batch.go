@@ -121,7 +121,8 @@ func (l *Loop) noteFeed() {
 // that reason). Go's timers then sleep at least about a millisecond
 // whatever the window, when nothing else runs. Meanwhile new bytes wait
 // in the sockets and work from other loops in the inbox, so a message
-// waits at most one pause longer.
+// waits at most one pause longer. A pause that ends late turns pauses off
+// for a while (oversleep).
 func (l *Loop) coalesce() {
 	n, cycle, busy := l.batchFeeds, l.now-l.batchAt, l.now-l.batchStart
 	l.batchFeeds, l.batchAt = 0, l.now
@@ -130,9 +131,25 @@ func (l *Loop) coalesce() {
 		l.batching = false
 		return
 	}
-	if busy > w/2 {
+	if busy > w/2 || l.now < l.pauseOffUntil {
 		return
 	}
 	l.counters.coalescePauses++
-	time.Sleep(time.Duration(w)) // batchAt stays before it: the next cycle's rate counts the pause
+	l.sleep(time.Duration(w)) // batchAt stays before it: the next cycle's rate counts the pause
+	if slept := l.b.readClock() - l.now; slept > w+int64(oversleep) {
+		// The loop got its processor back late: the machine's CPUs are
+		// contended, and each pause would give them up to whoever waits.
+		// Keep batching, without pauses for a while.
+		l.pauseOffUntil = l.now + slept + int64(pauseOffFor)
+		l.batchAt = l.now + slept // the next cycle's rate without the late pause
+	}
 }
+
+// A pause that ends more than oversleep after its window turns pauses
+// off for pauseOffFor: on a host whose CPUs are contended, a loop that
+// pauses queues for its processor again after every pause, and its
+// connections fall behind.
+const (
+	oversleep   = 2 * time.Millisecond
+	pauseOffFor = 100 * time.Millisecond
+)

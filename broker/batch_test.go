@@ -183,9 +183,41 @@ func TestCoalescePausesOnlyWhenBusy(t *testing.T) {
 	if sub.writes != w+1 {
 		t.Fatal("a message after batching stopped was not written at once")
 	}
+	// Busy again, on a host whose CPUs are contended: a pause ends 5 ms
+	// late, and the loop keeps batching without pausing for a while.
+	for i := 0; !l.batching; i++ {
+		if i == 20 {
+			t.Fatal("not batching again")
+		}
+		clock.Add(int64(100 * time.Microsecond))
+		publish(i % len(pubs))
+	}
+	run()
+	l.sleep = func(d time.Duration) { clock.Add(int64(d + 5*time.Millisecond)) }
+	batch(4, 100*time.Microsecond, 0)
+	if pauses() != 3 {
+		t.Fatalf("%d pauses, want 3", pauses())
+	}
+	w = sub.writes
+	batch(4, 100*time.Microsecond, 0)
+	if pauses() != 3 || !l.batching || sub.writes != w+1 {
+		t.Fatalf("after a pause that overslept: %d pauses (want 3), batching %v (want true), %d writes (want 1)", pauses(), l.batching, sub.writes-w)
+	}
+	// The busy loop pauses again, pauseOffFor later.
+	l.sleep = func(d time.Duration) { clock.Add(int64(d)) }
+	start := clock.Load()
+	for i := 0; pauses() == 3; i++ {
+		if i == 5000 || !l.batching {
+			t.Fatalf("pauses did not resume (batching %v)", l.batching)
+		}
+		batch(4, 100*time.Microsecond, 0)
+	}
+	if off := time.Duration(clock.Load() - start); off < pauseOffFor {
+		t.Fatalf("pauses off for %v after a pause that overslept, want %v", off, pauseOffFor)
+	}
 	l.snapshot()
-	if st := b.Stats(); st.Loops[0].CoalescePauses != 2 || st.Loops[0].BatchFlushes == 0 {
-		t.Fatalf("mcutie_loop_coalesce_pauses_total %d (want 2), mcutie_loop_batch_flushes_total %d (want > 0)",
+	if st := b.Stats(); st.Loops[0].CoalescePauses != 4 || st.Loops[0].BatchFlushes == 0 {
+		t.Fatalf("mcutie_loop_coalesce_pauses_total %d (want 4), mcutie_loop_batch_flushes_total %d (want > 0)",
 			st.Loops[0].CoalescePauses, st.Loops[0].BatchFlushes)
 	}
 }

@@ -121,6 +121,10 @@ type Loop struct {
 	batchFeeds  int64
 	batchAt     int64
 	batchStart  int64
+	// pauseOffUntil (unix ns): no coalescing pause before it (a pause
+	// overslept); sleep is time.Sleep (tests replace it).
+	pauseOffUntil int64
+	sleep         func(time.Duration)
 
 	afterApply []*ackWait // QoS 2 messages routed in this pass whose inbound record waits (qos2.go)
 
@@ -166,6 +170,7 @@ func newLoop(b *Broker, idx int) *Loop {
 	}
 	l.shedLog.every = 10 * time.Second
 	l.batchFlush = l.flushBatch // bound once: posting it makes no closure of ours
+	l.sleep = time.Sleep
 	l.hooked = b.hooks.Provided()
 	l.queuedBytesShare = b.opts.MaxQueuedBytesTotal / int64(b.opts.Loops)
 	l.sessionsShare = max(b.opts.MaxSessions/b.opts.Loops, 1)
