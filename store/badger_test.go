@@ -264,8 +264,11 @@ func TestBadgerEmptyValueLogAfterKill(t *testing.T) {
 func TestBadgerCompactionsPause(t *testing.T) {
 	b := openTestBadger(t, BadgerOptions{})
 	apply(t, b, fixture("a")...)
-	if n := compactorGoroutines(); n != 2 {
-		t.Fatalf("%d Badger compactors running after a write, want 2", n)
+	// Counted relative to now: another store's compactors (a test's
+	// Badger still closing) must not make this fail.
+	running := compactorGoroutines()
+	if running < 2 {
+		t.Fatalf("%d Badger compactors running after a write, want at least this store's 2", running)
 	}
 	if d := b.cmp.pause(time.Now()); d <= 0 {
 		t.Fatalf("pause right after a write = %v, want a wait", d)
@@ -274,15 +277,15 @@ func TestBadgerCompactionsPause(t *testing.T) {
 	if d := b.cmp.pause(time.Now()); d != 0 || !b.cmp.paused.Load() {
 		t.Fatalf("pause after an idle spell = %v, paused %v; want 0, true", d, b.cmp.paused.Load())
 	}
-	if n := compactorGoroutines(); n != 0 {
-		t.Fatalf("%d Badger compactors running while paused, want 0", n)
+	if n := compactorGoroutines(); n != running-2 {
+		t.Fatalf("%d Badger compactors running while paused, want %d", n, running-2)
 	}
 	apply(t, b, fixture("b")...)
 	if b.cmp.paused.Load() {
 		t.Fatal("a write left the compactors stopped")
 	}
-	if n := compactorGoroutines(); n != 2 {
-		t.Fatalf("%d Badger compactors running after the write that resumed them, want 2", n)
+	if n := compactorGoroutines(); n != running {
+		t.Fatalf("%d Badger compactors running after the write that resumed them, want %d", n, running)
 	}
 	if d := load(t, b); len(d.Sessions) != 2 {
 		t.Fatalf("%d sessions stored, want 2", len(d.Sessions))
