@@ -18,7 +18,10 @@ import (
 // topics aside. It must not block, and must copy what it keeps: m and
 // what it points to are the broker's and change once Forward returns. It
 // returns how many nodes the message was sent to (counted as deliveries,
-// so a message only remote subscribers match is not counted as dropped).
+// so a message only remote subscribers match is not counted as dropped),
+// or, negative, minus how many nodes it matched but could not be queued
+// for (counted as dropped, cluster_queue_full, and a v5 QoS 1/2
+// publisher is told 0x97 Quota exceeded, as for a full session queue).
 //
 // Interest is called, on any goroutine (loops, Restore), when a
 // subscription is added (delta +1) or removed (-1) from a session; filter

@@ -245,9 +245,18 @@ func (l *Loop) publish(m *Message, origin *Session) int {
 func (l *Loop) route(m *Message, origin *Session) int {
 	n := l.routeLocal(m, origin)
 	b := l.b
+	missed := false // nodes matched, but the message could not go to them
 	if b.opts.Peers != nil {
 		// First: Forward says which shared groups other nodes serve.
-		n += l.forwardToPeers(m)
+		if f := l.forwardToPeers(m); f >= 0 {
+			n += f
+		} else {
+			missed = true
+			l.counters.dropped[dropClusterQueueFull]++
+			if m.ack != nil {
+				m.ack.quotaExceeded.Store(true) // v5: PUBACK/PUBREC 0x97
+			}
+		}
 		if !b.shared.Empty() || len(l.cl.listed) > 0 {
 			n += l.routeSharedCluster(m)
 		}
@@ -273,7 +282,7 @@ func (l *Loop) route(m *Message, origin *Session) int {
 			l.counters.dropped[dropInboxFull]++
 		}
 	}
-	if n == 0 && !m.Retain {
+	if n == 0 && !m.Retain && !missed {
 		// A retained message is kept, not dropped (MQTT-3.3.1-5).
 		l.counters.dropped[dropNoSubscribers]++
 	}

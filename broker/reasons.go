@@ -29,6 +29,7 @@ const (
 	dropUserProperties                     // MaxUserProperties
 	dropRetainedFull                       // MaxRetainedMessages / MaxRetainedBytes: not retained
 	dropHook                               // a Publish hook dropped it (hooks.go)
+	dropClusterQueueFull                   // Peers.Forward could not queue it for the nodes it matched
 	numDropReasons
 )
 
@@ -45,6 +46,7 @@ var dropLabels = [numDropReasons]string{
 	dropUserProperties:   "user_properties",
 	dropRetainedFull:     "retained_full",
 	dropHook:             "hook",
+	dropClusterQueueFull: "cluster_queue_full",
 }
 
 // closeReason is why the broker closes a connection after its CONNECT (or

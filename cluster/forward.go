@@ -36,7 +36,8 @@ const (
 
 // Forward implements broker.Peers: it queues m for the nodes with a
 // matching filter (every node, for a retained message). Never blocks;
-// a full queue drops the message (counted). It allocates nothing: the
+// a full queue drops the message (counted here, and by the broker, to
+// which it returns minus the number of nodes missed). It allocates nothing: the
 // targets are a bit set over the remote index's peers.
 func (n *Node) Forward(m *broker.PeerMessage) int {
 	if !n.routing.Load() {
@@ -80,9 +81,11 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 		n.forwarded.Add(1)
 		return bits.OnesCount64(to)
 	default:
+		// Negative: the broker counts a drop (cluster_queue_full) and
+		// tells a v5 publisher 0x97, not "no matching subscribers".
 		n.bufPool.Put(bp)
 		n.dropped.Add(1)
-		return 0
+		return -bits.OnesCount64(to)
 	}
 }
 
