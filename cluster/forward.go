@@ -35,10 +35,10 @@ const (
 )
 
 // Forward implements broker.Peers: it queues m for the nodes with a
-// matching filter (every node, for a retained message). Never blocks;
-// a full queue drops the message (counted here, and by the broker, to
-// which it returns minus the number of nodes missed). It allocates nothing: the
-// targets are a bit set over the remote index's peers.
+// matching filter (every node, for a retained message). Never blocks; a
+// full queue drops the message (counted here, and by the broker, to
+// which it returns minus the number of nodes missed). It allocates
+// nothing: the targets are a bit set over the remote index's peers.
 func (n *Node) Forward(m *broker.PeerMessage) int {
 	if !n.routing.Load() {
 		return 0 // not started
