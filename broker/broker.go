@@ -29,6 +29,7 @@ type Broker struct {
 	closed   atomic.Bool
 	hooks    *hooks.Registry // Options.Hooks; nil: none (hooks.go)
 	nodeID   string          // Options.NodeID, or made at New (embed.go)
+	rsync    *retainedSync   // retained versions and tombstones; nil without Peers (retainedsync.go)
 	// online counts sessions with a connection (Session.attach, detach,
 	// takeOver): ConnectedClients without asking the loops.
 	online atomic.Int64
@@ -92,6 +93,9 @@ func New(opts Options) *Broker {
 	b.nodeID = opts.NodeID
 	if b.nodeID == "" {
 		b.nodeID = NewNodeID()
+	}
+	if opts.Peers != nil {
+		b.rsync = newRetainedSync(&opts)
 	}
 	b.dir = newClientDir(opts.Loops)
 	b.delayed = newDelayedQueue(b)

@@ -40,10 +40,14 @@ type Loop struct {
 	inbox    *inbox[inboxItem]
 
 	sessions map[string]*Session
-	peerMsg  PeerMessage   // reused by forwardToPeers
-	cl       clusterShared // shared subscriptions in a cluster (peershared.go)
-	clients  []*Client     // live connections, for keep-alive and connect-timeout sweeps
-	waiting  []*Session    // offline sessions with an expiry or a pending will
+	peerMsg  PeerMessage // reused by forwardToPeers
+	// retainedVer is the version of the retained message this loop is
+	// publishing, in a cluster (retainedsync.go): set before it is routed,
+	// read by forwardToPeers and setRetained, cleared after.
+	retainedVer RetainedVersion
+	cl          clusterShared // shared subscriptions in a cluster (peershared.go)
+	clients     []*Client     // live connections, for keep-alive and connect-timeout sweeps
+	waiting     []*Session    // offline sessions with an expiry or a pending will
 
 	now int64 // unix ns, refreshed at each callback
 

@@ -186,6 +186,13 @@ type Options struct {
 	// Peers are the other nodes of a cluster (package cluster); nil: a
 	// single node.
 	Peers Peers
+	// RetainedTombstoneTTL is how long a cluster node remembers that a
+	// retained message was cleared (default 24h), and MaxRetainedTombstones
+	// how many clears it remembers at most (default 100,000): an older
+	// copy of a cleared message offered within that time is not kept
+	// (retainedsync.go). Unused without Peers.
+	RetainedTombstoneTTL  time.Duration
+	MaxRetainedTombstones int
 
 	Logger *slog.Logger
 	// Now is the broker's clock; default time.Now. A loop calls it once
@@ -200,6 +207,12 @@ const DefaultMaxWildcardLevels = 4096
 
 // Defaults fills unset fields.
 func (o *Options) Defaults() {
+	if o.RetainedTombstoneTTL <= 0 {
+		o.RetainedTombstoneTTL = 24 * time.Hour
+	}
+	if o.MaxRetainedTombstones <= 0 {
+		o.MaxRetainedTombstones = 100000
+	}
 	if o.Loops <= 0 {
 		o.Loops = runtime.NumCPU()
 	}

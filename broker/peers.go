@@ -76,6 +76,9 @@ type PeerMessage struct {
 	// node delivers to none of their members (peershared.go). It comes
 	// empty with room to reuse; Forward must not keep it.
 	Elsewhere []byte
+	// Version is a retained message's (or clear's) version
+	// (retainedsync.go); zero otherwise.
+	Version RetainedVersion
 }
 
 // forwardToPeers hands m to Options.Peers unless it came from a peer or
@@ -87,6 +90,9 @@ func (l *Loop) forwardToPeers(m *Message) int {
 	}
 	pm := &l.peerMsg
 	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt, Elsewhere: l.cl.skip}
+	if m.Retain {
+		pm.Version = l.retainedVer
+	}
 	n := l.b.opts.Peers.Forward(pm)
 	l.cl.skip = pm.Elsewhere
 	*pm = PeerMessage{}
@@ -191,7 +197,7 @@ func (b *Broker) RangeRetained(fn func(m *PeerMessage) bool) {
 	})
 	var pm PeerMessage
 	for _, m := range ms {
-		pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, ExpireAt: m.ExpireAt}
+		pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: true, Props: m.Props, ExpireAt: m.ExpireAt, Version: b.versionOf(m)}
 		if !fn(&pm) {
 			return
 		}

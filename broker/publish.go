@@ -232,9 +232,13 @@ func ackFor(qos byte) codec.Type {
 // publish routes m and, when it carries RETAIN, updates the retained index
 // [MQTT-3.3.1-5..-8]. Loop-only.
 func (l *Loop) publish(m *Message, origin *Session) int {
+	if m.Retain && l.b.rsync != nil {
+		l.stampRetained(m) // before it is forwarded with its version
+	}
 	n := l.route(m, origin)
 	if m.Retain {
 		l.setRetained(m)
+		l.retainedVer = RetainedVersion{}
 	}
 	return n
 }

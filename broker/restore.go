@@ -177,9 +177,19 @@ func (r *restorer) inbound(in store.InboundQoS2) {
 
 func (r *restorer) retained(sm store.Message) {
 	b := r.b
+	if len(sm.Payload) == 0 {
+		// A cluster's tombstone: a clear, remembered for a while
+		// (retainedsync.go); a single node has nothing to restore.
+		b.restoreTombstone(&sm)
+		return
+	}
 	m, err := messageFromStore(&sm)
 	if err != nil {
 		r.fail(fmt.Errorf("retained message on %q: %w", sm.Topic, err))
+		return
+	}
+	if !b.restoredVersion(m, &sm) {
+		m.release()
 		return
 	}
 	b.retainedCount.Add(1) // restored whatever the bounds: they were kept when stored

@@ -178,6 +178,10 @@ func (l *Loop) resumeRetained() {
 
 func (l *Loop) setRetained(m *Message) {
 	b := l.b
+	if rs := b.rsync; rs != nil && !b.isSys(m.Topic) {
+		l.setRetainedVersioned(rs, m) // a cluster: last writer wins
+		return
+	}
 	if b.hooks.Has(hooks.RetainedChanged) {
 		origin := hooks.FromServer
 		if m.origin != nil {

@@ -16,7 +16,9 @@
 // sets in one topic index (router.Shard, node ids as keys) and forwards a
 // message only to the nodes with a matching filter (mcutie.msg.<node id>),
 // once per node whatever the number of its subscribers. Retained messages
-// go to every node, so every node's retained index is whole. A node that
+// go to every node with their version, and nodes that meet exchange
+// digests of their retained sets (retained.go), so every node's retained
+// index converges on the newest message of each topic. A node that
 // sends no heartbeat for PeerTimeout is forgotten until it does again.
 //
 // Shared subscriptions are announced with their member counts; the

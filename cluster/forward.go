@@ -18,17 +18,23 @@ import (
 //
 //	version (1) | kind (1) | expireAt unix ns (8, 0: none) |
 //	len(source) (1) | source |
+//	retained version stamp (8, 0: none) | len(node) (1) | node |
 //	[kindShared: the shared-subscription assignments (shared.go)] |
 //	the message as an MQTT 5 PUBLISH packet (packet id 1 when QoS > 0)
 //
 // The PUBLISH carries topic, payload, QoS, retain and the forwarded v5
 // properties; codec encodes and checks it both ways. kind is kindLive (a
 // message published on source) or kindRetainedCopy (source's retained
-// message, sent to a node that joined: kept if the receiver has none,
+// message or, with an empty payload, its tombstone, sent to a node that
+// asked for it (retained.go): kept if newer than the receiver's,
 // delivered to no one) or kindShared (a live message with the shared
-// subscriptions each node it goes to serves).
+// subscriptions each node it goes to serves). The retained version
+// (broker.RetainedVersion) orders a topic's retained messages across
+// nodes. Version 2 (before retained versions) is still read, as
+// unversioned.
 const (
-	wireVersion      = 2
+	wireVersion      = 3
+	wireVersionV2    = 2
 	kindLive         = 0
 	kindRetainedCopy = 1
 	kindShared       = 3 // 2 is kindLeaveAck (hold.go)
@@ -98,7 +104,10 @@ func (n *Node) appendHead(dst []byte, kind byte, m *broker.PeerMessage) []byte {
 	dst = append(dst, wireVersion, kind)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
 	dst = append(dst, byte(len(n.o.NodeID)))
-	return append(dst, n.o.NodeID...)
+	dst = append(dst, n.o.NodeID...)
+	dst = binary.BigEndian.AppendUint64(dst, m.Version.Stamp)
+	dst = append(dst, byte(len(m.Version.Node)))
+	return append(dst, m.Version.Node...)
 }
 
 // appendPublish appends m as an MQTT 5 PUBLISH.
@@ -117,12 +126,12 @@ var errWire = errors.New("cluster: malformed message from a peer")
 
 // decode parses a forwarded message of kind kindLive or kindRetainedCopy
 // into p (aliasing b).
-func decode(b []byte, p *codec.Publish) (kind byte, source []byte, expireAt time.Time, err error) {
+func decode(b []byte, p *codec.Publish) (kind byte, source []byte, expireAt time.Time, stamp uint64, vnode []byte, err error) {
 	if len(b) >= 2 && b[1] == kindShared {
-		return 0, nil, time.Time{}, errWire
+		return 0, nil, time.Time{}, 0, nil, errWire
 	}
 	h, err := decodeAny(b, p)
-	return h.kind, h.source, h.expireAt, err
+	return h.kind, h.source, h.expireAt, h.stamp, h.vnode, err
 }
 
 // wireHead is what precedes the PUBLISH of a forwarded message.
@@ -130,6 +139,9 @@ type wireHead struct {
 	kind     byte
 	source   []byte
 	expireAt time.Time
+	// stamp and vnode: a retained message's version (0, nil: none).
+	stamp uint64
+	vnode []byte
 	// kindShared: the assignments (shared.go), their number and flags.
 	flags  byte
 	groups []byte
@@ -138,7 +150,7 @@ type wireHead struct {
 
 // decodeAny parses a forwarded message of any kind into p (aliasing b).
 func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
-	if len(b) < 11 || b[0] != wireVersion || b[1] != kindLive && b[1] != kindRetainedCopy && b[1] != kindShared {
+	if len(b) < 11 || b[0] != wireVersion && b[0] != wireVersionV2 || b[1] != kindLive && b[1] != kindRetainedCopy && b[1] != kindShared {
 		return h, errWire
 	}
 	h.kind = b[1]
@@ -147,7 +159,15 @@ func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
 	if len(b) < 11+sl {
 		return h, errWire
 	}
+	ver := b[0]
 	h.source, b = b[11:11+sl], b[11+sl:]
+	if ver == wireVersion {
+		if len(b) < 9 || len(b) < 9+int(b[8]) {
+			return h, errWire
+		}
+		h.stamp = binary.BigEndian.Uint64(b)
+		h.vnode, b = b[9:9+int(b[8])], b[9+int(b[8]):]
+	}
 	if h.kind == kindShared {
 		if h.flags, h.groups, h.count, b, err = decodeShared(b); err != nil {
 			return h, err
@@ -160,7 +180,7 @@ func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
 	if err := p.Decode(f, b[f.HeaderLen:], codec.V5); err != nil {
 		return h, err
 	}
-	if h.kind == kindRetainedCopy && (!p.Retain || len(p.Payload) == 0) {
+	if h.kind == kindRetainedCopy && (!p.Retain || len(p.Payload) == 0 && h.stamp == 0) {
 		return h, errWire
 	}
 	if exp != 0 {
@@ -238,10 +258,16 @@ func (n *Node) onMessage(msg *nats.Msg) {
 	if h.kind == kindShared {
 		n.rxListed = listedFor(n.rxListed[:0], h.groups, n.o.NodeID)
 	}
+	var v broker.RetainedVersion
+	if h.stamp != 0 {
+		v = broker.RetainedVersion{Stamp: h.stamp, Node: n.nodeName(h.vnode)}
+	}
 	for {
 		switch {
 		case h.kind == kindRetainedCopy:
-			err = n.b.RetainFromPeer(&p, h.expireAt)
+			err = n.b.ApplyRetainedFromPeer(&p, h.expireAt, v)
+		case p.Retain && h.kind == kindLive:
+			err = n.b.RouteRetainedFromPeer(h.source, &p, h.expireAt, v)
 		case h.kind == kindShared && (len(n.rxListed) > 0 || h.flags&sharedGroupsOnly != 0):
 			err = n.b.RouteFromPeerShared(h.source, &p, h.expireAt, n.rxListed, h.flags&sharedGroupsOnly != 0)
 		default:
@@ -270,7 +296,7 @@ var (
 	metricDropped   = promtext.Counter("mcutie_cluster_dropped_messages_total", "Messages for other nodes dropped: the send queue (--cluster-queue) was full or the send failed.")
 	metricMalformed = promtext.Counter("mcutie_cluster_malformed_messages_total", "Messages or announcements from other nodes that could not be decoded or routed.")
 	metricQueued    = promtext.Gauge("mcutie_cluster_queued_messages", "Messages waiting to be sent to other nodes.")
-	metricRetCopies = promtext.Counter("mcutie_cluster_retained_copies_received_total", "Retained messages another node sent when this one joined (kept when this node had none for the topic).")
+	metricRetCopies = promtext.Counter("mcutie_cluster_retained_copies_received_total", "Retained messages and clears other nodes sent this one because it asked for them (anti-entropy: kept when newer than this node's).")
 	metricTakenOver = promtext.Counter("mcutie_cluster_sessions_taken_over_total", "Sessions ended here because their client connected to another node.")
 	metricShAssign  = promtext.Counter("mcutie_cluster_shared_assigned_total", "Deliveries to shared subscriptions of messages published here that were assigned to another node (one per message and group).")
 	metricShReroute = promtext.Counter("mcutie_cluster_shared_rerouted_total", "Messages of a shared subscription given to another node (or delivered here) because the node assigned could not serve it: no member there, none online, or the node became unreachable.")
@@ -291,6 +317,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricTakenOver.Write(w, n.takenOver.Load())
 	metricClaimLost.Write(w, n.claimsDropped.Load())
 	n.writeHoldMetrics(w)
+	n.writeRetainedMetrics(w)
 	metricShAssign.Write(w, n.sharedAssigned.Load())
 	metricShReroute.Write(w, n.sharedRerouted.Load())
 }

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mcutie/mcutie/broker"
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/router"
 	"github.com/nats-io/nats.go"
@@ -77,6 +76,8 @@ type announcement struct {
 	Leaving bool     `json:"leaving,omitempty"`
 	// Groups are the shared subscriptions and their members here.
 	Groups []groupCount `json:"groups,omitempty"`
+	// RetainedSum is its retained set's checksum (retained.go).
+	RetainedSum uint64 `json:"rsum,omitempty"`
 }
 
 // announce sends the full interest when it changed (after a short pause
@@ -104,6 +105,7 @@ func (n *Node) announce() {
 			}
 			full = true
 		case <-hb.C:
+			n.b.PruneRetainedTombstones()
 			n.publishInterest(false)
 			n.expirePeers()
 			n.publishMembership()
@@ -114,7 +116,8 @@ func (n *Node) announce() {
 func (n *Node) publishInterest(full bool) {
 	li := &n.local
 	li.mu.Lock()
-	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load()}
+	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load(),
+		RetainedSum: n.b.RetainedSyncStats().Sum}
 	if full {
 		a.Filters = make([]string, 0, len(li.counts))
 		for f := range li.counts {
@@ -170,7 +173,7 @@ func (n *Node) onInterest(msg *nats.Msg) {
 	}
 	n.peersMu.Lock()
 	p := n.peers[a.Node]
-	rebuild, ask := false, false
+	rebuild, ask, joined := false, false, false
 	if p == nil && a.Leaving {
 		// Gone before we knew it: nothing to hold, but it waits for an
 		// answer.
@@ -182,22 +185,13 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		p = &peer{subject: subjectMsg(a.Node)}
 		n.peers[a.Node] = p
 		n.log.Info("cluster: node joined", "peer", a.Node)
-		rebuild = true // retained messages go to it from now on
-		if n.firstOfOthersLocked(a.Node) {
-			// What was retained before it joined: one node sends it.
-			n.wg.Add(1)
-			go n.sendRetainedCopies(a.Node, p.subject)
-		}
+		rebuild, joined = true, true // retained messages go to it from now on
 	}
 	p.seen = time.Now()
 	ev, sendEv, reb, rejoined := n.heardLocked(a.Node, p, &a)
 	rebuild = rebuild || reb
 	if (rebuild || rejoined) && !a.Leaving {
 		n.signalDirty() // a newcomer learns our interest now, not at the next heartbeat
-	}
-	if rejoined && n.firstOfOthersLocked(a.Node) {
-		n.wg.Add(1)
-		go n.sendRetainedCopies(a.Node, p.subject)
 	}
 	switch {
 	case a.Full:
@@ -213,6 +207,9 @@ func (n *Node) onInterest(msg *nats.Msg) {
 	n.peersMu.Unlock()
 	if sendEv {
 		n.sendHoldEvents([]holdEvent{ev})
+	}
+	if !a.Leaving {
+		n.retainedHeard(&a, joined || rejoined) // anti-entropy of the retained set (retained.go)
 	}
 	if ask && !a.Leaving {
 		// Our copy is stale or missing: ask for the whole set (it is
@@ -235,6 +232,7 @@ func (n *Node) expirePeers() {
 			}
 			if forget {
 				delete(n.peers, id)
+				n.forgetRetainedPeer(id)
 				if !n.holdEnabled() {
 					n.log.Warn("cluster: node silent, forgotten until it is heard again", "peer", id, "timeout", n.o.PeerTimeout)
 				}
@@ -312,43 +310,6 @@ func (n *Node) PeerInterest(node, filter string) bool {
 	}
 	i := sort.SearchStrings(p.filters, filter)
 	return i < len(p.filters) && p.filters[i] == filter
-}
-
-// firstOfOthersLocked reports whether this node has the lowest id of the
-// nodes it knows other than newcomer: the one that sends the newcomer its
-// retained messages. peersMu held.
-func (n *Node) firstOfOthersLocked(newcomer string) bool {
-	for id := range n.peers {
-		if id != newcomer && id < n.o.NodeID {
-			return false
-		}
-	}
-	return true
-}
-
-// sendRetainedCopies sends every retained message of this node to a node
-// that joined, which keeps those it has none for. Copies go straight to
-// NATS, not through the forward queue: they need no order with live
-// messages (a live message is never replaced by a copy).
-func (n *Node) sendRetainedCopies(node, subject string) {
-	defer n.wg.Done()
-	count := 0
-	var buf []byte
-	n.b.RangeRetained(func(m *broker.PeerMessage) bool {
-		select {
-		case <-n.stop:
-			return false
-		default:
-		}
-		buf = n.encode(buf[:0], kindRetainedCopy, m)
-		if err := n.nc.Publish(subject, buf); err != nil {
-			n.dropped.Add(1)
-			return true
-		}
-		count++
-		return true
-	})
-	n.log.Info("cluster: retained messages sent to a node that joined", "peer", node, "messages", count)
 }
 
 // membership is what <sys-prefix>/broker/cluster/nodes says (retained):

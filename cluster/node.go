@@ -94,7 +94,8 @@ type Node struct {
 	turns    map[string]*atomic.Uint64
 	rxListed []byte
 
-	claims chan string // client ids connected here, to announce
+	claims chan string  // client ids connected here, to announce
+	rs     retainedSync // anti-entropy of the retained set (retained.go)
 	// lastMembership is the last <sys-prefix>/broker/cluster/nodes
 	// payload published (announce's goroutine only).
 	lastMembership string
@@ -273,6 +274,10 @@ func (n *Node) Start(b *broker.Broker) error {
 		return err
 	}
 	if _, err := nc.Subscribe(subjectClaim, n.onClaim); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	if err := n.startRetainedSync(); err != nil {
 		n.shutdownNATS()
 		return err
 	}

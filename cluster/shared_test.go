@@ -224,7 +224,7 @@ func TestWireSharedRoundTrip(t *testing.T) {
 	if len(listedFor(nil, hd.groups, "a")) != 0 {
 		t.Fatal("a serves a group it was not given")
 	}
-	if _, _, _, err := decode(raw, &p); err == nil {
+	if _, _, _, _, _, err := decode(raw, &p); err == nil {
 		t.Fatal("decode (live and retained copies only) took a shared message")
 	}
 }

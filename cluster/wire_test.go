@@ -20,14 +20,18 @@ func TestWireRoundTrip(t *testing.T) {
 	exp := time.Now().Add(time.Minute).UnixNano()
 	for _, m := range []broker.PeerMessage{
 		{Topic: []byte("a/b"), Payload: []byte("x"), QoS: 0},
-		{Topic: []byte("a/b c.d"), Payload: []byte("payload"), QoS: 2, Retain: true, Props: props, ExpireAt: exp},
-		{Topic: []byte("r"), QoS: 1, Retain: true}, // an empty retained message clears
+		{Topic: []byte("a/b c.d"), Payload: []byte("payload"), QoS: 2, Retain: true, Props: props, ExpireAt: exp,
+			Version: broker.RetainedVersion{Stamp: 1<<62 + 3, Node: "node-2"}},
+		{Topic: []byte("r"), QoS: 1, Retain: true, Version: broker.RetainedVersion{Stamp: 9, Node: "node-1"}}, // an empty retained message clears
 	} {
 		raw := n.encode(nil, kindLive, &m)
 		var p codec.Publish
-		kind, src, expireAt, err := decode(raw, &p)
+		kind, src, expireAt, stamp, vnode, err := decode(raw, &p)
 		if err != nil {
 			t.Fatalf("%q: %v", m.Topic, err)
+		}
+		if stamp != m.Version.Stamp || string(vnode) != m.Version.Node {
+			t.Fatalf("%q: version %d %q, want %+v", m.Topic, stamp, vnode, m.Version)
 		}
 		if kind != kindLive || string(src) != "node-1" || !bytes.Equal(p.Topic, m.Topic) || !bytes.Equal(p.Payload, m.Payload) || p.QoS != m.QoS || p.Retain != m.Retain {
 			t.Fatalf("%q: decoded %+v from %q", m.Topic, p, src)
@@ -47,17 +51,20 @@ func FuzzDecode(f *testing.F) {
 	n := &Node{o: Options{NodeID: "n"}}
 	f.Add(n.encode(nil, kindLive, &broker.PeerMessage{Topic: []byte("a/b"), Payload: []byte("x"), QoS: 1}))
 	f.Add(n.encode(nil, kindRetainedCopy, &broker.PeerMessage{Topic: []byte("r"), Payload: []byte("x"), Retain: true}))
+	f.Add(n.encode(nil, kindRetainedCopy, &broker.PeerMessage{Topic: []byte("r"), Retain: true, Version: broker.RetainedVersion{Stamp: 5, Node: "n"}}))
 	f.Add([]byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var p codec.Publish
-		kind, _, _, err := decode(b, &p)
+		kind, _, _, stamp, vnode, err := decode(b, &p)
 		if err != nil {
 			return
 		}
-		again := n.encode(nil, kind, &broker.PeerMessage{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain})
+		again := n.encode(nil, kind, &broker.PeerMessage{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain,
+			Version: broker.RetainedVersion{Stamp: stamp, Node: string(vnode)}})
 		var q codec.Publish
-		if _, _, _, err := decode(again, &q); err != nil || !bytes.Equal(q.Topic, p.Topic) || !bytes.Equal(q.Payload, p.Payload) {
+		if _, _, _, s2, v2, err := decode(again, &q); err != nil || !bytes.Equal(q.Topic, p.Topic) || !bytes.Equal(q.Payload, p.Payload) ||
+			s2 != stamp || !bytes.Equal(v2, vnode) {
 			t.Fatalf("re-encoded message does not decode the same: %v", err)
 		}
 	})

@@ -62,6 +62,14 @@ type Message struct {
 	ExpireAt int64
 	// Created is in unix nanoseconds.
 	Created int64
+	// Version and VersionNode order the retained message of one topic
+	// across the nodes of a cluster (last writer wins: the higher Version,
+	// then the higher VersionNode). 0 (what a single node and records
+	// written before clustering have): unversioned. A retained record with
+	// a Version and an empty Payload is a tombstone: the topic was cleared
+	// at that version (its ExpireAt bounds how long it is kept).
+	Version     uint64
+	VersionNode []byte
 }
 
 // Session is the persistent part of a client session.

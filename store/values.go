@@ -20,8 +20,12 @@ const formatV1 = 1
 //	retained  1 | message without topic (the topic is the key)
 //	will      1 | publishAt i64 | message with topic
 //	delayed   1 | originLen uv | origin | message with topic (publishAt and id are in the key)
-//	message   flags (qos in bits 0-1, 4 retain) | expireAt i64 | created i64 |
+//	message   flags (qos in bits 0-1, 4 retain, 8 versioned) | expireAt i64 | created i64 |
+//	          [version u64 | nodeLen uv | node] (flag 8: a cluster's retained message) |
 //	          [topicLen uv | topic] | propsLen uv | props | payload (the rest)
+//
+// Records without flag 8 (every record of a single node, and those written
+// before clustering) read as Version 0, so old stores stay readable.
 const (
 	sessionValueLen = 1 + 1 + 4 + 8 + 8
 	outboundOrigin  = 0x80 // state flag: origin fields follow
@@ -30,8 +34,9 @@ const (
 	subNoLocal           = 1
 	subRetainAsPublished = 2
 
-	msgQoSMask = 3
-	msgRetain  = 4
+	msgQoSMask   = 3
+	msgRetain    = 4
+	msgVersioned = 8
 )
 
 var (
@@ -45,7 +50,7 @@ var (
 
 // msgSize is an upper bound of the encoded size of m.
 func msgSize(m *Message) int {
-	return msgFixedLen + 2*binary.MaxVarintLen64 + len(m.Topic) + len(m.Props) + len(m.Payload)
+	return msgFixedLen + 8 + 3*binary.MaxVarintLen64 + len(m.VersionNode) + len(m.Topic) + len(m.Props) + len(m.Payload)
 }
 
 func appendMessage(dst []byte, m *Message, withTopic bool) []byte {
@@ -53,9 +58,17 @@ func appendMessage(dst []byte, m *Message, withTopic bool) []byte {
 	if m.Retain {
 		f |= msgRetain
 	}
+	if m.Version != 0 {
+		f |= msgVersioned
+	}
 	dst = append(dst, f)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Created))
+	if m.Version != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, m.Version)
+		dst = binary.AppendUvarint(dst, uint64(len(m.VersionNode)))
+		dst = append(dst, m.VersionNode...)
+	}
 	if withTopic {
 		dst = binary.AppendUvarint(dst, uint64(len(m.Topic)))
 		dst = append(dst, m.Topic...)
@@ -234,7 +247,7 @@ func (r *reader) end() error {
 
 func (r *reader) message(m *Message, withTopic bool) {
 	f := r.u8()
-	if f&^(msgQoSMask|msgRetain) != 0 || f&msgQoSMask > 2 {
+	if f&^(msgQoSMask|msgRetain|msgVersioned) != 0 || f&msgQoSMask > 2 {
 		r.fail(errRange)
 		return
 	}
@@ -242,6 +255,13 @@ func (r *reader) message(m *Message, withTopic bool) {
 	m.Retain = f&msgRetain != 0
 	m.ExpireAt = int64(r.u64())
 	m.Created = int64(r.u64())
+	if f&msgVersioned != 0 {
+		m.Version = r.u64()
+		m.VersionNode = r.bytes()
+		if m.Version == 0 {
+			r.fail(errRange)
+		}
+	}
 	if withTopic {
 		m.Topic = r.bytes()
 	}

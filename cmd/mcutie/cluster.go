@@ -29,6 +29,8 @@ type clusterConfig struct {
 	tlsCert    string
 	tlsKey     string
 	tlsCA      string
+	tombTTL    time.Duration
+	tombs      int
 
 	node *cluster.Node
 }
@@ -50,6 +52,8 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.StringVar(&c.tlsKey, "cluster-tls-key", "", "PEM private key of --cluster-tls-cert")
 	fs.StringVar(&c.tlsCA, "cluster-tls-ca", "", "PEM CA that signs every node's route certificate: a node without one it signed cannot join")
 	fs.IntVar(&c.holdBytes, "cluster-hold-bytes", cluster.DefaultHoldBytes, "bytes held at most per absent node (in memory); beyond it messages are dropped and counted")
+	fs.DurationVar(&c.tombTTL, "cluster-retained-tombstone-ttl", 24*time.Hour, "how long a node remembers that a retained message was cleared, so that an older copy (a node down longer) does not bring it back; longer than any node stays down")
+	fs.IntVar(&c.tombs, "cluster-retained-tombstones", 100000, "cleared retained topics remembered at most; beyond it the oldest are forgotten early (mcutie_cluster_retained_tombstones_evicted_total)")
 }
 
 // setupCluster makes the node when --cluster-listen is given and sets it
@@ -91,6 +95,7 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	}
 	c.node = n
 	bopts.Peers = n
+	bopts.RetainedTombstoneTTL, bopts.MaxRetainedTombstones = c.tombTTL, c.tombs
 	return nil
 }
 

@@ -51,6 +51,7 @@ var helpGroups = []struct {
 	{"Cluster", []string{
 		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue",
 		"cluster-hold", "cluster-hold-queue", "cluster-hold-bytes", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca",
+		"cluster-retained-tombstone-ttl", "cluster-retained-tombstones",
 	}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
