@@ -475,9 +475,9 @@ func TestClusterPartition(t *testing.T) {
 	partPublish(t, pubA, "ab/after/", 20)
 	partRecv(t, subB, "ab/after/", 20)
 
-	// C gets what was retained on the majority during the split (A sends
-	// a node that joins a copy of its retained messages): a subscriber on
-	// C is sent it [MQTT-3.3.1-6], once.
+	// C gets what was retained on the majority during the split (the
+	// nodes compare their retained sets when they hear each other again):
+	// a subscriber on C is sent it [MQTT-3.3.1-6], once.
 	var got []*paho.Publish
 	partWait(t, nodes, "the message retained during the split on C", partHealBound, func() bool {
 		got = partRetained(t, c, "ret/#")
