@@ -224,7 +224,7 @@ func (n *Node) publish(it outItem) {
 			// (those no other node has stay, for the hold).
 			n.peerUnreachable(it.ix, uint8(i), *it.buf)
 		}
-		if (n.hold.absent.Load() != 0 || !n.reachable(subj)) && n.held(&it, subj) {
+		if (n.hold.absent.Load() != 0 || !n.recentlyReachable(it.ix, i)) && n.held(&it, subj) {
 			continue // its node is away (hold.go)
 		}
 		if err := n.nc.Publish(subj, *it.buf); err != nil {

@@ -82,8 +82,9 @@ type holdState struct {
 	holds   map[string]*hold // by the node's message subject; sender only
 	matches []router.Entry[uint8]
 
-	acks      chan string // node ids that answered Leave
-	leaving   atomic.Bool // Leave was called: announcements say so
+	acks      chan string   // node ids that answered Leave
+	tick      atomic.Uint32 // heartbeats so far (recentlyReachable)
+	leaving   atomic.Bool   // Leave was called: announcements say so
 	absent    atomic.Int64
 	heldMsgs  atomic.Int64 // held now, every absent node
 	heldBytes atomic.Int64
@@ -259,6 +260,40 @@ func (n *Node) onHoldEvent(ev holdEvent) {
 // that went takes the subscription with it.
 func (n *Node) reachable(subject string) bool {
 	return n.acc.SubscriptionInterest(subject)
+}
+
+// reachCheckEvery is how many messages to a node the sender sends
+// between two checks that its subject still has interest, unless a
+// heartbeat passed meanwhile: asking NATS on every message costs more
+// than the rest of the check (BenchmarkHoldCheck). A route lost between
+// two checks loses those messages, as the route's own buffer does
+// (docs/clustering.md).
+const reachCheckEvery = 16
+
+// recentlyReachable is reachable for ix's node i, asked of NATS every
+// reachCheckEvery messages or once a heartbeat passed. Sender goroutine
+// only: it alone uses ix.reach.
+func (n *Node) recentlyReachable(ix *remoteIndex, i int) bool {
+	if ix.reach == nil {
+		ix.reach = make([]reachCheck, len(ix.subjects))
+	}
+	r := &ix.reach[i]
+	tick := n.hold.tick.Load()
+	if r.left > 0 && r.tick == tick {
+		r.left--
+		return true
+	}
+	if !n.reachable(ix.subjects[i]) {
+		return false
+	}
+	r.left, r.tick = reachCheckEvery, tick
+	return true
+}
+
+// reachCheck is when the sender asks again whether a node is reachable.
+type reachCheck struct {
+	left int32  // messages before it asks again
+	tick uint32 // hold.tick when it last asked
 }
 
 // held decides on the sender goroutine for one target of it: true when

@@ -221,6 +221,7 @@ func (n *Node) onInterest(msg *nats.Msg) {
 // expirePeers holds for nodes silent for PeerTimeout, and forgets them
 // once Hold passed (at once without a hold).
 func (n *Node) expirePeers() {
+	n.hold.tick.Add(1)
 	n.peersMu.Lock()
 	gone := false
 	var evs []holdEvent
@@ -261,6 +262,9 @@ type remoteIndex struct {
 	shared    *router.Shard[uint16]
 	slots     []sharedSlot
 	slotByKey map[string]uint16
+	// reach[i]: when the sender asks again whether subjects[i] has
+	// interest (hold.go). The sender's alone.
+	reach []reachCheck
 }
 
 // maxPeers is how many other nodes one node forwards to (a bit each).
