@@ -196,13 +196,6 @@ func (p *rollPub) run(ctx context.Context, wg *sync.WaitGroup, addr string, prob
 		c := paho.NewClient(paho.ClientConfig{Conn: &lockedConn{Conn: nc}, PacketTimeout: v5Timeout,
 			OnServerDisconnect: func(*paho.Disconnect) { connGone() },
 			OnClientError:      func(error) { connGone() }})
-		go func() {
-			select {
-			case <-c.Done():
-				connGone()
-			case <-connCtx.Done():
-			}
-		}()
 		cctx, cancel := context.WithTimeout(ctx, v5Timeout)
 		ack, err := c.Connect(cctx, &paho.Connect{ClientID: fmt.Sprintf("roll-pub-%d", p.node), CleanStart: true, KeepAlive: 5})
 		cancel()
@@ -212,6 +205,13 @@ func (p *rollPub) run(ctx context.Context, wg *sync.WaitGroup, addr string, prob
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
+		go func() { // Done is set by Connect
+			select {
+			case <-c.Done():
+				connGone()
+			case <-connCtx.Done():
+			}
+		}()
 		for ctx.Err() == nil {
 			topic, payload := fmt.Sprintf("roll/%d", p.node), fmt.Sprintf("%d:%d", p.node, seq)
 			if probing.Load() {
