@@ -60,6 +60,8 @@ type Broker struct {
 
 	// dir says which loop owns each client id (directory.go).
 	dir *clientDir
+	// moves: sessions moved between nodes of a cluster (sessionmove.go).
+	moves moveState
 
 	rateLimited bool // a publish rate limit is set: Feed charges every PUBLISH
 

@@ -156,6 +156,11 @@ type authFlow struct {
 	// pendingIP is the address whose pending authentications count this
 	// one ("" once the count ended: bans.beginPending).
 	pendingIP string
+
+	// claim is the cluster-wide claim of the client id under way
+	// (sessionmove.go); claimSettled: it ended, the CONNECT runs again.
+	claim        *claimCall
+	claimSettled bool
 }
 
 // flow returns c's authentication state, allocating it on first use.

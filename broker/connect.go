@@ -36,6 +36,11 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 	if res, stop := c.authorizeConnect(p, cid, raw); stop {
 		return res
 	}
+	// 3b. In a cluster, the client id is claimed cluster-wide (which may
+	// move its session here from another node: sessionmove.go).
+	if res, stop := c.claimSession(p, assigned, raw); stop {
+		return res
+	}
 	// 4. The connection's own settings.
 	serverKeepAlive, ok := c.connectSettings(p)
 	if !ok {

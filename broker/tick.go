@@ -40,7 +40,11 @@ func (l *Loop) Tick() {
 			}
 		case stateAuthPending, stateAuthContinue:
 			if at := c.flow().authDeadline; now > at {
-				c.authExpired()
+				if c.auth.claim != nil {
+					c.claimExpired()
+				} else {
+					c.authExpired()
+				}
 				busy = true
 			} else {
 				next = min(next, at+1)

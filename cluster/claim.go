@@ -11,15 +11,19 @@ import (
 // One client id is connected once in the cluster: a node that accepted a
 // CONNECT says so on mcutie.claim, and a node where that client id has a
 // session ends it (broker.TakenOverElsewhere: DISCONNECT 0x8E on v5). The
-// last CONNECT wins; two CONNECTs of one id on two nodes within the time a
-// claim takes to cross may end both, and the clients connect again.
-// Without a quorum behind it this is not partition-proof: docs/clustering.md.
+// notice follows the claim of the id in the owners bucket (ownership.go),
+// whose revision it carries: a node that claimed the id again since
+// ignores it. A session that moved (move.go) is gone from the old node by
+// the time the notice arrives; the notice ends what did not move (a clean
+// start, a move that failed).
 
 const subjectClaim = "mcutie.claim"
 
 type claim struct {
 	Node   string `json:"node"`
 	Client string `json:"client"`
+	// Rev is the revision of the claim in the owners bucket (0: none).
+	Rev uint64 `json:"rev,omitempty"`
 }
 
 // Connected implements broker.Peers: client id connected here. It queues
@@ -41,7 +45,7 @@ func (n *Node) sendClaims() {
 	for {
 		select {
 		case id := <-n.claims:
-			raw, err := json.Marshal(claim{Node: n.o.NodeID, Client: id})
+			raw, err := json.Marshal(claim{Node: n.o.NodeID, Client: id, Rev: n.owns(id)})
 			if err == nil {
 				err = n.nc.Publish(subjectClaim, raw)
 			}
@@ -63,6 +67,9 @@ func (n *Node) onClaim(msg *nats.Msg) {
 	}
 	if c.Node == n.o.NodeID {
 		return
+	}
+	if c.Rev != 0 && n.owns(c.Client) > c.Rev {
+		return // claimed here again since
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -320,4 +320,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	n.writeRetainedMetrics(w)
 	metricShAssign.Write(w, n.sharedAssigned.Load())
 	metricShReroute.Write(w, n.sharedRerouted.Load())
+	if n.o.Ownership {
+		n.writeOwnershipMetrics(w)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -16,9 +17,11 @@ import (
 	"time"
 
 	"github.com/mcutie/mcutie/broker"
+	"github.com/mcutie/mcutie/monitor/promtext"
 	"github.com/mcutie/mcutie/router"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Options configure a node.
@@ -56,6 +59,30 @@ type Options struct {
 	HoldMessages int
 	HoldBytes    int
 	Logger       *slog.Logger
+
+	// Session ownership (ownership.go, move.go), on with Ownership
+	// (--cluster-sessions): JetStream runs, CONNECTs claim their client
+	// id, sessions move on takeover. Off: none of it (the claim notice
+	// alone ends a session taken over elsewhere).
+	Ownership bool
+	//
+	// StoreDir holds JetStream's files (the owners bucket and its Raft
+	// logs): <data-dir>/cluster. Empty: a temporary directory removed at
+	// Stop, and the bucket in memory (a broker without a data dir).
+	StoreDir string
+	// Replicas is how many nodes keep the owners bucket (default 3); a
+	// claim needs a majority of them. While fewer nodes are up the bucket
+	// has as many replicas as nodes, raised as nodes join.
+	Replicas int
+	// ClaimTimeout bounds a claim of a client id (default 3 s): past it
+	// the CONNECT is refused with 0x88 Server unavailable.
+	ClaimTimeout time.Duration
+	// MoveTimeout bounds the wait for the previous owner's session
+	// (default 2 s): past it the client starts clean.
+	MoveTimeout time.Duration
+	// MaxSessionBytes bounds a session moved between nodes (default 8
+	// MiB, at most 60 MiB); a larger one is discarded, not moved.
+	MaxSessionBytes int
 }
 
 // Node is this broker's membership in a cluster. It implements
@@ -96,6 +123,11 @@ type Node struct {
 
 	claims chan string  // client ids connected here, to announce
 	rs     retainedSync // anti-entropy of the retained set (retained.go)
+	own    ownership
+	// memoryJS: JetStream's directory is a temporary one (no StoreDir)
+	// and the bucket is in memory.
+	memoryJS bool
+	jsDir    string
 	// lastMembership is the last <sys-prefix>/broker/cluster/nodes
 	// payload published (announce's goroutine only).
 	lastMembership string
@@ -157,6 +189,21 @@ func New(o Options) (*Node, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Replicas <= 0 {
+		o.Replicas = 3
+	}
+	if o.ClaimTimeout <= 0 {
+		o.ClaimTimeout = 3 * time.Second
+	}
+	if o.MoveTimeout <= 0 {
+		o.MoveTimeout = moveTimeoutDefault
+	}
+	if o.MaxSessionBytes <= 0 {
+		o.MaxSessionBytes = 8 << 20
+	}
+	if o.MaxSessionBytes > 60<<20 {
+		return nil, fmt.Errorf("cluster: --cluster-max-session-bytes %d: at most 60 MiB (a NATS message is at most 64 MiB)", o.MaxSessionBytes)
+	}
 	n := &Node{o: o, log: o.Logger.With("cluster", o.Name, "node", o.NodeID), peers: map[string]*peer{},
 		queue: make(chan outItem, o.QueueSize), claims: make(chan string, 4096), dirty: make(chan struct{}, 1), stop: make(chan struct{})}
 	n.local.counts = map[string]int{}
@@ -166,6 +213,9 @@ func New(o Options) (*Node, error) {
 	n.hold.acks = make(chan string, maxPeers)
 	n.epoch = time.Now().UnixNano()
 	n.local.groups = map[string]*localGroup{}
+	n.own.owned = map[string]uint64{}
+	n.own.seconds = promtext.NewHistogram(promtext.ExponentialBounds(0.0001, 2, 16)...)
+	n.own.reqs = make(chan *claimReq, claimQueue)
 	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
 	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
 	n.bufPool.New = func() any { s := make([]byte, 0, 512); return &s }
@@ -205,10 +255,27 @@ func (n *Node) Start(b *broker.Broker) error {
 	n.routing.Store(true) // publishes n.b to the loops (Forward, Connected)
 	host, port, _ := net.SplitHostPort(n.o.Listen)
 	p, _ := strconv.Atoi(port)
+	if p == 0 && len(n.o.Join) == 0 && n.o.Ownership {
+		// The first node routes to itself (below), so it needs its port
+		// before NATS listens: one the kernel picks now.
+		free, err := freePort(host)
+		if err != nil {
+			return fmt.Errorf("cluster: --cluster-listen %s: %w", n.o.Listen, err)
+		}
+		p = free
+	}
 	if p == 0 {
 		p = server.RANDOM_PORT // NATS reads 0 as "no cluster"
 	}
 	token := randomToken()
+	jsDir := n.o.StoreDir
+	if jsDir == "" && n.o.Ownership {
+		d, err := os.MkdirTemp("", "mcutie-cluster-")
+		if err != nil {
+			return fmt.Errorf("cluster: a directory for JetStream: %w", err)
+		}
+		jsDir, n.jsDir, n.memoryJS = d, d, true
+	}
 	so := &server.Options{
 		ServerName:    n.o.NodeID,
 		Host:          "127.0.0.1",
@@ -228,6 +295,9 @@ func (n *Node) Start(b *broker.Broker) error {
 		// A partition is noticed within PingInterval × MaxPingsOut.
 		PingInterval: 2 * time.Second,
 		MaxPingsOut:  3,
+		// JetStream keeps the session owners (ownership.go).
+		JetStream: n.o.Ownership,
+		StoreDir:  jsDir,
 	}
 	if n.o.Secret != "" {
 		so.Cluster.Username, so.Cluster.Password = "mcutie", n.o.Secret
@@ -236,7 +306,14 @@ func (n *Node) Start(b *broker.Broker) error {
 		so.Cluster.TLSConfig = n.o.TLS.Clone()
 		so.Cluster.TLSTimeout = 2 // seconds
 	}
-	for _, j := range n.o.Join {
+	join := n.o.Join
+	if len(join) == 0 && n.o.Ownership {
+		// Clustered JetStream wants a route configured; a seed node's
+		// route to itself is what NATS expects (it is ignored once the
+		// server sees it is itself), and lets later nodes join it.
+		join = []string{net.JoinHostPort(host, strconv.Itoa(p))}
+	}
+	for _, j := range join {
 		u := &url.URL{Scheme: "nats-route", Host: j}
 		if n.o.Secret != "" {
 			u.User = url.UserPassword("mcutie", n.o.Secret)
@@ -281,12 +358,41 @@ func (n *Node) Start(b *broker.Broker) error {
 		n.shutdownNATS()
 		return err
 	}
+	if _, err := nc.Subscribe(subjectTake(n.o.NodeID), n.onTake); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	if _, err := nc.Subscribe(subjectMoved(n.o.NodeID), n.onMoved); err != nil {
+		n.shutdownNATS()
+		return err
+	}
 	n.wg.Add(3)
 	go n.send()
 	go n.announce()
 	go n.sendClaims()
+	if n.o.Ownership {
+		if n.own.js, err = jetstream.New(nc); err != nil {
+			n.shutdownNATS()
+			return fmt.Errorf("cluster: %w", err)
+		}
+		n.wg.Add(1 + claimWorkers)
+		go n.keepBucket()
+		for range claimWorkers {
+			go n.claimWorker()
+		}
+	}
 	n.log.Info("cluster node started", "listen", n.o.Listen, "join", n.o.Join)
 	return nil
+}
+
+// freePort is a port free on host now (the kernel's pick).
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomToken() string {
@@ -319,10 +425,14 @@ func (n *Node) shutdownNATS() {
 		n.ns.Shutdown()
 		n.ns.WaitForShutdown()
 	}
+	if n.jsDir != "" {
+		_ = os.RemoveAll(n.jsDir)
+	}
 }
 
-// Ready reports nil once the node runs and has heard from every peer it
-// knows (its interest index is current); for /readyz.
+// Ready reports nil once the node runs, has a route when it was given
+// seeds, and the session owners bucket answers with a quorum (claims can
+// be made); for /readyz.
 func (n *Node) Ready() error {
 	if n.ns == nil || !n.ns.Running() {
 		return errors.New("cluster: not running")
@@ -330,7 +440,12 @@ func (n *Node) Ready() error {
 	if len(n.o.Join) > 0 && n.ns.NumRoutes() == 0 {
 		return errors.New("cluster: no route to any other node yet")
 	}
-	return nil
+	// No quorum for the session owners: CONNECTs are refused here, so
+	// a load balancer should send new clients elsewhere.
+	if !n.o.Ownership {
+		return nil
+	}
+	return n.kvReady()
 }
 
 // PeerInfo describes another node as this one sees it.

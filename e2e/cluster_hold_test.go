@@ -37,6 +37,7 @@ func startHoldCluster(t *testing.T, n int, hold time.Duration, holdMessages int)
 		nodes = append(nodes, &clusterNode{testBroker: tb, id: id, node: cn})
 	}
 	waitKnown(t, nodes)
+	waitOwnersReady(t, nodes)
 	return nodes
 }
 
@@ -110,13 +111,15 @@ func TestClusterHoldExpires(t *testing.T) {
 	nodes := startHoldCluster(t, 2, 2*time.Second, 100)
 	a, b := nodes[0], nodes[1]
 	holdSetup(t, nodes)
+	// Connected first: with B gone, two nodes have no quorum for the
+	// session owners and A takes no CONNECT (docs/clustering.md).
+	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "hold-pub", CleanStart: true, KeepAlive: 30})
 	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
 	defer cancel()
 	if err := b.node.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
 	b.node.Stop()
-	pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "hold-pub", CleanStart: true, KeepAlive: 30})
 	for i := range 3 {
 		pub.publish(t, &paho.Publish{Topic: "h/" + strconv.Itoa(i), QoS: 1, Payload: []byte("x")})
 	}

@@ -26,26 +26,27 @@ type clusterNode struct {
 // startCluster runs n brokers joined through their embedded NATS servers
 // on loopback, each seeded with the first, and waits until every node has
 // heard from every other.
-func startCluster(t *testing.T, n int) []*clusterNode {
+func startCluster(t testing.TB, n int) []*clusterNode {
 	t.Helper()
 	nodes := []*clusterNode{addClusterNode(t, 0, "")}
 	for i := 1; i < n; i++ {
 		nodes = append(nodes, addClusterNode(t, i, nodes[0].node.ClusterAddr()))
 	}
 	waitKnown(t, nodes)
+	waitOwnersReady(t, nodes)
 	return nodes
 }
 
 // addClusterNode starts node i of a cluster, joining seed (empty: the
 // first node). Every node's routes listen on a port the kernel picks.
-func addClusterNode(t *testing.T, i int, seed string) *clusterNode {
+func addClusterNode(t testing.TB, i int, seed string) *clusterNode {
 	t.Helper()
 	id := fmt.Sprintf("n%d", i)
 	var join []string
 	if seed != "" {
 		join = []string{seed}
 	}
-	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: "127.0.0.1:0", Join: join,
+	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: "127.0.0.1:0", Join: join, Ownership: true,
 		HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func addClusterNode(t *testing.T, i int, seed string) *clusterNode {
 }
 
 // waitKnown waits until every node knows every other's interest.
-func waitKnown(t *testing.T, nodes []*clusterNode) {
+func waitKnown(t testing.TB, nodes []*clusterNode) {
 	t.Helper()
 	v5Wait(t, "every node knows every other's interest", func() bool {
 		for _, c := range nodes {

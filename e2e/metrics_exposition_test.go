@@ -90,7 +90,7 @@ func startExposition(t *testing.T) *exposition {
 	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p := durStartProc(t, dir, freePort(t), "--plugins", file, "--bridges", bridges, "--metrics-listen", metricsAddr, "--sys-interval", "200ms", "--admin",
-		"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))) // a cluster of one: its families are exposed
+		"--cluster-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--cluster-sessions") // a cluster of one: its families are exposed
 	t.Cleanup(func() { p.term(t) })
 
 	if _, ack, err := v5TryConnect(t, p.Addr, &paho.Connect{ClientID: "expo-bad", CleanStart: true, Username: "banned", UsernameFlag: true}); err == nil || ack == nil || ack.ReasonCode != 0x8A {

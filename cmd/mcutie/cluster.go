@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,6 +33,12 @@ type clusterConfig struct {
 	tombTTL    time.Duration
 	tombs      int
 
+	sessions        bool
+	replicas        int
+	claimTimeout    time.Duration
+	moveTimeout     time.Duration
+	maxSessionBytes int
+
 	node *cluster.Node
 }
 
@@ -45,6 +52,11 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.StringVar(&c.name, "cluster-name", "mcutie", "the cluster's name: nodes with another name do not join")
 	fs.StringVar(&c.secret, "cluster-secret", "", "shared secret every node of the cluster presents on its routes (required when --cluster-listen is not loopback); prefer --cluster-secret-file or "+clusterSecretEnv)
 	fs.StringVar(&c.secretFile, "cluster-secret-file", "", "file holding --cluster-secret (one line)")
+	fs.BoolVar(&c.sessions, "cluster-sessions", false, "one owner per client id cluster-wide, kept with a quorum (JetStream KV): a CONNECT without a quorum is refused with 0x88, a persistent session moves to the node its client connects to (docs/clustering.md); off: a takeover ends the old node's session")
+	fs.IntVar(&c.replicas, "cluster-replicas", 3, "nodes that keep the replicated record of which node owns each client id; a CONNECT needs a majority of them (fewer while fewer nodes are up; docs/clustering.md)")
+	fs.DurationVar(&c.claimTimeout, "cluster-claim-timeout", 3*time.Second, "longest a CONNECT waits to claim its client id cluster-wide; then it is refused with 0x88 Server unavailable (mcutie_cluster_claims_refused_total)")
+	fs.DurationVar(&c.moveTimeout, "cluster-move-timeout", 2*time.Second, "longest a CONNECT waits for its session from the node that had it; then the client starts clean (mcutie_cluster_session_moves_failed_total)")
+	fs.IntVar(&c.maxSessionBytes, "cluster-max-session-bytes", 8<<20, "largest session (subscriptions and queued messages, encoded) moved to another node; a larger one is discarded (mcutie_cluster_session_moves_refused_total); at most 60 MiB")
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
 	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
 	fs.IntVar(&c.holdQueue, "cluster-hold-queue", cluster.DefaultHoldMessages, "messages held at most per absent node; beyond it they are dropped and counted (mcutie_cluster_hold_dropped_messages_total)")
@@ -88,8 +100,13 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	if hold == 0 {
 		hold = -1 // cluster.Options: negative is off, 0 the default
 	}
+	storeDir := ""
+	if cfg.storeKind == "badger" {
+		storeDir = filepath.Join(cfg.dataDir, "cluster") // else: in memory, like the broker's state
+	}
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
-		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log})
+		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log,
+		Ownership: c.sessions, StoreDir: storeDir, Replicas: c.replicas, ClaimTimeout: c.claimTimeout, MoveTimeout: c.moveTimeout, MaxSessionBytes: c.maxSessionBytes})
 	if err != nil {
 		return err
 	}
