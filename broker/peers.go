@@ -113,18 +113,9 @@ var ErrPeerMessage = errors.New("broker: invalid message from a peer")
 // publishing node assigned them: RouteFromPeerShared).
 // Safe for concurrent use; it copies p before it returns.
 func (b *Broker) RouteFromPeer(key []byte, p *codec.Publish, expireAt time.Time) error {
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	if p.QoS > 2 || codec.ValidateTopicName(p.Topic) != nil {
-		return ErrPeerMessage
-	}
-	l := b.loops[b.homeLoop(key)]
-	m := newMessage(p, nil, b.readClock())
-	m.fromPeer = true
-	m.pinned = m.Retain
-	if !expireAt.IsZero() {
-		m.ExpireAt = expireAt.UnixNano()
+	l, m, err := b.peerMessage(key, p, expireAt)
+	if err != nil {
+		return err
 	}
 	// itemPublish, not a closure: no allocation per message (the loop
 	// skips the Publish hooks for fromPeer).
@@ -133,6 +124,25 @@ func (b *Broker) RouteFromPeer(key []byte, p *codec.Publish, expireAt time.Time)
 		return ErrInboxFull
 	}
 	return nil
+}
+
+// peerMessage checks a message from a peer and copies it for the loop of
+// key: fromPeer, pinned when retained, with its expiry. The caller posts
+// it (and releases it when the post fails).
+func (b *Broker) peerMessage(key []byte, p *codec.Publish, expireAt time.Time) (*Loop, *Message, error) {
+	if b.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	if p.QoS > 2 || codec.ValidateTopicName(p.Topic) != nil {
+		return nil, nil, ErrPeerMessage
+	}
+	m := newMessage(p, nil, b.readClock())
+	m.fromPeer = true
+	m.pinned = m.Retain
+	if !expireAt.IsZero() {
+		m.ExpireAt = expireAt.UnixNano()
+	}
+	return b.loops[b.homeLoop(key)], m, nil
 }
 
 // peerInterest tells Options.Peers about a subscription added or removed.

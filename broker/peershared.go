@@ -197,19 +197,11 @@ func (b *Broker) RouteFromPeerShared(key []byte, p *codec.Publish, expireAt time
 // are the shared subscriptions this node serves for it (owned by the
 // call).
 func (b *Broker) routeFromPeer(key []byte, p *codec.Publish, expireAt time.Time, listed []byte, groupsOnly bool) error {
-	if b.closed.Load() {
-		return ErrClosed
+	l, m, err := b.peerMessage(key, p, expireAt)
+	if err != nil {
+		return err
 	}
-	if p.QoS > 2 || codec.ValidateTopicName(p.Topic) != nil {
-		return ErrPeerMessage
-	}
-	l := b.loops[b.homeLoop(key)]
-	m := newMessage(p, nil, b.readClock())
-	m.fromPeer = true
 	m.pinned = m.Retain && !groupsOnly
-	if !expireAt.IsZero() {
-		m.ExpireAt = expireAt.UnixNano()
-	}
 	if !l.post(inboxItem{kind: itemFunc, fn: func() {
 		l.cl.listed, l.cl.rerouted = listed, groupsOnly
 		if groupsOnly {

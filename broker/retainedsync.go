@@ -522,18 +522,9 @@ func (b *Broker) RouteRetainedFromPeer(key []byte, p *codec.Publish, expireAt ti
 		v.Node = rs.intern(v.Node)
 		rs.mu.Unlock()
 	}
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	if p.QoS > 2 || codec.ValidateTopicName(p.Topic) != nil {
-		return ErrPeerMessage
-	}
-	l := b.loops[b.homeLoop(key)]
-	m := newMessage(p, nil, b.readClock())
-	m.fromPeer = true
-	m.pinned = m.Retain
-	if !expireAt.IsZero() {
-		m.ExpireAt = expireAt.UnixNano()
+	l, m, err := b.peerMessage(key, p, expireAt)
+	if err != nil {
+		return err
 	}
 	// A closure (retained messages only) carries the version to publish.
 	if !l.post(inboxItem{kind: itemFunc, fn: func() {
