@@ -25,7 +25,6 @@ type Broker struct {
 	shared   *router.Shared[*Session]
 	retained *router.Retained[*Message]
 	seed     maphash.Seed
-	rr       atomic.Uint32 // round robin for server-side publishes
 	closed   atomic.Bool
 	hooks    *hooks.Registry // Options.Hooks; nil: none (hooks.go)
 	nodeID   string          // Options.NodeID, or made at New (embed.go)
@@ -140,13 +139,25 @@ func (b *Broker) homeLoop(clientID []byte) int {
 	return int(maphash.Bytes(b.seed, clientID) % uint64(len(b.loops)))
 }
 
+// topicLoop is the loop that routes a server-side publish to topic: one
+// per topic, so what one caller publishes to a topic reaches every
+// subscriber in the order it was published (MQTT 4.6: each topic is an
+// ordered topic) while different topics spread over the loops.
+func (b *Broker) topicLoop(topic []byte) int {
+	if len(b.loops) == 1 {
+		return 0
+	}
+	return int(maphash.Bytes(b.seed, topic) % uint64(len(b.loops)))
+}
+
 // ErrClosed is returned by Publish after Close.
 var ErrClosed = errors.New("broker: closed")
 
 // Publish routes an application message from the server side (no client
 // session): subscribers receive it as if a client had published it, and a
 // retained message is stored. Safe for concurrent use; it copies what it
-// needs before returning.
+// needs before returning. What one goroutine publishes to one topic is
+// delivered in that order (topicLoop).
 func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) error {
 	if b.closed.Load() {
 		return ErrClosed
@@ -158,7 +169,7 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 		return errors.New("broker: QoS must be 0, 1 or 2")
 	}
 	p := codec.Publish{Topic: []byte(topic), Payload: payload, QoS: qos, Retain: retain}
-	l := b.loops[int(b.rr.Add(1))%len(b.loops)]
+	l := b.loops[b.topicLoop(p.Topic)]
 	m := newMessage(&p, nil, b.readClock())
 	if !l.post(inboxItem{kind: itemPublish, msg: m}, true) {
 		m.release()

@@ -123,7 +123,7 @@ func (b *Broker) PublishMessage(ctx context.Context, pm Publication) error {
 	if err != nil {
 		return err
 	}
-	l := b.loops[int(b.rr.Add(1))%len(b.loops)]
+	l := b.loops[b.topicLoop(p.Topic)]
 	m := newMessage(&p, nil, b.readClock())
 	res := make(chan error, 1)
 	if !l.post(inboxItem{kind: itemFunc, fn: func() { l.publishServer(m, res) }}, true) {

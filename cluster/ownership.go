@@ -193,6 +193,12 @@ func (n *Node) claim(r *claimReq) broker.ClaimResult {
 	prev, rev, err := n.casOwner(ctx, kv, r.id)
 	if err != nil {
 		n.own.refused.Add(1)
+		if errors.Is(err, errNoKV) {
+			// The claim is a probe too, and a sooner one: until the next
+			// probe says otherwise, /readyz and the owners-ready gauge
+			// agree with the CONNECT just refused.
+			n.own.healthy.Store(false)
+		}
 		n.log.Info("cluster: CONNECT refused: the client id could not be claimed", "client", r.id, "err", err)
 		return broker.ClaimResult{Err: err}
 	}

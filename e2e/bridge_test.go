@@ -109,7 +109,9 @@ func TestBridgeBinary(t *testing.T) {
 		return c
 	}
 	rs := remoteSub()
-	rs.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "site1/#", QoS: 1}}})
+	// Not site1/#: the command published on the remote below would sit
+	// in this session's queue if it went away before reading it.
+	rs.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "site1/temp", QoS: 1}, {Topic: "site1/seq", QoS: 1}}})
 	local, _ := v5Connect(t, p.Addr, &paho.Connect{ClientID: "local", CleanStart: true, KeepAlive: 30})
 	local.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "cmd/#", QoS: 1}}})
 
@@ -144,6 +146,13 @@ func TestBridgeBinary(t *testing.T) {
 	for len(seen) < 50 {
 		m := rs.recv(t)
 		v, _ := strconv.Atoi(string(m.Payload))
+		if m.Topic == "site1/temp" {
+			// QoS 1 allows it again: the bridge's PUBACK from the remote
+			// may not have been on disk at the kill, or this subscriber
+			// left before its own PUBACK went out.
+			dups++
+			continue
+		}
 		if m.Topic != "site1/seq" {
 			t.Fatalf("remote got %s", m.Topic)
 		}

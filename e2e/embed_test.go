@@ -186,6 +186,39 @@ func (s *slowStore) Apply(ops []store.Op, done func(error)) error {
 // A QoS 1 PublishMessage to a persistent session returns once the store
 // has its record, as the PUBACK of a client would; a store failure is an
 // error, not a success.
+// Server-side publishes to one topic reach a subscriber in the order they
+// were made, whichever loop the subscriber is on (MQTT 4.6: a topic is an
+// ordered topic); Publish and PublishMessage both, with four loops so
+// consecutive calls would land on different loops if they were spread.
+func TestEmbed_PublishKeepsTopicOrder(t *testing.T) {
+	tb := start(t, broker.Options{Loops: 4})
+	sink := newV3Sink()
+	v3, _ := v3Paho(t, tb.Addr, "order-v3", true, sink, nil)
+	v3Sub(t, v3, "order/#", 1)
+	const n = 400
+	for i := range n {
+		topic := fmt.Sprintf("order/%d", i%2)
+		var err error
+		if i%4 < 2 {
+			err = tb.B.Publish(topic, []byte(fmt.Sprint(i)), 1, false)
+		} else {
+			err = tb.B.PublishMessage(embedCtx(t), broker.Publication{Topic: topic, Payload: []byte(fmt.Sprint(i)), QoS: 1})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := map[string]int{"order/0": -1, "order/1": -1}
+	for _, m := range sink.waitN(t, n) {
+		var v int
+		fmt.Sscan(m.Payload, &v)
+		if v <= last[m.Topic] {
+			t.Fatalf("%s: %d after %d", m.Topic, v, last[m.Topic])
+		}
+		last[m.Topic] = v
+	}
+}
+
 func TestEmbed_PublishMessageWaitsForStore(t *testing.T) {
 	slow := &slowStore{Store: store.NewMemory(), delay: 300 * time.Millisecond}
 	tb := start(t, broker.Options{Store: slow})

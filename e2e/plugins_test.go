@@ -244,10 +244,7 @@ func TestPlugins_Webhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.Disconnect(&paho.Disconnect{})
-	c3, _ := v3Paho(t, tb.Addr, "wh-3", true, nil, nil)
-	v3Pub(t, c3, "wh/b", 0, false, "yo")
-	c3.Disconnect(0)
-	sink.waitLines(t,
+	wh5 := []string{
 		"session_created wh-5",
 		"connected wh-5",
 		"subscribed wh-5 wh/#",
@@ -255,10 +252,18 @@ func TestPlugins_Webhook(t *testing.T) {
 		"unsubscribed wh-5 wh/#",
 		"disconnected wh-5 client_disconnected",
 		"session_terminated wh-5 cleaned",
+	}
+	// Disconnect returns once the packet is written: the broker may not
+	// have ended wh-5 yet, and wh-3 may land on the other loop.
+	sink.waitLines(t, wh5...)
+	c3, _ := v3Paho(t, tb.Addr, "wh-3", true, nil, nil)
+	v3Pub(t, c3, "wh/b", 0, false, "yo")
+	c3.Disconnect(0)
+	sink.waitLines(t, append(wh5,
 		"connected wh-3",
 		"published wh-3 wh/b",
 		"session_terminated wh-3 cleaned", // its disconnected reason depends on paho's timing
-	)
+	)...)
 	sink.mu.Lock()
 	for _, e := range sink.events {
 		if e["event"] == "published" && e["topic"] == "wh/a" && (e["payload"] != "aGk=" || e["qos"] != 1.0 || e["origin"] != "client") {
