@@ -34,6 +34,13 @@ func start(t testing.TB, opts broker.Options) *testBroker {
 // Stats' per-tick snapshots stale).
 func startTick(t testing.TB, opts broker.Options, tick time.Duration) *testBroker {
 	t.Helper()
+	return startReactor(t, opts, reactor.Options{TickInterval: tick})
+}
+
+// startReactor is start with the reactor's options ro (its Listen and
+// Logger are set here).
+func startReactor(t testing.TB, opts broker.Options, ro reactor.Options) *testBroker {
+	t.Helper()
 	if opts.Loops == 0 {
 		opts.Loops = 2
 	}
@@ -49,7 +56,8 @@ func startTick(t testing.TB, opts broker.Options, tick time.Duration) *testBroke
 	b := broker.New(opts)
 	// Port 0: the reactor binds the port the kernel chooses (Addrs), so
 	// no other test can take it between choosing and binding.
-	srv := reactor.New(b, reactor.Options{Listen: []string{"tcp://127.0.0.1:0"}, Logger: opts.Logger, TickInterval: tick})
+	ro.Listen, ro.Logger = []string{"tcp://127.0.0.1:0"}, opts.Logger
+	srv := reactor.New(b, ro)
 	if err := srv.Start(); err != nil {
 		t.Fatalf("start broker: %v", err)
 	}

@@ -111,33 +111,41 @@ func (ds *durServer) waitIdle(t testing.TB) {
 // ---- the real binary ----
 
 var durBin struct {
-	once sync.Once
+	mu   sync.Mutex
 	dir  string
 	path string
-	err  error
 }
 
-// durBinary builds cmd/mcutie once per test run and returns its path.
+// durBinary builds cmd/mcutie once per test run and returns its path. It
+// builds again if the binary went missing: a long run on a shared machine
+// has seen its temporary directory cleaned away under it.
 func durBinary(t testing.TB) string {
 	t.Helper()
-	durBin.once.Do(func() {
-		durBin.dir, durBin.err = os.MkdirTemp("", "mcutie-e2e-bin-")
-		if durBin.err != nil {
-			return
+	durBin.mu.Lock()
+	defer durBin.mu.Unlock()
+	if durBin.path != "" {
+		if _, err := os.Stat(durBin.path); err == nil {
+			return durBin.path
 		}
-		durBin.path = durBin.dir + "/mcutie"
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", durBin.path, "github.com/mcutie/mcutie/cmd/mcutie")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			durBin.err = fmt.Errorf("go build ./cmd/mcutie: %v\n%s", err, out)
-		}
-	})
-	if durBin.err != nil {
-		t.Fatal(durBin.err)
+		t.Logf("%s is gone: building it again", durBin.path)
 	}
-	return durBin.path
+	dir, err := os.MkdirTemp("", "mcutie-e2e-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if durBin.dir != "" {
+		os.RemoveAll(durBin.dir)
+	}
+	durBin.dir, durBin.path = dir, ""
+	path := dir + "/mcutie"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/mcutie/mcutie/cmd/mcutie")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/mcutie: %v\n%s", err, out)
+	}
+	durBin.path = path
+	return path
 }
 
 // durProc is one run of the mcutie binary.
