@@ -59,6 +59,11 @@ type ackWait struct {
 	// q2 orders a QoS 2 PUBLISH of a persistent session across loops
 	// (qos2.go); nil for every other acknowledgement.
 	q2 *qos2Order
+
+	// peer, for a message from another node that waits for it to be
+	// routed (peerack.go): told seq instead of writing to c (nil).
+	peer PeerRouted
+	seq  uint64
 }
 
 func newAckWait(c *Client, typ codec.Type, pid uint16) *ackWait {
@@ -78,6 +83,10 @@ func (a *ackWait) releaseOn(on *Loop, err error) {
 // fireOn writes the acknowledgement from loop on: at once when on is the
 // connection's loop, else posted there. Loop-only.
 func (a *ackWait) fireOn(on *Loop) {
+	if a.peer != nil {
+		a.peer.PeerRouted(a.seq)
+		return
+	}
 	l := a.c.l
 	if on == l {
 		a.write()
@@ -92,6 +101,10 @@ func (a *ackWait) fireOn(on *Loop) {
 // loop's (a store's committer): it is posted to the connection's loop.
 // Safe for concurrent use.
 func (a *ackWait) fireOffLoop() {
+	if a.peer != nil {
+		a.peer.PeerRouted(a.seq)
+		return
+	}
 	l := a.c.l
 	if !l.post(inboxItem{kind: itemFunc, fn: a.write}, true) {
 		l.b.droppedOffLoop.Add(1)

@@ -240,8 +240,12 @@ func (l *Loop) drain() {
 					continue
 				}
 			}
+			aw := m.ack // a peer's message whose node waits (peerack.go)
 			l.publish(m, m.origin)
 			m.release()
+			if aw != nil {
+				aw.releaseOn(l, nil) // the routing pass's hold
+			}
 		case itemRemote:
 			l.routeLocal(it.msg, it.msg.origin)
 			l.afterRoute(it.msg)

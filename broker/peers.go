@@ -79,6 +79,10 @@ type PeerMessage struct {
 	// Version is a retained message's (or clear's) version
 	// (retainedsync.go); zero otherwise.
 	Version RetainedVersion
+	// Ack is the publisher's acknowledgement, which Forward may hold
+	// until the receiving nodes have routed the message (flow control
+	// across nodes, peerack.go); zero when no client waits for one.
+	Ack PeerAck
 }
 
 // forwardToPeers hands m to Options.Peers unless it came from a peer or
@@ -89,7 +93,7 @@ func (l *Loop) forwardToPeers(m *Message) int {
 		return 0
 	}
 	pm := &l.peerMsg
-	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt, Elsewhere: l.cl.skip}
+	*pm = PeerMessage{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Props: m.Props, ExpireAt: m.ExpireAt, Elsewhere: l.cl.skip, Ack: PeerAck{m.ack}}
 	if m.Retain {
 		pm.Version = l.retainedVer
 	}

@@ -190,17 +190,24 @@ func (l *Loop) deliverShared(e router.Entry[*Session], m *Message) {
 // again. Safe for concurrent use; it copies p and groups before it
 // returns.
 func (b *Broker) RouteFromPeerShared(key []byte, p *codec.Publish, expireAt time.Time, groups []byte, groupsOnly bool) error {
-	return b.routeFromPeer(key, p, expireAt, append([]byte(nil), groups...), groupsOnly)
+	return b.routeFromPeerAck(key, p, expireAt, append([]byte(nil), groups...), groupsOnly, nil)
 }
 
 // routeFromPeer posts a message from a peer to the loop of key; listed
 // are the shared subscriptions this node serves for it (owned by the
 // call).
 func (b *Broker) routeFromPeer(key []byte, p *codec.Publish, expireAt time.Time, listed []byte, groupsOnly bool) error {
+	return b.routeFromPeerAck(key, p, expireAt, listed, groupsOnly, nil)
+}
+
+// routeFromPeerAck is routeFromPeer with the acknowledgement of a message
+// whose node waits for it to be routed (nil: none; peerack.go).
+func (b *Broker) routeFromPeerAck(key []byte, p *codec.Publish, expireAt time.Time, listed []byte, groupsOnly bool, aw *ackWait) error {
 	l, m, err := b.peerMessage(key, p, expireAt)
 	if err != nil {
 		return err
 	}
+	m.ack = aw
 	m.pinned = m.Retain && !groupsOnly
 	if !l.post(inboxItem{kind: itemFunc, fn: func() {
 		l.cl.listed, l.cl.rerouted = listed, groupsOnly
@@ -213,6 +220,9 @@ func (b *Broker) routeFromPeer(key []byte, p *codec.Publish, expireAt time.Time,
 		}
 		l.cl.listed, l.cl.rerouted = nil, false
 		m.release()
+		if aw != nil {
+			aw.releaseOn(l, nil) // the routing pass's hold
+		}
 	}}, true) {
 		m.release()
 		return ErrInboxFull

@@ -31,10 +31,15 @@ import (
 // subscriptions each node it goes to serves). The retained version
 // (broker.RetainedVersion) orders a topic's retained messages across
 // nodes. Version 2 (before retained versions) is still read, as
-// unversioned.
+// unversioned. Version 4 is version 3 with, after kind, the flow's stream
+// (8) and the message's sequence number in it (8, 0: not confirmed),
+// flow.go; it is sent only for messages counted for flow control, and a
+// node that grants no credit (an older version) gets them as version 3.
 const (
 	wireVersion      = 3
 	wireVersionV2    = 2
+	wireVersionFlow  = 4
+	flowFields       = 16 // stream and seq, in version 4
 	kindLive         = 0
 	kindRetainedCopy = 1
 	kindShared       = 3 // 2 is kindLeaveAck (hold.go)
@@ -45,6 +50,9 @@ const (
 // full queue drops the message (counted here, and by the broker, to
 // which it returns minus the number of nodes missed). It allocates
 // nothing: the targets are a bit set over the remote index's peers.
+// A QoS 1/2 message is counted against the credit each node grants and,
+// beyond it, holds the publisher's acknowledgement until that node
+// confirms it (flow.go).
 func (n *Node) Forward(m *broker.PeerMessage) int {
 	if !n.routing.Load() {
 		return 0 // not started
@@ -73,22 +81,41 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 		}
 		return 0
 	}
+	var counted, heldBy uint64
+	if m.QoS > 0 && !m.Retain {
+		for t := to; t != 0; t &= t - 1 {
+			i := bits.TrailingZeros64(t)
+			c, h := ix.flows[i].count(m.Ack)
+			if c {
+				counted |= 1 << i
+			}
+			if h {
+				heldBy |= 1 << i
+				n.flowHeld.Add(1)
+			}
+		}
+	}
+	flow := counted != 0
 	bp := n.bufPool.Get().(*[]byte)
 	if sh != nil && len(sh.assign) > 0 {
-		*bp = n.encodeShared((*bp)[:0], ix, 0, sh.assign, m)
+		*bp = n.encodeShared((*bp)[:0], ix, 0, sh.assign, m, flow)
 	} else {
-		*bp = n.encode((*bp)[:0], kindLive, m)
+		*bp = n.appendPublish(n.appendHead((*bp)[:0], kindLive, m, flow), m)
 	}
 	if sh != nil {
 		n.sharePool.Put(sh)
 	}
 	select {
-	case n.queue <- outItem{to: to, ix: ix, buf: bp}:
+	case n.queue <- outItem{to: to, ix: ix, buf: bp, counted: counted, heldBy: heldBy, ack: m.Ack}:
 		n.forwarded.Add(1)
 		return bits.OnesCount64(to)
 	default:
 		// Negative: the broker counts a drop (cluster_queue_full) and
 		// tells a v5 publisher 0x97, not "no matching subscribers".
+		for t := counted; t != 0; t &= t - 1 {
+			i := bits.TrailingZeros64(t)
+			ix.flows[i].giveUp(m.Ack, heldBy&(1<<i) != 0)
+		}
 		n.bufPool.Put(bp)
 		n.dropped.Add(1)
 		return -bits.OnesCount64(to)
@@ -96,12 +123,19 @@ func (n *Node) Forward(m *broker.PeerMessage) int {
 }
 
 func (n *Node) encode(dst []byte, kind byte, m *broker.PeerMessage) []byte {
-	return n.appendPublish(n.appendHead(dst, kind, m), m)
+	return n.appendPublish(n.appendHead(dst, kind, m, false), m)
 }
 
-// appendHead appends version, kind, expiry and source.
-func (n *Node) appendHead(dst []byte, kind byte, m *broker.PeerMessage) []byte {
-	dst = append(dst, wireVersion, kind)
+// appendHead appends version, kind, expiry and source; with flow, version
+// 4 and room for the stream and sequence number, which the sender fills
+// in per node (zero here).
+func (n *Node) appendHead(dst []byte, kind byte, m *broker.PeerMessage, flow bool) []byte {
+	if flow {
+		dst = append(dst, wireVersionFlow, kind)
+		dst = append(dst, make([]byte, flowFields)...)
+	} else {
+		dst = append(dst, wireVersion, kind)
+	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.ExpireAt))
 	dst = append(dst, byte(len(n.o.NodeID)))
 	dst = append(dst, n.o.NodeID...)
@@ -146,21 +180,40 @@ type wireHead struct {
 	flags  byte
 	groups []byte
 	count  int
+	// stream and seq: version 4, a message to confirm (flow.go; seq 0:
+	// none).
+	stream, seq uint64
 }
 
 // decodeAny parses a forwarded message of any kind into p (aliasing b).
 func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
-	if len(b) < 11 || b[0] != wireVersion && b[0] != wireVersionV2 || b[1] != kindLive && b[1] != kindRetainedCopy && b[1] != kindShared {
+	if len(b) < 2 {
 		return h, errWire
 	}
-	h.kind = b[1]
-	exp := int64(binary.BigEndian.Uint64(b[2:10]))
-	sl := int(b[10])
-	if len(b) < 11+sl {
+	ver, kind, rest := b[0], b[1], b[2:]
+	switch ver {
+	case wireVersionFlow:
+		if len(rest) < flowFields {
+			return h, errWire
+		}
+		h.stream = binary.BigEndian.Uint64(rest)
+		h.seq = binary.BigEndian.Uint64(rest[8:])
+		rest = rest[flowFields:]
+		ver = wireVersion // the rest is version 3's
+	case wireVersion, wireVersionV2:
+	default:
 		return h, errWire
 	}
-	ver := b[0]
-	h.source, b = b[11:11+sl], b[11+sl:]
+	if len(rest) < 9 || kind != kindLive && kind != kindRetainedCopy && kind != kindShared {
+		return h, errWire
+	}
+	h.kind = kind
+	exp := int64(binary.BigEndian.Uint64(rest[0:8]))
+	sl := int(rest[8])
+	if len(rest) < 9+sl {
+		return h, errWire
+	}
+	h.source, b = rest[9:9+sl], rest[9+sl:]
 	if ver == wireVersion {
 		if len(b) < 9 || len(b) < 9+int(b[8]) {
 			return h, errWire
@@ -214,22 +267,53 @@ func (n *Node) send() {
 }
 
 func (n *Node) publish(it outItem) {
-	shared := len(*it.buf) > 1 && (*it.buf)[1] == kindShared
+	buf := *it.buf
+	shared := len(buf) > 1 && buf[1] == kindShared
+	flow := len(buf) > 1 && buf[0] == wireVersionFlow
 	for to := it.to; to != 0; to &= to - 1 {
 		i := bits.TrailingZeros64(to)
+		bit := uint64(1) << i
 		subj := it.ix.subjects[i]
 		if shared && (n.hold.holds[subj] != nil || !n.reachable(subj)) {
 			// Its node is away since the message was queued: the
 			// groups assigned to it go to another node with members
 			// (those no other node has stay, for the hold).
-			n.peerUnreachable(it.ix, uint8(i), *it.buf)
+			n.peerUnreachable(it.ix, uint8(i), buf)
 		}
+		f := it.ix.flows[i]
 		if (n.hold.absent.Load() != 0 || !n.recentlyReachable(it.ix, i)) && n.held(&it, subj) {
+			if it.counted&bit != 0 {
+				f.giveUp(it.ack, it.heldBy&bit != 0) // the hold takes over
+			}
 			continue // its node is away (hold.go)
 		}
-		if err := n.nc.Publish(subj, *it.buf); err != nil {
+		out := buf
+		var seq uint64
+		switch {
+		case it.counted&bit != 0:
+			f.seq++
+			seq = f.seq
+			binary.BigEndian.PutUint64(buf[2:], f.stream)
+			binary.BigEndian.PutUint64(buf[10:], seq)
+		case flow && f.credit.Load() == 0:
+			// A node that grants no credit may be an older version,
+			// which reads version 3 only.
+			n.v3 = append(append(n.v3[:0], wireVersion, buf[1]), buf[2+flowFields:]...)
+			out = n.v3
+		}
+		err := n.nc.Publish(subj, out) // copies out
+		if seq != 0 {
+			clear(buf[2 : 2+flowFields]) // the next node's, or the hold's copy
+		}
+		if err != nil {
 			n.dropped.Add(1)
+			if seq != 0 {
+				f.giveUp(it.ack, it.heldBy&bit != 0)
+			}
 			continue
+		}
+		if seq != 0 {
+			f.sent(seq, it.ack, it.heldBy&bit != 0)
 		}
 		n.sent.Add(1)
 	}
@@ -258,6 +342,11 @@ func (n *Node) onMessage(msg *nats.Msg) {
 	if h.kind == kindShared {
 		n.rxListed = listedFor(n.rxListed[:0], h.groups, n.o.NodeID)
 	}
+	var fi *flowIn // the sending node waits for this message (flow.go)
+	if h.seq != 0 {
+		fi = n.flowInFor(h.source, h.stream)
+		fi.add(h.seq)
+	}
 	var v broker.RetainedVersion
 	if h.stamp != 0 {
 		v = broker.RetainedVersion{Stamp: h.stamp, Node: n.nodeName(h.vnode)}
@@ -268,8 +357,12 @@ func (n *Node) onMessage(msg *nats.Msg) {
 			err = n.b.ApplyRetainedFromPeer(&p, h.expireAt, v)
 		case p.Retain && h.kind == kindLive:
 			err = n.b.RouteRetainedFromPeer(h.source, &p, h.expireAt, v)
+		case h.kind == kindShared && (len(n.rxListed) > 0 || h.flags&sharedGroupsOnly != 0) && fi != nil:
+			err = n.b.RouteFromPeerSharedConfirmed(h.source, &p, h.expireAt, n.rxListed, h.flags&sharedGroupsOnly != 0, fi, h.seq)
 		case h.kind == kindShared && (len(n.rxListed) > 0 || h.flags&sharedGroupsOnly != 0):
 			err = n.b.RouteFromPeerShared(h.source, &p, h.expireAt, n.rxListed, h.flags&sharedGroupsOnly != 0)
+		case fi != nil:
+			err = n.b.RouteFromPeerConfirmed(h.source, &p, h.expireAt, fi, h.seq)
 		default:
 			err = n.b.RouteFromPeer(h.source, &p, h.expireAt)
 		}
@@ -279,6 +372,9 @@ func (n *Node) onMessage(msg *nats.Msg) {
 		// The loop is behind: wait rather than drop (NATS buffers what
 		// arrives meanwhile, up to its slow-consumer limit).
 		time.Sleep(time.Millisecond)
+	}
+	if err != nil && fi != nil {
+		fi.PeerRouted(h.seq) // not routed, and never will be: do not stall the rest
 	}
 	if err != nil && !errors.Is(err, broker.ErrClosed) {
 		n.badIn.Add(1)
@@ -317,6 +413,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	metricTakenOver.Write(w, n.takenOver.Load())
 	metricClaimLost.Write(w, n.claimsDropped.Load())
 	n.writeHoldMetrics(w)
+	n.writeFlowMetrics(w)
 	n.writeRetainedMetrics(w)
 	metricShAssign.Write(w, n.sharedAssigned.Load())
 	metricShReroute.Write(w, n.sharedRerouted.Load())

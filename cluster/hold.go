@@ -155,7 +155,9 @@ func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, s
 		if first {
 			n.log.Info("cluster: node leaving; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
 		}
+		n.flowGivenUp.Add(uint64(p.flow.fail(false))) // it confirms nothing more; the hold takes over
 		if !n.holdEnabled() {
+			n.flowGivenUp.Add(uint64(p.flow.fail(true)))
 			delete(n.peers, id)
 			return holdEvent{kind: evHold, node: id, subject: p.subject, ack: true}, true, true, false
 		}
@@ -356,6 +358,7 @@ func (n *Node) startHoldHere(subject string) *hold {
 		n.rebuildLocked()
 		n.log.Warn("cluster: no route to node; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
 	}
+	n.flowGivenUp.Add(uint64(p.flow.fail(false)))
 	h := newHold(id, p.awayWhy, p.durable)
 	n.peersMu.Unlock()
 	n.hold.holds[subject] = h

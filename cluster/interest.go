@@ -78,6 +78,9 @@ type announcement struct {
 	Groups []groupCount `json:"groups,omitempty"`
 	// RetainedSum is its retained set's checksum (retained.go).
 	RetainedSum uint64 `json:"rsum,omitempty"`
+	// Credit is what it grants every other node (flow.go; absent: it
+	// confirms nothing, an older version).
+	Credit int64 `json:"credit,omitempty"`
 }
 
 // announce sends the full interest when it changed (after a short pause
@@ -117,7 +120,7 @@ func (n *Node) publishInterest(full bool) {
 	li := &n.local
 	li.mu.Lock()
 	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load(),
-		RetainedSum: n.b.RetainedSyncStats().Sum}
+		RetainedSum: n.b.RetainedSyncStats().Sum, Credit: n.grantedCredit()}
 	if full {
 		a.Filters = make([]string, 0, len(li.counts))
 		for f := range li.counts {
@@ -159,6 +162,9 @@ type peer struct {
 	durable []string
 	away    time.Time
 	awayWhy string
+	// flow: this node's messages to it that wait for its confirmation
+	// (flow.go); one per run of it.
+	flow *flowOut
 }
 
 // onInterest applies another node's announcement.
@@ -182,13 +188,22 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		return
 	}
 	if p == nil {
-		p = &peer{subject: subjectMsg(a.Node)}
+		p = &peer{subject: subjectMsg(a.Node), flow: newFlowOut()}
 		n.peers[a.Node] = p
 		n.log.Info("cluster: node joined", "peer", a.Node)
 		rebuild, joined = true, true // retained messages go to it from now on
 	}
 	p.seen = time.Now()
 	ev, sendEv, reb, rejoined := n.heardLocked(a.Node, p, &a)
+	if rejoined && p.flow != nil {
+		// Restarted: it confirms none of what the run before got.
+		n.flowGivenUp.Add(uint64(p.flow.fail(true)))
+		p.flow = newFlowOut()
+		rebuild = true
+	}
+	if !a.Leaving {
+		p.flow.credit.Store(a.Credit)
+	}
 	rebuild = rebuild || reb
 	if (rebuild || rejoined) && !a.Leaving {
 		n.signalDirty() // a newcomer learns our interest now, not at the next heartbeat
@@ -232,6 +247,7 @@ func (n *Node) expirePeers() {
 				evs = append(evs, ev)
 			}
 			if forget {
+				n.flowGivenUp.Add(uint64(p.flow.fail(true)))
 				delete(n.peers, id)
 				n.forgetRetainedPeer(id)
 				if !n.holdEnabled() {
@@ -244,6 +260,7 @@ func (n *Node) expirePeers() {
 	if gone {
 		n.rebuildLocked()
 	}
+	n.failFlowsLocked()
 	n.peersMu.Unlock()
 	n.sendHoldEvents(evs)
 }
@@ -253,9 +270,10 @@ func (n *Node) expirePeers() {
 // it concurrently without a lock.
 type remoteIndex struct {
 	shard    *router.Shard[uint8]
-	subjects []string // the peers' message subjects
-	ids      []string // the peers' node ids
-	allMask  uint64   // every peer: where retained messages go
+	subjects []string   // the peers' message subjects
+	ids      []string   // the peers' node ids
+	flows    []*flowOut // the peers' flow control (flow.go)
+	allMask  uint64     // every peer: where retained messages go
 	// The shared subscriptions other nodes have members of (shared.go):
 	// shared matches a topic to slots, slotByKey finds one by
 	// slotKey(group, filter). Empty when there are none.
@@ -284,8 +302,12 @@ func (n *Node) rebuildLocked() {
 	}
 	for i, id := range ids {
 		p := n.peers[id]
+		if p.flow == nil {
+			p.flow = newFlowOut()
+		}
 		ix.subjects = append(ix.subjects, p.subject)
 		ix.ids = append(ix.ids, id)
+		ix.flows = append(ix.flows, p.flow)
 		ix.allMask |= 1 << i
 		filters := p.filters
 		if !p.away.IsZero() {

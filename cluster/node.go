@@ -83,6 +83,13 @@ type Options struct {
 	// MaxSessionBytes bounds a session moved between nodes (default 8
 	// MiB, at most 60 MiB); a larger one is discarded, not moved.
 	MaxSessionBytes int
+	// Credit is how many QoS 1/2 messages each other node may have on
+	// their way here or waiting for a subscriber far behind before it
+	// holds its publishers' acknowledgements (flow.go; default
+	// DefaultCredit, at most a quarter of the broker's MaxQueued;
+	// negative: none granted, the other nodes' publishers are not slowed
+	// for this node's subscribers).
+	Credit int
 }
 
 // Node is this broker's membership in a cluster. It implements
@@ -120,6 +127,8 @@ type Node struct {
 	// across index rebuilds (peersMu); rxListed is onMessage's scratch.
 	turns    map[string]*atomic.Uint64
 	rxListed []byte
+	// v3 is the sender's scratch for a version 3 copy (flow.go).
+	v3 []byte
 
 	claims chan string  // client ids connected here, to announce
 	rs     retainedSync // anti-entropy of the retained set (retained.go)
@@ -132,17 +141,30 @@ type Node struct {
 	// payload published (announce's goroutine only).
 	lastMembership string
 
+	// Flow control (flow.go): flowIns by sending node (flowInMu),
+	// confirmWake wakes confirmLoop.
+	flowInMu    sync.Mutex
+	flowIns     map[string]*flowIn
+	confirmWake chan struct{}
+
 	forwarded, sent, dropped, received, badIn atomic.Uint64
+	flowHeld, flowConfirms, flowGivenUp       atomic.Uint64
 	takenOver, claimsDropped, retainedCopies  atomic.Uint64
 	sharedAssigned, sharedRerouted            atomic.Uint64
 }
 
 // outItem is one encoded message for the peers in the bit set to (bit i:
 // ix.subjects[i]).
+//
+// counted: the peers for which it goes with a sequence number and waits
+// for their confirmation, held: those for which the publisher's
+// acknowledgement ack is held meanwhile (flow.go).
 type outItem struct {
-	to  uint64
-	ix  *remoteIndex
-	buf *[]byte
+	to              uint64
+	ix              *remoteIndex
+	buf             *[]byte
+	counted, heldBy uint64
+	ack             broker.PeerAck
 }
 
 // New checks o and returns a node, not started.
@@ -201,6 +223,9 @@ func New(o Options) (*Node, error) {
 	if o.MaxSessionBytes <= 0 {
 		o.MaxSessionBytes = 8 << 20
 	}
+	if o.Credit == 0 {
+		o.Credit = DefaultCredit
+	}
 	if o.MaxSessionBytes > 60<<20 {
 		return nil, fmt.Errorf("cluster: --cluster-max-session-bytes %d: at most 60 MiB (a NATS message is at most 64 MiB)", o.MaxSessionBytes)
 	}
@@ -209,6 +234,8 @@ func New(o Options) (*Node, error) {
 	n.local.counts = map[string]int{}
 	n.local.durable = map[string]int{}
 	n.holdEv = make(chan holdEvent, 64)
+	n.flowIns = map[string]*flowIn{}
+	n.confirmWake = make(chan struct{}, 1)
 	n.hold.holds = map[string]*hold{}
 	n.hold.acks = make(chan string, maxPeers)
 	n.epoch = time.Now().UnixNano()
@@ -366,7 +393,12 @@ func (n *Node) Start(b *broker.Broker) error {
 		n.shutdownNATS()
 		return err
 	}
-	n.wg.Add(3)
+	if _, err := nc.Subscribe(subjectConfirm(n.o.NodeID), n.onConfirm); err != nil {
+		n.shutdownNATS()
+		return err
+	}
+	n.wg.Add(4)
+	go n.confirmLoop()
 	go n.send()
 	go n.announce()
 	go n.sendClaims()

@@ -285,8 +285,8 @@ const sharedGroupsOnly = 1
 
 // encodeShared is encode for a message with shared-subscription
 // assignments: each (node, group, filter) of assign.
-func (n *Node) encodeShared(dst []byte, ix *remoteIndex, flags byte, assign []assignment, m *broker.PeerMessage) []byte {
-	dst = n.appendHead(dst, kindShared, m)
+func (n *Node) encodeShared(dst []byte, ix *remoteIndex, flags byte, assign []assignment, m *broker.PeerMessage, flow bool) []byte {
+	dst = n.appendHead(dst, kindShared, m, flow)
 	dst = append(dst, flags)
 	dst = binary.AppendUvarint(dst, uint64(len(assign)))
 	for _, a := range assign {
@@ -365,7 +365,7 @@ func (n *Node) Reroute(m *broker.PeerMessage, group, filter string) bool {
 	}
 	bp := n.bufPool.Get().(*[]byte)
 	a := [1]assignment{{slot: id, node: node}}
-	*bp = n.encodeShared((*bp)[:0], ix, sharedGroupsOnly, a[:], m)
+	*bp = n.encodeShared((*bp)[:0], ix, sharedGroupsOnly, a[:], m, false)
 	select {
 	case n.queue <- outItem{to: 1 << node, ix: ix, buf: bp}:
 		n.sharedRerouted.Add(1)
@@ -440,7 +440,7 @@ func (n *Node) peerUnreachable(ix *remoteIndex, gone uint8, buf []byte) {
 			here = broker.AppendSharedKey(here, grp, flt)
 			continue
 		}
-		raw := n.encodeShared(nil, cur, sharedGroupsOnly, []assignment{{slot, to}}, &m)
+		raw := n.encodeShared(nil, cur, sharedGroupsOnly, []assignment{{slot, to}}, &m, false)
 		if err := n.nc.Publish(cur.subjects[to], raw); err != nil {
 			n.dropped.Add(1)
 			continue

@@ -209,7 +209,7 @@ func TestWireSharedRoundTrip(t *testing.T) {
 	}
 	g, h := ix.slotByKey["g\x00t/#"], ix.slotByKey["h\x00u/#"]
 	m := &broker.PeerMessage{Topic: []byte("t/u"), Payload: []byte("x"), QoS: 2}
-	raw := n.encodeShared(nil, ix, 0, []assignment{{g, c}, {h, b}}, m)
+	raw := n.encodeShared(nil, ix, 0, []assignment{{g, c}, {h, b}}, m, false)
 	var p codec.Publish
 	hd, err := decodeAny(raw, &p)
 	if err != nil || hd.count != 2 || string(hd.source) != "a" || string(p.Topic) != "t/u" || p.QoS != 2 {
@@ -236,8 +236,8 @@ func FuzzDecodeShared(f *testing.F) {
 	n := sharedTestNode(f)
 	ix := n.remote.Load()
 	m := &broker.PeerMessage{Topic: []byte("t/u"), Payload: []byte("x"), QoS: 1}
-	f.Add(n.encodeShared(nil, ix, 0, []assignment{{0, 1}, {1, 0}}, m))
-	f.Add(n.encodeShared(nil, ix, sharedGroupsOnly, []assignment{{0, 0}}, m))
+	f.Add(n.encodeShared(nil, ix, 0, []assignment{{0, 1}, {1, 0}}, m, false))
+	f.Add(n.encodeShared(nil, ix, sharedGroupsOnly, []assignment{{0, 0}}, m, true))
 	f.Add(n.encode(nil, kindLive, m))
 	f.Add([]byte{2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 1, 1, 'b', 1, 'g', 1, '#'})
 	f.Fuzz(func(t *testing.T, b []byte) {
