@@ -24,6 +24,7 @@ type clusterConfig struct {
 	secret     string
 	secretFile string
 	queue      int
+	credit     int
 	hold       time.Duration
 	holdQueue  int
 	holdBytes  int
@@ -58,6 +59,7 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.DurationVar(&c.moveTimeout, "cluster-move-timeout", 2*time.Second, "longest a CONNECT waits for its session from the node that had it; then the client starts clean (mcutie_cluster_session_moves_failed_total)")
 	fs.IntVar(&c.maxSessionBytes, "cluster-max-session-bytes", 8<<20, "largest session (subscriptions and queued messages, encoded) moved to another node; a larger one is discarded (mcutie_cluster_session_moves_refused_total); at most 60 MiB")
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
+	fs.IntVar(&c.credit, "cluster-credit", cluster.DefaultCredit, "QoS 1/2 messages each other node may have on their way here, or waiting for a subscriber here far behind, before its publishers' PUBACK/PUBREC wait for this node (back-pressure across nodes; at most a quarter of --max-queued-messages; 0: none, their publishers are not slowed and this node may drop at full session queues; docs/clustering.md)")
 	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
 	fs.IntVar(&c.holdQueue, "cluster-hold-queue", cluster.DefaultHoldMessages, "messages held at most per absent node; beyond it they are dropped and counted (mcutie_cluster_hold_dropped_messages_total)")
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate this node presents on the routes (mutual TLS; with --cluster-tls-key and --cluster-tls-ca, all or none): needs serverAuth and clientAuth usages and the addresses the others dial")
@@ -89,6 +91,13 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	if secret == "" {
 		secret = os.Getenv(clusterSecretEnv)
 	}
+	if c.credit < 0 {
+		return fmt.Errorf("--cluster-credit must be >= 0")
+	}
+	credit := c.credit
+	if credit == 0 {
+		credit = -1 // cluster.Options: negative is none, 0 the default
+	}
 	if c.hold < 0 || c.holdQueue <= 0 || c.holdBytes <= 0 {
 		return fmt.Errorf("--cluster-hold must be >= 0, --cluster-hold-queue and --cluster-hold-bytes > 0")
 	}
@@ -105,7 +114,7 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 		storeDir = filepath.Join(cfg.dataDir, "cluster") // else: in memory, like the broker's state
 	}
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
-		Secret: secret, QueueSize: c.queue, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log,
+		Secret: secret, QueueSize: c.queue, Credit: credit, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log,
 		Ownership: c.sessions, StoreDir: storeDir, Replicas: c.replicas, ClaimTimeout: c.claimTimeout, MoveTimeout: c.moveTimeout, MaxSessionBytes: c.maxSessionBytes})
 	if err != nil {
 		return err
