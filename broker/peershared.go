@@ -193,15 +193,10 @@ func (b *Broker) RouteFromPeerShared(key []byte, p *codec.Publish, expireAt time
 	return b.routeFromPeerAck(key, p, expireAt, append([]byte(nil), groups...), groupsOnly, nil)
 }
 
-// routeFromPeer posts a message from a peer to the loop of key; listed
+// routeFromPeerAck posts a message from a peer to the loop of key; listed
 // are the shared subscriptions this node serves for it (owned by the
-// call).
-func (b *Broker) routeFromPeer(key []byte, p *codec.Publish, expireAt time.Time, listed []byte, groupsOnly bool) error {
-	return b.routeFromPeerAck(key, p, expireAt, listed, groupsOnly, nil)
-}
-
-// routeFromPeerAck is routeFromPeer with the acknowledgement of a message
-// whose node waits for it to be routed (nil: none; peerack.go).
+// call); aw is the acknowledgement of a message whose node waits for it
+// to be routed (nil: none; peerack.go).
 func (b *Broker) routeFromPeerAck(key []byte, p *codec.Publish, expireAt time.Time, listed []byte, groupsOnly bool, aw *ackWait) error {
 	l, m, err := b.peerMessage(key, p, expireAt)
 	if err != nil {

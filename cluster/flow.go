@@ -312,12 +312,12 @@ func (n *Node) onConfirm(msg *nats.Msg) {
 		n.badIn.Add(1)
 		return
 	}
-	node := string(b[2 : 2+int(b[1])])
+	node := b[2 : 2+int(b[1])]
 	stream := binary.BigEndian.Uint64(b[2+int(b[1]):])
 	seq := binary.BigEndian.Uint64(b[10+int(b[1]):])
 	n.peersMu.Lock()
 	var f *flowOut
-	if p := n.peers[node]; p != nil {
+	if p := n.peers[string(node)]; p != nil {
 		f = p.flow
 	}
 	n.peersMu.Unlock()
