@@ -280,7 +280,10 @@ func (n *Node) publish(it outItem) {
 			// (those no other node has stay, for the hold).
 			n.peerUnreachable(it.ix, uint8(i), buf)
 		}
-		f := it.ix.flows[i]
+		var f *flowOut // nil only for an index without flows (none counted)
+		if i < len(it.ix.flows) {
+			f = it.ix.flows[i]
+		}
 		if (n.hold.absent.Load() != 0 || !n.recentlyReachable(it.ix, i)) && n.held(&it, subj) {
 			if it.counted&bit != 0 {
 				f.giveUp(it.ack, it.heldBy&bit != 0) // the hold takes over
@@ -295,7 +298,7 @@ func (n *Node) publish(it outItem) {
 			seq = f.seq
 			binary.BigEndian.PutUint64(buf[2:], f.stream)
 			binary.BigEndian.PutUint64(buf[10:], seq)
-		case flow && f.credit.Load() == 0:
+		case flow && (f == nil || f.credit.Load() == 0):
 			// A node that grants no credit may be an older version,
 			// which reads version 3 only.
 			n.v3 = append(append(n.v3[:0], wireVersion, buf[1]), buf[2+flowFields:]...)

@@ -71,7 +71,7 @@ func (n *Node) sharedInterest(key string, delta int) {
 // which may be large, is shared with the old one. peersMu held.
 func (n *Node) rebuildSharedOnlyLocked() {
 	old := n.remote.Load()
-	ix := &remoteIndex{shard: old.shard, subjects: old.subjects, ids: old.ids, allMask: old.allMask}
+	ix := &remoteIndex{shard: old.shard, subjects: old.subjects, ids: old.ids, flows: old.flows, allMask: old.allMask}
 	n.rebuildSharedLocked(ix, old.ids)
 	n.remote.Store(ix)
 }
