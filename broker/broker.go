@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcutie/mcutie/codec"
 	"github.com/mcutie/mcutie/hooks"
@@ -61,6 +62,8 @@ type Broker struct {
 	dir *clientDir
 	// moves: sessions moved between nodes of a cluster (sessionmove.go).
 	moves moveState
+	// wills: wills replicated in a cluster (willpeers.go).
+	wills willState
 
 	rateLimited bool // a publish rate limit is set: Feed charges every PUBLISH
 
@@ -98,6 +101,7 @@ func New(opts Options) *Broker {
 	if opts.Peers != nil {
 		b.rsync = newRetainedSync(&opts)
 	}
+	b.setupWills()
 	b.dir = newClientDir(opts.Loops)
 	b.delayed = newDelayedQueue(b)
 	b.admit.seed = maphash.MakeSeed()
@@ -205,4 +209,7 @@ func (b *Broker) Shutdown() {
 		}
 	}
 	wg.Wait()
+	// In a cluster the wills these closes made due are published once
+	// the cluster agrees (WillFire): give that a moment.
+	b.waitWills(3 * time.Second)
 }

@@ -59,6 +59,7 @@ func (c *Client) handleConnect(h codec.FixedHeader, body, raw []byte) FeedResult
 		}
 		s.setWill(newMessage(&wp, s, c.l.now), p.WillProps.WillDelay)
 		s.storeWill()
+		s.replicateWill()
 	}
 	// 7. CONNACK, and the connection is the session's.
 	c.sendConnack(p, s, present, assigned, cid, serverKeepAlive)

@@ -215,6 +215,9 @@ func (r *restorer) will(w store.Will) {
 	if s.will.at == 0 {
 		s.will.at = r.now // the connection ended with the broker: the will is due
 	}
+	// In a cluster, the copy kept there decides: another node may have
+	// published it while this one was down (fired once cluster-wide).
+	s.will.rep = r.b.wills.peers != nil
 	s.l.wait(s)
 	r.stats.Wills++
 }

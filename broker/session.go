@@ -67,6 +67,7 @@ type sessionWill struct {
 	m     *Message
 	at    int64  // unix ns when the pending will is due; 0 = not pending
 	delay uint32 // Will Delay Interval, seconds
+	rep   bool   // handed to the cluster (WillPeers): withdrawn when dropped, fired once cluster-wide
 }
 
 // willAt is when the session's pending will is due; 0 = none pending.
@@ -289,6 +290,9 @@ func (s *Session) detach(c *Client, abnormal bool) {
 			s.publishWill()
 		} else {
 			s.will.at = l.now + int64(s.will.delay)*int64(time.Second)
+			if s.will.rep {
+				s.replicateWill() // now pending: a node that fires it for this one knows when
+			}
 		}
 	} else {
 		s.dropWill()
@@ -345,13 +349,22 @@ func (s *Session) end(publishWill bool) {
 	}
 }
 
+// setWill makes m the will of s's connection; replicateWill hands it to
+// the cluster (its copy replaces the one of the will it replaces).
 func (s *Session) setWill(m *Message, delay uint32) {
-	s.dropWill()
+	if s.will != nil {
+		s.will.m.release()
+	}
 	s.will = &sessionWill{m: m, delay: delay}
 }
 
+// dropWill discards s's will without publishing it (and withdraws the
+// cluster's copy, WillPeers).
 func (s *Session) dropWill() {
 	if s.will != nil {
+		if s.will.rep {
+			s.l.b.wills.peers.WillGone(s.id)
+		}
 		s.will.m.release()
 		s.will = nil
 	}
@@ -371,27 +384,14 @@ func (s *Session) publishWill() {
 		return
 	}
 	s.will = nil
-	m := w.m
-	s.l.counters.willsPublished++
 	s.storeWillGone()
-	m.origin = nil // No Local does not apply to a will: the session is gone
-	if m.ExpireAt != 0 {
-		// §3.1.3.2.4: the will's Message Expiry Interval starts when it
-		// is published, not at CONNECT (the message is not shared yet).
-		m.ExpireAt += s.l.now - m.Created
-		m.Created = s.l.now
+	if w.rep {
+		// In a cluster that replicates wills, published once the
+		// cluster says this node is the one (fired once cluster-wide).
+		s.fireReplicated(w)
+		return
 	}
-	l := s.l
-	if l.b.hooks.Has(hooks.Publish) {
-		if m = l.interceptMessage(m, hooks.FromWill, &hooks.Client{ID: s.id}); m == nil {
-			return
-		}
-	}
-	if l.b.hooks.Has(hooks.WillPublished) {
-		l.b.hooks.WillPublished(s.id, l.hookMessage(m.Topic, m.Payload, m.QoS, m.Retain, m.Props, hooks.FromWill, nil))
-	}
-	l.publish(m, nil)
-	m.release()
+	s.l.publishWillMsg(s.id, w.m)
 }
 
 // addSub adds (or replaces) one subscription in s and the router.

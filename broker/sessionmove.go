@@ -281,6 +281,7 @@ func (l *Loop) importSession(id string, moved []byte) (*Session, []store.Op, err
 	if will != nil {
 		if m, err := messageFromStore(&will.Msg); err == nil {
 			s.will = &sessionWill{m: m, at: will.PublishAt}
+			s.replicateWill() // this node's copy now: the old owner withdrew its own
 			ops = append(ops, store.Op{Will: will})
 		}
 	}

@@ -423,4 +423,7 @@ func (n *Node) WriteMetrics(w io.Writer) {
 	if n.o.Ownership {
 		n.writeOwnershipMetrics(w)
 	}
+	if n.wills.on {
+		n.writeWillMetrics(w)
+	}
 }

@@ -397,6 +397,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.peersMu.Unlock()
 	n.hold.leaving.Store(true)
+	n.leaveWills() // the others leave this node's wills to it
 	n.publishInterest(true)
 	if err := n.nc.FlushTimeout(time.Second); err != nil {
 		return err

@@ -90,6 +90,11 @@ type Options struct {
 	// negative: none granted, the other nodes' publishers are not slowed
 	// for this node's subscribers).
 	Credit int
+	// WillAfter is how long a node's liveness must stay unchanged before
+	// the others publish its wills (wills.go; default DefaultWillAfter;
+	// negative: wills are not replicated, a dead node's wills are
+	// published when it restarts). Only with Ownership.
+	WillAfter time.Duration
 }
 
 // Node is this broker's membership in a cluster. It implements
@@ -133,6 +138,7 @@ type Node struct {
 	claims chan string  // client ids connected here, to announce
 	rs     retainedSync // anti-entropy of the retained set (retained.go)
 	own    ownership
+	wills  willsState // wills once cluster-wide (wills.go)
 	// memoryJS: JetStream's directory is a temporary one (no StoreDir)
 	// and the bucket is in memory.
 	memoryJS bool
@@ -226,6 +232,9 @@ func New(o Options) (*Node, error) {
 	if o.Credit == 0 {
 		o.Credit = DefaultCredit
 	}
+	if o.WillAfter == 0 {
+		o.WillAfter = DefaultWillAfter
+	}
 	if o.MaxSessionBytes > 60<<20 {
 		return nil, fmt.Errorf("cluster: --cluster-max-session-bytes %d: at most 60 MiB (a NATS message is at most 64 MiB)", o.MaxSessionBytes)
 	}
@@ -243,6 +252,7 @@ func New(o Options) (*Node, error) {
 	n.own.owned = map[string]uint64{}
 	n.own.seconds = promtext.NewHistogram(promtext.ExponentialBounds(0.0001, 2, 16)...)
 	n.own.reqs = make(chan *claimReq, claimQueue)
+	n.initWills()
 	n.remote.Store(&remoteIndex{shard: router.NewShard[uint8]()})
 	n.matchPool.New = func() any { s := make([]router.Entry[uint8], 0, 16); return &s }
 	n.bufPool.New = func() any { s := make([]byte, 0, 512); return &s }
@@ -411,6 +421,13 @@ func (n *Node) Start(b *broker.Broker) error {
 		go n.keepBucket()
 		for range claimWorkers {
 			go n.claimWorker()
+		}
+		if n.wills.on {
+			n.wg.Add(1 + willShards)
+			go n.keepWills()
+			for i := range n.wills.shards {
+				go n.willWorker(&n.wills.shards[i])
+			}
 		}
 	}
 	n.log.Info("cluster node started", "listen", n.o.Listen, "join", n.o.Join)

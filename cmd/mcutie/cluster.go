@@ -39,6 +39,7 @@ type clusterConfig struct {
 	claimTimeout    time.Duration
 	moveTimeout     time.Duration
 	maxSessionBytes int
+	willAfter       time.Duration
 
 	node *cluster.Node
 }
@@ -58,6 +59,7 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.DurationVar(&c.claimTimeout, "cluster-claim-timeout", 3*time.Second, "longest a CONNECT waits to claim its client id cluster-wide; then it is refused with 0x88 Server unavailable (mcutie_cluster_claims_refused_total)")
 	fs.DurationVar(&c.moveTimeout, "cluster-move-timeout", 2*time.Second, "longest a CONNECT waits for its session from the node that had it; then the client starts clean (mcutie_cluster_session_moves_failed_total)")
 	fs.IntVar(&c.maxSessionBytes, "cluster-max-session-bytes", 8<<20, "largest session (subscriptions and queued messages, encoded) moved to another node; a larger one is discarded (mcutie_cluster_session_moves_refused_total); at most 60 MiB")
+	fs.DurationVar(&c.willAfter, "cluster-will-after", cluster.DefaultWillAfter, "with --cluster-sessions: how long a node must be unheard (its liveness in the cluster's KV unchanged) before the others publish the wills of its clients, once, at their due time; a graceful leave is never such a loss; 0: wills are not replicated (a dead node's wills are published when it restarts) (docs/clustering.md)")
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
 	fs.IntVar(&c.credit, "cluster-credit", cluster.DefaultCredit, "QoS 1/2 messages each other node may have on their way here, or waiting for a subscriber here far behind, before its publishers' PUBACK/PUBREC wait for this node (back-pressure across nodes; at most a quarter of --max-queued-messages; 0: none, their publishers are not slowed and this node may drop at full session queues; docs/clustering.md)")
 	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
@@ -98,6 +100,13 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	if credit == 0 {
 		credit = -1 // cluster.Options: negative is none, 0 the default
 	}
+	if c.willAfter < 0 {
+		return fmt.Errorf("--cluster-will-after must be >= 0")
+	}
+	willAfter := c.willAfter
+	if willAfter == 0 {
+		willAfter = -1 // cluster.Options: negative is off, 0 the default
+	}
 	if c.hold < 0 || c.holdQueue <= 0 || c.holdBytes <= 0 {
 		return fmt.Errorf("--cluster-hold must be >= 0, --cluster-hold-queue and --cluster-hold-bytes > 0")
 	}
@@ -115,7 +124,8 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	}
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
 		Secret: secret, QueueSize: c.queue, Credit: credit, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log,
-		Ownership: c.sessions, StoreDir: storeDir, Replicas: c.replicas, ClaimTimeout: c.claimTimeout, MoveTimeout: c.moveTimeout, MaxSessionBytes: c.maxSessionBytes})
+		Ownership: c.sessions, StoreDir: storeDir, Replicas: c.replicas, ClaimTimeout: c.claimTimeout, MoveTimeout: c.moveTimeout, MaxSessionBytes: c.maxSessionBytes,
+		WillAfter: willAfter})
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ var helpGroups = []struct {
 		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue", "cluster-credit",
 		"cluster-hold", "cluster-hold-queue", "cluster-hold-bytes", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca",
 		"cluster-retained-tombstone-ttl", "cluster-retained-tombstones",
-		"cluster-sessions", "cluster-replicas", "cluster-claim-timeout", "cluster-move-timeout", "cluster-max-session-bytes",
+		"cluster-sessions", "cluster-replicas", "cluster-claim-timeout", "cluster-move-timeout", "cluster-max-session-bytes", "cluster-will-after",
 	}},
 	{"Tuning", []string{
 		"loops", "read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer",
