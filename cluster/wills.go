@@ -64,6 +64,11 @@ const (
 	willGrace = 2 * time.Second
 	// willTimeout bounds one KV call of the wills.
 	willTimeout = 2 * time.Second
+	// willEndSlack is how long after its last liveness write a lost node
+	// is taken to have ended (its connections with it): the writes are
+	// willBeat apart, checked every willBeat/2, so a delayed will is not
+	// published before its delay has passed since the node died.
+	willEndSlack = willBeat + willBeat/2
 )
 
 // willOpKind is what a worker does for one client id.
@@ -134,6 +139,7 @@ type willsState struct {
 	}
 
 	replicated, failed, fired, firedLost, skipped atomic.Uint64
+	held                                          atomic.Int64 // copies of this node's wills in the bucket
 }
 
 // initWills sets the wills' state up (New).
@@ -261,6 +267,40 @@ func (n *Node) willKV() (jetstream.KeyValue, bool) {
 	}
 }
 
+// setEntry records id's entry (worker only), counting the copies held.
+func (n *Node) setEntry(sh *willShard, id string, e *willEntry) {
+	if old := sh.entries[id]; old != nil && old.rev != 0 {
+		n.wills.held.Add(-1)
+	}
+	if e.rev != 0 {
+		n.wills.held.Add(1)
+	}
+	sh.entries[id] = e
+}
+
+// takeEntry removes and returns id's entry (worker only).
+func (n *Node) takeEntry(sh *willShard, id string) *willEntry {
+	e := sh.entries[id]
+	if e != nil {
+		delete(sh.entries, id)
+		if e.rev != 0 {
+			n.wills.held.Add(-1)
+		}
+	}
+	return e
+}
+
+// willsReady waits until this node's old copies were read (false:
+// stopping).
+func (n *Node) willsReady() (jetstream.KeyValue, bool) {
+	select {
+	case <-n.wills.ready:
+		return *n.wills.kv.Load(), true
+	case <-n.stop:
+		return nil, false
+	}
+}
+
 func (n *Node) applyWillOp(sh *willShard, op willOp) {
 	kv, ok := n.willKV()
 	if !ok {
@@ -276,7 +316,7 @@ func (n *Node) applyWillOp(sh *willShard, op willOp) {
 		delete(sh.overflow, op.id)
 		sh.mu.Unlock()
 		if kv == nil {
-			sh.entries[op.id] = &willEntry{local: true}
+			n.setEntry(sh, op.id, &willEntry{local: true})
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), willTimeout)
@@ -284,14 +324,13 @@ func (n *Node) applyWillOp(sh *willShard, op willOp) {
 		cancel()
 		if err != nil {
 			n.wills.failed.Add(1)
-			sh.entries[op.id] = &willEntry{local: true}
+			n.setEntry(sh, op.id, &willEntry{local: true})
 			return
 		}
 		n.wills.replicated.Add(1)
-		sh.entries[op.id] = &willEntry{rev: rev}
+		n.setEntry(sh, op.id, &willEntry{rev: rev})
 	case willGone:
-		e := sh.entries[op.id]
-		delete(sh.entries, op.id)
+		e := n.takeEntry(sh, op.id)
 		if kv == nil || e == nil {
 			return
 		}
@@ -305,12 +344,20 @@ func (n *Node) applyWillOp(sh *willShard, op willOp) {
 		}
 		cancel()
 	case willFire:
-		e := sh.entries[op.id]
-		delete(sh.entries, op.id)
+		e := n.takeEntry(sh, op.id)
 		sh.mu.Lock()
 		over := sh.overflow[op.id]
 		delete(sh.overflow, op.id)
 		sh.mu.Unlock()
+		if kv == nil && e == nil && !over {
+			// A restored will, this node alone: whether another node
+			// published it while this one was down only the bucket
+			// knows, so it waits for it (for the cluster to be back).
+			if kv, ok = n.willsReady(); !ok {
+				op.fire(false)
+				return
+			}
+		}
 		switch {
 		case over || e != nil && e.local:
 			if kv == nil {
@@ -350,7 +397,7 @@ func (n *Node) applyWillOp(sh *willShard, op willOp) {
 		if err == nil && has {
 			// A session restored with its will: published by the broker
 			// when due, if this copy is still there then.
-			sh.entries[op.id] = &willEntry{rev: lw.rev}
+			n.setEntry(sh, op.id, &willEntry{rev: lw.rev})
 			return
 		}
 		// Its session ended with this node's previous run: published
@@ -610,7 +657,7 @@ func (n *Node) adoptOwn(kv jetstream.KeyValue) bool {
 		if lw.epoch == n.epoch {
 			continue // written in this run
 		}
-		lw.due = willDue(&lw.rec, prev)
+		lw.due = willDue(&lw.rec, prev.Add(willEndSlack))
 		sh := n.willShard(lw.client)
 		select {
 		case sh.ops <- willOp{kind: willAdopt, id: lw.client, left: lw}:
@@ -673,7 +720,7 @@ func (n *Node) findLost(kv jetstream.KeyValue, quorumSince time.Time) {
 			continue
 		}
 		ls.mu.Lock()
-		end := ls.nodes[id]
+		end := ls.nodes[id].Add(willEndSlack)
 		for _, lw := range ws {
 			lw.due = willDue(&lw.rec, end)
 			ls.pending[lw.key] = lw
@@ -894,6 +941,7 @@ var (
 	metricWillsFired    = promtext.Counter("mcutie_cluster_wills_fired_total", "Wills this node published after winning their copy (its own, and those of lost nodes).")
 	metricWillsFiredFor = promtext.Counter("mcutie_cluster_wills_fired_for_lost_total", "Wills this node published for a lost node (or for its own previous run, whose sessions ended with it).")
 	metricWillsSkipped  = promtext.Counter("mcutie_cluster_wills_not_fired_total", "Wills due here not published because another node already had (their copy was gone).")
+	metricWillsHeld     = promtext.Gauge("mcutie_cluster_wills", "Wills of this node's sessions with a copy in the cluster's wills bucket (another node publishes them should this one be lost).")
 	metricLostNodes     = promtext.Gauge("mcutie_cluster_lost_nodes", "Nodes whose liveness has not changed for --cluster-will-after: their wills are published by the others.")
 )
 
@@ -904,6 +952,7 @@ func (n *Node) writeWillMetrics(w io.Writer) {
 	metricWillsFired.Write(w, ws.fired.Load())
 	metricWillsFiredFor.Write(w, ws.firedLost.Load())
 	metricWillsSkipped.Write(w, ws.skipped.Load())
+	metricWillsHeld.Write(w, uint64(max(ws.held.Load(), 0)))
 	ws.lost.mu.Lock()
 	lost := len(ws.lost.nodes)
 	ws.lost.mu.Unlock()

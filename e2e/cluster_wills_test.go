@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// willNode is one mcutie process of TestClusterWills*: its data dir,
+// ports and flags, so that it can be started again on the same store.
+type willNode struct {
+	*durProc
+	bin     string // a copy of the binary of its own (restarted from it)
+	dir     string
+	port    int
+	metrics string
+	args    []string
+}
+
+// willAfter is --cluster-will-after in these tests: short, so that the
+// tests are short; the liveness is written every second.
+const willAfter = "3s"
+
+// startWillCluster starts three processes with session ownership and
+// will replication (--cluster-sessions, --cluster-will-after) and waits
+// until each can claim client ids (a quorum).
+func startWillCluster(t *testing.T) []*willNode {
+	t.Helper()
+	// Our own copy of the binary: the shared one under /tmp was seen
+	// removed under a running test by other runs on the same machine.
+	bin := filepath.Join(t.TempDir(), "mcutie")
+	raw, err := os.ReadFile(durBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*willNode
+	seed := ""
+	for i := range 3 {
+		// A port picked free may be taken by the time the process binds
+		// it (the embedded NATS server's own port is the kernel's
+		// pick): start again on other ports then.
+		for attempt := 1; ; attempt++ {
+			cport := freePort(t)
+			args := []string{"--node-id", fmt.Sprintf("w%d", i), "--cluster-sessions", "--cluster-will-after", willAfter}
+			if seed != "" {
+				args = append(args, "--cluster-join", seed)
+			}
+			mport := freePort(t)
+			args = append(args, "--cluster-listen", fmt.Sprintf("127.0.0.1:%d", cport), "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", mport))
+			wn := &willNode{bin: bin, dir: t.TempDir(), port: freePort(t), metrics: fmt.Sprintf("127.0.0.1:%d", mport), args: args}
+			wn.run(t)
+			select {
+			case <-wn.started:
+			case <-wn.exited:
+				if attempt < 3 {
+					continue
+				}
+				t.Fatalf("node %d exited during start-up:\n%s", i, wn.log())
+			case <-time.After(30 * time.Second):
+				t.Fatalf("node %d not started within 30 s:\n%s", i, wn.log())
+			}
+			if seed == "" {
+				seed = fmt.Sprintf("127.0.0.1:%d", cport)
+			}
+			nodes = append(nodes, wn)
+			break
+		}
+	}
+	for _, wn := range nodes {
+		wn.waitMetric(t, "mcutie_cluster_owners_ready", func(v float64) bool { return v == 1 })
+	}
+	return nodes
+}
+
+// restart starts the node again on its data dir, ports and flags.
+func (wn *willNode) restart(t *testing.T) {
+	t.Helper()
+	wn.run(t)
+	wn.waitStarted(t, 30*time.Second)
+}
+
+// run starts the process (durRun's flags, from the node's binary).
+func (wn *willNode) run(t *testing.T) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", wn.port)
+	args := append([]string{"--store", "badger", "--data-dir", wn.dir, "--listen", "tcp://" + addr, "--loops", "2"}, wn.args...)
+	wn.durProc = durSpawn(t, exec.Command(wn.bin, args...), addr)
+}
+
+// waitMetric waits (30 s at most: JetStream elections under -race on a
+// loaded machine) until the node's metric satisfies ok.
+func (wn *willNode) waitMetric(t *testing.T, name string, ok func(float64) bool) float64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v := scrapeMetric(wn.metrics, name)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s on %s = %v after 30 s\n%s", name, wn.Addr, v, wn.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// crossProbe publishes probes from a client on from until every sub got
+// one (the nodes know each other's interest), then drains them.
+func crossProbe(t *testing.T, from string, subs ...*v5Paho) {
+	t.Helper()
+	pub, _ := v5Connect(t, from, &paho.Connect{ClientID: "probe-" + strconv.FormatInt(time.Now().UnixNano(), 36), CleanStart: true, KeepAlive: 30})
+	deadline := time.Now().Add(20 * time.Second)
+	got := make([]bool, len(subs))
+	for left := len(subs); left > 0; {
+		pub.publish(t, &paho.Publish{Topic: "wills/probe", QoS: 1, Payload: []byte("probe")})
+		time.Sleep(200 * time.Millisecond)
+		for i, s := range subs {
+			select {
+			case <-s.msgs:
+				if !got[i] {
+					got[i] = true
+					left--
+				}
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("probes did not reach every node within 20 s")
+		}
+	}
+	_ = pub.Disconnect(&paho.Disconnect{})
+	for _, s := range subs {
+		for drained := false; !drained; {
+			select {
+			case p := <-s.msgs:
+				if string(p.Topic) != "wills/probe" {
+					t.Fatalf("unexpected %q before the test", p.Topic)
+				}
+			case <-time.After(v5Quiet):
+				drained = true
+			}
+		}
+	}
+}
+
+// willsSeen collects the wills a subscriber gets until want distinct
+// topics arrived, counting each topic, and records when each arrived.
+func willsSeen(t *testing.T, s *v5Paho, want int) (map[string]*paho.Publish, map[string]int, map[string]time.Time) {
+	t.Helper()
+	got, count, at := map[string]*paho.Publish{}, map[string]int{}, map[string]time.Time{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < want {
+		select {
+		case p := <-s.msgs:
+			if p.Topic == "wills/probe" {
+				continue
+			}
+			count[p.Topic]++
+			if got[p.Topic] == nil {
+				got[p.Topic], at[p.Topic] = p, time.Now()
+			}
+		case <-deadline:
+			t.Fatalf("got wills %v within 30 s, want %d distinct", count, want)
+		}
+	}
+	return got, count, at
+}
+
+// TestClusterWillsOfKilledNode: clients with wills on node A — MQTT 5
+// (paho.golang, v5 properties on the will), 3.1.1 (paho.mqtt.golang), and
+// MQTT 5 with a Will Delay Interval — and one that disconnects normally
+// first; A is killed with kill -9. The subscribers on B and C get each
+// will exactly once, with its properties [MQTT-3.1.2-8], the delayed one
+// not before its delay [MQTT-3.1.3-9], the normally disconnected
+// client's never [MQTT-3.1.2-10]; one surviving node publishes each
+// (counted). A then restarts on the same store, restores the persistent
+// sessions with their wills, and publishes none of them again: their
+// copies are gone from the cluster.
+func TestClusterWillsOfKilledNode(t *testing.T) {
+	nodes := startWillCluster(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "ws-b", CleanStart: true, KeepAlive: 30})
+	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "ws-c", CleanStart: true, KeepAlive: 30})
+	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	crossProbe(t, a.Addr, subB, subC)
+	crossProbe(t, b.Addr, subB, subC)
+	crossProbe(t, c.Addr, subB, subC)
+
+	const delay = 6 // seconds
+	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-v5", CleanStart: true, KeepAlive: 30,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
+		WillMessage:    &paho.WillMessage{Topic: "wills/v5", Payload: []byte("v5 gone"), QoS: 1},
+		WillProperties: &paho.WillProperties{User: paho.UserProperties{{Key: "why", Value: "killed"}}}})
+	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-delay", CleanStart: true, KeepAlive: 30,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
+		WillMessage:    &paho.WillMessage{Topic: "wills/delay", Payload: []byte("late"), QoS: 1},
+		WillProperties: &paho.WillProperties{WillDelayInterval: v5U32(delay)}})
+	v3Paho(t, a.Addr, "will-v3", false, nil, func(o *mqtt.ClientOptions) { o.SetWill("wills/v3", "v3 gone", 1, false) })
+	bye, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-bye", CleanStart: true, KeepAlive: 30,
+		WillMessage: &paho.WillMessage{Topic: "wills/bye", Payload: []byte("must not"), QoS: 1}})
+	// Each will is in the cluster's bucket before A dies.
+	a.waitMetric(t, "mcutie_cluster_wills_replicated_total", func(v float64) bool { return v >= 4 })
+	if err := bye.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
+		t.Fatal(err)
+	}
+	// The normal DISCONNECT withdrew its copy: three left.
+	a.waitMetric(t, "mcutie_cluster_wills", func(v float64) bool { return v == 3 })
+
+	killed := time.Now()
+	a.kill(t)
+	for _, s := range []*v5Paho{subB, subC} {
+		got, count, at := willsSeen(t, s, 3)
+		t.Logf("wills received: %v", count)
+		for _, topic := range []string{"wills/v5", "wills/v3", "wills/delay"} {
+			if got[topic] == nil || count[topic] != 1 {
+				t.Fatalf("wills %v, want wills/v5, wills/v3 and wills/delay once each", count)
+			}
+		}
+		p := got["wills/v5"]
+		if string(p.Payload) != "v5 gone" || p.QoS != 1 || p.Properties == nil || p.Properties.User.Get("why") != "killed" {
+			t.Errorf("the v5 will arrived as %q QoS %d %+v, want its payload, QoS and properties [MQTT-3.3.2-17/-20]", p.Payload, p.QoS, p.Properties)
+		}
+		// Its delay is counted from when A was last seen alive plus the
+		// time between two of its liveness writes (1.5 s); a write's own
+		// latency (well under 1 s) is the tolerance.
+		if early := at["wills/delay"].Sub(killed); early < delay*time.Second-time.Second {
+			t.Errorf("the delayed will arrived %v after the kill, before its %d s delay [MQTT-3.1.3-9]", early, delay)
+		}
+	}
+	fired := 0.0
+	for _, n := range []*willNode{b, c} {
+		fired += n.waitMetric(t, "mcutie_cluster_wills_fired_for_lost_total", func(v float64) bool { return v >= 0 })
+	}
+	if fired != 3 {
+		t.Errorf("B and C published %v wills for A, want 3 between them", fired)
+	}
+
+	// A comes back on its store: its three persistent sessions come back
+	// with their wills, which the cluster says were published already.
+	a.restart(t)
+	a.waitMetric(t, "mcutie_cluster_wills_not_fired_total", func(v float64) bool { return v >= 3 })
+	subB.quiet(t)
+	subC.quiet(t)
+	if v := scrapeMetric(a.metrics, "mcutie_cluster_wills_fired_total"); v != 0 {
+		t.Errorf("A published %v wills after it restarted, want 0", v)
+	}
+	t.Logf("wills of the killed node: %d s delay honoured; A restarted, published none again", delay)
+}
