@@ -26,11 +26,11 @@ type clusterNode struct {
 // startCluster runs n brokers joined through their embedded NATS servers
 // on loopback, each seeded with the first, and waits until every node has
 // heard from every other.
-func startCluster(t testing.TB, n int) []*clusterNode {
+func startCluster(t testing.TB, n int, mods ...func(*cluster.Options)) []*clusterNode {
 	t.Helper()
-	nodes := []*clusterNode{addClusterNode(t, 0, "")}
+	nodes := []*clusterNode{addClusterNode(t, 0, "", mods...)}
 	for i := 1; i < n; i++ {
-		nodes = append(nodes, addClusterNode(t, i, nodes[0].node.ClusterAddr()))
+		nodes = append(nodes, addClusterNode(t, i, nodes[0].node.ClusterAddr(), mods...))
 	}
 	waitKnown(t, nodes)
 	waitOwnersReady(t, nodes)
@@ -39,15 +39,20 @@ func startCluster(t testing.TB, n int) []*clusterNode {
 
 // addClusterNode starts node i of a cluster, joining seed (empty: the
 // first node). Every node's routes listen on a port the kernel picks.
-func addClusterNode(t testing.TB, i int, seed string) *clusterNode {
+// mods adjust the node's options.
+func addClusterNode(t testing.TB, i int, seed string, mods ...func(*cluster.Options)) *clusterNode {
 	t.Helper()
 	id := fmt.Sprintf("n%d", i)
 	var join []string
 	if seed != "" {
 		join = []string{seed}
 	}
-	cn, err := cluster.New(cluster.Options{NodeID: id, Listen: "127.0.0.1:0", Join: join, Ownership: true,
-		HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := cluster.Options{NodeID: id, Listen: "127.0.0.1:0", Join: join, Ownership: true,
+		HeartbeatInterval: 200 * time.Millisecond, PeerTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, m := range mods {
+		m(&o)
+	}
+	cn, err := cluster.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +227,7 @@ func TestClusterOptionsRefused(t *testing.T) {
 }
 
 // metricValue reads one unlabelled metric from n's metrics.
-func metricValue(t *testing.T, n *cluster.Node, name string) float64 {
+func metricValue(t testing.TB, n *cluster.Node, name string) float64 {
 	t.Helper()
 	var buf bytes.Buffer
 	n.WriteMetrics(&buf)
