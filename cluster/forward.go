@@ -246,12 +246,16 @@ func decodeAny(b []byte, p *codec.Publish) (h wireHead, err error) {
 // the queue is empty.
 func (n *Node) send() {
 	defer n.wg.Done()
+	tick := time.NewTicker(n.o.HeartbeatInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case it := <-n.queue:
 			n.publish(it)
 		case ev := <-n.holdEv:
 			n.onHoldEvent(ev)
+		case <-tick.C:
+			n.holdTick()
 		case <-n.stop:
 			for {
 				select {
@@ -326,11 +330,18 @@ func (n *Node) publish(it outItem) {
 // onMessage routes a message another node forwarded to this one. NATS
 // calls it on one goroutine per subscription, so rxListed is its own.
 func (n *Node) onMessage(msg *nats.Msg) {
-	if n.onLeaveAck(msg.Data) {
+	data := msg.Data
+	if n.onLeaveAck(data) {
 		return
 	}
+	if inner, ok := n.onHeldControl(data); ok {
+		if inner == nil {
+			return
+		}
+		data = inner // a held message, not delivered yet (holdack.go)
+	}
 	var p codec.Publish
-	h, err := decodeAny(msg.Data, &p)
+	h, err := decodeAny(data, &p)
 	if err != nil {
 		n.badIn.Add(1)
 		n.log.Warn("cluster: dropped a malformed message from a peer", "err", err)

@@ -48,6 +48,7 @@ const (
 	evHold    holdEventKind = iota // start holding (and, with ack, answer a Leave)
 	evRelease                      // the node is back: send what is held, then live
 	evForget                       // Hold passed: drop what is held
+	evAcked                        // the node answered a probe or acknowledged a release (holdack.go)
 )
 
 type holdEvent struct {
@@ -56,6 +57,10 @@ type holdEvent struct {
 	why           string
 	durable       []string
 	ack           bool
+	// evRelease: the node acknowledges what it is sent (holdack.go);
+	// evAcked: the sequence it acknowledged.
+	acks bool
+	seq  uint64
 }
 
 // hold is one absent node's queue. Sender goroutine only.
@@ -64,9 +69,15 @@ type hold struct {
 	since     time.Time
 	durable   *router.Shard[uint8] // its durable filters
 	msgs      [][]byte             // FIFO from head
+	seqs      []uint64             // msgs[i]'s release sequence (holdack.go)
 	head      int
 	bytes     int
 	dropped   uint64 // this episode
+	// probe: the node was heard again and this node asked it to answer
+	// (holdack.go); the messages go once the answer comes back. 0: not
+	// asked yet. probeAt: when it asked last.
+	probe   uint64
+	probeAt time.Time
 }
 
 func newHold(node, why string, durable []string) *hold {
@@ -79,7 +90,11 @@ func newHold(node, why string, durable []string) *hold {
 
 // holdState is the Node's part of the hold.
 type holdState struct {
-	holds   map[string]*hold // by the node's message subject; sender only
+	holds map[string]*hold // by the node's message subject; sender only
+	// unacked: held messages sent to a node that came back, kept until
+	// it acknowledges them (holdack.go); by subject, sender only.
+	unacked map[string]*released
+	seq     uint64 // the last release sequence given; sender only
 	matches []router.Entry[uint8]
 
 	acks      chan string   // node ids that answered Leave
@@ -89,7 +104,7 @@ type holdState struct {
 	heldMsgs  atomic.Int64 // held now, every absent node
 	heldBytes atomic.Int64
 
-	heldTotal, releasedTotal, drops atomic.Uint64
+	heldTotal, releasedTotal, drops, resent atomic.Uint64
 }
 
 // DurableInterest implements broker.DurablePeers: a session that
@@ -147,6 +162,7 @@ func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, s
 	if a.Epoch != 0 {
 		p.epoch = a.Epoch
 	}
+	p.heldAcks = a.HeldAcks
 	if a.Full {
 		p.durable = a.Durable
 	}
@@ -169,7 +185,7 @@ func (n *Node) heardLocked(id string, p *peer, a *announcement) (ev holdEvent, s
 		p.away, p.awayWhy = time.Time{}, ""
 		// Back: it gets what is retained as a node that joins does
 		// (what changed while it was away).
-		return holdEvent{kind: evRelease, node: id, subject: p.subject}, true, true, true
+		return holdEvent{kind: evRelease, node: id, subject: p.subject, acks: p.heldAcks}, true, true, true
 	}
 	return holdEvent{}, false, false, rejoined
 }
@@ -210,9 +226,13 @@ func (n *Node) onHoldEvent(ev holdEvent) {
 	hs := &n.hold
 	switch ev.kind {
 	case evHold:
-		if n.holdEnabled() && ev.why != "" && hs.holds[ev.subject] == nil {
-			hs.holds[ev.subject] = newHold(ev.node, ev.why, ev.durable)
-			hs.absent.Add(1)
+		if n.holdEnabled() && ev.why != "" {
+			if h := hs.holds[ev.subject]; h != nil {
+				h.probe = 0 // away again before it answered: wait to hear it again
+			} else {
+				hs.holds[ev.subject] = n.newHoldFor(ev.node, ev.subject, ev.why, ev.durable)
+				hs.absent.Add(1)
+			}
 		}
 		if ev.ack {
 			// After the hold is in place: whatever this goroutine sent
@@ -226,24 +246,24 @@ func (n *Node) onHoldEvent(ev holdEvent) {
 	case evRelease:
 		h := hs.holds[ev.subject]
 		if h == nil {
+			if ev.acks {
+				n.retainedBack(ev.node) // nothing held: no round trip to wait for
+			}
 			return
 		}
-		delete(hs.holds, ev.subject)
-		hs.absent.Add(-1)
-		sent := 0
-		for _, b := range h.msgs[h.head:] {
-			if err := n.nc.Publish(ev.subject, b); err != nil {
-				n.dropped.Add(1)
-			} else {
-				n.sent.Add(1)
-				sent++
-			}
-			hs.heldMsgs.Add(-1)
-			hs.heldBytes.Add(-int64(len(b)))
+		if ev.acks {
+			// Heard again is not yet "its route carries messages":
+			// ask it to answer first (holdack.go).
+			n.probeHeld(ev.subject, h)
+			return
 		}
-		hs.releasedTotal.Add(uint64(sent))
-		n.log.Info("cluster: held messages sent to a node that came back", "peer", ev.node, "messages", sent, "dropped_while_away", h.dropped)
+		n.release(ev.subject, h, false) // a node that does not acknowledge (an older build)
+	case evAcked:
+		n.onHeldAck(ev)
 	case evForget:
+		if r := hs.unacked[ev.subject]; r != nil {
+			n.dropReleased(ev.subject, r) // delivered or not, no one to ask any more
+		}
 		h := hs.holds[ev.subject]
 		if h == nil {
 			return
@@ -316,11 +336,13 @@ func (n *Node) held(it *outItem, subject string) bool {
 	var p codec.Publish
 	h0, err := decodeAny(*it.buf, &p)
 	if err != nil || h0.kind != kindLive && h0.kind != kindShared || p.QoS == 0 {
-		return true // QoS 0 is at most once: not held
+		// QoS 0 is at most once: not held; sent once the node was heard
+		// again (h.probe), as a message for a clean session is.
+		return h.probe == 0
 	}
 	hs.matches = h.durable.Match(p.Topic, hs.matches[:0])
 	if len(hs.matches) == 0 {
-		return true // for sessions that end with their connection
+		return h.probe == 0 // for sessions that end with their connection
 	}
 	if len(h.msgs)-h.head >= n.o.HoldMessages || h.bytes+len(*it.buf) > n.o.HoldBytes {
 		if h.dropped == 0 {
@@ -333,9 +355,12 @@ func (n *Node) held(it *outItem, subject string) bool {
 	}
 	if h.head > 0 && h.head >= len(h.msgs)/2 {
 		h.msgs = append(h.msgs[:0], h.msgs[h.head:]...)
+		h.seqs = append(h.seqs[:0], h.seqs[h.head:]...)
 		h.head = 0
 	}
+	hs.seq++
 	h.msgs = append(h.msgs, append([]byte(nil), *it.buf...))
+	h.seqs = append(h.seqs, hs.seq)
 	h.bytes += len(*it.buf)
 	hs.heldMsgs.Add(1)
 	hs.heldBytes.Add(int64(len(*it.buf)))
@@ -359,8 +384,9 @@ func (n *Node) startHoldHere(subject string) *hold {
 		n.log.Warn("cluster: no route to node; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
 	}
 	n.flowGivenUp.Add(uint64(p.flow.fail(false)))
-	h := newHold(id, p.awayWhy, p.durable)
+	why, durable := p.awayWhy, p.durable
 	n.peersMu.Unlock()
+	h := n.newHoldFor(id, subject, why, durable)
 	n.hold.holds[subject] = h
 	n.hold.absent.Add(1)
 	return h
@@ -424,7 +450,8 @@ var (
 	metricHeld        = promtext.Gauge("mcutie_cluster_held_messages", "Messages held for absent nodes' persistent sessions.")
 	metricHeldBytes   = promtext.Gauge("mcutie_cluster_held_bytes", "Bytes of the messages held for absent nodes.")
 	metricHeldTotal   = promtext.Counter("mcutie_cluster_held_messages_total", "Messages held for an absent node.")
-	metricReleased    = promtext.Counter("mcutie_cluster_released_messages_total", "Held messages sent to a node that came back.")
+	metricReleased    = promtext.Counter("mcutie_cluster_released_messages_total", "Held messages sent to a node that came back (and acknowledged by it, when it acknowledges).")
+	metricHeldResent  = promtext.Counter("mcutie_cluster_held_resent_messages_total", "Held messages sent again to a node that came back because it did not acknowledge them in time (the route that carried them went; the node drops copies it already has).")
 	metricHoldDropped = promtext.Counter("mcutie_cluster_hold_dropped_messages_total", "Messages for an absent node's persistent sessions dropped: its hold queue was full (--cluster-hold-queue, --cluster-hold-bytes) or it stayed away longer than --cluster-hold.")
 )
 
@@ -435,6 +462,7 @@ func (n *Node) writeHoldMetrics(w io.Writer) {
 	metricHeldBytes.Write(w, uint64(max(hs.heldBytes.Load(), 0)))
 	metricHeldTotal.Write(w, hs.heldTotal.Load())
 	metricReleased.Write(w, hs.releasedTotal.Load())
+	metricHeldResent.Write(w, hs.resent.Load())
 	metricHoldDropped.Write(w, hs.drops.Load())
 }
 

@@ -74,6 +74,9 @@ type announcement struct {
 	Epoch   int64    `json:"epoch,omitempty"`
 	Durable []string `json:"durable,omitempty"`
 	Leaving bool     `json:"leaving,omitempty"`
+	// HeldAcks: it answers kindHeldAsk and drops held messages sent
+	// twice (holdack.go).
+	HeldAcks bool `json:"hacks,omitempty"`
 	// Groups are the shared subscriptions and their members here.
 	Groups []groupCount `json:"groups,omitempty"`
 	// RetainedSum is its retained set's checksum (retained.go).
@@ -119,7 +122,7 @@ func (n *Node) announce() {
 func (n *Node) publishInterest(full bool) {
 	li := &n.local
 	li.mu.Lock()
-	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load(),
+	a := announcement{Node: n.o.NodeID, Version: li.version, Full: full, Epoch: n.epoch, Leaving: n.hold.leaving.Load(), HeldAcks: true,
 		RetainedSum: n.b.RetainedSyncStats().Sum, Credit: n.grantedCredit()}
 	if full {
 		a.Filters = make([]string, 0, len(li.counts))
@@ -158,10 +161,11 @@ type peer struct {
 	subject string
 	// hold.go: its run, its durable filters, and since when it is away
 	// (zero: it is not) and why.
-	epoch   int64
-	durable []string
-	away    time.Time
-	awayWhy string
+	epoch    int64
+	durable  []string
+	away     time.Time
+	awayWhy  string
+	heldAcks bool // it acknowledges released holds (holdack.go)
 	// flow: this node's messages to it that wait for its confirmation
 	// (flow.go); one per run of it.
 	flow *flowOut
@@ -224,7 +228,12 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		n.sendHoldEvents([]holdEvent{ev})
 	}
 	if !a.Leaving {
-		n.retainedHeard(&a, joined || rejoined) // anti-entropy of the retained set (retained.go)
+		// Anti-entropy of the retained set (retained.go). A node back
+		// from away that acknowledges gets the digest once a round trip
+		// shows the route carries messages (holdack.go): sent now, it
+		// could go down a route NATS is about to close.
+		back := sendEv && ev.kind == evRelease && ev.acks
+		n.retainedHeard(&a, (joined || rejoined) && !back)
 	}
 	if ask && !a.Leaving {
 		// Our copy is stale or missing: ask for the whole set (it is

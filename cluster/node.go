@@ -134,6 +134,9 @@ type Node struct {
 	rxListed []byte
 	// v3 is the sender's scratch for a version 3 copy (flow.go).
 	v3 []byte
+	// rxHeld: by node, the last held message's sequence delivered from
+	// it (holdack.go); onMessage's.
+	rxHeld map[string]uint64
 
 	claims chan string  // client ids connected here, to announce
 	rs     retainedSync // anti-entropy of the retained set (retained.go)
@@ -246,8 +249,11 @@ func New(o Options) (*Node, error) {
 	n.flowIns = map[string]*flowIn{}
 	n.confirmWake = make(chan struct{}, 1)
 	n.hold.holds = map[string]*hold{}
+	n.hold.unacked = map[string]*released{}
+	n.rxHeld = map[string]uint64{}
 	n.hold.acks = make(chan string, maxPeers)
 	n.epoch = time.Now().UnixNano()
+	n.hold.seq = uint64(n.epoch) // increasing across runs (holdack.go)
 	n.local.groups = map[string]*localGroup{}
 	n.own.owned = map[string]uint64{}
 	n.own.seconds = promtext.NewHistogram(promtext.ExponentialBounds(0.0001, 2, 16)...)

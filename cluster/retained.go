@@ -139,6 +139,22 @@ func (n *Node) retainedHeard(a *announcement, isNew bool) {
 	}
 }
 
+// retainedBack sends node the digest now: it is back from away and a
+// round trip showed that the route carries messages (holdack.go).
+func (n *Node) retainedBack(node string) {
+	rs := &n.rs
+	rs.mu.Lock()
+	p := rs.peers[node]
+	if p == nil {
+		p = &rsPeer{}
+		rs.peers[node] = p
+	}
+	p.differSince, p.lastSync = time.Time{}, time.Now()
+	rs.mu.Unlock()
+	n.wg.Add(1)
+	go n.sendDigest(node)
+}
+
 // forgetRetainedPeer drops what the anti-entropy knows of a node that
 // went silent, so it syncs again when heard.
 func (n *Node) forgetRetainedPeer(id string) {

@@ -38,7 +38,7 @@ const (
 // startPartCluster runs one mcutie per node of lab, every one seeded
 // with all three cluster addresses, and waits until each is ready and
 // knows the others.
-func startPartCluster(t *testing.T, lab *netLab) []*partNode {
+func startPartCluster(t *testing.T, lab *netLab, extra ...string) []*partNode {
 	t.Helper()
 	bin := durBinary(t)
 	var join []string
@@ -52,6 +52,7 @@ func startPartCluster(t *testing.T, lab *netLab) []*partNode {
 		args := append([]string{"--node-id", id, "--data-dir", t.TempDir(), "--loops", "2", "--allow-anonymous",
 			"--listen", "tcp://" + nd.ClientIP + ":1883", "--metrics-listen", nd.ClientIP + ":9100",
 			"--cluster-listen", nd.ClusterIP + ":7222"}, join...)
+		args = append(args, extra...)
 		cmd := lab.command(i, bin, args...)
 		// Off loopback the routes need a secret (docs/clustering.md).
 		cmd.Env = append(os.Environ(), "MCUTIE_CLUSTER_SECRET=partition-test-secret")
@@ -61,6 +62,13 @@ func startPartCluster(t *testing.T, lab *netLab) []*partNode {
 	for _, n := range nodes {
 		n.proc.waitStarted(t, 20*time.Second)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("--- node %s:\n%s", n.id, n.proc.log())
+			}
+		}
+	})
 	partWait(t, nodes, "every node ready and knowing three nodes", partHealBound, func() bool {
 		for _, n := range nodes {
 			if !n.ready() || n.metric(t, "mcutie_cluster_nodes") != 3 {
@@ -229,17 +237,31 @@ func partPublish(t *testing.T, pub *v5Paho, prefix string, n int) {
 //     A's stays, until the id connects on B;
 //   - what A retained during the split reaches a new subscriber on C.
 func TestClusterPartition(t *testing.T) {
+	testClusterPartition(t, false, "--cluster-sessions=false")
+}
+
+// TestClusterPartitionSessions is TestClusterPartition with session
+// ownership (a clustered node's default): the minority refuses CONNECTs
+// that must claim, healing ends the id connected on both sides on the
+// node that no longer owns it, and what was held for the persistent
+// sessions on each side still reaches them once and in order.
+func TestClusterPartitionSessions(t *testing.T) {
+	testClusterPartition(t, true, "--cluster-sessions")
+}
+
+func testClusterPartition(t *testing.T, quorum bool, extra ...string) {
 	if testing.Short() {
 		t.Skip("-short: a network split takes seconds to notice and heal")
 	}
 	lab := newNetLab(t, 3)
-	nodes := startPartCluster(t, lab)
+	nodes := startPartCluster(t, lab, extra...)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	// Session ownership with a quorum (docs/clustering.md) changes what
 	// the minority accepts and what healing ends; its metrics say whether
-	// this build has it.
-	_, quorum := c.metricOK(t, "mcutie_cluster_owners_ready")
-	t.Logf("session ownership with a quorum: %v", quorum)
+	// the nodes run it.
+	if _, on := c.metricOK(t, "mcutie_cluster_owners_ready"); on != quorum {
+		t.Fatalf("session ownership with a quorum: %v, want %v (flags %q)", on, quorum, extra)
+	}
 	conn := func(n *partNode, id string) *v5Paho {
 		cl, _ := v5Connect(t, n.mqtt, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30})
 		return cl
@@ -457,6 +479,7 @@ func TestClusterPartition(t *testing.T) {
 	// message, once, in order [MQTT-4.6.0-5], counted as released.
 	partRecv(t, durC, "durC/split/", 10)
 	partRecv(t, durA, "durA/split/", 10)
+	t.Logf("heal: the held messages delivered both ways (and quiet for %v) %v after the link came back", v5Quiet, time.Since(healAt).Round(10*time.Millisecond))
 	if d := a.metric(t, "mcutie_cluster_released_messages_total") - releasedA; d != 10 {
 		t.Errorf("A released %v held messages to C, want 10", d)
 	}
@@ -483,6 +506,7 @@ func TestClusterPartition(t *testing.T) {
 		got = partRetained(t, c, "ret/#")
 		return len(got) > 0
 	})
+	t.Logf("heal: the message retained during the split on C %v after the link came back", time.Since(healAt).Round(10*time.Millisecond))
 	if len(got) != 1 || got[0].Topic != "ret/split" || string(got[0].Payload) != "kept" || !got[0].Retain {
 		t.Fatalf("a subscriber on C got %d retained messages (first %q %q retain %v), want ret/split \"kept\" once", len(got), got[0].Topic, got[0].Payload, got[0].Retain)
 	}
