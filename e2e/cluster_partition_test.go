@@ -480,6 +480,9 @@ func testClusterPartition(t *testing.T, quorum bool, extra ...string) {
 	partRecv(t, durC, "durC/split/", 10)
 	partRecv(t, durA, "durA/split/", 10)
 	t.Logf("heal: the held messages delivered both ways (and quiet for %v) %v after the link came back", v5Quiet, time.Since(healAt).Round(10*time.Millisecond))
+	resentA, _ := a.metricOK(t, "mcutie_cluster_held_resent_messages_total")
+	resentC, _ := c.metricOK(t, "mcutie_cluster_held_resent_messages_total")
+	t.Logf("heal: held messages sent again for want of an acknowledgement: %v by A, %v by C", resentA, resentC)
 	if d := a.metric(t, "mcutie_cluster_released_messages_total") - releasedA; d != 10 {
 		t.Errorf("A released %v held messages to C, want 10", d)
 	}
