@@ -467,10 +467,12 @@ func (n *Node) writeHoldMetrics(w io.Writer) {
 }
 
 // WaitJoined waits, when the node has seeds, until it has a route and
-// knows the interest of every node it has a route to (or ctx ends): the
+// knows the interest of every node it has a route to, and with session
+// ownership until the owners bucket takes claims (or ctx ends): the
 // listeners should open only then, or a publisher's first messages miss
-// the other nodes' subscribers. It re-announces this node meanwhile, so
-// that the others answer with their interest at once.
+// the other nodes' subscribers and the first CONNECTs are refused with
+// 0x88. It re-announces this node meanwhile, so that the others answer
+// with their interest at once.
 func (n *Node) WaitJoined(ctx context.Context) error {
 	if len(n.o.Join) == 0 || n.ns == nil {
 		return nil
@@ -478,13 +480,13 @@ func (n *Node) WaitJoined(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if n.joined() {
+		if n.joined() && (!n.o.Ownership || n.kvReady() == nil) {
 			return nil
 		}
 		n.signalDirty()
 		select {
 		case <-ctx.Done():
-			return errors.New("cluster: not joined yet (no route, or the other nodes' interest unknown); starting anyway")
+			return errors.New("cluster: not joined yet (no route, the other nodes' interest unknown, or the session owners bucket not ready); starting anyway")
 		case <-tick.C:
 		}
 	}

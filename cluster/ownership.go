@@ -183,22 +183,38 @@ func (n *Node) claim(r *claimReq) broker.ClaimResult {
 		n.own.claims.Add(1)
 		return broker.ClaimResult{}
 	}
-	kv := n.waitKV(r.at.Add(n.o.ClaimTimeout))
-	if kv == nil {
-		n.own.refused.Add(1)
-		return broker.ClaimResult{Err: errNoKV}
+	deadline := r.at.Add(n.o.ClaimTimeout)
+	var (
+		prev owner
+		rev  uint64
+		err  error
+	)
+	for {
+		kv := n.waitKV(deadline)
+		if kv == nil {
+			n.own.refused.Add(1)
+			return broker.ClaimResult{Err: errNoKV}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.o.ClaimTimeout)
+		prev, rev, err = n.casOwner(ctx, kv, r.id)
+		cancel()
+		if !errors.Is(err, errNoKV) {
+			break
+		}
+		// The claim is a probe too, and a sooner one: until the next
+		// probe says otherwise, /readyz and the owners-ready gauge agree
+		// with it.
+		n.own.healthy.Store(false)
+		if !n.majorityInReach() || !time.Now().Before(deadline) {
+			break
+		}
+		// This node hears a majority: the bucket is electing a leader
+		// (its leader's node died or left), which takes seconds; the
+		// claim waits for it (waitKV) up to ClaimTimeout rather than
+		// refuse the clients that node's death sends here.
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.o.ClaimTimeout)
-	defer cancel()
-	prev, rev, err := n.casOwner(ctx, kv, r.id)
 	if err != nil {
 		n.own.refused.Add(1)
-		if errors.Is(err, errNoKV) {
-			// The claim is a probe too, and a sooner one: until the next
-			// probe says otherwise, /readyz and the owners-ready gauge
-			// agree with the CONNECT just refused.
-			n.own.healthy.Store(false)
-		}
 		n.log.Info("cluster: CONNECT refused: the client id could not be claimed", "client", r.id, "err", err)
 		return broker.ClaimResult{Err: err}
 	}
@@ -267,14 +283,16 @@ func (n *Node) alone() bool {
 
 // waitKV returns the bucket once it is healthy, nil if it is not by
 // deadline. Once it has been healthy, an unhealthy bucket (the probe
-// found no leader: no quorum) refuses at once, so a node on the
-// minority side of a partition answers its clients without delay.
+// found no leader: no quorum) refuses at once unless this node hears
+// from a majority of the nodes it knows (then the bucket is electing a
+// leader again), so a node on the minority side of a partition answers
+// its clients without delay.
 func (n *Node) waitKV(deadline time.Time) jetstream.KeyValue {
 	for {
 		if kv := n.own.kv.Load(); kv != nil && n.own.healthy.Load() {
 			return *kv
 		}
-		if n.own.everOK.Load() || time.Now().After(deadline) {
+		if n.own.everOK.Load() && !n.majorityInReach() || time.Now().After(deadline) {
 			return nil
 		}
 		select {
@@ -283,6 +301,21 @@ func (n *Node) waitKV(deadline time.Time) jetstream.KeyValue {
 			return nil
 		}
 	}
+}
+
+// majorityInReach reports whether this node and the nodes it hears from
+// are more than half of the nodes it knows (those away included, until
+// they are forgotten after Options.Hold).
+func (n *Node) majorityInReach() bool {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	up := 1
+	for _, p := range n.peers {
+		if p.away.IsZero() {
+			up++
+		}
+	}
+	return 2*up > len(n.peers)+1
 }
 
 // owns reports the revision of this node's claim on id (0: not owned).
