@@ -195,7 +195,10 @@ func (n *Node) claim(r *claimReq) broker.ClaimResult {
 			n.own.refused.Add(1)
 			return broker.ClaimResult{Err: errNoKV}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.o.ClaimTimeout)
+		// An attempt gets a third of ClaimTimeout: a request made while
+		// the bucket changed leaders can go unanswered, and the next
+		// attempt, to the new leader, is answered at once.
+		ctx, cancel := context.WithTimeout(context.Background(), n.o.ClaimTimeout/3)
 		prev, rev, err = n.casOwner(ctx, kv, r.id)
 		cancel()
 		if !errors.Is(err, errNoKV) {
