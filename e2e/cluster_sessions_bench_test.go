@@ -101,3 +101,56 @@ func BenchmarkClusterConnectWill(b *testing.B) {
 		b.ReportMetric(metricValue(b, nodes[1].node, "mcutie_cluster_wills"), "copies-left")
 	})
 }
+
+// BenchmarkClusterWillFire: how long a will takes from its connection's
+// abrupt close to a subscriber on the same node, one at a time: a v5
+// client with a will (QoS 1) connects, its socket is closed, a v5
+// subscriber on the same node waits for the will. On one node of a
+// three-node in-process cluster with the wills replicated (the node
+// deletes the will's copy before publishing it) and without, and on a
+// single broker. Reports the p50 and p99 of close → delivery.
+//
+//	go test -run '^$' -bench ClusterWillFire -benchtime 500x ./e2e
+func BenchmarkClusterWillFire(b *testing.B) {
+	run := func(b *testing.B, addr string) {
+		sub := dialRaw(b, addr, codec.V5)
+		if ack := sub.connect(&codec.Connect{ClientID: []byte("bwf-sub"), CleanStart: true, KeepAlive: 60}); ack.Code != 0 {
+			b.Fatalf("CONNACK 0x%02x", ack.Code)
+		}
+		sub.send((&codec.Subscribe{PacketID: 1, Subs: []codec.Subscription{{Filter: []byte("bwf/#"), QoS: 0}}}).Append(nil, codec.V5))
+		if h, _ := sub.read(v5Timeout); h.Type != codec.SUBACK {
+			b.Fatalf("got %v, want SUBACK", h.Type)
+		}
+		lat := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for i := range b.N {
+			r := dialRaw(b, addr, codec.V5)
+			if ack := r.connect(&codec.Connect{ClientID: []byte("bwf-" + strconv.Itoa(i)), CleanStart: true, KeepAlive: 30,
+				WillFlag: true, WillQoS: 1, WillTopic: []byte("bwf/" + strconv.Itoa(i)), WillPayload: []byte("gone")}); ack.Code != 0 {
+				b.Fatalf("CONNACK 0x%02x", ack.Code)
+			}
+			t0 := time.Now()
+			r.c.Close()
+			if h, _ := sub.read(v5Timeout); h.Type != codec.PUBLISH {
+				b.Fatalf("got %v, want the will", h.Type)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		b.StopTimer()
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	b.Run("single", func(b *testing.B) {
+		tb := start(b, broker.Options{})
+		run(b, tb.Addr)
+	})
+	b.Run("cluster3-no-replication", func(b *testing.B) {
+		nodes := startCluster(b, 3, func(o *cluster.Options) { o.WillAfter = -1 })
+		run(b, nodes[1].Addr)
+	})
+	b.Run("cluster3-replicated", func(b *testing.B) {
+		nodes := startCluster(b, 3)
+		run(b, nodes[1].Addr)
+	})
+}
