@@ -61,7 +61,8 @@ type Options struct {
 	Logger       *slog.Logger
 
 	// Session ownership (ownership.go, move.go), on with Ownership
-	// (--cluster-sessions): JetStream runs, CONNECTs claim their client
+	// (--cluster-sessions, which the mcutie binary turns on by default;
+	// an embedder sets it): JetStream runs, CONNECTs claim their client
 	// id, sessions move on takeover. Off: none of it (the claim notice
 	// alone ends a session taken over elsewhere).
 	Ownership bool
