@@ -48,7 +48,7 @@ import (
 // run in order; each worker owns its shard's entries. The keeper
 // goroutine (keepWills) binds the bucket, writes the liveness, reads its
 // own copies once and decides which nodes are lost; lost.mu guards what
-// it shares with the workers and the liveness watch.
+// it shares with the workers and the liveness polls.
 
 const (
 	bucketWills = "mcutie_wills"
@@ -121,6 +121,7 @@ type lostWill struct {
 type liveNode struct {
 	seen time.Time // when it last changed, by this node's clock
 	left bool      // it said it left (graceful): it publishes its own
+	rev  uint64    // its liveness key's revision then
 }
 
 type willsState struct {
@@ -438,9 +439,7 @@ func (n *Node) keepWills() {
 	defer t.Stop()
 	var quorumSince time.Time
 	var lastRaise time.Time
-	watching := false
-	ctx, cancelWatch := context.WithCancel(context.Background())
-	defer cancelWatch()
+	polls := 0
 	beat := encodeLive(true, n.epoch)
 	nextBeat := time.Time{}
 	prevRead := false
@@ -492,11 +491,8 @@ func (n *Node) keepWills() {
 		if quorumSince.IsZero() {
 			continue
 		}
-		if !watching {
-			watching = true
-			n.wg.Add(1)
-			go n.watchLiveness(ctx, kv)
-		}
+		polls++
+		n.pollLiveness(kv, polls%livenessList == 1)
 		select {
 		case <-n.wills.ready:
 		default:
@@ -571,44 +567,56 @@ func (n *Node) readPrevBeat(kv jetstream.KeyValue) bool {
 	return true
 }
 
-// watchLiveness follows the n.* keys: when each node last wrote its
-// liveness, by this node's clock.
-func (n *Node) watchLiveness(ctx context.Context, kv jetstream.KeyValue) {
-	defer n.wg.Done()
-	for {
-		w, err := kv.Watch(ctx, "n.*")
-		if err == nil {
-		updates:
-			for {
-				select {
-				case e, ok := <-w.Updates():
-					if !ok {
-						break updates
-					}
-					if e == nil || e.Operation() != jetstream.KeyValuePut {
-						continue
-					}
-					up, _, ok := decodeLive(e.Value())
-					if !ok {
-						continue
-					}
-					n.wills.lost.mu.Lock()
-					n.wills.lost.live[strings.TrimPrefix(e.Key(), "n.")] = &liveNode{seen: time.Now(), left: !up}
-					n.wills.lost.mu.Unlock()
-				case <-ctx.Done():
-					_ = w.Stop()
-					return
-				}
+// pollLiveness reads each node's liveness key and notes, by this node's
+// clock, when its revision last changed. Keys are listed anew every
+// livenessList polls (a node that joined); in between only the known
+// ones are read. Reads, not a watch: a watch's consumer lives on one
+// server, and was seen to stall for seconds when that server left,
+// which made every node look lost.
+func (n *Node) pollLiveness(kv jetstream.KeyValue, list bool) {
+	ls := &n.wills.lost
+	ls.mu.Lock()
+	ids := make([]string, 0, len(ls.live))
+	for id := range ls.live {
+		ids = append(ids, id)
+	}
+	ls.mu.Unlock()
+	if list || len(ids) == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), willTimeout)
+		if kl, err := kv.ListKeysFiltered(ctx, "n.*"); err == nil {
+			ids = ids[:0]
+			for k := range kl.Keys() {
+				ids = append(ids, strings.TrimPrefix(k, "n."))
 			}
-			_ = w.Stop()
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(kvProbe):
+		cancel()
+	}
+	for _, id := range ids {
+		if id == n.o.NodeID {
+			continue
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), willTimeout)
+		e, err := kv.Get(ctx, liveKey(id))
+		cancel()
+		if err != nil {
+			continue // unknown now: judged on what was seen
+		}
+		up, _, ok := decodeLive(e.Value())
+		if !ok {
+			continue
+		}
+		ls.mu.Lock()
+		ln := ls.live[id]
+		if ln == nil || ln.rev != e.Revision() {
+			ls.live[id] = &liveNode{seen: time.Now(), left: !up, rev: e.Revision()}
+		}
+		ls.mu.Unlock()
 	}
 }
+
+// livenessList is how many liveness polls pass between two listings of
+// the liveness keys.
+const livenessList = 10
 
 // readWills reads the copies under prefix (w.<node>.).
 func readWills(kv jetstream.KeyValue, node string) ([]*lostWill, error) {

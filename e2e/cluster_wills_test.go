@@ -340,3 +340,62 @@ func TestClusterWillsLiveNode(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterWillsGracefulLeave: a node that leaves gracefully (SIGTERM,
+// a rolling restart) is not lost: while it is down for longer than
+// --cluster-will-after the others publish none of its wills (no node
+// counted lost); the pending will of a session whose connection its
+// shutdown ended (Will Delay Interval 8 s, session expiry 300 s) is
+// published by that node itself when it is back and the delay has
+// passed [MQTT-3.1.3-9], once.
+func TestClusterWillsGracefulLeave(t *testing.T) {
+	nodes := startWillCluster(t)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "wg-b", CleanStart: true, KeepAlive: 30})
+	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "wg-c", CleanStart: true, KeepAlive: 30})
+	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	crossProbe(t, a.Addr, subB, subC)
+	crossProbe(t, b.Addr, subB, subC)
+	crossProbe(t, c.Addr, subB, subC)
+	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-leave", CleanStart: true, KeepAlive: 30,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
+		WillMessage:    &paho.WillMessage{Topic: "wills/leave", Payload: []byte("left"), QoS: 1},
+		WillProperties: &paho.WillProperties{WillDelayInterval: v5U32(8)}})
+	a.waitMetric(t, "mcutie_cluster_wills", func(v float64) bool { return v == 1 })
+
+	stopped := time.Now()
+	a.term(t)
+	// Down for longer than --cluster-will-after: a lost node would be
+	// counted by now.
+	time.Sleep(5 * time.Second)
+	for _, n := range []*willNode{b, c} {
+		if v := scrapeMetric(n.metrics, "mcutie_cluster_lost_nodes"); v != 0 {
+			t.Errorf("%s counts %v lost nodes while A left gracefully", n.Addr, v)
+		}
+	}
+	select {
+	case p := <-subB.msgs:
+		t.Fatalf("%q published while its node was away after a graceful leave", p.Topic)
+	default:
+	}
+
+	a.restart(t)
+	for _, s := range []*v5Paho{subB, subC} {
+		_, count, at := willsSeen(t, s, 1)
+		if count["wills/leave"] != 1 {
+			t.Fatalf("wills %v, want wills/leave once", count)
+		}
+		if early := at["wills/leave"].Sub(stopped); early < 8*time.Second {
+			t.Errorf("the will arrived %v after its connection ended, before its 8 s delay [MQTT-3.1.3-9]", early)
+		}
+	}
+	a.waitMetric(t, "mcutie_cluster_wills_fired_total", func(v float64) bool { return v == 1 })
+	subB.quiet(t)
+	subC.quiet(t)
+	for _, n := range []*willNode{b, c} {
+		if v := scrapeMetric(n.metrics, "mcutie_cluster_wills_fired_total"); v != 0 {
+			t.Errorf("%s published %v wills of A's, want 0", n.Addr, v)
+		}
+	}
+}
