@@ -340,6 +340,31 @@ func (n *Node) failFlowsLocked() {
 	}
 }
 
+// unreachableFlowsLocked finds the nodes this node waits for whose route
+// is gone (peersMu held; on the heartbeat): they will confirm nothing,
+// and publishers whose acknowledgement waits for them may send nothing
+// more that would make the sender notice (hold.go's check runs per
+// message sent). Such a node is away from now on, held for as the sender
+// would (evs gets the event; lost: the index changes); without a hold
+// its flow is only failed.
+func (n *Node) unreachableFlowsLocked(evs []holdEvent) ([]holdEvent, bool) {
+	lost := false
+	for id, p := range n.peers {
+		if !p.away.IsZero() || p.flow == nil || p.flow.inflight.Load() == 0 || n.reachable(p.subject) {
+			continue
+		}
+		if !n.holdEnabled() {
+			n.flowGivenUp.Add(uint64(p.flow.fail(false)))
+			continue
+		}
+		p.away, p.awayWhy = time.Now(), "route lost"
+		n.log.Warn("cluster: no route to node; holding its persistent sessions' messages", "peer", id, "hold", n.o.Hold)
+		evs = append(evs, holdEvent{kind: evHold, node: id, subject: p.subject, why: p.awayWhy, durable: p.durable})
+		lost = true
+	}
+	return evs, lost
+}
+
 var (
 	metricFlowHeld     = promtext.Counter("mcutie_cluster_flow_held_total", "Publishers' acknowledgements held until another node confirmed the message: beyond the credit that node grants (--cluster-credit there), back-pressure across nodes.")
 	metricFlowInflight = promtext.Gauge("mcutie_cluster_flow_unconfirmed_messages", "QoS 1/2 messages sent (or queued) to other nodes and not confirmed by them yet, every node.")

@@ -266,7 +266,8 @@ func (n *Node) expirePeers() {
 			gone = gone || rebuild
 		}
 	}
-	if gone {
+	evs, lost := n.unreachableFlowsLocked(evs)
+	if gone || lost {
 		n.rebuildLocked()
 	}
 	n.failFlowsLocked()

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,25 @@ func addFlowNode(t testing.TB, i int, seed string, bo broker.Options) *clusterNo
 	}
 	t.Cleanup(cn.Stop)
 	return &clusterNode{testBroker: tb, id: id, node: cn}
+}
+
+// flowPublisher is a paho.golang v5 publisher whose PUBACKs may take as
+// long as the test (held by back-pressure), not v5Timeout.
+func flowPublisher(t *testing.T, addr, id string) *paho.Client {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, v5Timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: &lockedConn{Conn: nc}, PacketTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), v5Timeout)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}); err != nil {
+		nc.Close()
+		t.Fatalf("connect %s: %v", id, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return c
 }
 
 // TestClusterFloodSlowSubscriberLosesNothing: back-pressure across nodes.
@@ -76,7 +97,7 @@ func TestClusterFloodSlowSubscriberLosesNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, pubs)
 	for g := range pubs {
-		pub, _ := v5Connect(t, a.Addr, &paho.Connect{ClientID: "flow-pub-" + strconv.Itoa(g), CleanStart: true, KeepAlive: 30})
+		pub := flowPublisher(t, a.Addr, "flow-pub-"+strconv.Itoa(g))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -190,5 +211,83 @@ func flowCheck(t *testing.T, who string, got map[int][]int, pubs, per int) {
 	}
 	if lost != 0 || dup != 0 || disorder != 0 {
 		t.Fatalf("%s: lost %d, duplicated %d, out of order %d (of %d acknowledged)", who, lost, dup, disorder, pubs*per)
+	}
+}
+
+// TestClusterFlowNodeGoneReleasesPublishers: publishers on A whose
+// PUBACKs wait for B (its subscriber stopped reading, B stopped
+// confirming) are not blocked forever when B's cluster node stops: once A
+// sees B away (its route gone, or silent for the peer timeout) it gives up
+// on B's confirmations, the held PUBACKs are written, and the rest of the
+// flood is acknowledged too (held for B's persistent session by the hold).
+func TestClusterFlowNodeGoneReleasesPublishers(t *testing.T) {
+	const pubs, per = 10, 400
+	a := addFlowNode(t, 0, "", broker.Options{MaxInflight: 50})
+	b := addFlowNode(t, 1, a.node.ClusterAddr(), broker.Options{MaxQueued: 400, MaxInflight: 10})
+	c := addFlowNode(t, 2, a.node.ClusterAddr(), broker.Options{})
+	nodes := []*clusterNode{a, b, c}
+	waitKnown(t, nodes)
+	slow, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "gone-slow", CleanStart: false, KeepAlive: 30,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: v5U32(300), ReceiveMaximum: v5U16(10)}})
+	slow.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "gone/#", QoS: 1}}})
+	t.Cleanup(func() {
+		// Before its Disconnect (cleanups run last first): paho waits in
+		// its handler for room in msgs, which this test never reads.
+		go func() {
+			for {
+				select {
+				case <-slow.msgs:
+				case <-time.After(10 * time.Second):
+					return
+				}
+			}
+		}()
+	})
+	waitInterest(t, nodes, b, "gone/#")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var acked atomic.Int64
+	errs := make(chan error, pubs)
+	for g := range pubs {
+		pub := flowPublisher(t, a.Addr, "gone-pub-"+strconv.Itoa(g))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				if _, err := pub.Publish(ctx, &paho.Publish{Topic: "gone/" + strconv.Itoa(g), QoS: 1, Payload: []byte("m")}); err != nil {
+					errs <- fmt.Errorf("publisher %d message %d: %v", g, i, err)
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	// Held: B's session is far behind and confirms nothing more.
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, a.node, "mcutie_cluster_flow_held_total") == 0 || deferredAcks(t, b) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the publishers were not held within 30 s (acknowledged %d)", acked.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.node.Stop() // B leaves the cluster without a word (its NATS server stops)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case err := <-errs:
+		t.Fatalf("%v (given up %v, unconfirmed %v, held %v, absent %v)", err, metricValue(t, a.node, "mcutie_cluster_flow_given_up_total"),
+			metricValue(t, a.node, "mcutie_cluster_flow_unconfirmed_messages"), metricValue(t, a.node, "mcutie_cluster_flow_held_total"),
+			metricValue(t, a.node, "mcutie_cluster_absent_nodes"))
+	case <-ctx.Done():
+		t.Fatalf("publishers still blocked 60 s after B stopped: %d of %d acknowledged", acked.Load(), pubs*per)
+	}
+	if acked.Load() != pubs*per {
+		t.Fatalf("acknowledged %d of %d", acked.Load(), pubs*per)
+	}
+	if metricValue(t, a.node, "mcutie_cluster_flow_given_up_total") == 0 {
+		t.Fatal("A gave up on no confirmation of B's")
 	}
 }
