@@ -131,6 +131,9 @@ type willsState struct {
 	ready  chan struct{} // closed once this node's old copies were read
 	quorum atomic.Bool   // the last liveness write succeeded
 
+	beatMu sync.Mutex // the liveness writes (beatWills, leaveWills)
+	left   bool       // Leave was called (beatMu)
+
 	lost struct {
 		mu       sync.Mutex
 		live     map[string]*liveNode
@@ -471,9 +474,7 @@ func (n *Node) keepWills() {
 					continue
 				}
 			}
-			c, cancel := context.WithTimeout(context.Background(), willTimeout)
-			_, err := kv.Put(c, liveKey(n.o.NodeID), beat)
-			cancel()
+			err := n.beatWills(kv, beat)
 			if err != nil {
 				quorumSince = time.Time{}
 				n.wills.quorum.Store(false)
@@ -792,17 +793,43 @@ func (n *Node) fireDue(kv jetstream.KeyValue) {
 	}
 }
 
+// errLeft: this node left; its liveness says so and is not written up
+// again.
+var errLeft = errors.New("cluster: left")
+
+// beatWills writes this node's liveness, unless it left (leaveWills):
+// the two writes never cross (beatMu).
+func (n *Node) beatWills(kv jetstream.KeyValue, beat []byte) error {
+	n.wills.beatMu.Lock()
+	defer n.wills.beatMu.Unlock()
+	if n.wills.left {
+		return errLeft
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), willTimeout)
+	defer cancel()
+	_, err := kv.Put(ctx, liveKey(n.o.NodeID), beat)
+	return err
+}
+
 // leaveWills says this node left gracefully: the others do not publish
 // its wills (it publishes those its closes make due, and its pending ones
-// when it is back).
+// when it is back). Its liveness is not written up again in this run.
 func (n *Node) leaveWills() {
-	kvp := n.wills.kv.Load()
-	if !n.wills.on || kvp == nil {
+	if !n.wills.on {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	n.wills.beatMu.Lock()
+	defer n.wills.beatMu.Unlock()
+	n.wills.left = true
+	kvp := n.wills.kv.Load()
+	if kvp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), willTimeout)
 	defer cancel()
-	_, _ = (*kvp).Put(ctx, liveKey(n.o.NodeID), encodeLive(false, n.epoch))
+	if _, err := (*kvp).Put(ctx, liveKey(n.o.NodeID), encodeLive(false, n.epoch)); err != nil {
+		n.log.Warn("cluster: could not say this node left to the wills bucket; the others may publish its wills after --cluster-will-after", "err", err)
+	}
 }
 
 // ---- the records ----
