@@ -65,6 +65,9 @@ type flowOut struct {
 	// credit is what the node grants (0: it confirms nothing: an older
 	// version, or --cluster-credit 0 there).
 	credit atomic.Int64
+	// always holds every acknowledgement until confirmed, within the
+	// credit too (Options.ConfirmAcks).
+	always bool
 	// inflight counts the messages counted by Forward and neither
 	// confirmed nor given up yet.
 	inflight atomic.Int64
@@ -83,8 +86,10 @@ type pendingOut struct {
 
 var streamSeq atomic.Uint64
 
-func newFlowOut() *flowOut {
-	return &flowOut{stream: uint64(time.Now().UnixNano()) + streamSeq.Add(1)}
+// newFlowOut is the flow to one node; always: every acknowledgement
+// waits for its confirmation (Options.ConfirmAcks).
+func newFlowOut(always bool) *flowOut {
+	return &flowOut{stream: uint64(time.Now().UnixNano()) + streamSeq.Add(1), always: always}
 }
 
 // count decides for one message to f's node in Forward: counted (it
@@ -97,7 +102,7 @@ func (f *flowOut) count(ack broker.PeerAck) (counted, held bool) {
 	if c <= 0 {
 		return false, false
 	}
-	if f.inflight.Add(1) <= c {
+	if f.inflight.Add(1) <= c && (!f.always || !ack.Valid()) {
 		return true, false
 	}
 	if !ack.Valid() {

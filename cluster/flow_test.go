@@ -16,9 +16,9 @@ func flowNode(t testing.TB, credit int64) *Node {
 	}
 	n.routing.Store(true)
 	n.peersMu.Lock()
-	n.peers["b"] = &peer{subject: subjectMsg("b"), known: true, filters: []string{"dev/#"}, flow: newFlowOut()}
+	n.peers["b"] = &peer{subject: subjectMsg("b"), known: true, filters: []string{"dev/#"}, flow: newFlowOut(false)}
 	n.peers["b"].flow.credit.Store(credit)
-	n.peers["c"] = &peer{subject: subjectMsg("c"), known: true, filters: []string{"dev/#"}, flow: newFlowOut()}
+	n.peers["c"] = &peer{subject: subjectMsg("c"), known: true, filters: []string{"dev/#"}, flow: newFlowOut(false)}
 	n.rebuildLocked()
 	n.peersMu.Unlock()
 	return n

@@ -192,7 +192,7 @@ func (n *Node) onInterest(msg *nats.Msg) {
 		return
 	}
 	if p == nil {
-		p = &peer{subject: subjectMsg(a.Node), flow: newFlowOut()}
+		p = &peer{subject: subjectMsg(a.Node), flow: newFlowOut(n.o.ConfirmAcks)}
 		n.peers[a.Node] = p
 		n.log.Info("cluster: node joined", "peer", a.Node)
 		rebuild, joined = true, true // retained messages go to it from now on
@@ -202,7 +202,7 @@ func (n *Node) onInterest(msg *nats.Msg) {
 	if rejoined && p.flow != nil {
 		// Restarted: it confirms none of what the run before got.
 		n.flowGivenUp.Add(uint64(p.flow.fail(true)))
-		p.flow = newFlowOut()
+		p.flow = newFlowOut(n.o.ConfirmAcks)
 		rebuild = true
 	}
 	if !a.Leaving {
@@ -313,7 +313,7 @@ func (n *Node) rebuildLocked() {
 	for i, id := range ids {
 		p := n.peers[id]
 		if p.flow == nil {
-			p.flow = newFlowOut()
+			p.flow = newFlowOut(n.o.ConfirmAcks)
 		}
 		ix.subjects = append(ix.subjects, p.subject)
 		ix.ids = append(ix.ids, id)

@@ -96,6 +96,15 @@ type Options struct {
 	// negative: wills are not replicated, a dead node's wills are
 	// published when it restarts). Only with Ownership.
 	WillAfter time.Duration
+	// ConfirmAcks holds every QoS 1/2 publisher's PUBACK/PUBREC until
+	// each other node that got the message confirmed it routed and
+	// stored it (flow.go), not only beyond the credit: nothing this node
+	// acknowledged is lost when it is killed before sending it on. It
+	// costs a round trip between the nodes (and up to 2 ms of batching)
+	// on every such acknowledgement. Nodes that grant no credit (older
+	// versions, Credit negative there) confirm nothing and are not
+	// waited for.
+	ConfirmAcks bool
 }
 
 // Node is this broker's membership in a cluster. It implements

@@ -32,7 +32,7 @@ const willAfter = "3s"
 // startWillCluster starts three processes with session ownership and
 // will replication (--cluster-sessions, --cluster-will-after) and waits
 // until each can claim client ids (a quorum).
-func startWillCluster(t *testing.T) []*willNode {
+func startWillCluster(t *testing.T, extra ...string) []*willNode {
 	t.Helper()
 	// Our own copy of the binary: the shared one under /tmp was seen
 	// removed under a running test by other runs on the same machine.
@@ -52,7 +52,7 @@ func startWillCluster(t *testing.T) []*willNode {
 		// pick): start again on other ports then.
 		for attempt := 1; ; attempt++ {
 			cport := freePort(t)
-			args := []string{"--node-id", fmt.Sprintf("w%d", i), "--cluster-sessions", "--cluster-will-after", willAfter}
+			args := append([]string{"--node-id", fmt.Sprintf("w%d", i), "--cluster-sessions", "--cluster-will-after", willAfter}, extra...)
 			if seed != "" {
 				args = append(args, "--cluster-join", seed)
 			}

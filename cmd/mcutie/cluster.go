@@ -18,21 +18,22 @@ import (
 
 // clusterConfig holds the --cluster-* flags and, once set up, the node.
 type clusterConfig struct {
-	listen     string
-	join       listFlag
-	name       string
-	secret     string
-	secretFile string
-	queue      int
-	credit     int
-	hold       time.Duration
-	holdQueue  int
-	holdBytes  int
-	tlsCert    string
-	tlsKey     string
-	tlsCA      string
-	tombTTL    time.Duration
-	tombs      int
+	listen      string
+	join        listFlag
+	name        string
+	secret      string
+	secretFile  string
+	queue       int
+	credit      int
+	confirmAcks bool
+	hold        time.Duration
+	holdQueue   int
+	holdBytes   int
+	tlsCert     string
+	tlsKey      string
+	tlsCA       string
+	tombTTL     time.Duration
+	tombs       int
 
 	sessions        bool
 	replicas        int
@@ -62,6 +63,7 @@ func clusterFlags(fs *flag.FlagSet, c *clusterConfig) {
 	fs.DurationVar(&c.willAfter, "cluster-will-after", cluster.DefaultWillAfter, "with --cluster-sessions (the default): how long a node must be unheard (its liveness in the cluster's KV unchanged) before the others publish the wills of its clients, once, at their due time; a graceful leave is never such a loss; 0: wills are not replicated (a dead node's wills are published when it restarts) (docs/clustering.md)")
 	fs.IntVar(&c.queue, "cluster-queue", 65536, "messages waiting to be sent to other nodes at most; beyond it they are dropped and counted (mcutie_cluster_dropped_messages_total)")
 	fs.IntVar(&c.credit, "cluster-credit", cluster.DefaultCredit, "QoS 1/2 messages each other node may have on their way here, or waiting for a subscriber here far behind, before its publishers' PUBACK/PUBREC wait for this node (back-pressure across nodes; at most a quarter of --max-queued-messages; 0: none, their publishers are not slowed and this node may drop at full session queues; docs/clustering.md)")
+	fs.BoolVar(&c.confirmAcks, "cluster-confirm-acks", false, "a QoS 1/2 publisher's PUBACK/PUBREC waits until every other node with a matching subscriber confirmed it routed and stored the message: nothing acknowledged is lost when this node is killed before sending it on; costs a round trip between the nodes (and up to 2 ms) per acknowledgement (docs/clustering.md)")
 	fs.DurationVar(&c.hold, "cluster-hold", cluster.DefaultHold, "how long the other nodes hold QoS 1/2 messages for a node that is away (restarting) for its persistent sessions; 0: no hold (docs/clustering.md)")
 	fs.IntVar(&c.holdQueue, "cluster-hold-queue", cluster.DefaultHoldMessages, "messages held at most per absent node; beyond it they are dropped and counted (mcutie_cluster_hold_dropped_messages_total)")
 	fs.StringVar(&c.tlsCert, "cluster-tls-cert", "", "PEM certificate this node presents on the routes (mutual TLS; with --cluster-tls-key and --cluster-tls-ca, all or none): needs serverAuth and clientAuth usages and the addresses the others dial")
@@ -125,7 +127,7 @@ func setupCluster(cfg *config, bopts *broker.Options, log *slog.Logger) error {
 	n, err := cluster.New(cluster.Options{NodeID: bopts.NodeID, Name: c.name, Listen: c.listen, Join: c.join,
 		Secret: secret, QueueSize: c.queue, Credit: credit, Hold: hold, HoldMessages: c.holdQueue, HoldBytes: c.holdBytes, TLS: routeTLS, Logger: log,
 		Ownership: c.sessions, StoreDir: storeDir, Replicas: c.replicas, ClaimTimeout: c.claimTimeout, MoveTimeout: c.moveTimeout, MaxSessionBytes: c.maxSessionBytes,
-		WillAfter: willAfter})
+		WillAfter: willAfter, ConfirmAcks: c.confirmAcks})
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ var helpGroups = []struct {
 	}},
 	{"Management API", []string{"admin", "admin-listen", "admin-token", "admin-token-file", "admin-max-page-size"}},
 	{"Cluster", []string{
-		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue", "cluster-credit",
+		"cluster-listen", "cluster-join", "cluster-name", "cluster-secret", "cluster-secret-file", "cluster-queue", "cluster-credit", "cluster-confirm-acks",
 		"cluster-hold", "cluster-hold-queue", "cluster-hold-bytes", "cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca",
 		"cluster-retained-tombstone-ttl", "cluster-retained-tombstones",
 		"cluster-sessions", "cluster-replicas", "cluster-claim-timeout", "cluster-move-timeout", "cluster-max-session-bytes", "cluster-will-after",
