@@ -704,7 +704,11 @@ func (n *Node) findLost(kv jetstream.KeyValue, quorumSince time.Time) {
 			seen = quorumSince // not watched before then: not judged before then
 		}
 		_, isLost := ls.nodes[id]
-		fresh := ln.left || now.Sub(seen) <= n.o.WillAfter
+		// A node that left gracefully publishes its own wills when it
+		// is back; one that stays away longer than the others hold its
+		// messages for (--cluster-hold) is not coming back soon: its
+		// pending wills are published for it, as for a lost node.
+		fresh := now.Sub(seen) <= n.o.WillAfter || ln.left && now.Sub(seen) <= n.leftGrace()
 		switch {
 		case fresh && isLost:
 			delete(ls.nodes, id)
@@ -737,6 +741,17 @@ func (n *Node) findLost(kv jetstream.KeyValue, quorumSince time.Time) {
 		ls.mu.Unlock()
 		n.log.Warn("cluster: node lost (liveness unchanged for --cluster-will-after); publishing its wills when due", "peer", id, "wills", len(ws), "after", n.o.WillAfter)
 	}
+}
+
+// leftGrace is how long a node that left gracefully may stay away
+// before its pending wills are published by the others: the hold's time
+// (DefaultHold's with the hold off), at least WillAfter.
+func (n *Node) leftGrace() time.Duration {
+	g := n.o.Hold
+	if g <= 0 {
+		g = DefaultHold
+	}
+	return max(g, n.o.WillAfter)
 }
 
 // rankLocked is this node's place among the nodes alive (lowest id

@@ -399,3 +399,53 @@ func TestClusterWillsGracefulLeave(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterWillsLeftForGood: a node that left gracefully (SIGTERM) and
+// stays away longer than --cluster-hold (4 s here) is not coming back
+// soon: the others publish its pending delayed will once, not before its
+// delay [MQTT-3.1.3-9]; the node, restarted later, does not publish it
+// again.
+func TestClusterWillsLeftForGood(t *testing.T) {
+	nodes := startWillCluster(t, "--cluster-hold", "4s")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "wf-b", CleanStart: true, KeepAlive: 30})
+	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "wf-c", CleanStart: true, KeepAlive: 30})
+	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	crossProbe(t, a.Addr, subB, subC)
+	crossProbe(t, b.Addr, subB, subC)
+	crossProbe(t, c.Addr, subB, subC)
+	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-gone", CleanStart: true, KeepAlive: 30,
+		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
+		WillMessage:    &paho.WillMessage{Topic: "wills/gone", Payload: []byte("for good"), QoS: 1},
+		WillProperties: &paho.WillProperties{WillDelayInterval: v5U32(8)}})
+	a.waitMetric(t, "mcutie_cluster_wills", func(v float64) bool { return v == 1 })
+
+	stopped := time.Now()
+	a.term(t)
+	for _, s := range []*v5Paho{subB, subC} {
+		_, count, at := willsSeen(t, s, 1)
+		if count["wills/gone"] != 1 {
+			t.Fatalf("wills %v, want wills/gone once", count)
+		}
+		if early := at["wills/gone"].Sub(stopped); early < 8*time.Second {
+			t.Errorf("the will arrived %v after its node left, before its 8 s delay [MQTT-3.1.3-9]", early)
+		}
+	}
+	fired := 0.0
+	for _, n := range []*willNode{b, c} {
+		fired += scrapeMetric(n.metrics, "mcutie_cluster_wills_fired_for_lost_total")
+	}
+	if fired != 1 {
+		t.Errorf("B and C published %v wills of A's, want 1", fired)
+	}
+
+	// A comes back: its restored session's will has no copy any more.
+	a.restart(t)
+	a.waitMetric(t, "mcutie_cluster_wills_not_fired_total", func(v float64) bool { return v >= 1 })
+	subB.quiet(t)
+	subC.quiet(t)
+	if v := scrapeMetric(a.metrics, "mcutie_cluster_wills_fired_total"); v != 0 {
+		t.Errorf("A published %v wills after its restart, want 0", v)
+	}
+}
