@@ -115,6 +115,21 @@ func (wn *willNode) waitMetric(t *testing.T, name string, ok func(float64) bool)
 	}
 }
 
+// willSubscribers connects a subscriber to wills/# on the second and
+// the third node (client ids prefix-b, prefix-c) and returns once a
+// message from each node reaches both.
+func willSubscribers(t *testing.T, nodes []*willNode, prefix string) (subB, subC *v5Paho) {
+	t.Helper()
+	subB, _ = v5Connect(t, nodes[1].Addr, &paho.Connect{ClientID: prefix + "-b", CleanStart: true, KeepAlive: 30})
+	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	subC, _ = v5Connect(t, nodes[2].Addr, &paho.Connect{ClientID: prefix + "-c", CleanStart: true, KeepAlive: 30})
+	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
+	for _, n := range nodes {
+		crossProbe(t, n.Addr, subB, subC)
+	}
+	return subB, subC
+}
+
 // crossProbe publishes probes from a client on from until every sub got
 // one (the nodes know each other's interest), then drains them.
 func crossProbe(t *testing.T, from string, subs ...*v5Paho) {
@@ -190,13 +205,7 @@ func willsSeen(t *testing.T, s *v5Paho, want int) (map[string]*paho.Publish, map
 func TestClusterWillsOfKilledNode(t *testing.T) {
 	nodes := startWillCluster(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "ws-b", CleanStart: true, KeepAlive: 30})
-	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "ws-c", CleanStart: true, KeepAlive: 30})
-	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	crossProbe(t, a.Addr, subB, subC)
-	crossProbe(t, b.Addr, subB, subC)
-	crossProbe(t, c.Addr, subB, subC)
+	subB, subC := willSubscribers(t, nodes, "ws")
 
 	const delay = 6 // seconds
 	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-v5", CleanStart: true, KeepAlive: 30,
@@ -351,13 +360,7 @@ func TestClusterWillsLiveNode(t *testing.T) {
 func TestClusterWillsGracefulLeave(t *testing.T) {
 	nodes := startWillCluster(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "wg-b", CleanStart: true, KeepAlive: 30})
-	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "wg-c", CleanStart: true, KeepAlive: 30})
-	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	crossProbe(t, a.Addr, subB, subC)
-	crossProbe(t, b.Addr, subB, subC)
-	crossProbe(t, c.Addr, subB, subC)
+	subB, subC := willSubscribers(t, nodes, "wg")
 	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-leave", CleanStart: true, KeepAlive: 30,
 		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
 		WillMessage:    &paho.WillMessage{Topic: "wills/leave", Payload: []byte("left"), QoS: 1},
@@ -408,13 +411,7 @@ func TestClusterWillsGracefulLeave(t *testing.T) {
 func TestClusterWillsLeftForGood(t *testing.T) {
 	nodes := startWillCluster(t, "--cluster-hold", "4s")
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	subB, _ := v5Connect(t, b.Addr, &paho.Connect{ClientID: "wf-b", CleanStart: true, KeepAlive: 30})
-	subB.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	subC, _ := v5Connect(t, c.Addr, &paho.Connect{ClientID: "wf-c", CleanStart: true, KeepAlive: 30})
-	subC.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "wills/#", QoS: 1}}})
-	crossProbe(t, a.Addr, subB, subC)
-	crossProbe(t, b.Addr, subB, subC)
-	crossProbe(t, c.Addr, subB, subC)
+	subB, subC := willSubscribers(t, nodes, "wf")
 	v5Connect(t, a.Addr, &paho.Connect{ClientID: "will-gone", CleanStart: true, KeepAlive: 30,
 		Properties:     &paho.ConnectProperties{SessionExpiryInterval: v5U32(300)},
 		WillMessage:    &paho.WillMessage{Topic: "wills/gone", Payload: []byte("for good"), QoS: 1},
